@@ -1,0 +1,12 @@
+/** The list of subcommands. A new command is one file in this folder plus one line here. */
+import type { Command } from "@commander-js/extra-typings";
+
+/** A function that adds one subcommand to the program. */
+export type RegisterCommand = (program: Command) => void;
+
+const commands: RegisterCommand[] = [];
+
+/** Adds every subcommand to `program`. */
+export function registerCommands(program: Command): void {
+  for (const register of commands) register(program);
+}

@@ -1,0 +1,7 @@
+/** The GPU layer: device bootstrap, buffer pool, pipeline cache, command batching, timing. */
+export * from "./buffer_pool.ts";
+export * from "./default_gpu.ts";
+export * from "./device.ts";
+export * from "./dispatch_grid.ts";
+export * from "./errors.ts";
+export * from "./params.ts";
