@@ -61,6 +61,9 @@ export class Tensor {
 
   /** Allocates an uninitialised tensor (contents undefined). @internal for ops. */
   static empty(gpu: Gpu, shape: Shape, dtype: DType): Tensor {
+    if (dtype === "f16" && !gpu.hasF16) {
+      throw new TypeError("f16 tensors need the shader-f16 feature, which this device lacks; use f32");
+    }
     const bytes = Math.max(16, numel(shape) * DTYPE_BYTES[dtype]);
     return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes)), shape, dtype);
   }
