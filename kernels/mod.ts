@@ -6,3 +6,4 @@ export * from "./philox.ts";
 export * from "./reduce.ts";
 export * from "./softmax.ts";
 export * from "./wgsl.ts";
+export * from "./optim.ts";
