@@ -11,7 +11,7 @@
  */
 import {
   type CreateOptions,
-  Generator,
+  type Generator,
   mulScalar,
   noGrad,
   type Shape,

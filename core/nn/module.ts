@@ -82,8 +82,7 @@ export class Module implements TensorOwner {
   /** Replaces the parameter at a dotted name (used to move parameters into arenas). */
   replaceParameter(dottedName: string, value: Tensor): Tensor {
     const parts = dottedName.split(".");
-    let owner: Module = this;
-    for (const part of parts.slice(0, -1)) owner = owner.child(part);
+    const owner = parts.slice(0, -1).reduce<Module>((m, part) => m.child(part), this);
     const name = parts[parts.length - 1];
     const old = owner.#params.get(name);
     if (!old) throw new Error(`no parameter "${dottedName}"`);
