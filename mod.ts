@@ -4,6 +4,20 @@
  * This module is the public API for plugin authors and scripts. Built-in plugins import only this
  * file, exactly as third-party plugins must.
  *
+ * @example Compute on the GPU with autograd
+ * ```ts
+ * import { backward, initGpu, matmul, scope, sum, tensor } from "./mod.ts";
+ *
+ * await initGpu();
+ * const w = tensor([1, 2, 3, 4], [2, 2], { requiresGrad: true });
+ * const loss = scope(() => {
+ *   const l = sum(matmul(w, w));
+ *   backward(l);
+ *   return l;
+ * });
+ * console.log(await loss.item(), await w.grad!.toArray());
+ * ```
+ *
  * @module
  */
 
@@ -11,3 +25,6 @@
 export const VERSION = "0.1.0";
 
 export * from "./core/gpu/mod.ts";
+export * from "./core/tensor/mod.ts";
+export * from "./core/tensor/reference/ops.ts";
+export * from "./core/tensor/reference/philox.ts";

@@ -78,15 +78,23 @@ for (const top of ["mod.ts", ...Object.keys(rank).filter((l) => l !== "mod.ts"),
         continue;
       }
       if (layer === "core/data") {
-        if (targetLayer !== "core/data") problems.push(`${where}: core/data imports nothing of the compute stack`);
+        if (targetLayer !== "core/data") {
+          problems.push(`${where}: core/data imports nothing of the compute stack`);
+        }
         continue;
       }
       if (targetLayer === "core/data") {
-        if (computeStack.includes(layer)) problems.push(`${where}: the compute stack never imports core/data`);
+        if (computeStack.includes(layer)) {
+          problems.push(`${where}: the compute stack never imports core/data`);
+        }
         continue;
       }
       if (rank[targetLayer] > rank[layer]) {
-        problems.push(`${where}: ${layer} (layer ${rank[layer]}) must not import ${targetLayer} (layer ${rank[targetLayer]})`);
+        problems.push(
+          `${where}: ${layer} (layer ${rank[layer]}) must not import ${targetLayer} (layer ${
+            rank[targetLayer]
+          })`,
+        );
       }
     }
   }

@@ -88,7 +88,9 @@ export class BufferPool {
 
   /** Gives a buffer back. Pending GPU work that reads it still sees its old contents (queue order). */
   release(buffer: GpuBuffer): void {
-    if (!this.#inUse.delete(buffer)) throw new Error(`buffer ${buffer.id} released twice or not from this pool`);
+    if (!this.#inUse.delete(buffer)) {
+      throw new Error(`buffer ${buffer.id} released twice or not from this pool`);
+    }
     this.#stats.bytesInUse -= buffer.size;
     this.#stats.buffersInUse--;
     let list = this.#free.get(buffer.size);

@@ -210,7 +210,9 @@ export class Gpu {
       const message = (event as GPUUncapturedErrorEvent).error.message;
       const kernels = this.#recentBatches.flat();
       this.#errors.push(
-        `${message}\n  (raised while one of these kernels ran: ${[...new Set(kernels)].join(", ") || "none"};` +
+        `${message}\n  (raised while one of these kernels ran: ${
+          [...new Set(kernels)].join(", ") || "none"
+        };` +
           ` run with VOXSSL_GPU_DEBUG=1 to name the exact kernel)`,
       );
     });
@@ -303,10 +305,14 @@ export class Gpu {
     let uniformOffset = 0;
     if (params) {
       if (params.byteLength > UNIFORM_SLOT_BYTES) {
-        throw new Error(`kernel ${kernel.name}: params of ${params.byteLength} bytes exceed ${UNIFORM_SLOT_BYTES}`);
+        throw new Error(
+          `kernel ${kernel.name}: params of ${params.byteLength} bytes exceed ${UNIFORM_SLOT_BYTES}`,
+        );
       }
       if (this.#ringNext === UNIFORM_RING_SLOTS) {
-        if (this.#timedSection) throw new Error("timed section exceeds the uniform ring; time fewer dispatches");
+        if (this.#timedSection) {
+          throw new Error("timed section exceeds the uniform ring; time fewer dispatches");
+        }
         this.flush();
         this.#ringStart = this.#ringNext = 0;
       }
@@ -367,7 +373,9 @@ export class Gpu {
   write(target: GpuBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.#assertUsable();
     if (byteOffset + data.byteLength > target.size) {
-      throw new RangeError(`write of ${data.byteLength} bytes at ${byteOffset} overruns a ${target.size}-byte buffer`);
+      throw new RangeError(
+        `write of ${data.byteLength} bytes at ${byteOffset} overruns a ${target.size}-byte buffer`,
+      );
     }
     if (this.#encoder) this.flush();
     let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -385,7 +393,9 @@ export class Gpu {
     const size = align4(byteLength);
     if (byteLength === 0) return new ArrayBuffer(0);
     if (byteOffset % 4 !== 0 || byteOffset + size > source.size) {
-      throw new RangeError(`read of ${byteLength} bytes at ${byteOffset} is outside a ${source.size}-byte buffer`);
+      throw new RangeError(
+        `read of ${byteLength} bytes at ${byteOffset} is outside a ${source.size}-byte buffer`,
+      );
     }
     const staging = this.#takeStaging(size);
     this.#endPass();
@@ -423,7 +433,10 @@ export class Gpu {
       size: 16,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
     });
-    const readback = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const readback = this.device.createBuffer({
+      size: 16,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.#encoder = this.device.createCommandEncoder();
     this.#pass = this.#encoder.beginComputePass({
       timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
@@ -545,7 +558,9 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) {
     throw new GpuUnavailableError(`This Deno build has no WebGPU (navigator.gpu).\n${NO_ADAPTER_HELP}`);
   }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
+  const adapter = await navigator.gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
   if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_HELP);
   const disabled = new Set(options.disableFeatures ?? []);
   const features = new Set<GpuFeature>();
@@ -570,16 +585,24 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
   };
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredFeatures: [...features] as GPUFeatureName[], requiredLimits });
+    device = await adapter.requestDevice({
+      requiredFeatures: [...features] as GPUFeatureName[],
+      requiredLimits,
+    });
   } catch {
     features.delete("subgroups");
-    device = await adapter.requestDevice({ requiredFeatures: [...features] as GPUFeatureName[], requiredLimits });
+    device = await adapter.requestDevice({
+      requiredFeatures: [...features] as GPUFeatureName[],
+      requiredLimits,
+    });
   }
   const d = device.limits;
   const cap = options.maxStorageBindingBytes;
   const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   const limits: GpuLimits = {
-    maxStorageBufferBindingSize: cap ? Math.min(cap, d.maxStorageBufferBindingSize) : d.maxStorageBufferBindingSize,
+    maxStorageBufferBindingSize: cap
+      ? Math.min(cap, d.maxStorageBufferBindingSize)
+      : d.maxStorageBufferBindingSize,
     maxBufferSize: d.maxBufferSize,
     maxComputeWorkgroupStorageSize: d.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: d.maxComputeInvocationsPerWorkgroup,

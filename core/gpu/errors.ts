@@ -21,7 +21,7 @@ export class BindingTooLargeError extends Error {
 }
 
 /** The instructions printed when no adapter is found (also used by `voxssl doctor`). */
-export const NO_ADAPTER_HELP = [
+export const NO_ADAPTER_HELP: string = [
   "No WebGPU adapter was found.",
   "On a GPU server: install the vendor driver with Vulkan support (NVIDIA: the driver's Vulkan ICD).",
   "On a CPU-only machine: install Mesa's lavapipe, e.g. `sudo apt-get install mesa-vulkan-drivers`",

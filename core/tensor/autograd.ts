@@ -1,0 +1,162 @@
+/**
+ * Reverse-mode autograd with hand-written backward rules.
+ *
+ * A differentiable op calls {@link record} with its inputs, output, the tensors its backward rule needs
+ * (retained until that rule has run) and the rule itself, written with other ops. `backward(loss)` walks
+ * the graph in reverse topological order, releases each node's saved tensors as soon as its rule has
+ * run, and accumulates into the `grad` of leaves (tensors with `requiresGrad` and no node). Gradients
+ * accumulate across calls until the caller clears them (gradient accumulation).
+ */
+import { releaseNode, scopeOwned, trackNode } from "./scope.ts";
+import { sameShape } from "./shape.ts";
+import type { GradNode, Tensor } from "./tensor.ts";
+
+let gradEnabled = true;
+
+/** Whether ops currently record the graph. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording the autograd graph (evaluation, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+/**
+ * Records a differentiable op. Call after computing `output`. `backward(grad)` returns one gradient (or
+ * undefined) per input, shaped like that input, and may only use `saved` tensors and plain values.
+ */
+export function record(
+  name: string,
+  inputs: readonly Tensor[],
+  output: Tensor,
+  saved: readonly Tensor[],
+  backward: (grad: Tensor) => readonly (Tensor | undefined)[],
+): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return output;
+  for (const t of saved) t.retain();
+  const node: GradNode = { name, inputs, saved, backward, released: false };
+  output.requiresGrad = true;
+  output.node = node;
+  trackNode(node);
+  return output;
+}
+
+/** Accumulation used for gradients; injected by the ops layer to avoid an import cycle. */
+export interface GradMath {
+  /** a + b as a new tensor. */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** target += source in place. */
+  addInPlace(target: Tensor, source: Tensor): void;
+  /** A copy. */
+  clone(a: Tensor): Tensor;
+  /** A tensor of ones shaped like `a`. */
+  onesLike(a: Tensor): Tensor;
+}
+
+let math: GradMath | undefined;
+
+/** @internal Installs the ops autograd needs (called once by the ops module). */
+export function installGradMath(m: GradMath): void {
+  math = m;
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i];
+      if (next.node && !visited.has(next)) {
+        visited.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order.reverse(); // root first
+}
+
+/**
+ * Computes gradients of `loss` (default seed: ones, so a scalar loss gives d loss / d leaf) and adds
+ * them to the `grad` of every leaf that requires grad. Releases the graph as it goes.
+ */
+export function backward(loss: Tensor, seed?: Tensor): void {
+  if (!math) throw new Error("autograd ops are not installed (import core/tensor/mod.ts)");
+  const m = math;
+  if (!loss.requiresGrad) throw new Error(`backward(): ${loss} does not require grad (no graph to walk)`);
+  if (seed && seed.size !== loss.size) throw new RangeError(`backward(): seed of ${seed} for ${loss}`);
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    const grads = new Map<Tensor, Tensor>();
+    const [first] = scopeOwned(() => [seed ? seed : m.onesLike(loss)]);
+    if (!loss.node) {
+      accumulateLeaf(loss, first!, m);
+      first!.dispose();
+      return;
+    }
+    grads.set(loss, first!);
+    for (const t of topologicalOrder(loss)) {
+      const node = t.node!;
+      const g = grads.get(t);
+      grads.delete(t);
+      if (!g || node.released) {
+        g?.dispose();
+        continue;
+      }
+      const inputGrads = scopeOwned(() => node.backward(g));
+      g.dispose();
+      releaseNode(node);
+      node.inputs.forEach((input, i) => {
+        const gi = inputGrads[i];
+        if (!gi) return;
+        if (!input.requiresGrad) return gi.dispose();
+        if (!sameShape(gi.shape, input.shape)) {
+          throw new Error(`backward of ${node.name}: gradient [${gi.shape}] for input [${input.shape}]`);
+        }
+        if (!input.node) {
+          accumulateLeaf(input, gi, m);
+          gi.dispose();
+        } else {
+          const existing = grads.get(input);
+          if (!existing) grads.set(input, gi);
+          else {
+            const [sum] = scopeOwned(() => [m.add(existing, gi)]);
+            existing.dispose();
+            gi.dispose();
+            grads.set(input, sum!);
+          }
+        }
+      });
+    }
+    for (const g of grads.values()) g.dispose();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+function accumulateLeaf(leaf: Tensor, g: Tensor, m: GradMath): void {
+  if (leaf.grad) {
+    m.addInPlace(leaf.grad, g);
+  } else {
+    // A copy, never `g` itself: one gradient tensor may flow to several leaves (e.g. both sides of add).
+    const [copy] = scopeOwned(() => [m.clone(g)]);
+    leaf.grad = copy;
+  }
+}

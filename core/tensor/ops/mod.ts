@@ -1,0 +1,13 @@
+/** All tensor ops. Importing this module also installs the ops autograd uses to accumulate. */
+import { installGradMath } from "../autograd.ts";
+import { onesLike } from "./create.ts";
+import { add, addInPlace, clone } from "./elementwise.ts";
+
+installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, s), clone, onesLike });
+
+export * from "./create.ts";
+export * from "./elementwise.ts";
+export * from "./matmul.ts";
+export * from "./reduce.ts";
+export * from "./shape.ts";
+export * from "./softmax.ts";

@@ -1,0 +1,123 @@
+/**
+ * Memory scopes. A training step runs inside `scope(() => ...)`: every tensor and autograd node created
+ * in it is released when it returns, except the tensors in its result (moved to the enclosing scope) and
+ * tensors passed to `keep()`. Parameters and optimizer state are created outside scopes (or kept).
+ *
+ * Scopes are synchronous on purpose: an `await` inside one would let unrelated work register tensors in
+ * it. Read values back (`await t.item()`) after the scope returns.
+ */
+import type { GradNode, Tensor } from "./tensor.ts";
+
+interface ScopeFrame {
+  tensors: Tensor[];
+  nodes: GradNode[];
+}
+
+const stack: ScopeFrame[] = [];
+
+/** @internal Registers a new tensor with the innermost scope. */
+export function trackTensor(t: Tensor): void {
+  stack.at(-1)?.tensors.push(t);
+}
+
+/** @internal Registers a new autograd node with the innermost scope. */
+export function trackNode(node: GradNode): void {
+  stack.at(-1)?.nodes.push(node);
+}
+
+/** @internal Releases the tensors an autograd node saved for backward. */
+export function releaseNode(node: GradNode): void {
+  if (node.released) return;
+  node.released = true;
+  for (const t of node.saved) t.dispose();
+}
+
+function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
+  if (value === null || typeof value !== "object" || depth > 4) return;
+  if ("dispose" in value && "shape" in value && "dtype" in value) {
+    into.add(value as Tensor);
+  } else if (Array.isArray(value)) {
+    for (const v of value) collectTensors(v, into, depth + 1);
+  } else if (value instanceof Map) {
+    for (const v of value.values()) collectTensors(v, into, depth + 1);
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, into, depth + 1);
+  }
+}
+
+/**
+ * Runs `fn` in a new memory scope. Tensors in the result (a tensor, or arrays / plain objects / Maps of
+ * them) survive and move to the enclosing scope; every other tensor created inside is disposed, and the
+ * autograd graph built inside is released (call `backward()` inside the scope that built the graph).
+ */
+export function scope<T>(fn: () => T): T {
+  const frame: ScopeFrame = { tensors: [], nodes: [] };
+  stack.push(frame);
+  let result: T;
+  try {
+    result = fn();
+    if (result instanceof Promise) {
+      throw new Error("scope() callbacks must be synchronous; read values back after the scope returns");
+    }
+  } catch (error) {
+    stack.pop();
+    for (const node of frame.nodes) releaseNode(node);
+    for (const t of frame.tensors) t.dispose();
+    throw error;
+  }
+  stack.pop();
+  const survivors = new Set<Tensor>();
+  collectTensors(result, survivors);
+  const parent = stack.at(-1);
+  for (const node of frame.nodes) releaseNode(node);
+  for (const t of frame.tensors) {
+    if (survivors.has(t)) {
+      t.node = undefined; // the graph that made it is gone
+      parent?.tensors.push(t);
+    } else {
+      t.dispose();
+    }
+  }
+  return result;
+}
+
+/**
+ * Takes tensors out of the innermost scope: they survive it and belong to the caller, who disposes
+ * them. Returns its argument.
+ */
+export function keep<T extends Tensor | readonly Tensor[]>(tensors: T): T {
+  const frame = stack.at(-1);
+  if (!frame) return tensors;
+  const list = Array.isArray(tensors) ? tensors : [tensors as Tensor];
+  for (const t of list) {
+    const i = frame.tensors.indexOf(t);
+    if (i >= 0) frame.tensors.splice(i, 1);
+  }
+  return tensors;
+}
+
+/**
+ * Runs `fn` in a scope whose result tensors become owned by the caller with one reference per
+ * occurrence (a tensor returned twice, or one from outside, gets an extra reference each time). Used by
+ * autograd to hold gradients exactly as long as needed.
+ * @internal
+ */
+export function scopeOwned<T extends readonly (Tensor | undefined)[]>(fn: () => T): T {
+  const frame: ScopeFrame = { tensors: [], nodes: [] };
+  stack.push(frame);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    stack.pop();
+  }
+  for (const t of result) t?.retain();
+  for (const node of frame.nodes) releaseNode(node);
+  for (const t of frame.tensors) t.dispose();
+  return result;
+}
+
+/** Depth of the scope stack (0 outside any scope). */
+export function scopeDepth(): number {
+  return stack.length;
+}

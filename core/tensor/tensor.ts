@@ -1,0 +1,145 @@
+/**
+ * Tensor: a shape and a dtype over contiguous storage in a pooled GPU buffer.
+ *
+ * Memory is reference counted, not garbage collected (V8 does not see GPU memory): a tensor holds one
+ * reference for its owner (the memory scope it was created in, or the caller) plus one per autograd node
+ * that saved it for backward. Views (`reshape`) share the storage. When the last reference goes, the
+ * buffer returns to the pool.
+ */
+import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
+import { type DType, DTYPE_BYTES, type HostArray, hostArray } from "./dtype.ts";
+import { numel, type Shape } from "./shape.ts";
+import { trackTensor } from "./scope.ts";
+
+/** A pooled buffer shared by a tensor and its views. */
+class Storage {
+  refs = 1;
+  constructor(readonly gpu: Gpu, readonly buffer: GpuBuffer) {}
+  release(): void {
+    if (--this.refs === 0) this.gpu.pool.release(this.buffer);
+  }
+}
+
+/** What autograd keeps on a tensor produced by a differentiable op (see autograd.ts). */
+export interface GradNode {
+  readonly name: string;
+  readonly inputs: readonly Tensor[];
+  readonly saved: readonly Tensor[];
+  readonly backward: (grad: Tensor) => readonly (Tensor | undefined)[];
+  released: boolean;
+}
+
+let nextTensorId = 1;
+
+/** An n-dimensional array on the GPU. */
+export class Tensor {
+  /** Unique per process, for debugging and maps. */
+  readonly id = nextTensorId++;
+  readonly shape: Shape;
+  readonly dtype: DType;
+  /** Number of elements. */
+  readonly size: number;
+  readonly gpu: Gpu;
+  /** Whether gradients flow to this tensor. Set it on leaves (parameters, inputs); ops propagate it. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after `backward()`. Owned by this tensor. */
+  grad: Tensor | undefined;
+  /** The op that produced this tensor, when it is part of a graph. @internal */
+  node: GradNode | undefined;
+  #storage: Storage | undefined;
+  #refs = 1;
+
+  /** @internal Tensors are made by ops and factories (`tensor`, `zeros`, ...), not by `new`. */
+  constructor(gpu: Gpu, storage: Storage, shape: Shape, dtype: DType) {
+    this.gpu = gpu;
+    this.#storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.size = numel(shape);
+    trackTensor(this);
+  }
+
+  /** Allocates an uninitialised tensor (contents undefined). @internal for ops. */
+  static empty(gpu: Gpu, shape: Shape, dtype: DType): Tensor {
+    const bytes = Math.max(16, numel(shape) * DTYPE_BYTES[dtype]);
+    return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes)), shape, dtype);
+  }
+
+  /** A new tensor sharing this storage with another shape of the same size. @internal use `reshape`. */
+  view(shape: Shape): Tensor {
+    const storage = this.#live();
+    if (numel(shape) !== this.size) throw new RangeError(`cannot view [${this.shape}] as [${shape}]`);
+    storage.refs++;
+    return new Tensor(this.gpu, storage, shape, this.dtype);
+  }
+
+  /** Rank (number of dimensions). */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Bytes of data. */
+  get byteLength(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+
+  /** The storage as a binding for kernels (at least 16 bytes: one vec4, for empty tensors). */
+  get binding(): BufferRange {
+    return { buffer: this.#live().buffer, size: Math.max(16, this.byteLength) };
+  }
+
+  /** The underlying pooled buffer. */
+  get buffer(): GpuBuffer {
+    return this.#live().buffer;
+  }
+
+  /** Whether the last reference is gone. */
+  get disposed(): boolean {
+    return this.#storage === undefined;
+  }
+
+  /** Adds a reference (each `retain` needs one `dispose`). */
+  retain(): this {
+    this.#live();
+    this.#refs++;
+    return this;
+  }
+
+  /** Drops a reference; the buffer (and this tensor's grad) is released with the last one. */
+  dispose(): void {
+    if (!this.#storage) return;
+    if (--this.#refs > 0) return;
+    this.#storage.release();
+    this.#storage = undefined;
+    this.node = undefined;
+    this.grad?.dispose();
+    this.grad = undefined;
+  }
+
+  /** Copies the data to the host (f16 as Float16Array). Waits for pending GPU work. */
+  async toArray(): Promise<HostArray> {
+    const buffer = await this.gpu.read(this.#live().buffer, 0, this.byteLength);
+    return hostArray(this.dtype, buffer, this.size);
+  }
+
+  /** Copies the data to the host as float64 (for comparisons with the CPU reference). */
+  async toFloat64(): Promise<Float64Array> {
+    return Float64Array.from(await this.toArray());
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new RangeError(`item() needs one element, tensor has shape [${this.shape}]`);
+    return (await this.toArray())[0];
+  }
+
+  /** A short description: shape, dtype, grad state. */
+  toString(): string {
+    return `Tensor[${this.shape.join("×")}] ${this.dtype}${this.requiresGrad ? " requiresGrad" : ""}`;
+  }
+
+  #live(): Storage {
+    if (!this.#storage) throw new Error(`${this.toString()} (#${this.id}) was disposed`);
+    return this.#storage;
+  }
+}

@@ -1,0 +1,57 @@
+// Philox4x32-10 counter-based random numbers (Salmon et al., SC'11), the generator of cuRAND/PyTorch.
+// Layout: invocation t draws one block from counter (offset + t) under key (seed_lo, seed_hi) and writes
+// elements 4t..4t+3 of a contiguous output of n elements. Integer arithmetic only until the final
+// conversion, so every adapter produces the same bits; mulhi is built from 16-bit halves (WGSL has no
+// u64). Conversions: uniform u = (x >> 8) · 2^-24 in [0, 1); normal by Box–Muller on pairs; bernoulli
+// as u < p. Workgroup 256; grid split over x/y/z by linear_workgroup.
+struct P { n: u32, offset_lo: u32, offset_hi: u32, seed_lo: u32, seed_hi: u32, a: f32, b: f32 }
+@group(0) @binding(0) var<storage, read_write> out: array<{{T}}>;
+@group(1) @binding(0) var<uniform> p: P;
+
+{{LINEAR_INDEX}}
+
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+  let al = a & 0xffffu;
+  let ah = a >> 16u;
+  let bl = b & 0xffffu;
+  let bh = b >> 16u;
+  let ll = al * bl;
+  let lh = al * bh;
+  let hl = ah * bl;
+  let hh = ah * bh;
+  let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+  return vec2<u32>(hh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u), a * b);
+}
+
+fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+  var c = counter;
+  var k = key;
+  for (var r = 0u; r < 10u; r++) {
+    let p0 = mulhilo(0xD2511F53u, c.x);
+    let p1 = mulhilo(0xCD9E8D57u, c.z);
+    c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+    k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+  }
+  return c;
+}
+
+fn unit(x: u32) -> f32 {
+  return f32(x >> 8u) * (1.0 / 16777216.0);
+}
+
+fn transform(r: vec4<u32>) -> vec4<f32> {
+  {{TRANSFORM}}
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = linear_workgroup(wid, nwg) * 256u + lid;
+  if (t * 4u >= p.n) { return; }
+  let lo = p.offset_lo + t;
+  let hi = p.offset_hi + select(0u, 1u, lo < t); // carry
+  let v = transform(philox(vec4<u32>(lo, hi, 0u, 0u), vec2<u32>(p.seed_lo, p.seed_hi)));
+  for (var j = 0u; j < 4u; j++) {
+    if (t * 4u + j < p.n) { out[t * 4u + j] = {{T}}(v[j]); }
+  }
+}
