@@ -5,7 +5,7 @@
  * skipped (1), or the job itself failed (2).
  */
 import { dirname, resolve } from "node:path";
-import { Command, Option } from "@commander-js/extra-typings";
+import { type Command, Option } from "@commander-js/extra-typings";
 import {
   buildFolderIndex,
   buildOpenMindIndex,
