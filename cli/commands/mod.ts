@@ -2,11 +2,12 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
 import { registerIndex } from "./index.ts";
+import { registerPreprocess } from "./preprocess.ts";
 
 /** A function that adds one subcommand to the program. */
 export type RegisterCommand = (program: Command) => void;
 
-const commands: RegisterCommand[] = [registerDoctor, registerIndex];
+const commands: RegisterCommand[] = [registerDoctor, registerIndex, registerPreprocess];
 
 /** Adds every subcommand to `program`. */
 export function registerCommands(program: Command): void {

@@ -47,6 +47,8 @@ export interface SyntheticFile {
   modality: PhantomModality;
   /** Image quality score written to the CSV (1 best … 5 worst). */
   qualityScore: number;
+  /** Voxel size `[sd, sh, sw]` in canonical (RAS) order, i.e. after reorientation. */
+  spacing: Shape3;
 }
 
 /** What {@link writeSyntheticDataset} wrote. */
@@ -166,6 +168,7 @@ export async function writeSyntheticDataset(
       session,
       modality,
       qualityScore: 1 + rng.int(9) * 0.5,
+      spacing: geometry.spacing,
     };
     if (layout === "openmind") {
       const dataDir = join(folder, `${name}__Data`);
