@@ -12,3 +12,4 @@ export * from "./philox.ts";
 export * from "./reduce.ts";
 export * from "./softmax.ts";
 export * from "./wgsl.ts";
+export * from "./optim.ts";

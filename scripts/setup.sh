@@ -17,7 +17,7 @@ fi
 ./deno --version | head -n 1 >&2
 
 say "caching npm dependencies (deno.lock)"
-./deno install --frozen --quiet --entrypoint mod.ts cli/main.ts >&2
+./deno install --frozen --quiet --entrypoint mod.ts cli/main.ts bench/main.ts >&2
 
 if ! ./deno run --allow-env --allow-read scripts/probe_adapter.ts; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

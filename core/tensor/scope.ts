@@ -32,9 +32,22 @@ export function releaseNode(node: GradNode): void {
   for (const t of node.saved) t.dispose();
 }
 
+/**
+ * Objects that own tensors (modules, optimizers) implement this method so that returning them from a
+ * scope keeps their tensors alive.
+ */
+export const OWNED_TENSORS: unique symbol = Symbol.for("voxssl.ownedTensors");
+
+/** An object that lists the tensors it owns. */
+export interface TensorOwner {
+  [OWNED_TENSORS](): Iterable<Tensor>;
+}
+
 function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
   if (value === null || typeof value !== "object" || depth > 4) return;
-  if ("dispose" in value && "shape" in value && "dtype" in value) {
+  if (OWNED_TENSORS in value) {
+    for (const t of (value as TensorOwner)[OWNED_TENSORS]()) into.add(t);
+  } else if ("dispose" in value && "shape" in value && "dtype" in value) {
     into.add(value as Tensor);
   } else if (Array.isArray(value)) {
     for (const v of value) collectTensors(v, into, depth + 1);

@@ -1,0 +1,6 @@
+/** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
+import type { BenchSuite } from "./harness.ts";
+import { matmulSuite } from "./matmul_bench.ts";
+
+/** Every suite. */
+export const suites: BenchSuite[] = [matmulSuite];
