@@ -1,4 +1,10 @@
 /** Kernel launchers: WGSL sources (or generators) and the code that binds and dispatches them. */
+export * from "./conv3d_backward_data.ts";
+export * from "./conv3d_backward_weight.ts";
+export * from "./conv3d_bias_grad.ts";
+export * from "./conv3d_forward.ts";
+export { chooseTile, CONV_TUNING, type GemmTile } from "./conv3d_gemm.ts";
+export * from "./conv3d_geometry.ts";
 export * from "./copy.ts";
 export * from "./elementwise.ts";
 export * from "./matmul.ts";

@@ -5,6 +5,7 @@ import { add, addInPlace, clone } from "./elementwise.ts";
 
 installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, s), clone, onesLike });
 
+export * from "./conv.ts";
 export * from "./create.ts";
 export * from "./elementwise.ts";
 export * from "./matmul.ts";
