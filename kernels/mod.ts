@@ -6,3 +6,6 @@ export * from "./philox.ts";
 export * from "./reduce.ts";
 export * from "./softmax.ts";
 export * from "./wgsl.ts";
+export * from "./chunked.ts";
+export * from "./norm.ts";
+export * from "./activation.ts";

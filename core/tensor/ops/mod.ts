@@ -7,7 +7,9 @@ installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, 
 
 export * from "./create.ts";
 export * from "./elementwise.ts";
+export * from "./activation.ts";
 export * from "./matmul.ts";
+export * from "./norm.ts";
 export * from "./reduce.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";
