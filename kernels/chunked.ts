@@ -90,8 +90,12 @@ export function mapRange(map: IndexMap, g0: number, g1: number): [number, number
   return [q0 * mul, q1 * mul + mod - 1 + extent];
 }
 
-/** How an operand is indexed: like the main tensor, through a runtime {@link IndexMap}, or bound whole. */
-export type IndexKind = "same" | "map" | "whole";
+/**
+ * How an operand is indexed: like the main tensor, through a runtime {@link IndexMap}, at absolute
+ * indices the body computes (`custom`: `ix_<name>(i)` adds the window offset; the launcher gives the
+ * span of elements a chunk touches), or bound whole.
+ */
+export type IndexKind = "same" | "map" | "custom" | "whole";
 
 /** One storage operand of a generated kernel. */
 export interface OperandSpec {
@@ -102,10 +106,12 @@ export interface OperandSpec {
   index: IndexKind;
 }
 
-/** The buffer of an operand and, for `index: "map"`, its map. */
+/** The buffer of an operand and, for `index: "map"`, its map; for `"custom"`, its span per chunk. */
 export interface OperandArg {
   range: BufferRange;
   map?: IndexMap;
+  /** Half-open range of this operand's elements that main-tensor elements [g0, g1) touch. */
+  span?: (g0: number, g1: number) => [number, number];
 }
 
 /** A bound window: the range to bind and the u32 (wrapping) offset added to `idx(g)`. */
@@ -184,7 +190,7 @@ function operandFields(operands: readonly OperandSpec[]): string[] {
 
 function indexFns(operands: readonly OperandSpec[]): string {
   return operands.filter((o) => o.index !== "whole").map((o) =>
-    o.index === "same"
+    o.index === "same" || o.index === "custom"
       ? `fn ix_${o.name}(g: u32) -> u32 { return g + p.${o.name}_o; }`
       : `fn ix_${o.name}(g: u32) -> u32 { return (g / p.${o.name}_d) * p.${o.name}_m + g % p.${o.name}_r + p.${o.name}_o; }`
   ).join("\n");
@@ -216,7 +222,8 @@ function bindOperands(
       windows.push(undefined);
       continue;
     }
-    const span = extra(o.name) ?? mapRange(o.index === "same" ? SAME : arg.map!, g0, g1);
+    const span = extra(o.name) ??
+      (o.index === "custom" ? arg.span!(g0, g1) : mapRange(o.index === "same" ? SAME : arg.map!, g0, g1));
     const w = windowOf(gpu, arg.range, OPERAND_BYTES[o.type], span[0], span[1]);
     if (w.range.size > max) return undefined;
     ranges.push(w.range);
@@ -247,6 +254,7 @@ function checkWhole(gpu: Gpu, name: string, operands: readonly OperandSpec[], ar
   }
   operands.forEach((o, i) => {
     if (o.index === "map" && !args[i].map) throw new Error(`${name}: operand ${o.name} needs an index map`);
+    if (o.index === "custom" && !args[i].span) throw new Error(`${name}: operand ${o.name} needs a span`);
     if (o.index === "whole" && align4(args[i].range.size) > gpu.limits.maxStorageBufferBindingSize) {
       throw new BindingTooLargeError(
         `${name}: operand ${o.name} (${args[i].range.size} bytes) must fit in one binding ` +

@@ -9,3 +9,5 @@ export * from "./wgsl.ts";
 export * from "./chunked.ts";
 export * from "./norm.ts";
 export * from "./activation.ts";
+export * from "./pool.ts";
+export * from "./resample.ts";

@@ -10,6 +10,8 @@ export * from "./elementwise.ts";
 export * from "./activation.ts";
 export * from "./matmul.ts";
 export * from "./norm.ts";
+export * from "./pool.ts";
 export * from "./reduce.ts";
+export * from "./resample.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";
