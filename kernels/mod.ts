@@ -13,3 +13,8 @@ export * from "./reduce.ts";
 export * from "./softmax.ts";
 export * from "./wgsl.ts";
 export * from "./optim.ts";
+export * from "./chunked.ts";
+export * from "./norm.ts";
+export * from "./activation.ts";
+export * from "./pool.ts";
+export * from "./resample.ts";

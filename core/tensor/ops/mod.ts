@@ -8,7 +8,11 @@ installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, 
 export * from "./conv.ts";
 export * from "./create.ts";
 export * from "./elementwise.ts";
+export * from "./activation.ts";
 export * from "./matmul.ts";
+export * from "./norm.ts";
+export * from "./pool.ts";
 export * from "./reduce.ts";
+export * from "./resample.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";
