@@ -6,6 +6,7 @@ import { add, addInPlace, clone } from "./elementwise.ts";
 installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, s), clone, onesLike });
 
 export * from "./conv.ts";
+export * from "./attention.ts";
 export * from "./create.ts";
 export * from "./elementwise.ts";
 export * from "./activation.ts";
@@ -14,5 +15,6 @@ export * from "./norm.ts";
 export * from "./pool.ts";
 export * from "./reduce.ts";
 export * from "./resample.ts";
+export * from "./rope.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";
