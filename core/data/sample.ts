@@ -127,17 +127,19 @@ export function cutSample(
     const centre = start.map((s, i) => s + (patch[i] - 1) / 2);
     const matrix = spatialMatrix(plan.spatial);
     const box = sourceBox(matrix, patch, centre);
-    const local = centre.map((c, i) => c - box.start[i]);
-    const region = reader.readRegion("image", box.start, box.size, load) as Float32Array;
-    const regionMasks = spec.masks.map((m) =>
-      reader.readRegion(MASK_ARRAY[m], box.start, box.size, load) as Uint8Array
-    );
+    // only the part inside the volume is read: the warp treats everything outside as zero
+    const lo = box.start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
+    const hi = box.start.map((s, i) => Math.min(reader.shape[i], s + box.size[i]));
+    const size = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
+    const local = centre.map((c, i) => c - lo[i]);
+    const region = reader.readRegion("image", lo, size, load) as Float32Array;
+    const regionMasks = spec.masks.map((m) => reader.readRegion(MASK_ARRAY[m], lo, size, load) as Uint8Array);
     const t = performance.now();
-    image = warpPatch(region, box.size, local, matrix, patch, "linear");
+    image = warpPatch(region, size, local, matrix, patch, "linear");
     spec.masks.forEach((
       m,
       k,
-    ) => (masks[m] = warpPatch(regionMasks[k], box.size, local, matrix, patch, "nearest")));
+    ) => (masks[m] = warpPatch(regionMasks[k], size, local, matrix, patch, "nearest")));
     augmentMs += performance.now() - t;
   } else {
     image = reader.readRegion("image", start, patch, load) as Float32Array;
