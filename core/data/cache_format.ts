@@ -96,7 +96,9 @@ export function shuffleBytes(bytes: Uint8Array, width: number, inverse = false):
     // 32-bit words: a quarter of the memory operations of the byte loop
     if (inverse) {
       const words = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) words[i] = bytes[i] | (bytes[n + i] << 8) | (bytes[2 * n + i] << 16) | (bytes[3 * n + i] << 24);
+      for (let i = 0; i < n; i++) {
+        words[i] = bytes[i] | (bytes[n + i] << 8) | (bytes[2 * n + i] << 16) | (bytes[3 * n + i] << 24);
+      }
     } else {
       const words = new Uint32Array(bytes.buffer, bytes.byteOffset, n);
       for (let i = 0; i < n; i++) {
@@ -111,7 +113,7 @@ export function shuffleBytes(bytes: Uint8Array, width: number, inverse = false):
   }
   for (let k = 0; k < width; k++) {
     const plane = k * n;
-    if (inverse) for (let i = 0; i < n; i++) out[i * width + k] = bytes[plane + i];
+    if (inverse) { for (let i = 0; i < n; i++) out[i * width + k] = bytes[plane + i]; }
     else for (let i = 0; i < n; i++) out[plane + i] = bytes[i * width + k];
   }
   return out;
