@@ -213,8 +213,11 @@ export interface ImageFilter {
   dropUnscored?: boolean;
 }
 
-/** Applies quality and modality filters. */
-export function filterImages(images: ImageRecord[], filter: ImageFilter): ImageRecord[] {
+/** Applies quality and modality filters (to image records or cache entries alike). */
+export function filterImages<T extends Pick<ImageRecord, "modality" | "qualityScore">>(
+  images: T[],
+  filter: ImageFilter,
+): T[] {
   const modalities = filter.modalities && new Set(filter.modalities);
   return images.filter((image) => {
     if (modalities && !modalities.has(image.modality)) return false;

@@ -86,14 +86,10 @@ export async function resolveSource(
     }
     return resolveSource(isDir ? { kind: "cache", path: input } : { kind: "index", path: input }, selection);
   }
-  const select = <T extends { dataset: string; subject: string; modality: string; qualityScore?: number }>(
+  const select = <T extends Pick<ImageRecord, "dataset" | "subject" | "modality" | "qualityScore">>(
     items: T[],
   ) =>
-    selectSplit(
-      filterImages(items as unknown as ImageRecord[], selection.filter ?? {}) as unknown as T[],
-      selection.split ?? "all",
-      selection.splitSeed,
-    );
+    selectSplit(filterImages(items, selection.filter ?? {}), selection.split ?? "all", selection.splitSeed);
   let resolved: ResolvedSource;
   if (input.kind === "synthetic") {
     const spec: Required<SyntheticSource> = {
