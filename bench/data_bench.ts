@@ -293,7 +293,8 @@ export async function runDataBench(options: DataBenchOptions): Promise<Record<st
       const from = raw ? "raw .nii.gz (decoded on every read)" : "the cache";
       log(`\nloader from ${from}, augmentation ${augmentation}, batch 2:`);
       for (const w of workers) {
-        const run = await measureLoader(source, w, batches, augmentation, raw);
+        // enough batches that the prefetch ramp-up of many workers does not dominate
+        const run = await measureLoader(source, w, Math.max(batches, gpu ? 3 * w : 0), augmentation, raw);
         figures[`${name}.w${w}.patches_per_s`] = run.patchesPerSecond;
         figures[`${name}.w${w}.cpu_ms_per_patch`] = run.cpuMsPerPatch;
         figures[`${name}.w${w}.cores_used`] = run.coresUsed;
