@@ -28,7 +28,7 @@ function denoCacheDir(): string | undefined {
 
 /** The plan for a run: its plugins, data and run folder. */
 export function planSandbox(
-  options: { plugins: string[]; data: string[]; out: string; cwd: string },
+  options: { plugins: string[]; data: string[]; out: string; cwd: string; configFile?: string },
 ): SandboxPlan {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
   const projectRoot = resolve(dirname(new URL(import.meta.url).pathname), "..");
