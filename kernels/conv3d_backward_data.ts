@@ -164,7 +164,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
         let k = k0 + kl;
         var v = vec4<f32>(0.0);
         if (a_ok && k < k_end) { v = g[(a_row + k * p.out_s) / 4u]; }
-        As[kl * (BM / 4u) + a_m4 / 4u] = v;
+        As[kl * AS + a_m4 / 4u] = v;
       }
     }`,
     };
@@ -201,7 +201,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
             v = g[a_row + co * p.out_s + u32(od) * a_hw + u32(oh) * p.out_w + u32(ow)];
           }
         }
-        As[kl * (BM / 4u) + a_m / 4u][a_m % 4u] = v;
+        As[kl * AS + a_m / 4u][a_m % 4u] = v;
       }
     }`,
   };
@@ -233,7 +233,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
 ${tapIndex}
           v = wt[wi / 4u];
         }
-        Bs[kl * (BN / 4u) + b_n4 / 4u] = v;
+        Bs[kl * BS + b_n4 / 4u] = v;
       }
     }`,
     };
@@ -255,7 +255,7 @@ ${tapIndex}
 ${tapIndex}
           v = wt[wi];
         }
-        Bs[kl * (BN / 4u) + b_n / 4u][b_n % 4u] = v;
+        Bs[kl * BS + b_n / 4u][b_n % 4u] = v;
       }
     }`,
   };

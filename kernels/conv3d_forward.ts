@@ -127,7 +127,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
         let k = k0 + kl;
         var v = vec4<f32>(0.0);
         if (a_ok && k < k_end) { v = x[(a_row + k * p.in_s) / 4u]; }
-        As[kl * (BM / 4u) + a_m4 / 4u] = v;
+        As[kl * AS + a_m4 / 4u] = v;
       }
     }`,
     };
@@ -160,10 +160,10 @@ ${A_ROW_SETUP}`,
         }
         let col = a_m / 4u;
         let lane = a_m % 4u;
-        As[kl * (BM / 4u) + col][lane] = v.x;
-        As[(kl + 1u) * (BM / 4u) + col][lane] = v.y;
-        As[(kl + 2u) * (BM / 4u) + col][lane] = v.z;
-        As[(kl + 3u) * (BM / 4u) + col][lane] = v.w;
+        As[kl * AS + col][lane] = v.x;
+        As[(kl + 1u) * AS + col][lane] = v.y;
+        As[(kl + 2u) * AS + col][lane] = v.z;
+        As[(kl + 3u) * AS + col][lane] = v.w;
       }
     }`,
     };
@@ -192,7 +192,7 @@ ${A_ROW_SETUP}`,
             v = x[a_row + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
           }
         }
-        As[kl * (BM / 4u) + a_m / 4u][a_m % 4u] = v;
+        As[kl * AS + a_m / 4u][a_m % 4u] = v;
       }
     }`,
   };
@@ -217,10 +217,10 @@ function bLoader(v: Variant): { setup: string; load: string } {
         if (k < k_end && n < p.n) { v = w[((p.co0 + n) * p.kc + b_row + k) / 4u]; }
         let col = nl / 4u;
         let lane = nl % 4u;
-        Bs[b_k4 * (BN / 4u) + col][lane] = v.x;
-        Bs[(b_k4 + 1u) * (BN / 4u) + col][lane] = v.y;
-        Bs[(b_k4 + 2u) * (BN / 4u) + col][lane] = v.z;
-        Bs[(b_k4 + 3u) * (BN / 4u) + col][lane] = v.w;
+        Bs[b_k4 * BS + col][lane] = v.x;
+        Bs[(b_k4 + 1u) * BS + col][lane] = v.y;
+        Bs[(b_k4 + 2u) * BS + col][lane] = v.z;
+        Bs[(b_k4 + 3u) * BS + col][lane] = v.w;
       }
     }`,
     };
@@ -239,7 +239,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
         let n = tile_n + nl;
         var v = 0.0;
         if (k < k_end && n < p.n) { v = w[(p.co0 + n) * p.kc + b_row + k]; }
-        Bs[b_k * (BN / 4u) + nl / 4u][nl % 4u] = v;
+        Bs[b_k * BS + nl / 4u][nl % 4u] = v;
       }
     }`,
   };
