@@ -23,12 +23,15 @@ import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   chooseSplits,
   chooseTile,
+  coverRow,
+  coverRows,
   gemmBody,
   gemmDecls,
   type GemmTile,
   ncdhwSpan,
   planChunks,
   ranges,
+  rowCover,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
@@ -93,106 +96,117 @@ const KVOL = ${kd * kh * kw}u; const KHW = ${kh * kw}u; const KWU = ${kw}u;
 `;
 }
 
-// Invocation's output voxel (A rows), decomposed once before the K loop.
-const A_ROW_SETUP = /* wgsl */ `
+// Output voxel of A row `r` of this invocation, decomposed once before the K loop.
+function aRowSetup(r: number, local: string): string {
+  return /* wgsl */ `
+  let a_m${r} = ${local};
+  let am${r} = tile_m + a_m${r};
+  let a_ok${r} = am${r} < p.m;
+  let a_sp${r} = am${r} % chunk_o;
+  let a_hw${r} = a_sp${r} % hw_o;
+  let a_id${r} = i32(p.od0 + a_sp${r} / hw_o) * SD - PD;
+  let a_ih${r} = i32(a_hw${r} / p.out_w) * SH - PH;
+  let a_iw${r} = i32(a_hw${r} % p.out_w) * SW - PW;
+  let a_row${r} = (p.n0 + am${r} / chunk_o) * p.cin * p.in_s + p.ci0 * p.in_s - p.x_base;`;
+}
+
+const A_COMMON = /* wgsl */ `
   let hw_o = p.out_h * p.out_w;
   let chunk_o = p.odc * hw_o;
-  let a_nb = am / chunk_o;
-  let a_sp = am % chunk_o;
-  let a_r = a_sp % hw_o;
-  let a_id = i32(p.od0 + a_sp / hw_o) * SD - PD;
-  let a_ih = i32(a_r / p.out_w) * SH - PH;
-  let a_iw = i32(a_r % p.out_w) * SW - PW;
-  let in_hw = p.in_h * p.in_w;
-  let a_row = (p.n0 + a_nb) * p.cin * p.in_s + p.ci0 * p.in_s - p.x_base;
-`;
+  let in_hw = p.in_h * p.in_w;`;
+
+// The K entry's input channel and kernel tap (shared by all rows of the invocation).
+const K_TAP = /* wgsl */ `
+        let k_ok = k < k_end;
+        let ci = k / KVOL;
+        let kr = k % KVOL;
+        let kd = i32(kr / KHW);
+        let kh = i32((kr % KHW) / KWU);
+        let kw = i32(kr % KWU);
+        let koff = ci * p.in_s;`;
 
 function aLoader(v: Variant): { setup: string; load: string } {
   const t = v.tile;
   if (v.a === "pointwise") {
-    const iters = Math.ceil((t.bk * t.bm) / (4 * t.threads));
+    // vec4 along M: rows are quads of 4 consecutive output voxels (same batch item, aligned)
+    const c = rowCover(t, t.bm / 4, t.bk);
+    const rows = coverRows(c).map((r) => /* wgsl */ `
+  let a_q${r} = ${coverRow(c, r)};
+  let am${r} = tile_m + a_q${r} * 4u;
+  let a_ok${r} = am${r} < p.m;
+  let a_row${r} = (p.n0 + am${r} / a_chunk) * p.cin * p.in_s + p.ci0 * p.in_s + p.od0 * hw_o + am${r} % a_chunk -
+    p.x_base;`);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          if (a_ok${r} && k < k_end) { v = x[(a_row${r} + k * p.in_s) / 4u]; }
+          As[kl * AS + a_q${r}] = v;
+        }`);
     return {
       setup: /* wgsl */ `
-  let a_m4 = (t % (BM / 4u)) * 4u;
-  let a_k = t / (BM / 4u);
-  let am = tile_m + a_m4;
-  let a_ok = am < p.m;
-  let a_chunk = p.odc * p.out_h * p.out_w;
-  let a_row = (p.n0 + am / a_chunk) * p.cin * p.in_s + p.ci0 * p.in_s + p.od0 * p.out_h * p.out_w +
-    am % a_chunk - p.x_base;`,
+  let hw_o = p.out_h * p.out_w;
+  let a_chunk = p.odc * hw_o;
+  let a_k = t / ${c.units}u;${rows.join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (4u * THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
       if (kl < BK) {
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (a_ok && k < k_end) { v = x[(a_row + k * p.in_s) / 4u]; }
-        As[kl * AS + a_m4 / 4u] = v;
+        let k = k0 + kl;${loads.join("")}
       }
     }`,
     };
   }
   if (v.a === "patch") {
-    const iters = Math.ceil((t.bk * t.bm) / (4 * t.threads));
+    // vec4 along K: four consecutive kW taps of one row of the patch
+    const c = rowCover(t, t.bm, t.bk / 4);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          let id = a_id${r} + kd;
+          let ih = a_ih${r} + kh;
+          if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h) {
+            v = x[(a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(a_iw${r} + kw)) / 4u];
+          }
+          let col = a_m${r} / 4u;
+          let lane = a_m${r} % 4u;
+          As[kl * AS + col][lane] = v.x;
+          As[(kl + 1u) * AS + col][lane] = v.y;
+          As[(kl + 2u) * AS + col][lane] = v.z;
+          As[(kl + 3u) * AS + col][lane] = v.w;
+        }`);
     return {
-      setup: /* wgsl */ `
-  let a_m = t % BM;
-  let a_q = t / BM;
-  let am = tile_m + a_m;
-  let a_ok = am < p.m;
-${A_ROW_SETUP}`,
+      setup: `${A_COMMON}
+  let a_k = t / ${c.units}u;${coverRows(c).map((r) => aRowSetup(r, coverRow(c, r))).join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let q = a_q + j * (THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let q = a_k + j * ${c.kStride}u;
       if (q < BK / 4u) {
         let kl = q * 4u;
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (a_ok && k < k_end) {
-          let ci = k / KVOL;
-          let kr = k % KVOL;
-          let id = a_id + i32(kr / KHW);
-          let ih = a_ih + i32((kr % KHW) / KWU);
-          let iw = a_iw + i32(kr % KWU);
-          if (u32(id) < p.in_d && u32(ih) < p.in_h) {
-            v = x[(a_row + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)) / 4u];
-          }
-        }
-        let col = a_m / 4u;
-        let lane = a_m % 4u;
-        As[kl * AS + col][lane] = v.x;
-        As[(kl + 1u) * AS + col][lane] = v.y;
-        As[(kl + 2u) * AS + col][lane] = v.z;
-        As[(kl + 3u) * AS + col][lane] = v.w;
+        let k = k0 + kl;${K_TAP}${loads.join("")}
       }
     }`,
     };
   }
-  const iters = Math.ceil((t.bk * t.bm) / t.threads);
-  return {
-    setup: /* wgsl */ `
-  let a_m = t % BM;
-  let a_k = t / BM;
-  let am = tile_m + a_m;
-  let a_ok = am < p.m;
-${A_ROW_SETUP}`,
-    load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (THREADS / BM);
-      if (kl < BK) {
-        let k = k0 + kl;
-        var v = 0.0;
-        if (a_ok && k < k_end) {
-          let ci = k / KVOL;
-          let kr = k % KVOL;
-          let id = a_id + i32(kr / KHW);
-          let ih = a_ih + i32((kr % KHW) / KWU);
-          let iw = a_iw + i32(kr % KWU);
-          if (u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
-            v = x[a_row + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
+  const c = rowCover(t, t.bm, t.bk);
+  const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = 0.0;
+          let id = a_id${r} + kd;
+          let ih = a_ih${r} + kh;
+          let iw = a_iw${r} + kw;
+          if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
+            v = x[a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
           }
-        }
-        As[kl * AS + a_m / 4u][a_m % 4u] = v;
+          As[kl * AS + a_m${r} / 4u][a_m${r} % 4u] = v;
+        }`);
+  return {
+    setup: `${A_COMMON}
+  let a_k = t / ${c.units}u;${coverRows(c).map((r) => aRowSetup(r, coverRow(c, r))).join("")}`,
+    load: /* wgsl */ `
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
+      if (kl < BK) {
+        let k = k0 + kl;${K_TAP}${loads.join("")}
       }
     }`,
   };

@@ -9,12 +9,15 @@
  * workgroup memory as vec4<f32> (As[k][m/4], Bs[k][n/4]), then every invocation does BK rank-1 updates,
  * reading TM/4 + TN/4 vec4 per TM·TN FMAs.
  *
- * Tile choice ({@link chooseTile}, from the device's limits): the smaller GEMM side (usually channels)
- * gets a tile of 16, 32 or 64 (the smallest that covers it, so 32-channel layers waste nothing), the
- * larger side 256, 128 or 128, for 256 invocations with 4×4 (or 8×4 when the small side is 64) per
- * invocation. BK is 16, halved while (BM + BN + 8)·BK·4 bytes exceed maxComputeWorkgroupStorageSize
- * (WebGPU guarantees 16 KiB); the large tile is halved while 256 exceeds
- * maxComputeInvocationsPerWorkgroup. The "fast" axis is the one contiguous in the output tensor
+ * Tile choice ({@link chooseTile}, from the device's limits): register blocks of 8×8 (8×4 when a side
+ * has only 16), which give 64 FMAs per 4 vec4 workgroup-memory reads. The smaller GEMM side (usually
+ * channels) gets a tile of 16, 32, 64 or 128 (the smallest that covers it, or 64 when 128 would pad
+ * much more: 320 channels are 5 × 64), the larger side 128 (less when the problem is smaller), so a
+ * workgroup has 64 to 256 invocations. BK is 16, halved while (BM + BN + 8)·BK·4 bytes exceed
+ * maxComputeWorkgroupStorageSize (WebGPU guarantees 16 KiB, so 128 × 128 tiles use BK = 8 there); the
+ * large tile is halved while the invocations exceed maxComputeInvocationsPerWorkgroup. These tiles were
+ * chosen by reasoning about GPUs and checked on lavapipe only (where 8×8 blocks ran about 2× faster
+ * than 4×4); they are not tuned on a GPU. The "fast" axis is the one contiguous in the output tensor
  * (M for activations, N for weight gradients): invocations adjacent in index own adjacent vec4 of it,
  * so stores coalesce.
  *
@@ -56,25 +59,65 @@ export const CONV_TUNING = {
 /** Picks the tile for an M × N output from the device's limits (see the header comment). */
 export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast: "m" | "n"): GemmTile {
   const small = Math.min(mSize, nSize);
-  const smallTile = small <= 16 ? 16 : small <= 32 ? 32 : 64;
-  let bigTile = smallTile === 16 ? 256 : 128;
-  const tSmall = 4;
-  const tBig = smallTile === 64 ? 8 : 4;
-  let threads = (bigTile / tBig) * (smallTile / tSmall);
-  while (threads > limits.maxComputeInvocationsPerWorkgroup && bigTile > 4 * tBig) {
+  const big = Math.max(mSize, nSize);
+  const padded = (tile: number) => Math.ceil(small / tile) * tile;
+  const smallTile = small <= 16
+    ? 16
+    : small <= 32
+    ? 32
+    : small <= 64 || padded(128) > 1.1 * padded(64)
+    ? 64
+    : 128;
+  const tSmall = smallTile === 16 ? 4 : 8;
+  const tBig = 8;
+  let bigTile = 128;
+  while (bigTile > 32 && bigTile / 2 >= big) bigTile /= 2;
+  while ((bigTile / tBig) * (smallTile / tSmall) > limits.maxComputeInvocationsPerWorkgroup && bigTile > 32) {
     bigTile /= 2;
-    threads = (bigTile / tBig) * (smallTile / tSmall);
   }
-  const mIsSmall = mSize <= nSize;
-  const tile = mIsSmall
+  const threads = (bigTile / tBig) * (smallTile / tSmall);
+  const tile = mSize <= nSize
     ? { bm: smallTile, tm: tSmall, bn: bigTile, tn: tBig }
     : { bm: bigTile, tm: tBig, bn: smallTile, tn: tSmall };
   let bk = 16;
   while ((tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
-  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads % tile.bm || threads % tile.bn) {
+  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads < bk) {
     throw new Error(`conv3d: no GEMM tile fits this device's limits (${threads} invocations)`);
   }
   return { ...tile, bk, threads, fast };
+}
+
+/**
+ * How a loader that keeps one tile row (or vec4 quad) per invocation covers `units` rows × `kUnits` K
+ * entries of a tile: each invocation owns `rows` rows (t + r·THREADS when the tile has more rows than
+ * the workgroup has invocations, t % units otherwise) and visits the K entries t / units + j·kStride,
+ * j < kIters (callers guard kl < kUnits).
+ */
+export interface RowCover {
+  units: number;
+  rows: number;
+  kStride: number;
+  kIters: number;
+}
+
+/** The {@link RowCover} of a `units` × `kUnits` tile for tile `t`. */
+export function rowCover(t: GemmTile, units: number, kUnits: number): RowCover {
+  if (units % t.threads !== 0 && t.threads % units !== 0) {
+    throw new Error(`conv3d: ${units} tile rows do not divide among ${t.threads} invocations`);
+  }
+  const rows = Math.max(1, units / t.threads);
+  const kStride = Math.max(1, t.threads / units);
+  return { units, rows, kStride, kIters: Math.ceil(kUnits / kStride) };
+}
+
+/** WGSL expression of the local row (or quad) index of row `r` of a {@link RowCover}. */
+export function coverRow(c: RowCover, r: number): string {
+  return c.rows > 1 ? `(t + ${r}u * THREADS)` : `(t % ${c.units}u)`;
+}
+
+/** The row indices 0..rows−1 of a cover, for code generation. */
+export function coverRows(c: RowCover): number[] {
+  return Array.from({ length: c.rows }, (_, r) => r);
 }
 
 /** A short name of a tile for kernel keys and labels, e.g. "128x64x16/8x4m". */

@@ -9,7 +9,7 @@ import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
 import * as ops from "../../../core/tensor/mod.ts";
 import type { RefTensor } from "../../../core/tensor/reference/ops.ts";
 import * as R from "../../../core/tensor/reference/conv.ts";
-import { CONV_TUNING } from "../../../kernels/mod.ts";
+import { chooseTile, CONV_TUNING } from "../../../kernels/mod.ts";
 import { checkOp, finiteDifference, type OpCase } from "../../op_harness.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
 
@@ -320,6 +320,53 @@ for (const [cap, name, spec] of chunked) {
     },
   });
 }
+
+Deno.test({
+  name: "conv3d and convTranspose3d run with WebGPU's minimum workgroup limits (BK = 8, fewer invocations)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu();
+    try {
+      // 16 KiB of workgroup memory: 128 × 128 tiles (70 channels) fall back to K slices of 8
+      Object.assign(gpu.limits, { maxComputeWorkgroupStorageSize: 16384 });
+      await checkLarge(gpu, { x: [3, 5, 7, 9, 6], w: [70, 5, 3, 3, 3], bias: true, opts: { padding: 1 } });
+      // 64 invocations: the large side of the tile shrinks until the workgroup fits
+      Object.assign(gpu.limits, { maxComputeInvocationsPerWorkgroup: 64 });
+      await checkLarge(gpu, {
+        transposed: true,
+        x: [1, 70, 3, 4, 3],
+        w: [70, 66, 3, 3, 3],
+        bias: true,
+        opts: { stride: 2, padding: 1, outputPadding: 1 },
+      });
+    } finally {
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test("chooseTile() respects the device's workgroup limits", async () => {
+  const gpu = await createGpu();
+  try {
+    const limits = {
+      ...gpu.limits,
+      maxComputeWorkgroupStorageSize: 16384,
+      maxComputeInvocationsPerWorkgroup: 64,
+    };
+    for (const [m, n] of [[100_000, 32], [100_000, 320], [320, 8640], [70, 70], [5, 100_000]]) {
+      for (const fast of ["m", "n"] as const) {
+        const t = chooseTile(limits, m, n, fast);
+        assert(t.threads <= 64 && t.threads === (t.bm / t.tm) * (t.bn / t.tn), JSON.stringify(t));
+        assert((t.bm + t.bn + 8) * t.bk * 4 <= 16384, JSON.stringify(t));
+      }
+    }
+    const roomy = chooseTile(gpu.limits, 100_000, 32, "m");
+    assertEquals([roomy.bm, roomy.bn, roomy.tm, roomy.tn], [128, 32, 8, 8]);
+  } finally {
+    gpu.destroy();
+  }
+});
 
 // ---------------------------------------------------------------------------------------------------
 // API behaviour.
