@@ -15,15 +15,16 @@
  * forward pass never read) get a K-loop of length 0 or only out-of-range taps: they are written as zero
  * (or the bias), never left undefined.
  *
- * Tiling: conv3d_gemm.ts, fast axis M (stores along the input's W). Loads: A (dy) one position per
- * invocation; vec4 along M when a phase maps onto dy one-to-one (kernel = stride, no padding: decoder
+ * Tiling: conv3d_gemm.ts, fast axis M (stores along the input's W). Loads: A (dy) — each invocation owns
+ * one or more positions of the phase (decomposed once) and fills their K slice entries; vec4 along M when a phase maps onto dy one-to-one (kernel = stride, no padding: decoder
  * upsampling) and the sizes are multiples of 4. B from the weight re-laid out once per call as
  * [Cout, kD·kH·kW, Cin] (a small transposition kernel) so that loads along N (Cin) are contiguous; vec4
  * when Cin is a multiple of 4. (When one weight row exceeds a binding, B is read in the weight's own
  * layout instead.) Stores vec4 along M for stride 1.
  *
  * Limits: chunks over batch, input channels, output channels (accumulating) and input depth rows keep
- * every binding window under maxStorageBufferBindingSize. Split-K (grid z = phase × split) for small, deep problems.
+ * every binding window under maxStorageBufferBindingSize; one H×W slice per channel must fit a binding.
+ * Split-K (grid z = phase × split) for small, deep problems.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {

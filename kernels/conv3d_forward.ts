@@ -7,9 +7,10 @@
  * weight rows are contiguous along K). Tiling: conv3d_gemm.ts (fast axis M: consecutive invocations
  * store consecutive output voxels of one channel). Kernel size, stride and padding are compile-time
  * constants, so the K index splits into (ci, kd, kh, kw) with multiplies, not divisions; each invocation
- * decomposes its output voxel once, before the K loop.
+ * decomposes its output voxels once, before the K loop, and each K entry's tap once for all of them.
  *
- * Loads: A — one output voxel per invocation, K slice entries in steps of THREADS/BM; vec4 along M for
+ * Loads: A — each invocation owns one or more tile rows (output voxels; more when BM exceeds the
+ * workgroup's invocations) and fills their K slice entries (conv3d_gemm.ts `rowCover`); vec4 along M for
  * pointwise convolutions (1³ kernel, stride 1, no padding, spatial size a multiple of 4) and vec4 along
  * K for patch embeddings (kW = sW a multiple of 4, no W padding, W a multiple of 4). B — K-contiguous
  * scalar or vec4 loads (vec4 when the weight row length Cin·kD·kH·kW is a multiple of 4).
@@ -17,7 +18,8 @@
  *
  * Limits: big tensors are split into chunks over batch, output channels, input channels (accumulating)
  * and output depth rows so that every binding window fits maxStorageBufferBindingSize; one H×W slice
- * per channel (times kD for the input) must fit a binding. Small-M, long-K problems use split-K.
+ * per channel (times kD for the input) must fit a binding. Small-M, long-K problems (deep layers with 5³
+ * outputs) use split-K.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {

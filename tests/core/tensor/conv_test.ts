@@ -400,6 +400,25 @@ gpuTest("conv3d() and convTranspose3d() reject inconsistent operands with clear 
   });
 });
 
+gpuTest("conv3d() and convTranspose3d() accept an empty batch (zero weight and bias gradients)", async () => {
+  const [y, yt, dw, db, dwt] = ops.scope(() => {
+    const x = ops.tensor([], [0, 3, 4, 4, 4], { requiresGrad: true });
+    const w = ops.tensor(randomArray(2 * 3 * 27, 7), [2, 3, 3, 3, 3], { requiresGrad: true });
+    const b = ops.tensor([0.5, -1], [2], { requiresGrad: true });
+    const wt = ops.tensor(randomArray(3 * 2 * 8, 8), [3, 2, 2, 2, 2], { requiresGrad: true });
+    const y = ops.conv3d(x, w, { bias: b, padding: 1 });
+    const yt = ops.convTranspose3d(x, wt, { stride: 2 });
+    ops.backward(ops.add(ops.sum(y), ops.sum(yt)));
+    const grads = [w.grad!, b.grad!, wt.grad!];
+    [w, b, wt].forEach((t) => (t.grad = undefined));
+    return [y, yt, ...grads];
+  });
+  assertEquals(y.shape, [0, 2, 4, 4, 4]);
+  assertEquals(yt.shape, [0, 2, 8, 8, 8]);
+  for (const g of [dw, db, dwt]) assert((await g.toFloat64()).every((v) => v === 0), `${g} is zero`);
+  [y, yt, dw, db, dwt].forEach((t) => t.dispose());
+});
+
 gpuTest(
   "conv3d() returns its scratch memory to the pool and releases saved tensors after backward",
   async (gpu) => {
