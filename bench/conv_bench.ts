@@ -17,12 +17,12 @@ import type { Gpu } from "../core/gpu/mod.ts";
 import { Generator, type Tensor } from "../core/tensor/mod.ts";
 import {
   type Conv3dGeometry,
+  type Conv3dTriple,
   convMacs,
   convOutputSize,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
   runConv3dForward,
-  type Triple,
 } from "../kernels/mod.ts";
 import { type BenchContext, type BenchSuite, measure, type MeasureOptions, measureWall } from "./harness.ts";
 import { loadTfjs, type Tfjs } from "./peers/tfjs.ts";
@@ -116,7 +116,7 @@ const LAYERS: Record<"lavapipe" | "gpu", Layer[]> = {
   ],
 };
 
-const t3 = (v: number): Triple => [v, v, v];
+const t3 = (v: number): Conv3dTriple => [v, v, v];
 
 /** The convolution a layer runs (for a transposed layer: the convolution whose input gradient it is). */
 function geometry(l: Layer): Conv3dGeometry {

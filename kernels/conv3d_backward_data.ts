@@ -46,7 +46,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Buffers of an input-gradient (transposed) convolution: dy is read, dx written. */
@@ -442,7 +442,7 @@ function phaseAxis(r: number, s: number, pad: number, lo: number, hi: number, le
  * written.
  */
 export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardDataBuffers): void {
-  checkGeometry("conv3d input gradient", g);
+  checkConv3dGeometry("conv3d input gradient", g);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;

@@ -39,7 +39,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { runFill } from "./copy.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
@@ -302,7 +302,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * `dw` (cout·cin·kernel elements) is overwritten.
  */
 export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardWeightBuffers): void {
-  checkGeometry("conv3d weight gradient", g);
+  checkConv3dGeometry("conv3d weight gradient", g);
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
   const [kD, , kW] = g.kernel;

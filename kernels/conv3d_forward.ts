@@ -41,7 +41,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Buffers of a forward convolution (f32, contiguous NCDHW). */
@@ -353,7 +353,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * `y` must hold batch·cout·out elements.
  */
 export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBuffers): void {
-  checkGeometry("conv3d", g);
+  checkConv3dGeometry("conv3d", g);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;

@@ -8,37 +8,43 @@
  */
 import {
   type Conv3dGeometry,
-  runChannelSum,
+  type Conv3dTriple,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
+  runConv3dBiasGrad,
   runConv3dForward,
-  type Triple,
 } from "../../../kernels/mod.ts";
 import { record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 
 /** A size per spatial axis (D, H, W), or one size for all three. */
-export type Size3 = number | readonly [number, number, number];
+export type Conv3dSize = number | readonly [number, number, number];
 
 /** Options of {@link conv3d}. */
 export interface Conv3dOptions {
   /** Added per output channel, shape [Cout]. */
   bias?: Tensor;
   /** Step of the kernel per axis (default 1). */
-  stride?: Size3;
+  stride?: Conv3dSize;
   /** Zeros added on both sides of each axis (default 0). */
-  padding?: Size3;
+  padding?: Conv3dSize;
 }
 
 /** Options of {@link convTranspose3d}. */
 export interface ConvTranspose3dOptions extends Conv3dOptions {
   /** Extra rows at the high end of each axis of the output, each smaller than the stride (default 0). */
-  outputPadding?: Size3;
+  outputPadding?: Conv3dSize;
 }
 
-function triple(op: string, name: string, value: Size3 | undefined, fallback: number, min: number): Triple {
-  const t: Triple = value === undefined
+function triple(
+  op: string,
+  name: string,
+  value: Conv3dSize | undefined,
+  fallback: number,
+  min: number,
+): Conv3dTriple {
+  const t: Conv3dTriple = value === undefined
     ? [fallback, fallback, fallback]
     : typeof value === "number"
     ? [value, value, value]
@@ -104,7 +110,7 @@ function forward(x: Tensor, weight: Tensor, geo: Conv3dGeometry, bias?: Tensor):
 /** Per-channel sum of an NCDHW gradient (the bias gradient). */
 function channelSum(g: Tensor): Tensor {
   const out = emptyOn(g, [g.shape[1]]);
-  runChannelSum(g.gpu, g.binding, out.binding, {
+  runConv3dBiasGrad(g.gpu, g.binding, out.binding, {
     batch: g.shape[0],
     channels: g.shape[1],
     spatial: g.shape[2] * g.shape[3] * g.shape[4],
@@ -137,9 +143,9 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
     batch: n,
     cin,
     cout,
-    in: spatial as unknown as Triple,
-    out: out as unknown as Triple,
-    kernel: kernel as unknown as Triple,
+    in: spatial as unknown as Conv3dTriple,
+    out: out as unknown as Conv3dTriple,
+    kernel: kernel as unknown as Conv3dTriple,
     stride,
     padding,
   };
@@ -184,9 +190,9 @@ export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspos
     batch: n,
     cin: cout,
     cout: cin,
-    in: out as unknown as Triple,
-    out: spatial as unknown as Triple,
-    kernel: kernel as unknown as Triple,
+    in: out as unknown as Conv3dTriple,
+    out: spatial as unknown as Conv3dTriple,
+    kernel: kernel as unknown as Conv3dTriple,
     stride,
     padding,
   };

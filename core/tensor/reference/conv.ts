@@ -8,17 +8,17 @@
 import type { RefTensor } from "./ops.ts";
 
 /** A size per spatial axis, or one size for all three. */
-export type Size3 = number | readonly [number, number, number];
+export type Conv3dSize = number | readonly [number, number, number];
 
 /** Hyperparameters of the reference convolutions. */
 export interface ConvRefOptions {
-  stride?: Size3;
-  padding?: Size3;
+  stride?: Conv3dSize;
+  padding?: Conv3dSize;
   /** ConvTranspose3d only: extra output rows at the high end of each axis. */
-  outputPadding?: Size3;
+  outputPadding?: Conv3dSize;
 }
 
-function triple(v: Size3 | undefined, fallback: number): [number, number, number] {
+function triple(v: Conv3dSize | undefined, fallback: number): [number, number, number] {
   if (v === undefined) return [fallback, fallback, fallback];
   return typeof v === "number" ? [v, v, v] : [v[0], v[1], v[2]];
 }

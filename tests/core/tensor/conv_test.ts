@@ -13,14 +13,14 @@ import { chooseTile, CONV_TUNING } from "../../../kernels/mod.ts";
 import { checkOp, finiteDifference, type OpCase } from "../../op_harness.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
 
-type Triple = [number, number, number];
+type Conv3dTriple = [number, number, number];
 
 // ---------------------------------------------------------------------------------------------------
 // Small cases: values and finite-difference gradients of input, weight and bias.
 
 function convCase(
   name: string,
-  x: Triple | number[],
+  x: Conv3dTriple | number[],
   w: number[],
   bias: boolean,
   opts: R.ConvRefOptions,
@@ -129,7 +129,7 @@ function refInput(shape: number[], seed: number): RefTensor {
 }
 
 Deno.test("conv3dInputGradRef() and conv3dWeightGradRef() are the gradients of conv3dRef()", () => {
-  const opts = { stride: [2, 1, 2] as Triple, padding: [1, 1, 0] as Triple };
+  const opts = { stride: [2, 1, 2] as Conv3dTriple, padding: [1, 1, 0] as Conv3dTriple };
   const x = refInput([2, 2, 5, 4, 6], 1);
   const w = refInput([3, 2, 3, 2, 3], 2);
   const c: OpCase = {
@@ -165,12 +165,12 @@ interface Spec {
 function reference(s: Spec, x: RefTensor, w: RefTensor, b: RefTensor | undefined) {
   const opts = s.opts ?? {};
   const conv = { stride: opts.stride, padding: opts.padding };
-  const kernel = s.w.slice(2) as Triple;
+  const kernel = s.w.slice(2) as Conv3dTriple;
   const y = s.transposed ? R.convTranspose3dRef(x, w, b, opts) : R.conv3dRef(x, w, b, opts);
   const gy = refInput(y.shape, 99);
   const dx = s.transposed
     ? R.conv3dRef(gy, w, undefined, conv)
-    : R.conv3dInputGradRef(gy, w, s.x.slice(2) as Triple, conv);
+    : R.conv3dInputGradRef(gy, w, s.x.slice(2) as Conv3dTriple, conv);
   const dw = s.transposed
     ? R.conv3dWeightGradRef(gy, x, kernel, conv)
     : R.conv3dWeightGradRef(x, gy, kernel, conv);
