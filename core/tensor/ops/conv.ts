@@ -19,28 +19,28 @@ import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 
 /** A size per spatial axis (D, H, W), or one size for all three. */
-export type Conv3dSize = number | readonly [number, number, number];
+export type Size3 = number | readonly [number, number, number];
 
 /** Options of {@link conv3d}. */
 export interface Conv3dOptions {
   /** Added per output channel, shape [Cout]. */
   bias?: Tensor;
   /** Step of the kernel per axis (default 1). */
-  stride?: Conv3dSize;
+  stride?: Size3;
   /** Zeros added on both sides of each axis (default 0). */
-  padding?: Conv3dSize;
+  padding?: Size3;
 }
 
 /** Options of {@link convTranspose3d}. */
 export interface ConvTranspose3dOptions extends Conv3dOptions {
   /** Extra rows at the high end of each axis of the output, each smaller than the stride (default 0). */
-  outputPadding?: Conv3dSize;
+  outputPadding?: Size3;
 }
 
 function triple(
   op: string,
   name: string,
-  value: Conv3dSize | undefined,
+  value: Size3 | undefined,
   fallback: number,
   min: number,
 ): Conv3dTriple {

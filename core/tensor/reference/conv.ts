@@ -8,17 +8,17 @@
 import type { RefTensor } from "./ops.ts";
 
 /** A size per spatial axis, or one size for all three. */
-export type Conv3dSize = number | readonly [number, number, number];
+export type Size3 = number | readonly [number, number, number];
 
 /** Hyperparameters of the reference convolutions. */
 export interface ConvRefOptions {
-  stride?: Conv3dSize;
-  padding?: Conv3dSize;
+  stride?: Size3;
+  padding?: Size3;
   /** ConvTranspose3d only: extra output rows at the high end of each axis. */
-  outputPadding?: Conv3dSize;
+  outputPadding?: Size3;
 }
 
-function triple(v: Conv3dSize | undefined, fallback: number): [number, number, number] {
+function triple(v: Size3 | undefined, fallback: number): [number, number, number] {
   if (v === undefined) return [fallback, fallback, fallback];
   return typeof v === "number" ? [v, v, v] : [v[0], v[1], v[2]];
 }
