@@ -11,11 +11,19 @@ export {
   convMacs,
   convOutputSize,
 } from "./conv3d_geometry.ts";
+export * from "./attention.ts";
 export * from "./copy.ts";
 export * from "./elementwise.ts";
+export * from "./head_chunks.ts";
 export * from "./matmul.ts";
 export * from "./philox.ts";
 export * from "./reduce.ts";
+export * from "./rope.ts";
 export * from "./softmax.ts";
 export * from "./wgsl.ts";
 export * from "./optim.ts";
+export * from "./chunked.ts";
+export * from "./norm.ts";
+export * from "./activation.ts";
+export * from "./pool.ts";
+export * from "./resample.ts";

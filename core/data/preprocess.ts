@@ -152,6 +152,9 @@ export async function preprocessImage(
   };
   const image = await readNifti(record.path, { ...limits, frame: record.frame });
   lap("read");
+  timings.readFile = image.timings.readMs;
+  timings.decompress = image.timings.decompressMs;
+  timings.decode = image.timings.decodeMs;
   const warnings: string[] = [];
   const loadMask = async (path: string | undefined, what: string) => {
     if (!path) return undefined;

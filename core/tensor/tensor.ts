@@ -125,7 +125,8 @@ export class Tensor {
     if (--this.#refs > 0) return;
     this.#storage.release();
     this.#storage = undefined;
-    this.node = undefined;
+    // `node` stays: a disposed intermediate is still a path through the graph for backward (only its
+    // identity and node are used; the tensors a rule needs are retained by their nodes)
     this.grad?.dispose();
     this.grad = undefined;
   }

@@ -74,7 +74,7 @@ function setInt16(bytes: Uint8Array, at: number, value: number): Uint8Array {
 
 /**
  * Writes the bad-input corpus of issue 4 into `dir` and returns each case with the phrase its error must
- * contain: truncated and corrupted gzip, wrong magic, header/file size mismatch, zero and negative dims,
+ * contain: truncated and corrupted gzip (in the header and deep in the body), wrong magic, header/file size mismatch, zero and negative dims,
  * NaN/Inf voxels, a 2D image, absurd dims, an unsupported datatype, an empty file, unreadable paths.
  */
 export async function writeBadCorpus(dir: string): Promise<BadCase[]> {
@@ -92,6 +92,15 @@ export async function writeBadCorpus(dir: string): Promise<BadCase[]> {
   await add("corrupted.nii.gz", corrupted, "gzip");
   const wrongSize = good.slice();
   new DataView(wrongSize.buffer).setInt32(0, 123, true);
+  // damage past the first 64 KiB: the header and the gzip trailer look fine, only a full read sees it
+  const big = encodeNifti({
+    data: randomFloats(48 * 48 * 48, 77),
+    shape: [48, 48, 48],
+    affine: obliqueAffine(),
+  });
+  const bigGz = await gzip(big);
+  for (let i = bigGz.length - 5000; i < bigGz.length - 4000; i += 3) bigGz[i] ^= 0xa5;
+  await add("corrupted_body.nii.gz", bigGz, "gzip");
   await add("wrong_magic.nii", wrongSize, "magic");
   const badMagic = good.slice();
   badMagic.set([0x78, 0x79, 0x7a], 344);

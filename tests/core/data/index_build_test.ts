@@ -70,7 +70,7 @@ Deno.test("buildFolderIndex() skips every bad file with its reason and keeps the
       encodeNifti({ data: new Float32Array(27).fill(1), shape: [3, 3, 3], affine: obliqueAffine() }),
     );
     const header = await buildFolderIndex(dir, { check: "header" });
-    assertEquals(header.images, 2); // good.nii and nan_inf.nii.gz (NaN needs a full decode to see)
+    assertEquals(header.images, 3); // good.nii, nan_inf and corrupted_body (they need a full decode to see)
     const full = await buildFolderIndex(dir, { check: "full" });
     assertEquals(full.images, 1);
     for (const c of bad) {

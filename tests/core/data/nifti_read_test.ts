@@ -168,9 +168,14 @@ Deno.test("readNifti() and readNiftiHeader() name the file and the problem for e
       );
       assert(error.message.includes(c.expect), `${c.name}: expected "${c.expect}" in: ${error.message}`);
     }
-    // the header check catches everything that lives in the header or the file size
-    const headerOnly = new Set(["nan_inf.nii.gz", "corrupted.nii.gz"]);
-    for (const c of cases.filter((c) => !headerOnly.has(c.name))) {
+    // the header check catches everything that lives in the header or the file size; NaN voxels and
+    // damage deep inside the compressed body need a full read
+    const needFullRead = new Set(["nan_inf.nii.gz", "corrupted_body.nii.gz"]);
+    for (const c of cases) {
+      if (needFullRead.has(c.name)) {
+        await readNiftiHeader(c.path);
+        continue;
+      }
       const error = await assertRejects(() => readNiftiHeader(c.path), DataFileError);
       assert(error.message.startsWith(c.path + ": "), `${c.name}: ${error.message}`);
     }
