@@ -94,6 +94,15 @@ const smallCases: OpCase[] = [
       padding: [1, 0, 0],
     },
   ),
+  convCase(
+    "padding 2 > kernel/2: border outputs see only padding (bias)",
+    [1, 2, 3, 4, 3],
+    [2, 2, 3, 3, 3],
+    true,
+    {
+      padding: 2,
+    },
+  ),
   transposedCase(
     "2³ kernel, stride 2 (decoder upsampling), batch 2, bias",
     [2, 4, 3, 2, 3],
@@ -113,6 +122,10 @@ const smallCases: OpCase[] = [
   transposedCase("per-axis stride [2,1,3], outputPadding [1,0,2]", [1, 2, 3, 3, 2], [2, 3, 3, 2, 3], true, {
     stride: [2, 1, 3],
     outputPadding: [1, 0, 2],
+  }),
+  transposedCase("padding 2 crops the output, stride 2", [1, 3, 3, 4, 3], [3, 2, 3, 3, 3], true, {
+    stride: 2,
+    padding: 2,
   }),
 ];
 
