@@ -234,9 +234,10 @@ export interface SplitPlan {
 }
 
 /**
- * Chooses how many K splits a dispatch of `workgroups` tiles (times `groups` independent problems) gets:
- * enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least minKPerSplit long, with the
- * scratch of `partialPerSplit` floats per split within `maxScratchElems`.
+ * Chooses how many K splits a dispatch of `workgroups` workgroups (tiles × independent problems such as
+ * stride phases) gets: enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least
+ * minKPerSplit long, with the scratch of `partialPerSplit` floats per split within `maxScratchElems` and
+ * at most `maxZ` splits (grid z).
  */
 export function chooseSplits(
   workgroups: number,
@@ -311,8 +312,8 @@ export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limit
     const dim = bad.shrink.find((d) => c[d] > 1);
     if (!dim) {
       throw new RangeError(
-        `${op}: the smallest chunk of ${bad.what} (${bad.span(c)} elements) exceeds this device's ` +
-          `binding limit (${limit} elements); the volume's H×W slices are too large for this device`,
+        `${op}: ${bad.what} cannot be split finer than ${bad.span(c)} elements (one batch item, one ` +
+          `channel, one depth row), above this device's binding limit of ${limit} elements`,
       );
     }
     let lo = 1;

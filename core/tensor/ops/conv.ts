@@ -57,6 +57,11 @@ function triple(
   return t;
 }
 
+/** The first three entries of a list, as a triple. */
+function t3(a: readonly number[]): Conv3dTriple {
+  return [a[0], a[1], a[2]];
+}
+
 function checkOperands(
   op: string,
   x: Tensor,
@@ -121,8 +126,8 @@ function channelSum(g: Tensor): Tensor {
 /**
  * 3D convolution as PyTorch's `F.conv3d` with groups = 1: input [N, Cin, D, H, W], weight
  * [Cout, Cin, kD, kH, kW], optional bias [Cout]; output [N, Cout, ⌊(D + 2p − kD)/s⌋ + 1, …].
- * Differentiable with respect to input, weight and bias. Inputs above the device's binding limit are
- * processed in chunks.
+ * f32 tensors; differentiable with respect to input, weight and bias. Tensors above the device's binding
+ * limit are processed in chunks.
  * @example
  * const y = conv3d(x, w, { bias: b, stride: 2, padding: 1 }); // ResEnc downsampling
  */
@@ -143,9 +148,9 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
     batch: n,
     cin,
     cout,
-    in: spatial as unknown as Conv3dTriple,
-    out: out as unknown as Conv3dTriple,
-    kernel: kernel as unknown as Conv3dTriple,
+    in: t3(spatial),
+    out: t3(out),
+    kernel: t3(kernel),
     stride,
     padding,
   };
@@ -161,7 +166,8 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
 /**
  * Transposed 3D convolution as PyTorch's `F.conv_transpose3d` with groups = 1: input
  * [N, Cin, D, H, W], weight [Cin, Cout, kD, kH, kW], optional bias [Cout]; output
- * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. Differentiable with respect to input, weight and bias.
+ * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. f32 tensors; differentiable with respect to input,
+ * weight and bias. Tensors above the device's binding limit are processed in chunks.
  * @example
  * const up = convTranspose3d(x, w, { stride: 2 }); // decoder upsampling with a 2³ kernel
  */
@@ -190,9 +196,9 @@ export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspos
     batch: n,
     cin: cout,
     cout: cin,
-    in: out as unknown as Conv3dTriple,
-    out: spatial as unknown as Conv3dTriple,
-    kernel: kernel as unknown as Conv3dTriple,
+    in: t3(out),
+    out: t3(spatial),
+    kernel: t3(kernel),
     stride,
     padding,
   };
