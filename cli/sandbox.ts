@@ -39,6 +39,7 @@ export function planSandbox(
     else read.push(dirname(abs(p.replace(/^file:\/\//, ""))));
   }
   for (const d of options.data) read.push(abs(d));
+  if (options.configFile) read.push(abs(options.configFile));
   const cache = denoCacheDir();
   if (cache) read.push(cache);
   return {
