@@ -1,7 +1,8 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
+import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite, dataSuite];
+export const suites: BenchSuite[] = [matmulSuite, convSuite, dataSuite];
