@@ -41,6 +41,12 @@ export interface Network extends Module {
   encode(x: Tensor): Tensor[];
   /** The adaptation plan for downstream use. */
   adaptationPlan(): AdaptationPlan;
+  /**
+   * Extra keys under which the reference implementation's state dict repeats a parameter (PyTorch
+   * lists a module registered twice under both paths); exports write them so `load_state_dict` is
+   * strict-clean, imports skip them.
+   */
+  referenceAliases?(name: string): string[];
 }
 
 /** What an architecture plugin is asked to build. */

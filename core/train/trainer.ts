@@ -12,12 +12,13 @@ import { type Gpu, initGpu } from "../gpu/mod.ts";
 import { Module, packParameters, stateDict, writeFileAtomic } from "../nn/mod.ts";
 import { encodeSafetensors, loadStateDict } from "../nn/mod.ts";
 import { learningRate, Optimizer } from "../optim/mod.ts";
-import type {
-  ArchitecturePlugin,
-  GpuBatch,
-  MethodInstance,
-  Network,
-  SslMethodPlugin,
+import {
+  type ArchitecturePlugin,
+  type GpuBatch,
+  type MethodInstance,
+  type Network,
+  referenceStateDict,
+  type SslMethodPlugin,
 } from "../plugin/mod.ts";
 import {
   addInPlace,
@@ -309,8 +310,8 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
     if (!stoppedBy) {
       await saveTo("latest.safetensors");
       await saveTo("final.safetensors");
-      // the network alone, with the reference implementation's names: PyTorch loads it directly
-      const weights = await stateDict(model.network);
+      // the network alone, in the reference implementation's state-dict form: PyTorch loads it directly
+      const weights = await referenceStateDict(model.network);
       await writeFileAtomic(
         join(out, "network.safetensors"),
         encodeSafetensors(weights, {

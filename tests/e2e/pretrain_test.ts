@@ -17,6 +17,7 @@ Deno.test("voxssl pretrain runs MAE on ResEnc and leaves metrics, plot, checkpoi
   assertEquals(ckpt.meta.adaptationPlan.stemKeys, ["encoder.stem"]);
   const weights = decodeSafetensors(await Deno.readFile(`${out}/network.safetensors`));
   assert("encoder.stem.convs.0.conv.weight" in weights.tensors);
+  assert("decoder.encoder.stem.convs.0.all_modules.0.weight" in weights.tensors, "reference alias keys");
   await Deno.remove(dir, { recursive: true });
 });
 

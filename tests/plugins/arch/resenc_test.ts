@@ -7,8 +7,10 @@ import {
   Generator,
   instanceNorm,
   leakyRelu,
+  loadReferenceStateDict,
   mean,
   type Module,
+  referenceStateDict,
   scope,
   type Tensor,
   tensor,
@@ -154,4 +156,19 @@ gpuTest("a residual block's fused forward and gradients equal the unfused compos
   }
   for (const t of [a.y, b.y, ...a.grads, ...b.grads, x]) t.dispose();
   net.dispose();
+});
+
+gpuTest("the reference-form state dict has the PyTorch class's 224 keys and loads back", async () => {
+  const a = scope(() => new ResEncUNet(example, 1, 1, [16, 16, 16], new Generator(3)));
+  const b = scope(() => new ResEncUNet(example, 1, 1, [16, 16, 16], new Generator(4)));
+  const exported = await referenceStateDict(a);
+  assertEquals(Object.keys(exported).length, 224);
+  const report = loadReferenceStateDict(b, exported);
+  assertEquals(report.loaded.length, 66);
+  const [wa, wb] = [a, b].map((n) =>
+    [...n.namedParameters()].find(([k]) => k === "decoder.seg_layers.1.weight")![1]
+  );
+  assertEquals([...await wb.toArray()], [...await wa.toArray()]);
+  a.dispose();
+  b.dispose();
 });
