@@ -55,11 +55,11 @@ export interface AttentionTiling {
   slots: number;
   /** vec4 slots per row (lanes·slots ≥ ⌈headDim/4⌉, the excess zero-padded). */
   rowSlots: number;
-  /** Rows per workgroup. */
-  rows: number;
+  /** Rows each invocation owns in the forward and dQ kernels (1 or 2; dK/dV: 1). */
+  rowsPerInvocation: number;
   /** Rows of the staged side per tile. */
   tile: number;
-  /** Invocations per workgroup (rows·lanes). */
+  /** Invocations per workgroup. */
   workgroup: number;
   /** Whether the kernels use subgroup operations. */
   subgroups: boolean;
@@ -104,14 +104,24 @@ export function attentionTiling(
   const slots = Math.ceil(vec / lanes);
   const rowSlots = lanes * slots;
   const workgroup = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup, 64 * lanes);
-  const rows = workgroup / lanes;
+  // two rows per invocation halve the workgroup-memory loads per FMA where registers allow
+  const rowsPerInvocation = slots <= 5 ? 2 : 1;
   const budget = gpu.limits.maxComputeWorkgroupStorageSize - 64;
   let tile = 32;
   while (tile > 1 && tile * (2 * rowSlots * 16 + 8) > budget) tile /= 2;
   if (tile * (2 * rowSlots * 16 + 8) > budget) {
     throw new RangeError(`attention: head dim ${headDim} does not fit this device's workgroup memory`);
   }
-  return { headDim, lanes, slots, rowSlots, rows, tile, workgroup, subgroups: subgroups && lanes > 1 };
+  return {
+    headDim,
+    lanes,
+    slots,
+    rowSlots,
+    rowsPerInvocation,
+    tile,
+    workgroup,
+    subgroups: subgroups && lanes > 1,
+  };
 }
 
 type Kind = "forward" | "dq" | "dkdv";
@@ -122,20 +132,38 @@ const STORAGE: Record<Kind, ("read" | "read_write")[]> = {
   dkdv: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
 };
 
+/** Rows (queries or keys) one invocation owns in a kernel. */
+function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
+  return t.rowsPerInvocation;
+}
+
+/** Rows per workgroup of a kernel. */
+function blockRows(kind: Kind, t: AttentionTiling): number {
+  return (t.workgroup / t.lanes) * rowsPerInvocation(kind, t);
+}
+
 function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
-  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, rows: BR, tile: BC, workgroup: WG } = t;
+  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, tile: BC, workgroup: WG } = t;
+  const R = rowsPerInvocation(kind, t);
+  const RS = WG / T; // row groups per workgroup: rows of invocation rloc are rloc + r·RS
+  const BR = RS * R;
   const slot = `lane + v * ${T}u`;
   const forSlots = (body: string) => `for (var v = 0u; v < ${NV}u; v++) { ${body} }`;
-  // the invocation's slots of one row of `buf` starting at element `base` (zeros when !valid or padding)
-  const loadRow = (target: string, buf: string, base: string, valid: string) => `
-  var ${target}: array<vec4<f32>, ${NV}>;
-  for (var v = 0u; v < ${NV}u; v++) {
-    let d = (${slot}) * 4u;
-    var x = vec4<f32>(0.0);
-    if (${valid}) {
-      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + d + c]); } }
-    }
-    ${target}[v] = x;
+  const forRows = (body: string) =>
+    `for (var r = 0u; r < ${R}u; r++) { let row = row0 + r * ${RS}u; ${body} }`;
+  // the invocation's slots of its R rows of `buf` (row length DH, head base `base`), zeros past `limit`
+  const loadRows = (target: string, buf: string, base: string, limit: string, factor = "1.0") => `
+  var ${target}: array<array<vec4<f32>, ${NV}>, ${R}>;
+  ${
+    forRows(`
+    for (var v = 0u; v < ${NV}u; v++) {
+      let d = (${slot}) * 4u;
+      var x = vec4<f32>(0.0);
+      if (row < ${limit}) {
+        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + row * ${DH}u + d + c]); } }
+      }
+      ${target}[r][v] = x * ${factor};
+    }`)
   }`;
   // rows first..first+BC−1 of `buf` (head base `base`) into a workgroup tile, zeros past `limit`
   const loadTile = (tileName: string, buf: string, base: string, first: string, limit: string) => `
@@ -148,14 +176,15 @@ function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
       }
       ${tileName}[e] = x;
     }`;
-  const storeRow = (buf: string, base: string, src: string, factor: string, valid: string) => `
-  if (${valid}) {
-    for (var v = 0u; v < ${NV}u; v++) {
-      let d = (${slot}) * 4u;
-      let x = ${src}[v] * ${factor};
-      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[${base} + d + c] = {{T}}(x[c]); } }
-    }
-  }`;
+  const storeRows = (buf: string, base: string, src: string, factor: string, limit: string) =>
+    forRows(`
+    if (row < ${limit}) {
+      for (var v = 0u; v < ${NV}u; v++) {
+        let d = (${slot}) * 4u;
+        let x = ${src}[r][v] * ${factor};
+        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[${base} + row * ${DH}u + d + c] = {{T}}(x[c]); } }
+      }
+    }`);
   let butterfly = "";
   for (let mask = 1; mask < T; mask *= 2) butterfly += `y += subgroupShuffleXor(y, ${mask}u); `;
   const sgArgs = t.subgroups
@@ -176,6 +205,10 @@ function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
   let lane = 0u;
   let rloc = lid;
   let poison = 1.0;`;
+  // sums over the lanes of a row: f32 and the vector widths the kernels reduce at once
+  const sums = ["f32", "vec2<f32>", "vec4<f32>"].map((ty, i) =>
+    `fn lanes_sum${i}(x: ${ty}) -> ${ty} { var y = x; ${butterfly}return y; }`
+  ).join("\n");
 
   const prelude = `
 struct P {
@@ -188,8 +221,9 @@ const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
 ${sgDecl}
 ${LINEAR_INDEX}
-fn lanes_sum(x: f32) -> f32 { var y = x; ${butterfly}return y; }
-fn lanes_sum2(x: vec2<f32>) -> vec2<f32> { var y = x; ${butterfly}return y; }
+${sums}
+var<workgroup> ta: array<vec4<f32>, ${BC * SP}>;
+var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;
 `;
   const entry = `
 @compute @workgroup_size(${WG})
@@ -200,12 +234,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let head = wg / p.blocks;
   let block = wg % p.blocks;
   ${rowMapping}
-  let row = block * ${BR}u + rloc;`;
-  const tiles = `
-var<workgroup> ta: array<vec4<f32>, ${BC * SP}>;
-var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;`;
+  let row0 = block * ${BR}u + rloc;`;
+  // key tiles of forward and dQ stop after the block's last row when causal
+  const keyLoop = `
+  var k_end = p.lk;
+  if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
+  for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
+    workgroupBarrier();
+    ${loadTile("ta", "k", "p.o1 + head * p.lk * " + DH + "u", "k0", "p.lk")}
+    ${loadTile("tb", "vv", "p.o2 + head * p.lk * " + DH + "u", "k0", "p.lk")}
+    workgroupBarrier();`;
+  const masked = `(key >= p.lk || (p.causal != 0u && key > row))`;
 
   if (kind === "forward") {
+    // scores of R rows at once: f32 (R = 1) or vec2 (R = 2)
+    const x = R === 1 ? "x" : "x[r]";
     return specialize(
       /* wgsl */ `
 @group(0) @binding(0) var<storage, read> q: array<{{T}}>;
@@ -213,54 +256,58 @@ var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;`;
 @group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
 @group(0) @binding(3) var<storage, read_write> out: array<{{T}}>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-${prelude}${tiles}
+${prelude}
 ${entry}
-  let valid = row < p.lq;
-  let k_base = p.o1 + head * p.lk * ${DH}u;
-  let v_base = p.o2 + head * p.lk * ${DH}u;
-  ${loadRow("qr", "q", `p.o0 + (head * p.lq + row) * ${DH}u`, "valid")}
-  ${forSlots("qr[v] *= p.scale2;")}
-  var acc: array<vec4<f32>, ${NV}>;
-  ${forSlots("acc[v] = vec4<f32>(0.0);")}
-  var m = NEG;
-  var l = 0.0;
-  var s: array<f32, ${BC}>;
-  var k_end = p.lk;
-  if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
-  for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
-    workgroupBarrier();
-    ${loadTile("ta", "k", "k_base", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "v_base", "k0", "p.lk")}
-    workgroupBarrier();
-    var mb = NEG;
+  ${loadRows("qr", "q", "p.o0 + head * p.lq * " + DH + "u", "p.lq", "p.scale2")}
+  var acc: array<array<vec4<f32>, ${NV}>, ${R}>;
+  var m: array<f32, ${R}>;
+  var l: array<f32, ${R}>;
+  var s: array<array<f32, ${BC}>, ${R}>;
+  for (var r = 0u; r < ${R}u; r++) { m[r] = NEG; }
+  ${keyLoop}
+    var mb: array<f32, ${R}>;
+    for (var r = 0u; r < ${R}u; r++) { mb[r] = NEG; }
     for (var j = 0u; j < ${BC}u; j++) {
-      var x = 0.0;
-      ${forSlots(`x += dot(qr[v], ta[j * ${SP}u + ${slot}]);`)}
-      x = lanes_sum(x);
+      var x = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
+      ${
+        forSlots(
+          `let kv = ta[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { ${x} += dot(qr[r][v], kv); }`,
+        )
+      }
+      x = lanes_sum${R === 1 ? 0 : 1}(x);
       let key = k0 + j;
-      if (key >= p.lk || (p.causal != 0u && key > row)) { x = NEG; }
-      s[j] = x;
-      mb = max(mb, x);
+      ${forRows(`let sc = select(${x}, NEG, ${masked}); s[r][j] = sc; mb[r] = max(mb[r], sc);`)}
     }
-    let mn = max(m, mb);
-    let alpha = exp2(m - mn);
-    l *= alpha;
-    ${forSlots("acc[v] *= alpha;")}
+    for (var r = 0u; r < ${R}u; r++) {
+      let mn = max(m[r], mb[r]);
+      let alpha = exp2(m[r] - mn);
+      l[r] *= alpha;
+      ${forSlots("acc[r][v] *= alpha;")}
+      m[r] = mn;
+    }
     for (var j = 0u; j < ${BC}u; j++) {
-      let pj = exp2(s[j] - mn);
-      l += pj;
-      ${forSlots(`acc[v] = fma(vec4<f32>(pj), tb[j * ${SP}u + ${slot}], acc[v]);`)}
+      var pj: array<f32, ${R}>;
+      for (var r = 0u; r < ${R}u; r++) { pj[r] = exp2(s[r][j] - m[r]); l[r] += pj[r]; }
+      ${
+        forSlots(
+          `let vt = tb[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { acc[r][v] = fma(vec4<f32>(pj[r]), vt, acc[r][v]); }`,
+        )
+      }
     }
-    m = mn;
   }
-  ${storeRow("out", `p.o3 + (head * p.lq + row) * ${DH}u`, "acc", "(poison / l)", "valid")}
-  if (valid && lane == 0u) { lse[p.o4 + head * p.lq + row] = (m + log2(l)) * LN2 * poison; }
+  var inv: array<f32, ${R}>;
+  for (var r = 0u; r < ${R}u; r++) { inv[r] = poison / l[r]; }
+  ${storeRows("out", "p.o3 + head * p.lq * " + DH + "u", "acc", "inv[r]", "p.lq")}
+  if (lane == 0u) {
+    ${forRows(`if (row < p.lq) { lse[p.o4 + head * p.lq + row] = (m[r] + log2(l[r])) * LN2 * poison; }`)}
+  }
 }`,
       { T: type },
     );
   }
 
   if (kind === "dq") {
+    // q·k and dO·v of R rows reduced at once: vec2 [s, dp] (R = 1) or vec4 [s0, s1, dp0, dp1] (R = 2)
     return specialize(
       /* wgsl */ `
 @group(0) @binding(0) var<storage, read> q: array<{{T}}>;
@@ -271,53 +318,59 @@ ${entry}
 @group(0) @binding(5) var<storage, read> lse: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dsum: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dq: array<{{T}}>;
-${prelude}${tiles}
+${prelude}
 ${entry}
-  let valid = row < p.lq;
-  let row_off = (head * p.lq + row) * ${DH}u;
-  let k_base = p.o1 + head * p.lk * ${DH}u;
-  let v_base = p.o2 + head * p.lk * ${DH}u;
-  ${loadRow("qr", "q", "p.o0 + row_off", "valid")}
-  ${loadRow("gr", "g", "p.o4 + row_off", "valid")}
-  ${loadRow("orow", "o", "p.o3 + row_off", "valid")}
-  var dpart = 0.0;
-  ${forSlots("dpart += dot(gr[v], orow[v]);")}
-  let dd = lanes_sum(dpart);
-  var lse2 = 0.0;
-  if (valid) {
-    lse2 = lse[p.o5 + head * p.lq + row] * LOG2E;
-    if (lane == 0u) { dsum[p.o6 + head * p.lq + row] = dd; }
-  }
-  var acc: array<vec4<f32>, ${NV}>;
-  ${forSlots("acc[v] = vec4<f32>(0.0);")}
-  var k_end = p.lk;
-  if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
-  for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
-    workgroupBarrier();
-    ${loadTile("ta", "k", "k_base", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "v_base", "k0", "p.lk")}
-    workgroupBarrier();
-    for (var j = 0u; j < ${BC}u; j++) {
-      var x = vec2<f32>(0.0);
-      ${
+  ${loadRows("qr", "q", "p.o0 + head * p.lq * " + DH + "u", "p.lq")}
+  ${loadRows("gr", "g", "p.o4 + head * p.lq * " + DH + "u", "p.lq")}
+  var dd: array<f32, ${R}>;
+  var lse2: array<f32, ${R}>;
+  {
+    ${loadRows("orow", "o", "p.o3 + head * p.lq * " + DH + "u", "p.lq")}
+    var dpart = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
+    ${
         forSlots(
-          `x += vec2<f32>(dot(qr[v], ta[j * ${SP}u + ${slot}]), dot(gr[v], tb[j * ${SP}u + ${slot}]));`,
+          `for (var r = 0u; r < ${R}u; r++) { ${
+            R === 1 ? "dpart" : "dpart[r]"
+          } += dot(gr[r][v], orow[r][v]); }`,
         )
       }
-      x = lanes_sum2(x);
+    dpart = lanes_sum${R === 1 ? 0 : 1}(dpart);
+    ${
+        forRows(`
+      dd[r] = ${R === 1 ? "dpart" : "dpart[r]"};
+      if (row < p.lq) {
+        lse2[r] = lse[p.o5 + head * p.lq + row] * LOG2E;
+        if (lane == 0u) { dsum[p.o6 + head * p.lq + row] = dd[r]; }
+      }`)
+      }
+  }
+  var acc: array<array<vec4<f32>, ${NV}>, ${R}>;
+  ${keyLoop}
+    for (var j = 0u; j < ${BC}u; j++) {
+      var x = vec${2 * R}<f32>(0.0);
+      ${
+        forSlots(`let kv = ta[j * ${SP}u + ${slot}]; let vt = tb[j * ${SP}u + ${slot}];
+        for (var r = 0u; r < ${R}u; r++) { x[r] += dot(qr[r][v], kv); x[${R}u + r] += dot(gr[r][v], vt); }`)
+      }
+      x = lanes_sum${R === 1 ? 1 : 2}(x);
       let key = k0 + j;
-      let masked = key >= p.lk || (p.causal != 0u && key > row);
-      let pj = select(exp2(x.x * p.scale2 - lse2), 0.0, masked);
-      let ds = pj * (x.y - dd);
-      ${forSlots(`acc[v] = fma(vec4<f32>(ds), ta[j * ${SP}u + ${slot}], acc[v]);`)}
+      var ds: array<f32, ${R}>;
+      ${forRows(`ds[r] = select(exp2(x[r] * p.scale2 - lse2[r]), 0.0, ${masked}) * (x[${R}u + r] - dd[r]);`)}
+      ${
+        forSlots(
+          `let kv = ta[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { acc[r][v] = fma(vec4<f32>(ds[r]), kv, acc[r][v]); }`,
+        )
+      }
     }
   }
-  ${storeRow("dq", "p.o7 + row_off", "acc", "(p.scale * poison)", "valid")}
+  ${storeRows("dq", "p.o7 + head * p.lq * " + DH + "u", "acc", "(p.scale * poison)", "p.lq")}
 }`,
       { T: type },
     );
   }
 
+  // dK/dV: R key rows per invocation, query tiles staged with their lse and D; k·q and v·dO of the R rows
+  // reduced at once as in dQ
   return specialize(
     /* wgsl */ `
 @group(0) @binding(0) var<storage, read> q: array<{{T}}>;
@@ -328,62 +381,65 @@ ${entry}
 @group(0) @binding(5) var<storage, read> dsum: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dk: array<{{T}}>;
 @group(0) @binding(7) var<storage, read_write> dv: array<{{T}}>;
-${prelude}${tiles}
+${prelude}
 var<workgroup> tl: array<f32, ${BC}>;
 var<workgroup> td: array<f32, ${BC}>;
 ${entry}
-  let valid = row < p.lk;
-  let row_off = (head * p.lk + row) * ${DH}u;
-  let q_base = p.o0 + head * p.lq * ${DH}u;
-  let g_base = p.o3 + head * p.lq * ${DH}u;
-  ${loadRow("kr", "k", "p.o1 + row_off", "valid")}
-  ${loadRow("vr", "vv", "p.o2 + row_off", "valid")}
-  var ak: array<vec4<f32>, ${NV}>;
-  var av: array<vec4<f32>, ${NV}>;
-  ${forSlots("ak[v] = vec4<f32>(0.0); av[v] = vec4<f32>(0.0);")}
+  ${loadRows("kr", "k", "p.o1 + head * p.lk * " + DH + "u", "p.lk")}
+  ${loadRows("vr", "vv", "p.o2 + head * p.lk * " + DH + "u", "p.lk")}
+  var ak: array<array<vec4<f32>, ${NV}>, ${R}>;
+  var av: array<array<vec4<f32>, ${NV}>, ${R}>;
   var q_start = 0u;
   if (p.causal != 0u) { q_start = block * ${BR}u; }
   for (var q0 = q_start; q0 < p.lq; q0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "q", "q_base", "q0", "p.lq")}
-    ${loadTile("tb", "g", "g_base", "q0", "p.lq")}
+    ${loadTile("ta", "q", "p.o0 + head * p.lq * " + DH + "u", "q0", "p.lq")}
+    ${loadTile("tb", "g", "p.o3 + head * p.lq * " + DH + "u", "q0", "p.lq")}
     for (var e = lid; e < ${BC}u; e += ${WG}u) {
-      let r = q0 + e;
+      let qe = q0 + e;
       var a = 0.0;
       var b = 0.0;
-      if (r < p.lq) { a = lse[p.o4 + head * p.lq + r] * LOG2E; b = dsum[p.o5 + head * p.lq + r]; }
+      if (qe < p.lq) { a = lse[p.o4 + head * p.lq + qe] * LOG2E; b = dsum[p.o5 + head * p.lq + qe]; }
       tl[e] = a;
       td[e] = b;
     }
     workgroupBarrier();
     for (var i = 0u; i < ${BC}u; i++) {
-      var x = vec2<f32>(0.0);
+      var x = vec${2 * R}<f32>(0.0);
       ${
-      forSlots(`x += vec2<f32>(dot(kr[v], ta[i * ${SP}u + ${slot}]), dot(vr[v], tb[i * ${SP}u + ${slot}]));`)
+      forSlots(`let qt = ta[i * ${SP}u + ${slot}]; let gt = tb[i * ${SP}u + ${slot}];
+        for (var r = 0u; r < ${R}u; r++) { x[r] += dot(kr[r][v], qt); x[${R}u + r] += dot(vr[r][v], gt); }`)
     }
-      x = lanes_sum2(x);
+      x = lanes_sum${R === 1 ? 1 : 2}(x);
       let qi = q0 + i;
-      let masked = qi >= p.lq || (p.causal != 0u && row > qi);
-      let pj = select(exp2(x.x * p.scale2 - tl[i]), 0.0, masked);
-      let ds = pj * (x.y - td[i]);
+      var pj: array<f32, ${R}>;
+      var ds: array<f32, ${R}>;
       ${
-      forSlots(`av[v] = fma(vec4<f32>(pj), tb[i * ${SP}u + ${slot}], av[v]);
-        ak[v] = fma(vec4<f32>(ds), ta[i * ${SP}u + ${slot}], ak[v]);`)
+      forRows(`pj[r] = select(exp2(x[r] * p.scale2 - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && row > qi));
+      ds[r] = pj[r] * (x[${R}u + r] - td[i]);`)
+    }
+      ${
+      forSlots(`let qt = ta[i * ${SP}u + ${slot}]; let gt = tb[i * ${SP}u + ${slot}];
+        for (var r = 0u; r < ${R}u; r++) {
+          av[r][v] = fma(vec4<f32>(pj[r]), gt, av[r][v]);
+          ak[r][v] = fma(vec4<f32>(ds[r]), qt, ak[r][v]);
+        }`)
     }
     }
   }
-  ${storeRow("dk", "p.o6 + row_off", "ak", "(p.scale * poison)", "valid")}
-  ${storeRow("dv", "p.o7 + row_off", "av", "poison", "valid")}
+  ${storeRows("dk", "p.o6 + head * p.lk * " + DH + "u", "ak", "(p.scale * poison)", "p.lk")}
+  ${storeRows("dv", "p.o7 + head * p.lk * " + DH + "u", "av", "poison", "p.lk")}
 }`,
     { T: type },
   );
 }
 
 function kernelFor(gpu: Gpu, kind: Kind, type: AttentionType, t: AttentionTiling) {
-  const key = `attention:${kind}:${type}:${t.headDim}:${t.lanes}x${t.slots}:${t.rows}:${t.tile}:${+t
+  const rows = blockRows(kind, t);
+  const key = `attention:${kind}:${type}:${t.headDim}:${t.lanes}x${t.slots}:${rows}:${t.tile}:${+t
     .subgroups}`;
   return gpu.kernel(key, () => ({
-    name: `attention-${kind}[${type},dh${t.headDim},${t.lanes}x${t.slots},r${t.rows},t${t.tile}${
+    name: `attention-${kind}[${type},dh${t.headDim},${t.lanes}x${t.slots},r${rows},t${t.tile}${
       t.subgroups ? ",sg" : ""
     }]`,
     code: source(kind, type, t),
@@ -402,7 +458,7 @@ function dispatchChunks(
   rowsPerHead: number,
 ): void {
   const kernel = kernelFor(gpu, kind, type, t);
-  const blocks = Math.ceil(rowsPerHead / t.rows);
+  const blocks = Math.ceil(rowsPerHead / blockRows(kind, t));
   const bytes = type === "f16" ? 2 : 4;
   const chunks = headChunks(
     gpu,

@@ -123,6 +123,18 @@ gpuTest(
   },
 );
 
+gpuTest("attention covers batch × heads beyond 65,535 workgroups (split grid)", async (gpu) => {
+  // 2 × 33,000 heads of 2 queries: 66,000 workgroups per kernel, more than one grid dimension holds
+  await checkAgainstReference(gpu, [2, 33000, 2, 3, 2, true], 51);
+});
+
+gpuTest("attention with no queries gives empty outputs and zero dK, dV", async (gpu) => {
+  const c: Config = [1, 2, 0, 5, 4, false];
+  const got = await runFused(gpu, c, inputs(c, 61));
+  assertEquals([got.out.length, got.lse.length, got.dq.length], [0, 0, 0]);
+  assertEquals([...got.dk, ...got.dv], new Array(2 * 40).fill(0));
+});
+
 Deno.test({
   name: "scaledDotProductAttention() without subgroups (one invocation per row) matches the reference",
   sanitizeOps: false,
