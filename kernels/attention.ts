@@ -7,22 +7,28 @@
  * accumulation in f32. Causal masking is top-left aligned like PyTorch's `is_causal`: query i sees keys
  * j ≤ i.
  *
- * Work split: one workgroup per (head, block of `rows` rows). A row is a query (forward, dQ) or a key
- * (dK/dV). Each row is owned by `lanes` invocations of one subgroup; the head dimension, padded to vec4
- * slots (`rowSlots` = lanes·slots), is dealt out lane-interleaved (lane l holds slots l, l+lanes, ...), so
- * an invocation keeps `slots` vec4 of its row's vectors and accumulators in registers. Partial dot
- * products are summed over the row's lanes with a subgroupShuffleXor butterfly. Without subgroups
- * `lanes` is 1 and an invocation owns whole rows (no cross-invocation reduction at all).
+ * Work split: one workgroup per (head, block of rows). A row is a query (forward, dQ) or a key (dK/dV).
+ * Each row is owned by `lanes` invocations of one subgroup; the head dimension, padded to vec4 slots
+ * (`rowSlots` = lanes·slots), is dealt out lane-interleaved (lane l holds slots l, l+lanes, ...), so an
+ * invocation keeps `slots` vec4 of its row's vectors and accumulators in registers. Partial dot products
+ * are summed over the row's lanes with a subgroupShuffleXor butterfly (several rows' sums in one vector).
+ * Without subgroups `lanes` is 1 and an invocation owns whole rows (no cross-invocation reduction).
+ * lanes = the smallest power of two ≤ 8 (and ≤ the adapter's minimum subgroup size) giving ≤ 6 slots:
+ * Dh 64 → 4×4, 66 and 72 → 4×5, 128 → 8×4, 33 → 2×5, 5 → 1×2. An invocation owns
+ * `rowsPerInvocation` rows (2 when slots ≤ 5, else 1; rows rloc and rloc + workgroup/lanes): every vec4
+ * read from workgroup memory then feeds 8 FMAs (4 with one row), at the price of registers: with 2 rows
+ * of 5 slots, 80 floats of rows and accumulators plus 2·tile scores (forward), 120 (dQ), 160 (dK/dV).
+ * Workgroup: 64·lanes invocations (≤ 256), so 128 rows per workgroup at Dh 64–72 and 64 at Dh 128.
  * Rows are assigned per subgroup through a workgroup atomic (a subgroup takes the next index and owns
- * rows index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
+ * row groups index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
  * local_invocation_index maps onto subgroups. Should a subgroup be smaller than `lanes` (the launcher
  * avoids this when the adapter reports its sizes) the results are NaN, never silently wrong.
  *
  * Tiles: the other side (keys and values for forward and dQ; queries and dO for dK/dV) advances in tiles
  * of `tile` rows staged in workgroup memory as vec4<f32>: 2·tile·rowSlots·16 bytes. `tile` is the largest
  * of 32, 16, 8, ... that fits `maxComputeWorkgroupStorageSize` (32 KiB on lavapipe: tile 32 up to Dh 124,
- * 16 for Dh 128 in f32; 48 KiB GPUs: 32 up to Dh 188). Every staged value is read by all `rows` rows of
- * the workgroup, so global traffic per FMA falls with `rows` (64; 32 when lanes = 8).
+ * 16 for Dh 128 in f32; 48 KiB GPUs: 32 up to Dh 188). Every staged value is read by all rows of the
+ * workgroup, so global traffic per FMA falls with the rows per workgroup.
  *
  * Forward: per key tile, scores s_j = (q·k_j)·scale·log2(e) for the tile (register array of `tile`
  * floats), one rescale of the accumulator by exp2(m_old − m_new), then acc += exp2(s_j − m)·v_j. Masked
