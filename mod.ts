@@ -26,5 +26,7 @@ export const VERSION = "0.1.0";
 
 export * from "./core/gpu/mod.ts";
 export * from "./core/tensor/mod.ts";
+export * from "./core/tensor/reference/attention.ts";
 export * from "./core/tensor/reference/ops.ts";
 export * from "./core/tensor/reference/philox.ts";
+export * from "./core/tensor/reference/rope.ts";
