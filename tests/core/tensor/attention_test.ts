@@ -116,10 +116,13 @@ gpuTest("scaledDotProductAttention() matches the float64 reference (values, lse,
 });
 
 gpuTest(
-  "scaledDotProductAttention() is exact on a long sequence (1030 tokens, not a tile multiple)",
+  "scaledDotProductAttention() is exact on long sequences (1030 and 8001 tokens, not tile multiples)",
   async (gpu) => {
     await checkAgainstReference(gpu, [1, 1, 1030, 1030, 72, true], 7);
     await checkAgainstReference(gpu, [1, 1, 1030, 1030, 64, false], 8, true);
+    // 8,001 keys for a few queries, and 8,001 queries over a few keys (Primus-M has 8,000 tokens)
+    await checkAgainstReference(gpu, [1, 1, 70, 8001, 16, false], 9);
+    await checkAgainstReference(gpu, [1, 1, 8001, 40, 8, true], 10);
   },
 );
 
