@@ -3,8 +3,12 @@
  * Each launch consumes ⌈n/4⌉ counters starting at `offset`; the caller advances its offset.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import core from "./philox_core.wgsl" with { type: "text" };
 import source from "./philox.wgsl" with { type: "text" };
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
+
+/** WGSL of Philox4x32-10: `philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32>` and `unit(u32) -> f32`. */
+export const PHILOX_WGSL: string = core;
 
 /** Distributions: uniform in [a, b), normal with mean a and std b, bernoulli with p = a. */
 export type RandomKind = "uniform" | "normal" | "bernoulli";
@@ -40,7 +44,7 @@ export function runRandom(
   if (n === 0) return;
   const kernel = gpu.kernel(`philox:${kind}:${type}`, () => ({
     name: `philox_${kind}[${type}]`,
-    code: specialize(source, { T: type, TRANSFORM: TRANSFORMS[kind], LINEAR_INDEX }),
+    code: specialize(source, { T: type, TRANSFORM: TRANSFORMS[kind], LINEAR_INDEX, PHILOX_CORE: core }),
     storage: ["read_write"],
     uniform: true,
   }));

@@ -3,6 +3,7 @@ export { backward, isGradEnabled, noGrad } from "./autograd.ts";
 export * from "./dtype.ts";
 export * from "./ops/mod.ts";
 export * from "./random.ts";
-export { keep, scope, scopeDepth } from "./scope.ts";
+export { keep, OWNED_TENSORS, scope, scopeDepth, type TensorOwner } from "./scope.ts";
 export * from "./shape.ts";
+export * from "./arena.ts";
 export { type GradNode, Tensor } from "./tensor.ts";

@@ -55,6 +55,20 @@ export class Generator {
     return this.#draw("bernoulli", shape, dtype, p, 0);
   }
 
+  /**
+   * Reserves the counters of `n` values for a kernel that draws them itself (fused dropout): returns
+   * the seed and the first counter, and advances exactly like a draw of `n` values, so element i of
+   * that kernel sees the same bits as element i of `uniform(shape)` drawn at this point.
+   */
+  reserve(n: number): GeneratorState {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new RangeError(`reserve(): n must be an integer >= 0, got ${n}`);
+    }
+    const state = { seed: this.#seed, offset: this.#offset };
+    this.#offset += Math.ceil(n / 4);
+    return state;
+  }
+
   #draw(
     kind: "uniform" | "normal" | "bernoulli",
     shape: Shape,

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertThrows } from "../../assert.ts";
 import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
-import { Generator, reshape, scope, sum, tensor, zeros } from "../../../core/tensor/mod.ts";
+import { add, Generator, mul, reshape, scope, sum, tensor, zeros } from "../../../core/tensor/mod.ts";
 import { gpuTest } from "../../helpers.ts";
 
 gpuTest("tensor() round-trips f32, f16, i32 and u32 host data", async (gpu: Gpu) => {
@@ -62,6 +62,31 @@ Deno.test({
     const gpu = await createGpu({ disableFeatures: ["shader-f16"] });
     try {
       assertThrows(() => tensor([1], [1], { dtype: "f16", gpu }), TypeError, "shader-f16");
+    } finally {
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "elementwise ops split tensors above the binding limit into chunks",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu({ maxStorageBindingBytes: 4096 }); // 1,024 f32 per binding
+    try {
+      const n = 5000;
+      const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+      const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.5));
+      const [x, y] = [tensor(a, [5, 1000], { gpu }), tensor(b, [5, 1000], { gpu })];
+      const s = tensor([0.25], [1], { gpu });
+      const out = scope(() => mul(add(x, y), s));
+      const got = await out.toArray();
+      for (let i = 0; i < n; i += 97) {
+        assert(Math.abs(got[i] - Math.fround(Math.fround(a[i] + b[i]) * 0.25)) < 1e-6, `element ${i}`);
+      }
+      const column = tensor([1, 2, 3, 4, 5], [5, 1], { gpu });
+      assertThrows(() => add(x, column), RangeError, "same-shape or single-element");
     } finally {
       gpu.destroy();
     }

@@ -1,0 +1,41 @@
+/**
+ * Helpers shared by the normalization, activation, pooling, resampling and loss ops (not exported from
+ * the ops barrel): scratch buffers from the pool and input validation with messages that name the op.
+ */
+import type { Scratch } from "../../../kernels/mod.ts";
+import type { Gpu } from "../../gpu/mod.ts";
+import { isFloat } from "../dtype.ts";
+import { sameShape, type Shape } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+
+/** Temporary buffers from the pool (released after recording; the queue orders later reuse). */
+export function poolScratch(gpu: Gpu): Scratch {
+  return {
+    acquire: (bytes) => ({ buffer: gpu.pool.acquire(Math.max(16, bytes)), size: Math.max(16, bytes) }),
+    release: (range) => gpu.pool.release(range.buffer),
+  };
+}
+
+/** Throws unless `t` is an f32 or f16 tensor. */
+export function checkFloatTensor(op: string, what: string, t: Tensor): void {
+  if (!isFloat(t.dtype)) throw new TypeError(`${op}(): ${what} must be f32 or f16, got ${t}`);
+}
+
+/** Throws unless `t` has exactly `shape`. */
+export function checkShapeIs(op: string, what: string, t: Tensor, shape: Shape): void {
+  if (!sameShape(t.shape, shape)) {
+    throw new RangeError(`${op}(): ${what} has shape [${t.shape}], expected [${shape}]`);
+  }
+}
+
+/** Throws unless every tensor lives on `x`'s device. */
+export function checkDevice(op: string, x: Tensor, others: readonly (Tensor | undefined)[]): void {
+  for (const t of others) {
+    if (t && t.gpu !== x.gpu) throw new Error(`${op}(): tensors live on different devices`);
+  }
+}
+
+/** Throws unless `t` has `x`'s dtype. */
+export function checkSameDtype(op: string, what: string, x: Tensor, t: Tensor): void {
+  if (t.dtype !== x.dtype) throw new TypeError(`${op}(): ${what} is ${t.dtype}, the input is ${x.dtype}`);
+}

@@ -1,0 +1,319 @@
+/**
+ * Normalization ops: instance, group and layer norm (last dims, and channels-first over C at each voxel,
+ * as Primus's LayerNorm3d), and the fused ResEnc hot path norm + affine (+ residual) + LeakyReLU.
+ *
+ * Statistics are numerically stable (Welford per invocation, Chan merges of partial moments; never
+ * E[x²] − E[x]² of raw sums) with the biased variance, as PyTorch. Each op saves x, its (mean, rstd) per
+ * statistic and, when an activation is fused, its output y; backward is one reduction pass plus one
+ * pointwise pass (kernels/norm.ts). The unfused compositions (`instanceNorm` → `add` → `leakyRelu`)
+ * are the oracle of the fused ops in the tests.
+ */
+import {
+  type AffineIndex,
+  type NormGeometry,
+  type NormTypes,
+  runChannelSums,
+  runGroupCoefficients,
+  runNormApply,
+  runNormGradSums,
+  runNormInputGrad,
+  runNormStats,
+  statCount,
+  statSize,
+} from "../../../kernels/mod.ts";
+import { record } from "../autograd.ts";
+import { numel } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+import { emptyOn } from "./create.ts";
+import { checkDevice, checkFloatTensor, checkSameDtype, checkShapeIs, poolScratch } from "./internal.ts";
+
+type FloatType = "f32" | "f16";
+
+/** How the backward pass reduces: per-channel segments (group norms), last dims, or channels-first. */
+type GradPlan =
+  | { kind: "segments"; n: number; c: number; s: number; groups: number }
+  | { kind: "lastDims"; rows: number; d: number }
+  | { kind: "channelsFirst"; n: number; c: number; s: number };
+
+interface NormCall {
+  op: string;
+  x: Tensor;
+  weight?: Tensor;
+  bias?: Tensor;
+  residual?: Tensor;
+  slope?: number;
+  eps: number;
+  geo: NormGeometry;
+  affine: AffineIndex;
+  plan: GradPlan;
+}
+
+function floatType(t: Tensor): FloatType {
+  return t.dtype as FloatType;
+}
+
+function checkEps(op: string, eps: number): void {
+  if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`${op}(): eps must be >= 0, got ${eps}`);
+}
+
+function checkParams(op: string, x: Tensor, shape: readonly number[], weight?: Tensor, bias?: Tensor): void {
+  checkFloatTensor(op, "the input", x);
+  checkDevice(op, x, [weight, bias]);
+  if (weight) {
+    checkFloatTensor(op, "weight", weight);
+    checkShapeIs(op, "weight", weight, shape);
+  }
+  if (bias) {
+    checkFloatTensor(op, "bias", bias);
+    checkShapeIs(op, "bias", bias, shape);
+  }
+}
+
+/** Forward + backward shared by every normalization op. */
+function normalize(call: NormCall): Tensor {
+  const { x, weight, bias, residual, slope, geo, affine, plan } = call;
+  const types: NormTypes = {
+    x: floatType(x),
+    weight: weight && floatType(weight),
+    bias: bias && floatType(bias),
+  };
+  const gpu = x.gpu;
+  const y = emptyOn(x, x.shape);
+  if (x.size === 0) return y;
+  const stats = emptyOn(x, [statCount(geo), 2], "f32");
+  const scratch = poolScratch(gpu);
+  runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch);
+  runNormApply(gpu, types, geo, affine, {
+    x: x.binding,
+    stats: stats.binding,
+    weight: weight?.binding,
+    bias: bias?.binding,
+    residual: residual?.binding,
+    y: y.binding,
+  }, slope);
+  const inputs = [x, weight, bias, residual].filter((t): t is Tensor => t !== undefined);
+  const saved = [x, stats, ...(weight ? [weight] : []), ...(slope !== undefined ? [y] : [])];
+  const out = record(call.op, inputs, y, saved, (g) => {
+    const dx = emptyOn(x, x.shape);
+    const dres = residual ? emptyOn(x, x.shape) : undefined;
+    const coef = emptyOn(x, [statCount(geo), 2], "f32");
+    const gradArgs = {
+      x: x.binding,
+      stats: stats.binding,
+      gy: g.binding,
+      y: slope !== undefined ? y.binding : undefined,
+      weight: weight?.binding,
+    };
+    const wantW = weight?.requiresGrad ?? false;
+    const wantB = bias?.requiresGrad ?? false;
+    const dW = wantW ? emptyOn(weight!, weight!.shape) : undefined;
+    const dB = wantB ? emptyOn(bias!, bias!.shape) : undefined;
+    const m = statSize(geo);
+    if (plan.kind === "segments") {
+      // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients
+      const ab = emptyOn(x, [plan.n * plan.c, 2], "f32");
+      const segments: NormGeometry = { kind: "rows", rows: plan.n * plan.c, len: plan.s };
+      runNormGradSums(gpu, types, geo, segments, affine, gradArgs, false, ab.binding, 1, scratch, slope);
+      runGroupCoefficients(
+        gpu,
+        types,
+        plan.n * plan.groups,
+        plan.groups,
+        plan.c / plan.groups,
+        ab.binding,
+        weight?.binding,
+        coef.binding,
+        1 / m,
+      );
+      runChannelSums(gpu, types, plan.n, plan.c, ab.binding, dW?.binding, dB?.binding);
+    } else {
+      runNormGradSums(gpu, types, geo, geo, affine, gradArgs, true, coef.binding, 1 / m, scratch, slope);
+      if (dW || dB) {
+        const [units, perUnit, segments]: [number, number, NormGeometry] = plan.kind === "lastDims"
+          ? [1, plan.d, { kind: "columns", outer: 1, r: plan.rows, inner: plan.d }]
+          : [plan.n, plan.c, { kind: "rows", rows: plan.n * plan.c, len: plan.s }];
+        const ab = emptyOn(x, [units * perUnit, 2], "f32");
+        runNormGradSums(gpu, types, geo, segments, affine, gradArgs, false, ab.binding, 1, scratch, slope);
+        runChannelSums(gpu, types, units, perUnit, ab.binding, dW?.binding, dB?.binding);
+      }
+    }
+    runNormInputGrad(gpu, types, geo, affine, {
+      ...gradArgs,
+      coef: coef.binding,
+      dx: dx.binding,
+      dResidual: dres?.binding,
+    }, slope);
+    const grads = new Map<Tensor | undefined, Tensor | undefined>([[x, dx], [residual, dres]]);
+    if (weight) grads.set(weight, dW);
+    if (bias) grads.set(bias, dB);
+    return inputs.map((t) => grads.get(t));
+  });
+  stats.dispose(); // the graph holds its own reference
+  return out;
+}
+
+/** Options of the fused norm + activation ops. */
+export interface NormActOptions {
+  /** Negative slope of the LeakyReLU (≥ 0; 0 gives ReLU). Default 0.01, as ResEnc. */
+  slope?: number;
+  /** Added after the affine transform, before the activation (ResEnc BasicBlock: act(norm(conv) + skip)). */
+  residual?: Tensor;
+  /** Default 1e-5. */
+  eps?: number;
+}
+
+function groupNormCall(
+  op: string,
+  x: Tensor,
+  groups: number,
+  weight: Tensor | undefined,
+  bias: Tensor | undefined,
+  eps: number,
+  act?: NormActOptions,
+): Tensor {
+  if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
+  const [n, c] = x.shape;
+  checkParams(op, x, [c], weight, bias);
+  checkEps(op, eps);
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
+    throw new RangeError(`${op}(): ${c} channels cannot be split into ${groups} groups`);
+  }
+  const residual = act?.residual;
+  if (residual) {
+    checkDevice(op, x, [residual]);
+    checkSameDtype(op, "residual", x, residual);
+    checkShapeIs(op, "residual", residual, x.shape);
+  }
+  let slope: number | undefined;
+  if (act) {
+    slope = act.slope ?? 0.01;
+    if (!(slope >= 0) || !Number.isFinite(slope)) {
+      throw new RangeError(
+        `${op}(): slope must be >= 0 (the backward reads the activation from y), got ${slope}`,
+      );
+    }
+  }
+  const s = numel(x.shape.slice(2));
+  return normalize({
+    op,
+    x,
+    weight,
+    bias,
+    residual,
+    slope,
+    eps,
+    geo: { kind: "rows", rows: n * groups, len: (c / groups) * s },
+    affine: { adiv: Math.max(s, 1), amod: Math.max(c, 1) },
+    plan: { kind: "segments", n, c, s, groups },
+  });
+}
+
+/**
+ * Group normalization of `x` [N, C, ...spatial]: each sample's channels are split into `groups` groups,
+ * each normalized over its channels and voxels (biased variance), then `weight`/`bias` [C] per channel.
+ * @param eps added to the variance; default 1e-5 (PyTorch's GroupNorm)
+ */
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  return groupNormCall("groupNorm", x, groups, weight, bias, eps);
+}
+
+/**
+ * Instance normalization of `x` [N, C, ...spatial] (NCDHW and any other spatial rank): every (n, c) is
+ * normalized over its voxels with the biased variance, like PyTorch's InstanceNorm3d (training mode, no
+ * running statistics), then `weight`/`bias` [C] per channel.
+ * @param eps added to the variance; default 1e-5
+ */
+export function instanceNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  const c = x.rank >= 2 ? x.shape[1] : 1;
+  return groupNormCall("instanceNorm", x, c, weight, bias, eps);
+}
+
+/**
+ * The ResEnc hot path in one op: `leakyRelu(instanceNorm(x)·weight + bias (+ residual), slope)`,
+ * one pointwise pass forward after the statistics and one backward. Equal to the unfused composition.
+ * @example
+ * const y = instanceNormAct(conv, w, b, { slope: 0.01, residual: skip });
+ */
+export function instanceNormAct(
+  x: Tensor,
+  weight: Tensor | undefined,
+  bias: Tensor | undefined,
+  options: NormActOptions = {},
+): Tensor {
+  const c = x.rank >= 2 ? x.shape[1] : 1;
+  return groupNormCall("instanceNormAct", x, c, weight, bias, options.eps ?? 1e-5, options);
+}
+
+/** {@link groupNorm} fused with the residual add and LeakyReLU, as {@link instanceNormAct}. */
+export function groupNormAct(
+  x: Tensor,
+  groups: number,
+  weight: Tensor | undefined,
+  bias: Tensor | undefined,
+  options: NormActOptions = {},
+): Tensor {
+  return groupNormCall("groupNormAct", x, groups, weight, bias, options.eps ?? 1e-5, options);
+}
+
+/**
+ * Layer normalization over the trailing dims `normalizedShape` (a size or a list; default the last dim),
+ * like PyTorch's LayerNorm: biased variance, `weight`/`bias` shaped `normalizedShape`.
+ * @param eps default 1e-5
+ */
+export function layerNorm(
+  x: Tensor,
+  normalizedShape?: number | readonly number[],
+  weight?: Tensor,
+  bias?: Tensor,
+  eps = 1e-5,
+): Tensor {
+  const op = "layerNorm";
+  const shape = normalizedShape === undefined
+    ? x.shape.slice(-1)
+    : typeof normalizedShape === "number"
+    ? [normalizedShape]
+    : [...normalizedShape];
+  const tail = x.shape.slice(x.rank - shape.length);
+  if (shape.length === 0 || shape.length > x.rank || tail.some((d, i) => d !== shape[i])) {
+    throw new RangeError(`${op}(): normalizedShape [${shape}] is not the trailing shape of [${x.shape}]`);
+  }
+  checkParams(op, x, shape, weight, bias);
+  checkEps(op, eps);
+  const d = numel(shape);
+  const rows = d === 0 ? 0 : x.size / d;
+  return normalize({
+    op,
+    x,
+    weight,
+    bias,
+    eps,
+    geo: { kind: "rows", rows, len: d },
+    affine: { adiv: 1, amod: Math.max(d, 1) },
+    plan: { kind: "lastDims", rows, d },
+  });
+}
+
+/**
+ * Channels-first layer normalization of `x` [N, C, ...spatial]: at every voxel, normalize over the C
+ * channels (biased variance), then `weight`/`bias` [C] — the LayerNorm2d/3d of ConvNeXt and of Primus's
+ * decoder (whose eps default is 1e-6).
+ * @param eps default 1e-6
+ */
+export function layerNormChannelsFirst(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-6): Tensor {
+  const op = "layerNormChannelsFirst";
+  if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
+  const [n, c] = x.shape;
+  checkParams(op, x, [c], weight, bias);
+  checkEps(op, eps);
+  const s = numel(x.shape.slice(2));
+  return normalize({
+    op,
+    x,
+    weight,
+    bias,
+    eps,
+    geo: { kind: "columns", outer: n, r: c, inner: s },
+    affine: { adiv: Math.max(s, 1), amod: Math.max(c, 1) },
+    plan: { kind: "channelsFirst", n, c, s },
+  });
+}

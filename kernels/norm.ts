@@ -1,0 +1,468 @@
+/**
+ * Normalization kernels (instance, group, layer and channels-first layer norm), with the optional fused
+ * residual add and LeakyReLU of ResEnc blocks, built on the chunked generators of kernels/chunked.ts.
+ *
+ * Geometry. Statistics are taken either over contiguous rows (`rows`: instance/group norm rows of
+ * (C/G)·S voxels, layer norm rows of the last dim) or over the middle axis of `[outer, r, inner]`
+ * (`columns`: channels-first layer norm, over C at each voxel). Affine parameters are indexed
+ * `a = ⌊g / adiv⌋ mod amod` (per channel: adiv = S, amod = C; per last-dim element: adiv = 1).
+ *
+ * Forward: (1) a moments reduction (Welford per invocation, Chan merges; rows are split into pieces of
+ * ≤ 4096 elements, one workgroup each, so 2×32 channels of 160³ give ~64k workgroups), (2) a merge of the
+ * pieces into (mean, rstd) per statistic (biased variance, rstd = 1/√(var + eps)), (3) one pointwise pass
+ * y = act((x − mean)·rstd·w + b + residual), act = LeakyReLU(slope) or identity.
+ * Backward, with gz = gy·act'(y) (act' read from the sign of y: valid for slope ≥ 0) and
+ * x̂ = (x − mean)·rstd: sums of (gz, gz·x̂) per segment or column, merged; then one pointwise pass
+ * dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz), c₂ = mean(w·gz·x̂) over the statistic's elements,
+ * and d(residual) = gz. dW = Σ gz·x̂ and dB = Σ gz per affine index.
+ *
+ * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
+ * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
+ * and the small per-segment sums are bound whole.
+ */
+import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
+import {
+  accumulatorWgsl,
+  columnPieces,
+  combineWgsl,
+  expandBy,
+  type IndexMap,
+  type OperandArg,
+  type OperandSpec,
+  perColumn,
+  perRow,
+  rowPieceLength,
+  runColumnReduce,
+  runPointwise,
+  runRowReduce,
+} from "./chunked.ts";
+import type { Scratch } from "./reduce.ts";
+
+/** Storage type of normalized tensors and parameters. */
+export type FloatType = "f32" | "f16";
+
+/** Where statistics are taken: contiguous rows, or the middle axis of [outer, r, inner]. */
+export type NormGeometry =
+  | { kind: "rows"; rows: number; len: number }
+  | { kind: "columns"; outer: number; r: number; inner: number };
+
+/** Affine index a = ⌊g / adiv⌋ mod amod. */
+export interface AffineIndex {
+  adiv: number;
+  amod: number;
+}
+
+/** Number of statistics (mean, rstd pairs) of a geometry. */
+export function statCount(geo: NormGeometry): number {
+  return geo.kind === "rows" ? geo.rows : geo.outer * geo.inner;
+}
+
+/** Elements per statistic. */
+export function statSize(geo: NormGeometry): number {
+  return geo.kind === "rows" ? geo.len : geo.r;
+}
+
+function statMap(geo: NormGeometry): IndexMap {
+  return geo.kind === "rows" ? perRow(geo.len) : perColumn(geo.r, geo.inner);
+}
+
+function elements(geo: NormGeometry): number {
+  return geo.kind === "rows" ? geo.rows * geo.len : geo.outer * geo.r * geo.inner;
+}
+
+/** Reduces (rows or columns) with `value`, then merges the pieces with `post` per row/column. */
+function reduceThenMerge(
+  gpu: Gpu,
+  scratch: Scratch,
+  red: NormGeometry,
+  spec: { key: string; name: string; operands: OperandSpec[]; value: string; mode: "sum" | "moments" },
+  args: OperandArg[],
+  uints: number[],
+  floats: number[],
+  post: {
+    key: string;
+    operands: OperandSpec[];
+    body: string;
+    args: OperandArg[];
+    floats?: [string, number][];
+  },
+): void {
+  const units = statCount(red);
+  const maxBytes = Math.max(...spec.operands.map((o) => (o.type === "f16" ? 2 : 4)));
+  let pieces: number;
+  const partBytes = (p: number) => Math.max(16, units * p * 16);
+  let part: BufferRange;
+  const uintNames = ["adiv", "amod"];
+  const reduceSpec = { ...spec, uints: uintNames, floats: ["slope"] };
+  if (red.kind === "rows") {
+    const pieceLen = rowPieceLength(gpu, red.len, maxBytes);
+    pieces = Math.max(1, Math.ceil(red.len / pieceLen));
+    part = scratch.acquire(partBytes(pieces));
+    runRowReduce(gpu, reduceSpec, red.rows, red.len, pieceLen, args, part, uints, floats);
+  } else {
+    pieces = columnPieces(red);
+    part = scratch.acquire(partBytes(pieces));
+    pieces = runColumnReduce(gpu, reduceSpec, red, args, part, uints, floats, pieces);
+  }
+  const floatPairs = post.floats ?? [];
+  runPointwise(
+    gpu,
+    {
+      key: `${post.key}:${spec.mode}`,
+      name: `${spec.name}_merge`,
+      operands: [{ name: "part", type: "vec4<f32>", index: "map" }, ...post.operands],
+      uints: ["pieces"],
+      floats: floatPairs.map(([n]) => n),
+      helpers: accumulatorWgsl(spec.mode) + combineWgsl("part"),
+      body: post.body,
+    },
+    units,
+    [{ range: part, map: expandBy(pieces) }, ...post.args],
+    [pieces],
+    floatPairs.map(([, v]) => v),
+  );
+  scratch.release(part);
+}
+
+/**
+ * Records the statistics of `x`: `stats[i] = (mean, 1/√(var + eps))` (vec2<f32>, biased variance) for
+ * every row or column of the geometry.
+ */
+export function runNormStats(
+  gpu: Gpu,
+  type: FloatType,
+  geo: NormGeometry,
+  x: BufferRange,
+  stats: BufferRange,
+  eps: number,
+  scratch: Scratch,
+): void {
+  if (statCount(geo) === 0) return;
+  reduceThenMerge(
+    gpu,
+    scratch,
+    geo,
+    {
+      key: `normstats:${type}`,
+      name: `norm_stats[${type},${geo.kind}]`,
+      operands: [{ name: "x", type, index: "same" }],
+      value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
+      mode: "moments",
+    },
+    [{ range: x }],
+    [1, 1],
+    [0],
+    {
+      key: "normstats_post",
+      operands: [{ name: "st", type: "vec2<f32>", write: true, index: "same" }],
+      body: `let r = combine_part(g);
+  st[ix_st(g)] = vec2<f32>(r.y, inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps));`,
+      args: [{ range: stats }],
+      floats: [["eps", eps]],
+    },
+  );
+}
+
+/** Types of the tensors of a normalization (x-like tensors share `x`). */
+export interface NormTypes {
+  x: FloatType;
+  weight?: FloatType;
+  bias?: FloatType;
+}
+
+/** Buffers of {@link runNormApply}. */
+export interface NormApplyArgs {
+  x: BufferRange;
+  stats: BufferRange;
+  weight?: BufferRange;
+  bias?: BufferRange;
+  residual?: BufferRange;
+  y: BufferRange;
+}
+
+function typesKey(t: NormTypes): string {
+  return `${t.x},${t.weight ?? "-"},${t.bias ?? "-"}`;
+}
+
+/**
+ * Records y = act((x − mean)·rstd·w + b + residual) over the whole tensor; `slope` undefined: no
+ * activation, else LeakyReLU(slope).
+ */
+export function runNormApply(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: NormGeometry,
+  affine: AffineIndex,
+  args: NormApplyArgs,
+  slope?: number,
+): void {
+  const operands: OperandSpec[] = [
+    { name: "x", type: types.x, index: "same" },
+    { name: "st", type: "vec2<f32>", index: "map" },
+  ];
+  const bound: OperandArg[] = [{ range: args.x }, { range: args.stats, map: statMap(geo) }];
+  if (args.weight) {
+    operands.push({ name: "w", type: types.weight!, index: "whole" });
+    bound.push({ range: args.weight });
+  }
+  if (args.bias) {
+    operands.push({ name: "b", type: types.bias!, index: "whole" });
+    bound.push({ range: args.bias });
+  }
+  if (args.residual) {
+    operands.push({ name: "res", type: types.x, index: "same" });
+    bound.push({ range: args.residual });
+  }
+  operands.push({ name: "y", type: types.x, write: true, index: "same" });
+  bound.push({ range: args.y });
+  const act = slope !== undefined;
+  const flags = `${args.weight ? "w" : ""}${args.bias ? "b" : ""}${args.residual ? "r" : ""}${
+    act ? "a" : ""
+  }`;
+  runPointwise(
+    gpu,
+    {
+      key: `normapply:${typesKey(types)}:${flags}`,
+      name: `norm_apply[${types.x},${flags}]`,
+      operands,
+      uints: ["adiv", "amod"],
+      floats: ["slope"],
+      body: `let s = st[ix_st(g)];
+  let a = (g / p.u_adiv) % p.u_amod;
+  var z = (f32(x[ix_x(g)]) - s.x) * s.y;
+  ${args.weight ? "z = z * f32(w[a]);" : ""}
+  ${args.bias ? "z = z + f32(b[a]);" : ""}
+  ${args.residual ? "z = z + f32(res[ix_res(g)]);" : ""}
+  ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
+  y[ix_y(g)] = ${types.x}(z);`,
+    },
+    elements(geo),
+    bound,
+    [affine.adiv, affine.amod],
+    [slope ?? 0],
+  );
+}
+
+/** Buffers read by the backward reductions and the input gradient. */
+export interface NormGradArgs {
+  x: BufferRange;
+  stats: BufferRange;
+  gy: BufferRange;
+  /** The forward output, when an activation was fused (its sign gives the activation's slope). */
+  y?: BufferRange;
+  weight?: BufferRange;
+}
+
+function gradOperands(
+  types: NormTypes,
+  geo: NormGeometry,
+  args: NormGradArgs,
+  weighted: boolean,
+): { operands: OperandSpec[]; bound: OperandArg[] } {
+  const operands: OperandSpec[] = [
+    { name: "x", type: types.x, index: "same" },
+    { name: "st", type: "vec2<f32>", index: "map" },
+    { name: "gy", type: types.x, index: "same" },
+  ];
+  const bound: OperandArg[] = [{ range: args.x }, { range: args.stats, map: statMap(geo) }, {
+    range: args.gy,
+  }];
+  if (args.y) {
+    operands.push({ name: "y", type: types.x, index: "same" });
+    bound.push({ range: args.y });
+  }
+  if (weighted && args.weight) {
+    operands.push({ name: "w", type: types.weight!, index: "whole" });
+    bound.push({ range: args.weight });
+  }
+  return { operands, bound };
+}
+
+const GZ = (act: boolean) =>
+  `let s = st[ix_st(g)];
+    let xh = (f32(x[ix_x(g)]) - s.x) * s.y;
+    var gz = f32(gy[ix_gy(g)]);
+    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(g)]) > 0.0);" : ""}`;
+
+/**
+ * Records sums of (gz, gz·x̂) — times w[a] when `weighted` — over every row or column of `reduce`
+ * (which walks the same elements as `geo`, e.g. per-channel segments of S voxels while the statistics
+ * are per group). `out[i] = scale·(Σ, Σ)` as vec2<f32>.
+ */
+export function runNormGradSums(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: NormGeometry,
+  reduce: NormGeometry,
+  affine: AffineIndex,
+  args: NormGradArgs,
+  weighted: boolean,
+  out: BufferRange,
+  scale: number,
+  scratch: Scratch,
+  slope?: number,
+): void {
+  if (statCount(reduce) === 0) return;
+  const { operands, bound } = gradOperands(types, geo, args, weighted);
+  const act = args.y !== undefined;
+  const w = weighted && args.weight;
+  reduceThenMerge(
+    gpu,
+    scratch,
+    reduce,
+    {
+      key: `normgrad:${typesKey(types)}:${act ? "a" : ""}${w ? "w" : ""}`,
+      name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
+      operands,
+      value: `${GZ(act)}
+    ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
+    let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
+      mode: "sum",
+    },
+    bound,
+    [affine.adiv, affine.amod],
+    [slope ?? 0],
+    {
+      key: "normgrad_post",
+      operands: [{ name: "o", type: "vec2<f32>", write: true, index: "same" }],
+      body: `let r = combine_part(g);
+  o[ix_o(g)] = vec2<f32>(r.x, r.y) * p.f_scale;`,
+      args: [{ range: out }],
+      floats: [["scale", scale]],
+    },
+  );
+}
+
+/**
+ * Records dW[c] = Σₙ ab[n·C + c].y and dB[c] = Σₙ ab[n·C + c].x from per-(n, c) sums (gz, gz·x̂).
+ */
+export function runChannelSums(
+  gpu: Gpu,
+  types: NormTypes,
+  n: number,
+  c: number,
+  ab: BufferRange,
+  dWeight?: BufferRange,
+  dBias?: BufferRange,
+): void {
+  const operands: OperandSpec[] = [{ name: "ab", type: "vec2<f32>", index: "whole" }];
+  const bound: OperandArg[] = [{ range: ab }];
+  if (dWeight) {
+    operands.push({ name: "dw", type: types.weight!, write: true, index: "same" });
+    bound.push({ range: dWeight });
+  }
+  if (dBias) {
+    operands.push({ name: "db", type: types.bias!, write: true, index: "same" });
+    bound.push({ range: dBias });
+  }
+  if (!dWeight && !dBias) return;
+  runPointwise(
+    gpu,
+    {
+      key: `chsums:${typesKey(types)}:${dWeight ? "w" : ""}${dBias ? "b" : ""}`,
+      name: "norm_channel_sums",
+      operands,
+      uints: ["n", "c"],
+      body: `var s = vec2<f32>(0.0);
+  for (var i = 0u; i < p.u_n; i++) { s += ab[i * p.u_c + g]; }
+  ${dWeight ? `dw[ix_dw(g)] = ${types.weight}(s.y);` : ""}
+  ${dBias ? `db[ix_db(g)] = ${types.bias}(s.x);` : ""}`,
+    },
+    c,
+    bound,
+    [n, c],
+  );
+}
+
+/**
+ * Records the group-norm coefficients per (n, group): coef = (Σ_c w[c]·A, Σ_c w[c]·B)·scale over the
+ * `cpg` channels of the group, from per-(n, c) sums ab = (A, B).
+ */
+export function runGroupCoefficients(
+  gpu: Gpu,
+  types: NormTypes,
+  rows: number,
+  groups: number,
+  cpg: number,
+  ab: BufferRange,
+  weight: BufferRange | undefined,
+  coef: BufferRange,
+  scale: number,
+): void {
+  const operands: OperandSpec[] = [{ name: "ab", type: "vec2<f32>", index: "map" }];
+  const bound: OperandArg[] = [{ range: ab, map: expandBy(cpg) }];
+  if (weight) {
+    operands.push({ name: "w", type: types.weight!, index: "whole" });
+    bound.push({ range: weight });
+  }
+  operands.push({ name: "cf", type: "vec2<f32>", write: true, index: "same" });
+  bound.push({ range: coef });
+  runPointwise(
+    gpu,
+    {
+      key: `groupcoef:${typesKey(types)}:${weight ? "w" : ""}`,
+      name: "group_norm_coefficients",
+      operands,
+      uints: ["groups", "cpg"],
+      floats: ["scale"],
+      body: `var s = vec2<f32>(0.0);
+  let base = ix_ab(g);
+  for (var i = 0u; i < p.u_cpg; i++) {
+    ${weight ? "s += ab[base + i] * f32(w[(g % p.u_groups) * p.u_cpg + i]);" : "s += ab[base + i];"}
+  }
+  cf[ix_cf(g)] = s * p.f_scale;`,
+    },
+    rows,
+    bound,
+    [groups, cpg],
+    [scale],
+  );
+}
+
+/** Outputs of {@link runNormInputGrad}. */
+export interface NormInputGradArgs extends NormGradArgs {
+  coef: BufferRange;
+  dx: BufferRange;
+  dResidual?: BufferRange;
+}
+
+/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) (and d(residual) = gz) over the whole tensor. */
+export function runNormInputGrad(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: NormGeometry,
+  affine: AffineIndex,
+  args: NormInputGradArgs,
+  slope?: number,
+): void {
+  const { operands, bound } = gradOperands(types, geo, args, true);
+  operands.push({ name: "cf", type: "vec2<f32>", index: "map" });
+  bound.push({ range: args.coef, map: statMap(geo) });
+  operands.push({ name: "dx", type: types.x, write: true, index: "same" });
+  bound.push({ range: args.dx });
+  if (args.dResidual) {
+    operands.push({ name: "dres", type: types.x, write: true, index: "same" });
+    bound.push({ range: args.dResidual });
+  }
+  const act = args.y !== undefined;
+  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}${args.dResidual ? "r" : ""}`;
+  runPointwise(
+    gpu,
+    {
+      key: `normdx:${typesKey(types)}:${flags}`,
+      name: `norm_input_grad[${types.x},${flags}]`,
+      operands,
+      uints: ["adiv", "amod"],
+      floats: ["slope"],
+      body: `${GZ(act)}
+  ${args.dResidual ? `dres[ix_dres(g)] = ${types.x}(gz);` : ""}
+  let c = cf[ix_cf(g)];
+  ${args.weight ? "let wv = f32(w[(g / p.u_adiv) % p.u_amod]);" : "let wv = 1.0;"}
+  dx[ix_dx(g)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+    },
+    elements(geo),
+    bound,
+    [affine.adiv, affine.amod],
+    [slope ?? 0],
+  );
+}
