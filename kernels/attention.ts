@@ -54,6 +54,7 @@ export type AttentionType = "f32" | "f16";
 
 /** How one head dimension is laid over invocations and tiles (see the file header). */
 export interface AttentionTiling {
+  /** Head dimension the tiling is for. */
   headDim: number;
   /** Invocations per row (1 without subgroups). */
   lanes: number;
@@ -81,11 +82,15 @@ export interface AttentionKernelOptions {
 export interface AttentionShape {
   /** batch·heads. */
   heads: number;
+  /** Queries per head. */
   lq: number;
+  /** Keys (and values) per head. */
   lk: number;
+  /** Channels per head of q, k and v. */
   headDim: number;
   /** Multiplier of q·k (usually 1/√headDim). */
   scale: number;
+  /** Top-left causal mask: query i sees keys j ≤ i. */
   causal: boolean;
 }
 
@@ -517,15 +522,25 @@ export function runAttentionForward(
 
 /** Buffers of the backward pass. `dsum` is f32 scratch of heads·lq elements (D = rowsum(dO·O)). */
 export interface AttentionBackwardBuffers {
+  /** Forward input [heads, lq, headDim]. */
   q: BufferRange;
+  /** Forward input [heads, lk, headDim]. */
   k: BufferRange;
+  /** Forward input [heads, lk, headDim]. */
   v: BufferRange;
+  /** Forward output [heads, lq, headDim]. */
   out: BufferRange;
+  /** Gradient of the output [heads, lq, headDim]. */
   gradOut: BufferRange;
+  /** Forward log-sum-exp [heads, lq], f32. */
   lse: BufferRange;
+  /** Scratch [heads, lq], f32: D = rowsum(dO·O), written by the dQ kernel. */
   dsum: BufferRange;
+  /** Output: gradient of q. */
   dq: BufferRange;
+  /** Output: gradient of k. */
   dk: BufferRange;
+  /** Output: gradient of v. */
   dv: BufferRange;
 }
 

@@ -12,6 +12,7 @@ import {
   backward,
   matmul,
   mul,
+  noGrad,
   scaledDotProductAttention,
   scope,
   softmax,
@@ -273,6 +274,27 @@ gpuTest("scaledDotProductAttention() never stores the Lq×Lk matrix", async (gpu
   [q, k, v, g, out, lse, ...grads].forEach((t) => t.dispose());
   assertEquals(gpu.pool.stats().bytesInUse, before - inputBytes);
 });
+
+gpuTest(
+  "scaledDotProductAttention() in training-step scopes returns the pool to the same bytes",
+  async (gpu) => {
+    const xs = inputs([1, 2, 9, 11, 8, true], 71);
+    const [q, k, v] = xs.slice(0, 3).map((x) => tensor(x.data, x.shape, { requiresGrad: true }));
+    const step = () =>
+      scope(() => {
+        backward(sum(mul(scaledDotProductAttention(q, k, v, { causal: true }), 0.5)));
+      });
+    step(); // first step allocates the leaves' grads
+    await gpu.sync();
+    const before = gpu.pool.stats().bytesInUse;
+    for (let i = 0; i < 3; i++) step();
+    // without grad recording, and outside any scope, the log-sum-exp is released with the call
+    noGrad(() => scaledDotProductAttention(q, k, v)).dispose();
+    await gpu.sync();
+    assertEquals(gpu.pool.stats().bytesInUse, before);
+    [q, k, v].forEach((t) => t.dispose());
+  },
+);
 
 const R = (xs: RefTensor[], causal = false, scale?: number) =>
   attentionRef(xs[0], xs[1], xs[2], { causal, scale });
