@@ -19,6 +19,11 @@
  * read from workgroup memory then feeds 8 FMAs (4 with one row), at the price of registers: with 2 rows
  * of 5 slots, 80 floats of rows and accumulators plus 2·tile scores (forward), 120 (dQ), 160 (dK/dV).
  * Workgroup: 64·lanes invocations (≤ 256), so 128 rows per workgroup at Dh 64–72 and 64 at Dh 128.
+ * The generator unrolls every loop over rows and slots into one variable per (row, slot), so that
+ * compilers keep them in registers (loops indexing register arrays were left to scratch memory by
+ * lavapipe at 5 slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles
+ * tile rows stay loops. The tile vectors are read from workgroup memory again for the accumulations
+ * rather than kept live across the lane reduction.
  * Rows are assigned per subgroup through a workgroup atomic (a subgroup takes the next index and owns
  * row groups index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
  * local_invocation_index maps onto subgroups. Should a subgroup be smaller than `lanes` (the launcher
@@ -153,49 +158,64 @@ function blockRows(kind: Kind, t: AttentionTiling): number {
   return (t.workgroup / t.lanes) * rowsPerInvocation(kind, t);
 }
 
+/** `f(0) … f(n−1)` joined: the generator unrolls every loop over rows and slots. */
+function unroll(n: number, f: (i: number) => string, separator = "\n  "): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(separator);
+}
+
 function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
   const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, tile: BC, workgroup: WG } = t;
   const R = rowsPerInvocation(kind, t);
-  const RS = WG / T; // row groups per workgroup: rows of invocation rloc are rloc + r·RS
+  const RS = WG / T; // row groups per workgroup: the rows of invocation rloc are rloc + r·RS
   const BR = RS * R;
-  const slot = `lane + v * ${T}u`;
-  const forSlots = (body: string) => `for (var v = 0u; v < ${NV}u; v++) { ${body} }`;
-  const forRows = (body: string) =>
-    `for (var r = 0u; r < ${R}u; r++) { let row = row0 + r * ${RS}u; ${body} }`;
-  // the invocation's slots of its R rows of `buf` (row length DH, head base `base`), zeros past `limit`
-  const loadRows = (target: string, buf: string, base: string, limit: string, factor = "1.0") => `
-  var ${target}: array<array<vec4<f32>, ${NV}>, ${R}>;
-  ${
-    forRows(`
-    for (var v = 0u; v < ${NV}u; v++) {
-      let d = (${slot}) * 4u;
-      var x = vec4<f32>(0.0);
-      if (row < ${limit}) {
-        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + row * ${DH}u + d + c]); } }
-      }
-      ${target}[r][v] = x * ${factor};
-    }`)
-  }`;
-  // rows first..first+BC−1 of `buf` (head base `base`) into a workgroup tile, zeros past `limit`
+  // Rows and slots are unrolled into one variable per (row, slot) (`q0_3`, `a1_2`, ...), so that every
+  // compiler keeps them in registers; loops over tiles and tile rows stay loops.
+  const slot = (v: number) => `lane + ${v * T}u`;
+  const rowOf = (r: number) => `row0 + ${r * RS}u`;
+  const each = (f: (r: number, v: number) => string, sep = "\n  ") =>
+    unroll(R, (r) => unroll(NV, (v) => f(r, v), sep), sep);
+  // a vector of per-row sums Σ_v dot(a{r}_{v}, b{v}) (one per row, then one per row of a second pair)
+  const dots = (pairs: [string, string][]) => {
+    const terms = pairs.flatMap(([a, b]) =>
+      unroll(R, (r) => unroll(NV, (v) => `dot(${a}${r}_${v}, ${b}${v})`, " + "), "|").split("|")
+    );
+    return terms.length === 1 ? terms[0] : `vec${terms.length}<f32>(${terms.join(", ")})`;
+  };
+  const sumFn = (n: number) => (n === 1 ? "lanes_sum0" : n === 2 ? "lanes_sum1" : "lanes_sum2");
+  const component = (n: number, i: number) => (n === 1 ? "x" : `x[${i}]`);
+  // one vec4 slot of a row of `buf` (zeros past `limit` or the head dim), and its store
+  const loader = (buf: string) => `
+fn ld_${buf}(base: u32, row: u32, limit: u32, s: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  let d = s * 4u;
+  if (row < limit) {
+    let i = base + row * ${DH}u + d;
+    if (d + 4u <= ${DH}u) {
+      x = vec4<f32>(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
+    } else {
+      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[i + c]); } }
+    }
+  }
+  return x;
+}`;
+  const storer = (buf: string) => `
+fn st_${buf}(base: u32, row: u32, limit: u32, s: u32, x: vec4<f32>) {
+  let d = s * 4u;
+  if (row < limit) {
+    let i = base + row * ${DH}u + d;
+    for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[i + c] = {{T}}(x[c]); } }
+  }
+}`;
+  const loadRows = (name: string, buf: string, base: string, limit: string, factor = "") =>
+    each((r, v) => `var ${name}${r}_${v} = ld_${buf}(${base}, ${rowOf(r)}, ${limit}, ${slot(v)})${factor};`);
+  const storeRows = (buf: string, base: string, name: string, factor: (r: number) => string, limit: string) =>
+    each((r, v) => `st_${buf}(${base}, ${rowOf(r)}, ${limit}, ${slot(v)}, ${name}${r}_${v} * ${factor(r)});`);
+  const zeros = (name: string) => each((r, v) => `var ${name}${r}_${v} = vec4<f32>(0.0);`);
+  // rows first..first+BC−1 of `buf` into a workgroup tile (vec4 slots), zeros past `limit`
   const loadTile = (tileName: string, buf: string, base: string, first: string, limit: string) => `
     for (var e = lid; e < ${BC * SP}u; e += ${WG}u) {
-      let r = ${first} + e / ${SP}u;
-      let d = (e % ${SP}u) * 4u;
-      var x = vec4<f32>(0.0);
-      if (r < ${limit}) {
-        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + r * ${DH}u + d + c]); } }
-      }
-      ${tileName}[e] = x;
+      ${tileName}[e] = ld_${buf}(${base}, ${first} + e / ${SP}u, ${limit}, e % ${SP}u);
     }`;
-  const storeRows = (buf: string, base: string, src: string, factor: string, limit: string) =>
-    forRows(`
-    if (row < ${limit}) {
-      for (var v = 0u; v < ${NV}u; v++) {
-        let d = (${slot}) * 4u;
-        let x = ${src}[r][v] * ${factor};
-        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[${base} + row * ${DH}u + d + c] = {{T}}(x[c]); } }
-      }
-    }`);
   let butterfly = "";
   for (let mask = 1; mask < T; mask *= 2) butterfly += `y += subgroupShuffleXor(y, ${mask}u); `;
   const sgArgs = t.subgroups
@@ -220,6 +240,10 @@ function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
   const sums = ["f32", "vec2<f32>", "vec4<f32>"].map((ty, i) =>
     `fn lanes_sum${i}(x: ${ty}) -> ${ty} { var y = x; ${butterfly}return y; }`
   ).join("\n");
+  const buffers = (list: [string, string, boolean][]) =>
+    list.map(([name, ty, rw], i) =>
+      `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${ty}>;`
+    ).join("\n");
 
   const prelude = `
 struct P {
@@ -245,72 +269,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let head = wg / p.blocks;
   let block = wg % p.blocks;
   ${rowMapping}
-  let row0 = block * ${BR}u + rloc;`;
+  let row0 = block * ${BR}u + rloc;
+  let qh = head * p.lq * ${DH}u;
+  let kh = head * p.lk * ${DH}u;`;
   // key tiles of forward and dQ stop after the block's last row when causal
   const keyLoop = `
   var k_end = p.lk;
   if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
   for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "k", "p.o1 + head * p.lk * " + DH + "u", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "p.o2 + head * p.lk * " + DH + "u", "k0", "p.lk")}
+    ${loadTile("ta", "k", "p.o1 + kh", "k0", "p.lk")}
+    ${loadTile("tb", "vv", "p.o2 + kh", "k0", "p.lk")}
     workgroupBarrier();`;
-  const masked = `(key >= p.lk || (p.causal != 0u && key > row))`;
+  const masked = (r: number) => `(key >= p.lk || (p.causal != 0u && key > ${rowOf(r)}))`;
 
   if (kind === "forward") {
-    // scores of R rows at once: f32 (R = 1) or vec2 (R = 2)
-    const x = R === 1 ? "x" : "x[r]";
     return specialize(
       /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> out: array<{{T}}>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-${prelude}
-${entry}
-  ${loadRows("qr", "q", "p.o0 + head * p.lq * " + DH + "u", "p.lq", "p.scale2")}
-  var acc: array<array<vec4<f32>, ${NV}>, ${R}>;
-  var m: array<f32, ${R}>;
-  var l: array<f32, ${R}>;
-  var s: array<array<f32, ${BC}>, ${R}>;
-  for (var r = 0u; r < ${R}u; r++) { m[r] = NEG; }
-  ${keyLoop}
-    var mb: array<f32, ${R}>;
-    for (var r = 0u; r < ${R}u; r++) { mb[r] = NEG; }
-    for (var j = 0u; j < ${BC}u; j++) {
-      var x = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
-      ${
-        forSlots(
-          `let kv = ta[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { ${x} += dot(qr[r][v], kv); }`,
-        )
+${
+        buffers([
+          ["q", "{{T}}", false],
+          ["k", "{{T}}", false],
+          ["vv", "{{T}}", false],
+          ["out", "{{T}}", true],
+          [
+            "lse",
+            "f32",
+            true,
+          ],
+        ])
       }
-      x = lanes_sum${R === 1 ? 0 : 1}(x);
-      let key = k0 + j;
-      ${forRows(`let sc = select(${x}, NEG, ${masked}); s[r][j] = sc; mb[r] = max(mb[r], sc);`)}
-    }
-    for (var r = 0u; r < ${R}u; r++) {
-      let mn = max(m[r], mb[r]);
-      let alpha = exp2(m[r] - mn);
-      l[r] *= alpha;
-      ${forSlots("acc[r][v] *= alpha;")}
-      m[r] = mn;
-    }
+${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${storer("out")}
+${entry}
+  ${loadRows("q", "q", "p.o0 + qh", "p.lq", " * p.scale2")}
+  ${zeros("a")}
+  ${unroll(R, (r) => `var m${r} = NEG;\n  var l${r} = 0.0;\n  var s${r}: array<f32, ${BC}>;`)}
+  ${keyLoop}
+    ${unroll(R, (r) => `var mb${r} = NEG;`)}
     for (var j = 0u; j < ${BC}u; j++) {
-      var pj: array<f32, ${R}>;
-      for (var r = 0u; r < ${R}u; r++) { pj[r] = exp2(s[r][j] - m[r]); l[r] += pj[r]; }
+      ${unroll(NV, (v) => `let kt${v} = ta[j * ${SP}u + ${slot(v)}];`, "\n      ")}
+      var x = ${dots([["q", "kt"]])};
+      x = ${sumFn(R)}(x);
+      let key = k0 + j;
       ${
-        forSlots(
-          `let vt = tb[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { acc[r][v] = fma(vec4<f32>(pj[r]), vt, acc[r][v]); }`,
-        )
+        unroll(R, (r) =>
+          `{ let sc = select(${component(R, r)}, NEG, ${
+            masked(r)
+          }); s${r}[j] = sc; mb${r} = max(mb${r}, sc); }`, "\n      ")
+      }
+    }
+    ${
+        unroll(R, (r) =>
+          `{
+      let mn = max(m${r}, mb${r});
+      let alpha = exp2(m${r} - mn);
+      l${r} *= alpha;
+      ${
+            unroll(NV, (v) => `a${r}_${v} *= alpha;`, " ")
+          }
+      m${r} = mn;
+    }`, "\n    ")
+      }
+    for (var j = 0u; j < ${BC}u; j++) {
+      ${unroll(R, (r) => `let p${r} = exp2(s${r}[j] - m${r});\n      l${r} += p${r};`, "\n      ")}
+      ${
+        unroll(NV, (v) =>
+          `{ let vt = tb[j * ${SP}u + ${slot(v)}]; ${
+            unroll(R, (r) =>
+              `a${r}_${v} = fma(vec4<f32>(p${r}), vt, a${r}_${v});`, " ")
+          } }`, "\n      ")
       }
     }
   }
-  var inv: array<f32, ${R}>;
-  for (var r = 0u; r < ${R}u; r++) { inv[r] = poison / l[r]; }
-  ${storeRows("out", "p.o3 + head * p.lq * " + DH + "u", "acc", "inv[r]", "p.lq")}
+  ${unroll(R, (r) => `let inv${r} = poison / l${r};`)}
+  ${storeRows("out", "p.o3 + qh", "a", (r) => `inv${r}`, "p.lq")}
   if (lane == 0u) {
-    ${forRows(`if (row < p.lq) { lse[p.o4 + head * p.lq + row] = (m[r] + log2(l[r])) * LN2 * poison; }`)}
+    ${
+        unroll(R, (r) =>
+          `if (${rowOf(r)} < p.lq) { lse[p.o4 + head * p.lq + ${
+            rowOf(r)
+          }] = (m${r} + log2(l${r})) * LN2 * poison; }`, "\n    ")
+      }
   }
 }`,
       { T: type },
@@ -318,94 +358,113 @@ ${entry}
   }
 
   if (kind === "dq") {
-    // q·k and dO·v of R rows reduced at once: vec2 [s, dp] (R = 1) or vec4 [s0, s1, dp0, dp1] (R = 2)
+    // q·k and dO·v of the R rows reduced at once: vec2 [s, dp] (R = 1) or vec4 [s0, s1, dp0, dp1] (R = 2)
     return specialize(
       /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> o: array<{{T}}>;
-@group(0) @binding(4) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dsum: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<{{T}}>;
-${prelude}
-${entry}
-  ${loadRows("qr", "q", "p.o0 + head * p.lq * " + DH + "u", "p.lq")}
-  ${loadRows("gr", "g", "p.o4 + head * p.lq * " + DH + "u", "p.lq")}
-  var dd: array<f32, ${R}>;
-  var lse2: array<f32, ${R}>;
-  {
-    ${loadRows("orow", "o", "p.o3 + head * p.lq * " + DH + "u", "p.lq")}
-    var dpart = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
-    ${
-        forSlots(
-          `for (var r = 0u; r < ${R}u; r++) { ${
-            R === 1 ? "dpart" : "dpart[r]"
-          } += dot(gr[r][v], orow[r][v]); }`,
-        )
+${
+        buffers([
+          ["q", "{{T}}", false],
+          ["k", "{{T}}", false],
+          ["vv", "{{T}}", false],
+          ["o", "{{T}}", false],
+          ["g", "{{T}}", false],
+          ["lse", "f32", false],
+          ["dsum", "f32", true],
+          ["dq", "{{T}}", true],
+        ])
       }
-    dpart = lanes_sum${R === 1 ? 0 : 1}(dpart);
+${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${loader("o")}${loader("g")}${storer("dq")}
+${entry}
+  ${loadRows("q", "q", "p.o0 + qh", "p.lq")}
+  ${loadRows("g", "g", "p.o4 + qh", "p.lq")}
+  ${unroll(R, (r) => `var dd${r} = 0.0;\n  var lse2_${r} = 0.0;`)}
+  {
+    ${loadRows("o", "o", "p.o3 + qh", "p.lq")}
+    var x = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
     ${
-        forRows(`
-      dd[r] = ${R === 1 ? "dpart" : "dpart[r]"};
-      if (row < p.lq) {
-        lse2[r] = lse[p.o5 + head * p.lq + row] * LOG2E;
-        if (lane == 0u) { dsum[p.o6 + head * p.lq + row] = dd[r]; }
-      }`)
+        unroll(R, (r) =>
+          `${component(R, r)} = ${unroll(NV, (v) => `dot(g${r}_${v}, o${r}_${v})`, " + ")};`, "\n    ")
+      }
+    x = ${sumFn(R)}(x);
+    ${
+        unroll(R, (r) =>
+          `dd${r} = ${component(R, r)};
+    if (${rowOf(r)} < p.lq) {
+      lse2_${r} = lse[p.o5 + head * p.lq + ${rowOf(r)}] * LOG2E;
+      if (lane == 0u) { dsum[p.o6 + head * p.lq + ${rowOf(r)}] = dd${r}; }
+    }`, "\n    ")
       }
   }
-  var acc: array<array<vec4<f32>, ${NV}>, ${R}>;
+  ${zeros("a")}
   ${keyLoop}
     for (var j = 0u; j < ${BC}u; j++) {
-      var x = vec${2 * R}<f32>(0.0);
       ${
-        forSlots(`let kv = ta[j * ${SP}u + ${slot}]; let vt = tb[j * ${SP}u + ${slot}];
-        for (var r = 0u; r < ${R}u; r++) { x[r] += dot(qr[r][v], kv); x[${R}u + r] += dot(gr[r][v], vt); }`)
+        unroll(
+          NV,
+          (v) => `let kt${v} = ta[j * ${SP}u + ${slot(v)}];\n      let wt${v} = tb[j * ${SP}u + ${slot(v)}];`,
+          "\n      ",
+        )
       }
-      x = lanes_sum${R === 1 ? 1 : 2}(x);
+      var x = ${dots([["q", "kt"], ["g", "wt"]])};
+      x = ${sumFn(2 * R)}(x);
       let key = k0 + j;
-      var ds: array<f32, ${R}>;
-      ${forRows(`ds[r] = select(exp2(x[r] * p.scale2 - lse2[r]), 0.0, ${masked}) * (x[${R}u + r] - dd[r]);`)}
       ${
-        forSlots(
-          `let kv = ta[j * ${SP}u + ${slot}]; for (var r = 0u; r < ${R}u; r++) { acc[r][v] = fma(vec4<f32>(ds[r]), kv, acc[r][v]); }`,
+        unroll(R, (r) =>
+          `let ds${r} = select(exp2(x[${r}] * p.scale2 - lse2_${r}), 0.0, ${masked(r)}) * (x[${
+            R + r
+          }] - dd${r});`, "\n      ")
+      }
+      ${
+        unroll(
+          NV,
+          (v) =>
+            `{
+        let kt = ta[j * ${SP}u + ${slot(v)}];
+        ${unroll(R, (r) => `a${r}_${v} = fma(vec4<f32>(ds${r}), kt, a${r}_${v});`, " ")}
+      }`,
+          "\n      ",
         )
       }
     }
   }
-  ${storeRows("dq", "p.o7 + head * p.lq * " + DH + "u", "acc", "(p.scale * poison)", "p.lq")}
+  ${storeRows("dq", "p.o7 + qh", "a", () => "(p.scale * poison)", "p.lq")}
 }`,
       { T: type },
     );
   }
 
   // dK/dV: R key rows per invocation, query tiles staged with their lse and D; k·q and v·dO of the R rows
-  // reduced at once as in dQ
+  // reduced at once as in dQ. The tile vectors are read again for the accumulation (fewer live registers).
   return specialize(
     /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> dsum: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<{{T}}>;
-@group(0) @binding(7) var<storage, read_write> dv: array<{{T}}>;
+${
+      buffers([
+        ["q", "{{T}}", false],
+        ["k", "{{T}}", false],
+        ["vv", "{{T}}", false],
+        ["g", "{{T}}", false],
+        ["lse", "f32", false],
+        ["dsum", "f32", false],
+        ["dk", "{{T}}", true],
+        ["dv", "{{T}}", true],
+      ])
+    }
 ${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${loader("g")}${storer("dk")}${storer("dv")}
 var<workgroup> tl: array<f32, ${BC}>;
 var<workgroup> td: array<f32, ${BC}>;
 ${entry}
-  ${loadRows("kr", "k", "p.o1 + head * p.lk * " + DH + "u", "p.lk")}
-  ${loadRows("vr", "vv", "p.o2 + head * p.lk * " + DH + "u", "p.lk")}
-  var ak: array<array<vec4<f32>, ${NV}>, ${R}>;
-  var av: array<array<vec4<f32>, ${NV}>, ${R}>;
+  ${loadRows("k", "k", "p.o1 + kh", "p.lk")}
+  ${loadRows("v", "vv", "p.o2 + kh", "p.lk")}
+  ${zeros("ak")}
+  ${zeros("av")}
   var q_start = 0u;
   if (p.causal != 0u) { q_start = block * ${BR}u; }
   for (var q0 = q_start; q0 < p.lq; q0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "q", "p.o0 + head * p.lq * " + DH + "u", "q0", "p.lq")}
-    ${loadTile("tb", "g", "p.o3 + head * p.lq * " + DH + "u", "q0", "p.lq")}
+    ${loadTile("ta", "q", "p.o0 + qh", "q0", "p.lq")}
+    ${loadTile("tb", "g", "p.o3 + qh", "q0", "p.lq")}
     for (var e = lid; e < ${BC}u; e += ${WG}u) {
       let qe = q0 + e;
       var a = 0.0;
@@ -416,30 +475,45 @@ ${entry}
     }
     workgroupBarrier();
     for (var i = 0u; i < ${BC}u; i++) {
-      var x = vec${2 * R}<f32>(0.0);
-      ${
-      forSlots(`let qt = ta[i * ${SP}u + ${slot}]; let gt = tb[i * ${SP}u + ${slot}];
-        for (var r = 0u; r < ${R}u; r++) { x[r] += dot(kr[r][v], qt); x[${R}u + r] += dot(vr[r][v], gt); }`)
-    }
-      x = lanes_sum${R === 1 ? 1 : 2}(x);
+      var x = ${
+      (() => {
+        const terms = [
+          ...unroll(R, (r) => unroll(NV, (v) => `dot(k${r}_${v}, ta[i * ${SP}u + ${slot(v)}])`, " + "), "|")
+            .split("|"),
+          ...unroll(R, (r) => unroll(NV, (v) => `dot(v${r}_${v}, tb[i * ${SP}u + ${slot(v)}])`, " + "), "|")
+            .split("|"),
+        ];
+        return `vec${terms.length}<f32>(${terms.join(", ")})`;
+      })()
+    };
+      x = ${sumFn(2 * R)}(x);
       let qi = q0 + i;
-      var pj: array<f32, ${R}>;
-      var ds: array<f32, ${R}>;
       ${
-      forRows(`pj[r] = select(exp2(x[r] * p.scale2 - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && row > qi));
-      ds[r] = pj[r] * (x[${R}u + r] - td[i]);`)
+      unroll(R, (r) =>
+        `let p${r} = select(exp2(x[${r}] * p.scale2 - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && ${
+          rowOf(r)
+        } > qi));
+      let ds${r} = p${r} * (x[${R + r}] - td[i]);`, "\n      ")
     }
       ${
-      forSlots(`let qt = ta[i * ${SP}u + ${slot}]; let gt = tb[i * ${SP}u + ${slot}];
-        for (var r = 0u; r < ${R}u; r++) {
-          av[r][v] = fma(vec4<f32>(pj[r]), gt, av[r][v]);
-          ak[r][v] = fma(vec4<f32>(ds[r]), qt, ak[r][v]);
-        }`)
+      unroll(NV, (v) =>
+        `{
+        let qt = ta[i * ${SP}u + ${slot(v)}];
+        let gt = tb[i * ${SP}u + ${slot(v)}];
+        ${
+          unroll(
+            R,
+            (r) =>
+              `av${r}_${v} = fma(vec4<f32>(p${r}), gt, av${r}_${v});\n        ak${r}_${v} = fma(vec4<f32>(ds${r}), qt, ak${r}_${v});`,
+            "\n        ",
+          )
+        }
+      }`, "\n      ")
     }
     }
   }
-  ${storeRows("dk", "p.o6 + head * p.lk * " + DH + "u", "ak", "(p.scale * poison)", "p.lk")}
-  ${storeRows("dv", "p.o7 + head * p.lk * " + DH + "u", "av", "poison", "p.lk")}
+  ${storeRows("dk", "p.o6 + kh", "ak", () => "(p.scale * poison)", "p.lk")}
+  ${storeRows("dv", "p.o7 + kh", "av", () => "poison", "p.lk")}
 }`,
     { T: type },
   );
