@@ -21,7 +21,7 @@
  * Workgroup: 64·lanes invocations (≤ 256), so 128 rows per workgroup at Dh 64–72 and 64 at Dh 128.
  * The generator unrolls every loop over rows and slots into one variable per (row, slot), so that
  * compilers keep them in registers (loops indexing register arrays were left to scratch memory by
- * lavapipe at 5 slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles
+ * lavapipe at 5 slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles and
  * tile rows stay loops. The tile vectors are read from workgroup memory again for the accumulations
  * rather than kept live across the lane reduction.
  * Rows are assigned per subgroup through a workgroup atomic (a subgroup takes the next index and owns
