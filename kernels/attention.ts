@@ -20,10 +20,10 @@
  * of 5 slots, 80 floats of rows and accumulators plus 2·tile scores (forward), 120 (dQ), 160 (dK/dV).
  * Workgroup: 64·lanes invocations (≤ 256), so 128 rows per workgroup at Dh 64–72 and 64 at Dh 128.
  * The generator unrolls every loop over rows and slots into one variable per (row, slot), so that
- * compilers keep them in registers (loops indexing register arrays were left to scratch memory by
- * lavapipe at 5 slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles and
- * tile rows stay loops. The tile vectors are read from workgroup memory again for the accumulations
- * rather than kept live across the lane reduction.
+ * compilers keep them in registers (lavapipe left loop-indexed register arrays in scratch memory at 5
+ * slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles and tile rows
+ * stay loops. Tile vectors are read from workgroup memory again for the accumulations rather than kept
+ * live across the lane reduction.
  * Rows are assigned per subgroup through a workgroup atomic (a subgroup takes the next index and owns
  * row groups index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
  * local_invocation_index maps onto subgroups. Should a subgroup be smaller than `lanes` (the launcher
