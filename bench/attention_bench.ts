@@ -35,7 +35,7 @@ const SHAPES: Record<"lavapipe" | "gpu", Shape[]> = {
   gpu: [[2, 12, 8000, 72], [2, 12, 8000, 66], [2, 12, 8000, 64], [2, 6, 8000, 128]],
 };
 
-const REPEATS = { lavapipe: { warmup: 1, repeats: 3 }, gpu: { warmup: 2, repeats: 5 } };
+const REPEATS = { lavapipe: { warmup: 2, repeats: 9 }, gpu: { warmup: 2, repeats: 5 } };
 
 function shapeText([b, h, l, dh]: Shape): string {
   return `B${b} H${h} L${l} Dh${dh}`;
