@@ -45,3 +45,4 @@ export * from "./core/nn/mod.ts";
 export * from "./core/optim/mod.ts";
 export * from "./core/plugin/mod.ts";
 export * from "./core/train/mod.ts";
+export * from "./core/data/mod.ts";

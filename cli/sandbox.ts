@@ -28,7 +28,7 @@ function denoCacheDir(): string | undefined {
 
 /** The plan for a run: its plugins, data and run folder. */
 export function planSandbox(
-  options: { plugins: string[]; data: string[]; out: string; cwd: string },
+  options: { plugins: string[]; data: string[]; out: string; cwd: string; configFile?: string },
 ): SandboxPlan {
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
   const projectRoot = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -39,6 +39,7 @@ export function planSandbox(
     else read.push(dirname(abs(p.replace(/^file:\/\//, ""))));
   }
   for (const d of options.data) read.push(abs(d));
+  if (options.configFile) read.push(abs(options.configFile));
   const cache = denoCacheDir();
   if (cache) read.push(cache);
   return {

@@ -15,26 +15,30 @@
  * forward pass never read) get a K-loop of length 0 or only out-of-range taps: they are written as zero
  * (or the bias), never left undefined.
  *
- * Tiling: conv3d_gemm.ts, fast axis M (stores along the input's W). Loads: A (dy) one position per
- * invocation; vec4 along M when a phase maps onto dy one-to-one (kernel = stride, no padding: decoder
+ * Tiling: conv3d_gemm.ts, fast axis M (stores along the input's W). Loads: A (dy) — each invocation owns
+ * one or more positions of the phase (decomposed once) and fills their K slice entries; vec4 along M when a phase maps onto dy one-to-one (kernel = stride, no padding: decoder
  * upsampling) and the sizes are multiples of 4. B from the weight re-laid out once per call as
  * [Cout, kD·kH·kW, Cin] (a small transposition kernel) so that loads along N (Cin) are contiguous; vec4
  * when Cin is a multiple of 4. (When one weight row exceeds a binding, B is read in the weight's own
  * layout instead.) Stores vec4 along M for stride 1.
  *
  * Limits: chunks over batch, input channels, output channels (accumulating) and input depth rows keep
- * every binding window under maxStorageBufferBindingSize. Split-K (grid z = phase × split) for small, deep problems.
+ * every binding window under maxStorageBufferBindingSize; one H×W slice per channel must fit a binding.
+ * Split-K (grid z = phase × split) for small, deep problems.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   chooseSplits,
   chooseTile,
+  coverRow,
+  coverRows,
   gemmBody,
   gemmDecls,
   type GemmTile,
   ncdhwSpan,
   planChunks,
   ranges,
+  rowCover,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
@@ -42,7 +46,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Buffers of an input-gradient (transposed) convolution: dy is read, dx written. */
@@ -147,61 +151,74 @@ const TH = ${th}u; const TW = ${tw}u; const THW = ${th * tw}u; const TVOL = ${td
 function aLoader(v: Variant): { setup: string; load: string } {
   const t = v.tile;
   if (v.aVec) {
-    const iters = Math.ceil((t.bk * t.bm) / (4 * t.threads));
+    // vec4 along M: the phase maps one-to-one onto dy voxels
+    const c = rowCover(t, t.bm / 4, t.bk);
+    const rows = coverRows(c).map((r) => /* wgsl */ `
+  let a_q${r} = ${coverRow(c, r)};
+  let am${r} = tile_m + a_q${r} * 4u;
+  let a_ok${r} = am${r} < ph.m;
+  let a_row${r} = (p.n0 + am${r} / a_chunk) * p.cout * p.out_s + p.co0 * p.out_s + ph.jlo * a_hw + am${r} % a_chunk -
+    p.g_base;`);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          if (a_ok${r} && k < k_end) { v = g[(a_row${r} + k * p.out_s) / 4u]; }
+          As[kl * AS + a_q${r}] = v;
+        }`);
     return {
       setup: /* wgsl */ `
-  let a_m4 = (t % (BM / 4u)) * 4u;
-  let a_k = t / (BM / 4u);
-  let am = tile_m + a_m4;
-  let a_ok = am < ph.m;
   let a_hw = p.out_h * p.out_w;
-  let a_chunk = ph.cnt.x * a_hw;
-  let a_row = (p.n0 + am / a_chunk) * p.cout * p.out_s + p.co0 * p.out_s + ph.jlo * a_hw + am % a_chunk - p.g_base;`,
+  let a_chunk = max(ph.cnt.x * a_hw, 1u);
+  let a_k = t / ${c.units}u;${rows.join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (4u * THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
       if (kl < BK) {
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (a_ok && k < k_end) { v = g[(a_row + k * p.out_s) / 4u]; }
-        As[kl * (BM / 4u) + a_m4 / 4u] = v;
+        let k = k0 + kl;${loads.join("")}
       }
     }`,
     };
   }
-  const iters = Math.ceil((t.bk * t.bm) / t.threads);
+  const c = rowCover(t, t.bm, t.bk);
+  const rows = coverRows(c).map((r) => /* wgsl */ `
+  let a_m${r} = ${coverRow(c, r)};
+  let am${r} = tile_m + a_m${r};
+  let a_ok${r} = am${r} < ph.m;
+  let a_t1${r} = am${r} / cnt_w;
+  let a_t2${r} = a_t1${r} / cnt_h;
+  let a_od${r} = i32(ph.jlo + a_t2${r} % cnt_d) + ph.c.x;
+  let a_oh${r} = i32(a_t1${r} % cnt_h) + ph.c.y;
+  let a_ow${r} = i32(am${r} % cnt_w) + ph.c.z;
+  let a_row${r} = (p.n0 + a_t2${r} / cnt_d) * p.cout * p.out_s + p.co0 * p.out_s - p.g_base;`);
+  const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = 0.0;
+          let od = a_od${r} - td;
+          let oh = a_oh${r} - th;
+          let ow = a_ow${r} - tw;
+          if (a_ok${r} && k_ok && u32(od) < p.out_d && u32(oh) < p.out_h && u32(ow) < p.out_w) {
+            v = g[a_row${r} + koff + u32(od) * a_hw + u32(oh) * p.out_w + u32(ow)];
+          }
+          As[kl * AS + a_m${r} / 4u][a_m${r} % 4u] = v;
+        }`);
   return {
     setup: /* wgsl */ `
-  let a_m = t % BM;
-  let a_k = t / BM;
-  let am = tile_m + a_m;
-  let a_ok = am < ph.m;
-  let a_jw = am % max(ph.cnt.z, 1u);
-  let a_t1 = am / max(ph.cnt.z, 1u);
-  let a_jh = a_t1 % max(ph.cnt.y, 1u);
-  let a_t2 = a_t1 / max(ph.cnt.y, 1u);
-  let a_od = i32(ph.jlo + a_t2 % max(ph.cnt.x, 1u)) + ph.c.x;
-  let a_oh = i32(a_jh) + ph.c.y;
-  let a_ow = i32(a_jw) + ph.c.z;
   let a_hw = p.out_h * p.out_w;
-  let a_row = (p.n0 + a_t2 / max(ph.cnt.x, 1u)) * p.cout * p.out_s + p.co0 * p.out_s - p.g_base;`,
+  let cnt_w = max(ph.cnt.z, 1u);
+  let cnt_h = max(ph.cnt.y, 1u);
+  let cnt_d = max(ph.cnt.x, 1u);
+  let a_k = t / ${c.units}u;${rows.join("")}`,
     load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
       if (kl < BK) {
         let k = k0 + kl;
-        var v = 0.0;
-        if (a_ok && k < k_end) {
-          let co = k / TVOL;
-          let tt = k % TVOL;
-          let od = a_od - i32(tt / THW);
-          let oh = a_oh - i32((tt % THW) / TW);
-          let ow = a_ow - i32(tt % TW);
-          if (u32(od) < p.out_d && u32(oh) < p.out_h && u32(ow) < p.out_w) {
-            v = g[a_row + co * p.out_s + u32(od) * a_hw + u32(oh) * p.out_w + u32(ow)];
-          }
-        }
-        As[kl * (BM / 4u) + a_m / 4u][a_m % 4u] = v;
+        let k_ok = k < k_end;
+        let tt = k % TVOL;
+        let td = i32(tt / THW);
+        let th = i32((tt % THW) / TW);
+        let tw = i32(tt % TW);
+        let koff = (k / TVOL) * p.out_s;${loads.join("")}
       }
     }`,
   };
@@ -209,53 +226,58 @@ function aLoader(v: Variant): { setup: string; load: string } {
 
 function bLoader(v: Variant): { setup: string; load: string } {
   const t = v.tile;
-  const tapIndex = /* wgsl */ `
-          let co = k / TVOL;
-          let tt = k % TVOL;
-          let kv = (ph.r.x + u32(SD) * (tt / THW)) * KHW + (ph.r.y + u32(SH) * ((tt % THW) / TW)) * KWU +
-            ph.r.z + u32(SW) * (tt % TW);
-          let wi = (p.co0 + co) * KVOL * p.cin + ${v.direct ? "b_col + kv" : "kv * p.cin + b_col"};`;
+  // weight index of the K entry's (co, tap) for the invocation's first column
+  const tap = /* wgsl */ `
+        let k_ok = k < k_end;
+        let tt = k % TVOL;
+        let kv = (ph.r.x + u32(SD) * (tt / THW)) * KHW + (ph.r.y + u32(SH) * ((tt % THW) / TW)) * KWU +
+          ph.r.z + u32(SW) * (tt % TW);
+        let wk = (p.co0 + k / TVOL) * KVOL * p.cin + ${v.direct ? "kv" : "kv * p.cin"};`;
   if (v.bVec) {
-    const iters = Math.ceil((t.bk * t.bn) / (4 * t.threads));
+    const c = rowCover(t, t.bn / 4, t.bk);
+    const rows = coverRows(c).map((r) => /* wgsl */ `
+  let b_q${r} = ${coverRow(c, r)};
+  let b_ok${r} = tile_n + b_q${r} * 4u < p.n;
+  let b_col${r} = p.ci0 + tile_n + b_q${r} * 4u - p.w_base;`);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          if (b_ok${r} && k_ok) { v = wt[(wk + b_col${r}) / 4u]; }
+          Bs[kl * BS + b_q${r}] = v;
+        }`);
     return {
       setup: /* wgsl */ `
-  let b_n4 = (t % (BN / 4u)) * 4u;
-  let b_k = t / (BN / 4u);
-  let b_ok = tile_n + b_n4 < p.n;
-  let b_col = p.ci0 + tile_n + b_n4 - p.w_base;`,
+  let b_k = t / ${c.units}u;${rows.join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = b_k + j * (4u * THREADS / BN);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = b_k + j * ${c.kStride}u;
       if (kl < BK) {
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (b_ok && k < k_end) {
-${tapIndex}
-          v = wt[wi / 4u];
-        }
-        Bs[kl * (BN / 4u) + b_n4 / 4u] = v;
+        let k = k0 + kl;${tap}${loads.join("")}
       }
     }`,
     };
   }
-  const iters = Math.ceil((t.bk * t.bn) / t.threads);
+  const c = rowCover(t, t.bn, t.bk);
+  const rows = coverRows(c).map((r) => /* wgsl */ `
+  let b_n${r} = ${coverRow(c, r)};
+  let b_ok${r} = tile_n + b_n${r} < p.n;
+  let b_col${r} = ${
+    v.direct ? `(p.ci0 + tile_n + b_n${r}) * KVOL` : `p.ci0 + tile_n + b_n${r}`
+  } - p.w_base;`);
+  const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = 0.0;
+          if (b_ok${r} && k_ok) { v = wt[wk + b_col${r}]; }
+          Bs[kl * BS + b_n${r} / 4u][b_n${r} % 4u] = v;
+        }`);
   return {
     setup: /* wgsl */ `
-  let b_n = t % BN;
-  let b_k = t / BN;
-  let b_ok = tile_n + b_n < p.n;
-  let b_col = ${v.direct ? "(p.ci0 + tile_n + b_n) * KVOL" : "p.ci0 + tile_n + b_n"} - p.w_base;`,
+  let b_k = t / ${c.units}u;${rows.join("")}`,
     load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = b_k + j * (THREADS / BN);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = b_k + j * ${c.kStride}u;
       if (kl < BK) {
-        let k = k0 + kl;
-        var v = 0.0;
-        if (b_ok && k < k_end) {
-${tapIndex}
-          v = wt[wi];
-        }
-        Bs[kl * (BN / 4u) + b_n / 4u][b_n % 4u] = v;
+        let k = k0 + kl;${tap}${loads.join("")}
       }
     }`,
   };
@@ -420,7 +442,7 @@ function phaseAxis(r: number, s: number, pad: number, lo: number, hi: number, le
  * written.
  */
 export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardDataBuffers): void {
-  checkGeometry("conv3d input gradient", g);
+  checkConv3dGeometry("conv3d input gradient", g);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;

@@ -39,7 +39,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { runFill } from "./copy.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
@@ -112,10 +112,10 @@ ${R_SETUP}
         if (r_ok && m < p.m) { v = g[(row + m * p.out_s) / 4u]; }
         let col = ml / 4u;
         let lane = ml % 4u;
-        As[a_r4 * (BM / 4u) + col][lane] = v.x;
-        As[(a_r4 + 1u) * (BM / 4u) + col][lane] = v.y;
-        As[(a_r4 + 2u) * (BM / 4u) + col][lane] = v.z;
-        As[(a_r4 + 3u) * (BM / 4u) + col][lane] = v.w;
+        As[a_r4 * AS + col][lane] = v.x;
+        As[(a_r4 + 1u) * AS + col][lane] = v.y;
+        As[(a_r4 + 2u) * AS + col][lane] = v.z;
+        As[(a_r4 + 3u) * AS + col][lane] = v.w;
       }
     }
     }`,
@@ -137,7 +137,7 @@ ${R_SETUP}
         let m = tile_m + ml;
         var v = 0.0;
         if (r_ok && m < p.m) { v = g[row + m * p.out_s]; }
-        As[a_r * (BM / 4u) + ml / 4u][ml % 4u] = v;
+        As[a_r * AS + ml / 4u][ml % 4u] = v;
       }
     }
     }`,
@@ -180,7 +180,7 @@ ${rSetup}
             v = x[(xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)) / 4u];
           }
         }
-        Bs[b_r * (BN / 4u) + q] = v;
+        Bs[b_r * BS + q] = v;
       }
     }
     }`,
@@ -209,7 +209,7 @@ ${rSetup}
             v = x[xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
           }
         }
-        Bs[b_r * (BN / 4u) + nl / 4u][nl % 4u] = v;
+        Bs[b_r * BS + nl / 4u][nl % 4u] = v;
       }
     }
     }`,
@@ -302,7 +302,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * `dw` (cout·cin·kernel elements) is overwritten.
  */
 export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardWeightBuffers): void {
-  checkGeometry("conv3d weight gradient", g);
+  checkConv3dGeometry("conv3d weight gradient", g);
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
   const [kD, , kW] = g.kernel;

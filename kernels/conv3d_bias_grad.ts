@@ -65,14 +65,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 
 /** Sizes of a channel sum: g is [batch, channels, spatial]. */
-export interface ChannelSumShape {
+export interface Conv3dBiasGradShape {
   batch: number;
   channels: number;
   spatial: number;
 }
 
 /** Records out[c] = Σ over batch and space of g[n, c, ·] (`out` holds `channels` f32, overwritten). */
-export function runChannelSum(gpu: Gpu, g: BufferRange, out: BufferRange, shape: ChannelSumShape): void {
+export function runConv3dBiasGrad(
+  gpu: Gpu,
+  g: BufferRange,
+  out: BufferRange,
+  shape: Conv3dBiasGradShape,
+): void {
   const { batch, channels, spatial } = shape;
   if (channels === 0) return;
   const limit = windowLimitElems(gpu);

@@ -7,9 +7,10 @@
  * weight rows are contiguous along K). Tiling: conv3d_gemm.ts (fast axis M: consecutive invocations
  * store consecutive output voxels of one channel). Kernel size, stride and padding are compile-time
  * constants, so the K index splits into (ci, kd, kh, kw) with multiplies, not divisions; each invocation
- * decomposes its output voxel once, before the K loop.
+ * decomposes its output voxels once, before the K loop, and each K entry's tap once for all of them.
  *
- * Loads: A — one output voxel per invocation, K slice entries in steps of THREADS/BM; vec4 along M for
+ * Loads: A — each invocation owns one or more tile rows (output voxels; more when BM exceeds the
+ * workgroup's invocations) and fills their K slice entries (conv3d_gemm.ts `rowCover`); vec4 along M for
  * pointwise convolutions (1³ kernel, stride 1, no padding, spatial size a multiple of 4) and vec4 along
  * K for patch embeddings (kW = sW a multiple of 4, no W padding, W a multiple of 4). B — K-contiguous
  * scalar or vec4 loads (vec4 when the weight row length Cin·kD·kH·kW is a multiple of 4).
@@ -17,18 +18,22 @@
  *
  * Limits: big tensors are split into chunks over batch, output channels, input channels (accumulating)
  * and output depth rows so that every binding window fits maxStorageBufferBindingSize; one H×W slice
- * per channel (times kD for the input) must fit a binding. Small-M, long-K problems use split-K.
+ * per channel (times kD for the input) must fit a binding. Small-M, long-K problems (deep layers with 5³
+ * outputs) use split-K.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   chooseSplits,
   chooseTile,
+  coverRow,
+  coverRows,
   gemmBody,
   gemmDecls,
   type GemmTile,
   ncdhwSpan,
   planChunks,
   ranges,
+  rowCover,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
@@ -36,7 +41,7 @@ import {
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
-import { checkGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
+import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Buffers of a forward convolution (f32, contiguous NCDHW). */
@@ -93,106 +98,117 @@ const KVOL = ${kd * kh * kw}u; const KHW = ${kh * kw}u; const KWU = ${kw}u;
 `;
 }
 
-// Invocation's output voxel (A rows), decomposed once before the K loop.
-const A_ROW_SETUP = /* wgsl */ `
+// Output voxel of A row `r` of this invocation, decomposed once before the K loop.
+function aRowSetup(r: number, local: string): string {
+  return /* wgsl */ `
+  let a_m${r} = ${local};
+  let am${r} = tile_m + a_m${r};
+  let a_ok${r} = am${r} < p.m;
+  let a_sp${r} = am${r} % chunk_o;
+  let a_hw${r} = a_sp${r} % hw_o;
+  let a_id${r} = i32(p.od0 + a_sp${r} / hw_o) * SD - PD;
+  let a_ih${r} = i32(a_hw${r} / p.out_w) * SH - PH;
+  let a_iw${r} = i32(a_hw${r} % p.out_w) * SW - PW;
+  let a_row${r} = (p.n0 + am${r} / chunk_o) * p.cin * p.in_s + p.ci0 * p.in_s - p.x_base;`;
+}
+
+const A_COMMON = /* wgsl */ `
   let hw_o = p.out_h * p.out_w;
   let chunk_o = p.odc * hw_o;
-  let a_nb = am / chunk_o;
-  let a_sp = am % chunk_o;
-  let a_r = a_sp % hw_o;
-  let a_id = i32(p.od0 + a_sp / hw_o) * SD - PD;
-  let a_ih = i32(a_r / p.out_w) * SH - PH;
-  let a_iw = i32(a_r % p.out_w) * SW - PW;
-  let in_hw = p.in_h * p.in_w;
-  let a_row = (p.n0 + a_nb) * p.cin * p.in_s + p.ci0 * p.in_s - p.x_base;
-`;
+  let in_hw = p.in_h * p.in_w;`;
+
+// The K entry's input channel and kernel tap (shared by all rows of the invocation).
+const K_TAP = /* wgsl */ `
+        let k_ok = k < k_end;
+        let ci = k / KVOL;
+        let kr = k % KVOL;
+        let kd = i32(kr / KHW);
+        let kh = i32((kr % KHW) / KWU);
+        let kw = i32(kr % KWU);
+        let koff = ci * p.in_s;`;
 
 function aLoader(v: Variant): { setup: string; load: string } {
   const t = v.tile;
   if (v.a === "pointwise") {
-    const iters = Math.ceil((t.bk * t.bm) / (4 * t.threads));
+    // vec4 along M: rows are quads of 4 consecutive output voxels (same batch item, aligned)
+    const c = rowCover(t, t.bm / 4, t.bk);
+    const rows = coverRows(c).map((r) => /* wgsl */ `
+  let a_q${r} = ${coverRow(c, r)};
+  let am${r} = tile_m + a_q${r} * 4u;
+  let a_ok${r} = am${r} < p.m;
+  let a_row${r} = (p.n0 + am${r} / a_chunk) * p.cin * p.in_s + p.ci0 * p.in_s + p.od0 * hw_o + am${r} % a_chunk -
+    p.x_base;`);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          if (a_ok${r} && k < k_end) { v = x[(a_row${r} + k * p.in_s) / 4u]; }
+          As[kl * AS + a_q${r}] = v;
+        }`);
     return {
       setup: /* wgsl */ `
-  let a_m4 = (t % (BM / 4u)) * 4u;
-  let a_k = t / (BM / 4u);
-  let am = tile_m + a_m4;
-  let a_ok = am < p.m;
-  let a_chunk = p.odc * p.out_h * p.out_w;
-  let a_row = (p.n0 + am / a_chunk) * p.cin * p.in_s + p.ci0 * p.in_s + p.od0 * p.out_h * p.out_w +
-    am % a_chunk - p.x_base;`,
+  let hw_o = p.out_h * p.out_w;
+  let a_chunk = p.odc * hw_o;
+  let a_k = t / ${c.units}u;${rows.join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (4u * THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
       if (kl < BK) {
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (a_ok && k < k_end) { v = x[(a_row + k * p.in_s) / 4u]; }
-        As[kl * (BM / 4u) + a_m4 / 4u] = v;
+        let k = k0 + kl;${loads.join("")}
       }
     }`,
     };
   }
   if (v.a === "patch") {
-    const iters = Math.ceil((t.bk * t.bm) / (4 * t.threads));
+    // vec4 along K: four consecutive kW taps of one row of the patch
+    const c = rowCover(t, t.bm, t.bk / 4);
+    const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = vec4<f32>(0.0);
+          let id = a_id${r} + kd;
+          let ih = a_ih${r} + kh;
+          if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h) {
+            v = x[(a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(a_iw${r} + kw)) / 4u];
+          }
+          let col = a_m${r} / 4u;
+          let lane = a_m${r} % 4u;
+          As[kl * AS + col][lane] = v.x;
+          As[(kl + 1u) * AS + col][lane] = v.y;
+          As[(kl + 2u) * AS + col][lane] = v.z;
+          As[(kl + 3u) * AS + col][lane] = v.w;
+        }`);
     return {
-      setup: /* wgsl */ `
-  let a_m = t % BM;
-  let a_q = t / BM;
-  let am = tile_m + a_m;
-  let a_ok = am < p.m;
-${A_ROW_SETUP}`,
+      setup: `${A_COMMON}
+  let a_k = t / ${c.units}u;${coverRows(c).map((r) => aRowSetup(r, coverRow(c, r))).join("")}`,
       load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let q = a_q + j * (THREADS / BM);
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let q = a_k + j * ${c.kStride}u;
       if (q < BK / 4u) {
         let kl = q * 4u;
-        let k = k0 + kl;
-        var v = vec4<f32>(0.0);
-        if (a_ok && k < k_end) {
-          let ci = k / KVOL;
-          let kr = k % KVOL;
-          let id = a_id + i32(kr / KHW);
-          let ih = a_ih + i32((kr % KHW) / KWU);
-          let iw = a_iw + i32(kr % KWU);
-          if (u32(id) < p.in_d && u32(ih) < p.in_h) {
-            v = x[(a_row + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)) / 4u];
-          }
-        }
-        let col = a_m / 4u;
-        let lane = a_m % 4u;
-        As[kl * (BM / 4u) + col][lane] = v.x;
-        As[(kl + 1u) * (BM / 4u) + col][lane] = v.y;
-        As[(kl + 2u) * (BM / 4u) + col][lane] = v.z;
-        As[(kl + 3u) * (BM / 4u) + col][lane] = v.w;
+        let k = k0 + kl;${K_TAP}${loads.join("")}
       }
     }`,
     };
   }
-  const iters = Math.ceil((t.bk * t.bm) / t.threads);
-  return {
-    setup: /* wgsl */ `
-  let a_m = t % BM;
-  let a_k = t / BM;
-  let am = tile_m + a_m;
-  let a_ok = am < p.m;
-${A_ROW_SETUP}`,
-    load: /* wgsl */ `
-    for (var j = 0u; j < ${iters}u; j++) {
-      let kl = a_k + j * (THREADS / BM);
-      if (kl < BK) {
-        let k = k0 + kl;
-        var v = 0.0;
-        if (a_ok && k < k_end) {
-          let ci = k / KVOL;
-          let kr = k % KVOL;
-          let id = a_id + i32(kr / KHW);
-          let ih = a_ih + i32((kr % KHW) / KWU);
-          let iw = a_iw + i32(kr % KWU);
-          if (u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
-            v = x[a_row + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
+  const c = rowCover(t, t.bm, t.bk);
+  const loads = coverRows(c).map((r) => /* wgsl */ `
+        {
+          var v = 0.0;
+          let id = a_id${r} + kd;
+          let ih = a_ih${r} + kh;
+          let iw = a_iw${r} + kw;
+          if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
+            v = x[a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
           }
-        }
-        As[kl * (BM / 4u) + a_m / 4u][a_m % 4u] = v;
+          As[kl * AS + a_m${r} / 4u][a_m${r} % 4u] = v;
+        }`);
+  return {
+    setup: `${A_COMMON}
+  let a_k = t / ${c.units}u;${coverRows(c).map((r) => aRowSetup(r, coverRow(c, r))).join("")}`,
+    load: /* wgsl */ `
+    for (var j = 0u; j < ${c.kIters}u; j++) {
+      let kl = a_k + j * ${c.kStride}u;
+      if (kl < BK) {
+        let k = k0 + kl;${K_TAP}${loads.join("")}
       }
     }`,
   };
@@ -217,10 +233,10 @@ function bLoader(v: Variant): { setup: string; load: string } {
         if (k < k_end && n < p.n) { v = w[((p.co0 + n) * p.kc + b_row + k) / 4u]; }
         let col = nl / 4u;
         let lane = nl % 4u;
-        Bs[b_k4 * (BN / 4u) + col][lane] = v.x;
-        Bs[(b_k4 + 1u) * (BN / 4u) + col][lane] = v.y;
-        Bs[(b_k4 + 2u) * (BN / 4u) + col][lane] = v.z;
-        Bs[(b_k4 + 3u) * (BN / 4u) + col][lane] = v.w;
+        Bs[b_k4 * BS + col][lane] = v.x;
+        Bs[(b_k4 + 1u) * BS + col][lane] = v.y;
+        Bs[(b_k4 + 2u) * BS + col][lane] = v.z;
+        Bs[(b_k4 + 3u) * BS + col][lane] = v.w;
       }
     }`,
     };
@@ -239,7 +255,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
         let n = tile_n + nl;
         var v = 0.0;
         if (k < k_end && n < p.n) { v = w[(p.co0 + n) * p.kc + b_row + k]; }
-        Bs[b_k * (BN / 4u) + nl / 4u][nl % 4u] = v;
+        Bs[b_k * BS + nl / 4u][nl % 4u] = v;
       }
     }`,
   };
@@ -337,7 +353,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * `y` must hold batch·cout·out elements.
  */
 export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBuffers): void {
-  checkGeometry("conv3d", g);
+  checkConv3dGeometry("conv3d", g);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;

@@ -9,12 +9,15 @@
  * workgroup memory as vec4<f32> (As[k][m/4], Bs[k][n/4]), then every invocation does BK rank-1 updates,
  * reading TM/4 + TN/4 vec4 per TM·TN FMAs.
  *
- * Tile choice ({@link chooseTile}, from the device's limits): the smaller GEMM side (usually channels)
- * gets a tile of 16, 32 or 64 (the smallest that covers it, so 32-channel layers waste nothing), the
- * larger side 256, 128 or 128, for 256 invocations with 4×4 (or 8×4 when the small side is 64) per
- * invocation. BK is 16, halved while (BM + BN)·BK·4 bytes exceed maxComputeWorkgroupStorageSize
- * (WebGPU guarantees 16 KiB); the large tile is halved while 256 exceeds
- * maxComputeInvocationsPerWorkgroup. The "fast" axis is the one contiguous in the output tensor
+ * Tile choice ({@link chooseTile}, from the device's limits): register blocks of 8×8 (8×4 when a side
+ * has only 16), which give 64 FMAs per 4 vec4 workgroup-memory reads. The smaller GEMM side (usually
+ * channels) gets a tile of 16, 32, 64 or 128 (the smallest that covers it, or 64 when 128 would pad
+ * much more: 320 channels are 5 × 64), the larger side 128 (less when the problem is smaller), so a
+ * workgroup has 64 to 256 invocations. BK is 16, halved while (BM + BN + 8)·BK·4 bytes exceed
+ * maxComputeWorkgroupStorageSize (WebGPU guarantees 16 KiB, so 128 × 128 tiles use BK = 8 there); the
+ * large tile is halved while the invocations exceed maxComputeInvocationsPerWorkgroup. These tiles were
+ * chosen by reasoning about GPUs and checked on lavapipe only (where 8×8 blocks ran about 2× faster
+ * than 4×4); they are not tuned on a GPU. The "fast" axis is the one contiguous in the output tensor
  * (M for activations, N for weight gradients): invocations adjacent in index own adjacent vec4 of it,
  * so stores coalesce.
  *
@@ -56,25 +59,65 @@ export const CONV_TUNING = {
 /** Picks the tile for an M × N output from the device's limits (see the header comment). */
 export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast: "m" | "n"): GemmTile {
   const small = Math.min(mSize, nSize);
-  const smallTile = small <= 16 ? 16 : small <= 32 ? 32 : 64;
-  let bigTile = smallTile === 16 ? 256 : 128;
-  const tSmall = 4;
-  const tBig = smallTile === 64 ? 8 : 4;
-  let threads = (bigTile / tBig) * (smallTile / tSmall);
-  while (threads > limits.maxComputeInvocationsPerWorkgroup && bigTile > 4 * tBig) {
+  const big = Math.max(mSize, nSize);
+  const padded = (tile: number) => Math.ceil(small / tile) * tile;
+  const smallTile = small <= 16
+    ? 16
+    : small <= 32
+    ? 32
+    : small <= 64 || padded(128) > 1.1 * padded(64)
+    ? 64
+    : 128;
+  const tSmall = smallTile === 16 ? 4 : 8;
+  const tBig = 8;
+  let bigTile = 128;
+  while (bigTile > 32 && bigTile / 2 >= big) bigTile /= 2;
+  while ((bigTile / tBig) * (smallTile / tSmall) > limits.maxComputeInvocationsPerWorkgroup && bigTile > 32) {
     bigTile /= 2;
-    threads = (bigTile / tBig) * (smallTile / tSmall);
   }
-  const mIsSmall = mSize <= nSize;
-  const tile = mIsSmall
+  const threads = (bigTile / tBig) * (smallTile / tSmall);
+  const tile = mSize <= nSize
     ? { bm: smallTile, tm: tSmall, bn: bigTile, tn: tBig }
     : { bm: bigTile, tm: tBig, bn: smallTile, tn: tSmall };
   let bk = 16;
-  while ((tile.bm + tile.bn) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
-  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads % tile.bm || threads % tile.bn) {
+  while ((tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
+  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads < bk) {
     throw new Error(`conv3d: no GEMM tile fits this device's limits (${threads} invocations)`);
   }
   return { ...tile, bk, threads, fast };
+}
+
+/**
+ * How a loader that keeps one tile row (or vec4 quad) per invocation covers `units` rows × `kUnits` K
+ * entries of a tile: each invocation owns `rows` rows (t + r·THREADS when the tile has more rows than
+ * the workgroup has invocations, t % units otherwise) and visits the K entries t / units + j·kStride,
+ * j < kIters (callers guard kl < kUnits).
+ */
+export interface RowCover {
+  units: number;
+  rows: number;
+  kStride: number;
+  kIters: number;
+}
+
+/** The {@link RowCover} of a `units` × `kUnits` tile for tile `t`. */
+export function rowCover(t: GemmTile, units: number, kUnits: number): RowCover {
+  if (units % t.threads !== 0 && t.threads % units !== 0) {
+    throw new Error(`conv3d: ${units} tile rows do not divide among ${t.threads} invocations`);
+  }
+  const rows = Math.max(1, units / t.threads);
+  const kStride = Math.max(1, t.threads / units);
+  return { units, rows, kStride, kIters: Math.ceil(kUnits / kStride) };
+}
+
+/** WGSL expression of the local row (or quad) index of row `r` of a {@link RowCover}. */
+export function coverRow(c: RowCover, r: number): string {
+  return c.rows > 1 ? `(t + ${r}u * THREADS)` : `(t % ${c.units}u)`;
+}
+
+/** The row indices 0..rows−1 of a cover, for code generation. */
+export function coverRows(c: RowCover): number[] {
+  return Array.from({ length: c.rows }, (_, r) => r);
 }
 
 /** A short name of a tile for kernel keys and labels, e.g. "128x64x16/8x4m". */
@@ -82,20 +125,20 @@ export function tileKey(t: GemmTile): string {
   return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.fast}`;
 }
 
-/** Number of accumulator vec4 registers per invocation. */
-function accCount(t: GemmTile): number {
-  return (t.tm * t.tn) / 4;
-}
-
-/** WGSL: workgroup arrays and tile constants. */
+/**
+ * WGSL: workgroup arrays and tile constants. Rows of As/Bs (one K index each) are padded by one vec4
+ * (row strides AS, BS) so that loaders writing along K (k-fast) hit different banks.
+ */
 export function gemmDecls(t: GemmTile): string {
   return /* wgsl */ `
 const BM = ${t.bm}u;
 const BN = ${t.bn}u;
 const BK = ${t.bk}u;
+const AS = ${t.bm / 4 + 1}u;
+const BS = ${t.bn / 4 + 1}u;
 const THREADS = ${t.threads}u;
-var<workgroup> As: array<vec4<f32>, ${(t.bk * t.bm) / 4}>; // [k][m/4] of the current K slice
-var<workgroup> Bs: array<vec4<f32>, ${(t.bk * t.bn) / 4}>; // [k][n/4]
+var<workgroup> As: array<vec4<f32>, ${t.bk * (t.bm / 4 + 1)}>; // [k][m/4] of the current K slice
+var<workgroup> Bs: array<vec4<f32>, ${t.bk * (t.bn / 4 + 1)}>; // [k][n/4]
 `;
 }
 
@@ -104,25 +147,28 @@ var<workgroup> Bs: array<vec4<f32>, ${(t.bk * t.bn) / 4}>; // [k][n/4]
  * (local invocation index) are defined. `load` holds the statements that fill As/Bs for the K slice
  * starting at `k0` (entries past `k_end` must be zero). Ends with calls `emit(...)` for every register
  * vec4: `emit(m, n, v)` where v holds 4 consecutive m (fast "m") or 4 consecutive n (fast "n").
+ *
+ * Along the fast axis an invocation's quads are interleaved with its neighbours' (quad i of invocation
+ * f sits at (i·BX/T + f)·4), so adjacent invocations read adjacent vec4 of workgroup memory and store
+ * adjacent vec4 of the output; along the other axis its T rows are contiguous (broadcast reads).
  */
 export function gemmBody(t: GemmTile, load: string): string {
   const lines: string[] = [];
-  const count = accCount(t);
-  const tmi = t.fast === "m" ? `t % ${t.bm / t.tm}u` : `t / ${t.bn / t.tn}u`;
-  const tni = t.fast === "m" ? `t / ${t.bm / t.tm}u` : `t % ${t.bn / t.tn}u`;
+  const fastM = t.fast === "m";
+  const tmi = fastM ? `t % ${t.bm / t.tm}u` : `t / ${t.bn / t.tn}u`;
+  const tni = fastM ? `t / ${t.bm / t.tm}u` : `t % ${t.bn / t.tn}u`;
   lines.push(`let tmi = ${tmi};`, `let tni = ${tni};`);
-  for (let i = 0; i < count; i++) lines.push(`var c${i} = vec4<f32>(0.0);`);
+  for (let i = 0; i < (t.tm * t.tn) / 4; i++) lines.push(`var c${i} = vec4<f32>(0.0);`);
   lines.push(`for (var k0 = k_begin; k0 < k_end; k0 += BK) {`, load, `workgroupBarrier();`);
   lines.push(`for (var kk = 0u; kk < BK; kk++) {`);
   const comp = "xyzw";
-  for (let i = 0; i < t.tm / 4; i++) {
-    lines.push(`let a${i} = As[kk * ${t.bm / 4}u + tmi * ${t.tm / 4}u + ${i}u];`);
-  }
-  for (let j = 0; j < t.tn / 4; j++) {
-    lines.push(`let b${j} = Bs[kk * ${t.bn / 4}u + tni * ${t.tn / 4}u + ${j}u];`);
-  }
-  if (t.fast === "m") {
-    // c[j·TM/4 + i] = rows 4i..4i+3 of column j
+  // index (in vec4) of register quad i along an axis: interleaved on the fast axis, contiguous otherwise
+  const aQuad = (i: number) => fastM ? `${i * (t.bm / t.tm)}u + tmi` : `tmi * ${t.tm / 4}u + ${i}u`;
+  const bQuad = (j: number) => fastM ? `tni * ${t.tn / 4}u + ${j}u` : `${j * (t.bn / t.tn)}u + tni`;
+  for (let i = 0; i < t.tm / 4; i++) lines.push(`let a${i} = As[kk * AS + ${aQuad(i)}];`);
+  for (let j = 0; j < t.tn / 4; j++) lines.push(`let b${j} = Bs[kk * BS + ${bQuad(j)}];`);
+  if (fastM) {
+    // c[j·TM/4 + i] = rows of quad i, column j
     for (let j = 0; j < t.tn; j++) {
       for (let i = 0; i < t.tm / 4; i++) {
         const c = `c${j * (t.tm / 4) + i}`;
@@ -130,7 +176,7 @@ export function gemmBody(t: GemmTile, load: string): string {
       }
     }
   } else {
-    // c[i·TN/4 + j] = columns 4j..4j+3 of row i
+    // c[i·TN/4 + j] = columns of quad j, row i
     for (let i = 0; i < t.tm; i++) {
       for (let j = 0; j < t.tn / 4; j++) {
         const c = `c${i * (t.tn / 4) + j}`;
@@ -139,13 +185,11 @@ export function gemmBody(t: GemmTile, load: string): string {
     }
   }
   lines.push(`}`, `workgroupBarrier();`, `}`);
-  if (t.fast === "m") {
+  if (fastM) {
     for (let j = 0; j < t.tn; j++) {
       for (let i = 0; i < t.tm / 4; i++) {
         lines.push(
-          `emit(tile_m + tmi * ${t.tm}u + ${4 * i}u, tile_n + tni * ${t.tn}u + ${j}u, c${
-            j * (t.tm / 4) + i
-          });`,
+          `emit(tile_m + (${aQuad(i)}) * 4u, tile_n + tni * ${t.tn}u + ${j}u, c${j * (t.tm / 4) + i});`,
         );
       }
     }
@@ -153,9 +197,7 @@ export function gemmBody(t: GemmTile, load: string): string {
     for (let i = 0; i < t.tm; i++) {
       for (let j = 0; j < t.tn / 4; j++) {
         lines.push(
-          `emit(tile_m + tmi * ${t.tm}u + ${i}u, tile_n + tni * ${t.tn}u + ${4 * j}u, c${
-            i * (t.tn / 4) + j
-          });`,
+          `emit(tile_m + tmi * ${t.tm}u + ${i}u, tile_n + (${bQuad(j)}) * 4u, c${i * (t.tn / 4) + j});`,
         );
       }
     }
@@ -192,9 +234,10 @@ export interface SplitPlan {
 }
 
 /**
- * Chooses how many K splits a dispatch of `workgroups` tiles (times `groups` independent problems) gets:
- * enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least minKPerSplit long, with the
- * scratch of `partialPerSplit` floats per split within `maxScratchElems`.
+ * Chooses how many K splits a dispatch of `workgroups` workgroups (tiles × independent problems such as
+ * stride phases) gets: enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least
+ * minKPerSplit long, with the scratch of `partialPerSplit` floats per split within `maxScratchElems` and
+ * at most `maxZ` splits (grid z).
  */
 export function chooseSplits(
   workgroups: number,
@@ -269,8 +312,8 @@ export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limit
     const dim = bad.shrink.find((d) => c[d] > 1);
     if (!dim) {
       throw new RangeError(
-        `${op}: the smallest chunk of ${bad.what} (${bad.span(c)} elements) exceeds this device's ` +
-          `binding limit (${limit} elements); the volume's H×W slices are too large for this device`,
+        `${op}: ${bad.what} cannot be split finer than ${bad.span(c)} elements (one batch item, one ` +
+          `channel, one depth row), above this device's binding limit of ${limit} elements`,
       );
     }
     let lo = 1;

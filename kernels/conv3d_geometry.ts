@@ -6,7 +6,7 @@
  */
 
 /** Three sizes, one per spatial axis (D, H, W). */
-export type Triple = readonly [number, number, number];
+export type Conv3dTriple = readonly [number, number, number];
 
 /** Sizes and hyperparameters of one convolution. */
 export interface Conv3dGeometry {
@@ -14,12 +14,12 @@ export interface Conv3dGeometry {
   cin: number;
   cout: number;
   /** Spatial size of the input (D, H, W). */
-  in: Triple;
+  in: Conv3dTriple;
   /** Spatial size of the output; must equal {@link convOutputSize} of the input. */
-  out: Triple;
-  kernel: Triple;
-  stride: Triple;
-  padding: Triple;
+  out: Conv3dTriple;
+  kernel: Conv3dTriple;
+  stride: Conv3dTriple;
+  padding: Conv3dTriple;
 }
 
 /** Output length of a convolution along one axis. */
@@ -28,12 +28,12 @@ export function convOutputSize(input: number, kernel: number, stride: number, pa
 }
 
 /** Product of a triple. */
-export function volume(t: Triple): number {
+export function volume(t: Conv3dTriple): number {
   return t[0] * t[1] * t[2];
 }
 
 /** Throws unless `g` is consistent (positive sizes, output sizes matching the input). */
-export function checkGeometry(op: string, g: Conv3dGeometry): void {
+export function checkConv3dGeometry(op: string, g: Conv3dGeometry): void {
   const all = [g.batch, g.cin, g.cout, ...g.in, ...g.out, ...g.kernel, ...g.stride, ...g.padding];
   if (all.some((v) => !Number.isInteger(v) || v < 0)) {
     throw new RangeError(`${op}: sizes must be integers >= 0, got ${JSON.stringify(g)}`);

@@ -4,7 +4,13 @@ export * from "./conv3d_backward_weight.ts";
 export * from "./conv3d_bias_grad.ts";
 export * from "./conv3d_forward.ts";
 export { chooseTile, CONV_TUNING, type GemmTile } from "./conv3d_gemm.ts";
-export * from "./conv3d_geometry.ts";
+export {
+  checkConv3dGeometry,
+  type Conv3dGeometry,
+  type Conv3dTriple,
+  convMacs,
+  convOutputSize,
+} from "./conv3d_geometry.ts";
 export * from "./attention.ts";
 export * from "./copy.ts";
 export * from "./elementwise.ts";

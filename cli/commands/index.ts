@@ -9,7 +9,6 @@ import { type Command, Option } from "@commander-js/extra-typings";
 import {
   buildFolderIndex,
   buildOpenMindIndex,
-  DataFileError,
   filterIndex,
   type FramePolicy,
   type IndexCheck,
@@ -72,6 +71,9 @@ async function runIndex(
     },
   };
   try {
+    if (options.maxQuality !== undefined && !Number.isFinite(options.maxQuality)) {
+      throw new Error("--max-quality: expected a number (image quality scores run from 1, best, to 5)");
+    }
     const result = options.openmindCsv
       ? await buildOpenMindIndex(folder, options.openmindCsv, common)
       : await buildFolderIndex(folder, { ...common, defaultModality: options.modality });
@@ -87,7 +89,7 @@ async function runIndex(
     return reportSkipped("index", kept, result.skipped, options.strict ?? false);
   } catch (error) {
     progress?.finish();
-    console.error(`voxssl index: ${error instanceof DataFileError ? error.message : String(error)}`);
+    console.error(`voxssl index: ${error instanceof Error ? error.message : String(error)}`);
     return 2;
   }
 }

@@ -86,10 +86,31 @@ function shape3(shape: number[]): Shape3 {
   return [...new Array(3 - shape.length).fill(1), ...shape] as Shape3;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** Byte shuffle: all first bytes of the elements, then all second bytes, … (and its inverse). */
 export function shuffleBytes(bytes: Uint8Array, width: number, inverse = false): Uint8Array {
   const n = bytes.length / width;
   const out = new Uint8Array(bytes.length);
+  if (width === 4 && LITTLE_ENDIAN && (inverse || bytes.byteOffset % 4 === 0)) {
+    // 32-bit words: a quarter of the memory operations of the byte loop
+    if (inverse) {
+      const words = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) {
+        words[i] = bytes[i] | (bytes[n + i] << 8) | (bytes[2 * n + i] << 16) | (bytes[3 * n + i] << 24);
+      }
+    } else {
+      const words = new Uint32Array(bytes.buffer, bytes.byteOffset, n);
+      for (let i = 0; i < n; i++) {
+        const w = words[i];
+        out[i] = w;
+        out[n + i] = w >>> 8;
+        out[2 * n + i] = w >>> 16;
+        out[3 * n + i] = w >>> 24;
+      }
+    }
+    return out;
+  }
   for (let k = 0; k < width; k++) {
     const plane = k * n;
     if (inverse) { for (let i = 0; i < n; i++) out[i * width + k] = bytes[plane + i]; }

@@ -71,7 +71,9 @@ export type IndexImage = z.infer<typeof imageSchema>;
 export interface VoxsslImageInfo {
   /** Array shape `[D, H, W]` and spacing `[sd, sh, sw]` as stored in the file (before reorientation). */
   shape: [number, number, number];
+  /** Voxel size `[sd, sh, sw]` as stored. */
   spacing: [number, number, number];
+  /** Stored datatype. */
   datatype: string;
   /** Orientation code of the stored axes, e.g. "LAS". */
   orientation: string;
@@ -83,18 +85,27 @@ export interface VoxsslImageInfo {
 export interface ImageRecord {
   /** Unique and stable: `dataset__subject__session__name` (plus `#frame` for a split 4D file). */
   id: string;
+  /** Dataset key. */
   dataset: string;
+  /** Subject key. */
   subject: string;
+  /** Session key. */
   session: string;
+  /** Image file name. */
   name: string;
+  /** Modality (T1w, T2w, FLAIR, …). */
   modality: string;
+  /** Absolute path of the image. */
   path: string;
+  /** Absolute path of the anatomy (foreground) mask. */
   anatomyMask?: string;
+  /** Absolute path of the anonymisation (deface) mask. */
   anonymizationMask?: string;
   /** Image quality score (1 best … 5 worst) when known. */
   qualityScore?: number;
   /** Frame of a 4D file, when the entry is one. */
   frame?: number;
+  /** What `voxssl index` recorded about the file. */
   voxssl?: VoxsslImageInfo;
 }
 
@@ -213,8 +224,11 @@ export interface ImageFilter {
   dropUnscored?: boolean;
 }
 
-/** Applies quality and modality filters. */
-export function filterImages(images: ImageRecord[], filter: ImageFilter): ImageRecord[] {
+/** Applies quality and modality filters (to image records or cache entries alike). */
+export function filterImages<T extends Pick<ImageRecord, "modality" | "qualityScore">>(
+  images: T[],
+  filter: ImageFilter,
+): T[] {
   const modalities = filter.modalities && new Set(filter.modalities);
   return images.filter((image) => {
     if (modalities && !modalities.has(image.modality)) return false;

@@ -13,6 +13,7 @@ export class DataFileError extends Error {
   /** What is wrong with it, in words (no path). */
   readonly problem: string;
 
+  /** An error for `path` with `problem` (and an optional cause). */
   constructor(path: string, problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
     this.name = "DataFileError";
@@ -23,7 +24,9 @@ export class DataFileError extends Error {
 
 /** A skipped input and the reason, as listed in the summaries of `index`, `preprocess` and the loader. */
 export interface SkippedFile {
+  /** The file. */
   path: string;
+  /** Why it was skipped. */
   reason: string;
 }
 

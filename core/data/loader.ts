@@ -34,7 +34,9 @@ export interface PatchLoaderOptions {
   source: PatchSourceInput;
   /** Patch size `[D, H, W]`. */
   patchSize: Shape3;
+  /** Samples per batch (B). */
   batchSize: number;
+  /** Seed of the whole data order: with the step it determines every batch. */
   seed: number;
   /** Augmentation preset or config (default "none"). */
   augmentation?: AugmentationInput;
@@ -64,6 +66,7 @@ export interface PatchLoaderOptions {
 
 /** One batch, channel-first. */
 export interface PatchBatch {
+  /** The step this batch belongs to. */
   step: number;
   /** `B·C·D·H·W` voxels, C = 1. */
   image: Float32Array;
@@ -77,6 +80,7 @@ export interface PatchBatch {
   extraShapes: Record<string, number[]>;
   /** File (or synthetic label) of each sample. */
   sources: string[];
+  /** Image id of each sample. */
   ids: string[];
   /** Per-stage time summed over the batch's samples (worker time, not wall time). */
   timings: SampleTimings;
@@ -84,12 +88,15 @@ export interface PatchBatch {
 
 /** Running totals of a loader. */
 export interface LoaderStats {
+  /** Batches returned so far. */
   batches: number;
+  /** Samples in those batches. */
   samples: number;
   /** Time `batch()` callers spent waiting (ms): zero when the pipeline keeps up. */
   waitMs: number;
   /** Summed per-stage worker time (ms). */
   timings: SampleTimings;
+  /** Files skipped so far. */
   skipped: number;
 }
 

@@ -51,8 +51,11 @@ const UNSUPPORTED_CODES: Record<number, string> = {
 
 /** What voxssl keeps of a NIfTI header. */
 export interface NiftiHeader {
+  /** NIfTI-1 or NIfTI-2. */
   version: 1 | 2;
+  /** Byte order of the file. */
   littleEndian: boolean;
+  /** Stored voxel type. */
   datatype: NiftiDatatype;
   /** NIfTI `dim[1..dim[0]]`, in NIfTI order (i, j, k, t, ...). */
   dims: number[];
@@ -62,18 +65,23 @@ export interface NiftiHeader {
   frames: number;
   /** Voxel size `[sd, sh, sw]` in mm (from the affine's columns). */
   spacing: Shape3;
+  /** Voxel-to-world matrix chosen by NIfTI's rules. */
   affine: Affine;
   /** Which header fields gave the affine. */
   affineSource: "sform" | "qform" | "pixdim";
+  /** The header's qform_code. */
   qformCode: number;
+  /** The header's sform_code. */
   sformCode: number;
   /** Effective scaling: stored · slope + inter (slope 1, inter 0 when the header has slope 0 or NaN). */
   sclSlope: number;
+  /** Effective intercept (see sclSlope). */
   sclInter: number;
   /** Byte offset of the voxel data in the (decompressed) file. */
   voxOffset: number;
   /** Bytes of voxel data for all frames. */
   dataBytes: number;
+  /** The header's descrip field. */
   description: string;
 }
 
@@ -95,17 +103,23 @@ export interface ReadNiftiOptions extends NiftiLimits {
 
 /** Time spent in each stage of a read, in milliseconds. */
 export interface ReadTimings {
+  /** Reading the file. */
   readMs: number;
+  /** Inflating gzip. */
   decompressMs: number;
+  /** Converting the stored values to float32. */
   decodeMs: number;
 }
 
 /** A decoded 3D NIfTI volume with its header. */
 export interface NiftiVolume extends Volume {
+  /** The file read. */
   path: string;
+  /** Its parsed header. */
   header: NiftiHeader;
   /** The frame this volume is (0 for 3D files). */
   frame: number;
+  /** Time per stage of the read. */
   timings: ReadTimings;
 }
 

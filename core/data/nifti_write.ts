@@ -12,8 +12,11 @@ import { voxelCount } from "./volume.ts";
 
 /** What to write: voxels in array order `[D, H, W]` (several frames back to back for 4D) and the affine. */
 export interface NiftiWriteInput {
+  /** Voxel values, C-order `[D, H, W]` per frame. */
   data: ArrayLike<number>;
+  /** Spatial shape `[D, H, W]`. */
   shape: Shape3;
+  /** Voxel-to-world matrix. */
   affine: Affine;
 }
 
@@ -23,6 +26,7 @@ export interface WriteNiftiOptions {
   datatype?: NiftiDatatype;
   /** Stored = (value − sclInter) / sclSlope; readers get value back (default slope 1, inter 0). */
   sclSlope?: number;
+  /** See sclSlope. */
   sclInter?: number;
   /** Number of frames in `data` (default 1); more than one writes a 4D file. */
   frames?: number;
@@ -32,6 +36,7 @@ export interface WriteNiftiOptions {
   littleEndian?: boolean;
   /** qform/sform codes (default 1 = scanner anatomical for both). */
   qformCode?: number;
+  /** See qformCode. */
   sformCode?: number;
   /** Header description (at most 79 characters are kept). */
   description?: string;

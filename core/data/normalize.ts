@@ -7,7 +7,9 @@
 
 /** Mean and standard deviation used for a z-score. */
 export interface ZScoreStats {
+  /** Mean of the voxels. */
   mean: number;
+  /** Population standard deviation. */
   std: number;
 }
 

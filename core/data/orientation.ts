@@ -69,7 +69,9 @@ export interface ReorientPlan {
   flip: [boolean, boolean, boolean];
   /** New shape, spacing and affine. */
   shape: Shape3;
+  /** Voxel size after reorientation. */
   spacing: Shape3;
+  /** Affine after reorientation (world positions unchanged). */
   affine: Affine;
   /** Orientation before (e.g. `"LAS"`); after is always `"RAS"`. */
   from: string;

@@ -32,12 +32,15 @@ export type ExtraArray =
 
 /** What `prepare` sees: one augmented patch (channel-first, C = 1) and its masks. */
 export interface PrepareSample {
+  /** The augmented patch, channel-first (C = 1); `prepare` may change it in place or replace it. */
   image: Float32Array;
   /** `[C, D, H, W]`. */
   shape: [number, number, number, number];
+  /** The requested masks, same layout as the image (C = 1). */
   masks: Partial<Record<MaskName, Uint8Array>>;
   /** Image id and path (or synthetic label). */
   id: string;
+  /** File path (or synthetic label) of the image. */
   source: string;
 }
 
@@ -47,7 +50,9 @@ export interface PrepareContext {
   rng: Rng;
   /** The method's config (`prepareConfig` of the loader). */
   config: unknown;
+  /** The loader's seed. */
   seed: number;
+  /** The step the sample belongs to. */
   step: number;
   /** Index of the sample in its batch. */
   index: number;
@@ -65,16 +70,21 @@ export type PrepareFunction = (
 
 /** How samples are cut. */
 export interface SampleSpec {
+  /** Patch size `[D, H, W]`. */
   patch: Shape3;
+  /** Resolved augmentation config. */
   augmentation: Augmentation;
   /** Probability of centring the patch on an anatomy voxel (needs an anatomy mask; nnssl uses 0.33). */
   anatomyProbability: number;
+  /** Masks to cut along with the image. */
   masks: MaskName[];
 }
 
 /** Milliseconds per stage for one sample (summed over a batch by the loader). */
 export interface SampleTimings {
+  /** Reading files (raw NIfTI, cache chunks). */
   readMs: number;
+  /** gunzip of raw files or zstd of cache chunks. */
   decompressMs: number;
   /** Decoding and on-the-fly preprocessing (raw NIfTI and synthetic sources). */
   preprocessMs: number;
@@ -82,7 +92,9 @@ export interface SampleTimings {
   cropMs: number;
   /** Spatial transform, intensity augmentations and mirroring. */
   augmentMs: number;
+  /** The method's `prepare`. */
   prepareMs: number;
+  /** Whole sample, in the worker. */
   totalMs: number;
 }
 
@@ -93,10 +105,13 @@ export function emptyTimings(): SampleTimings {
 
 /** Augmented patch and masks of one sample, before `prepare`. */
 export interface CutSample {
+  /** The augmented patch `[D, H, W]`. */
   image: Float32Array;
+  /** The requested masks, transformed like the image. */
   masks: Partial<Record<MaskName, Uint8Array>>;
   /** Whether the patch was centred on an anatomy voxel, and whether a spatial transform ran. */
   centred: boolean;
+  /** Whether a spatial transform ran. */
   spatial: boolean;
   /** Milliseconds spent in the spatial transform, intensity augmentations and mirroring. */
   augmentMs: number;
@@ -127,17 +142,19 @@ export function cutSample(
     const centre = start.map((s, i) => s + (patch[i] - 1) / 2);
     const matrix = spatialMatrix(plan.spatial);
     const box = sourceBox(matrix, patch, centre);
-    const local = centre.map((c, i) => c - box.start[i]);
-    const region = reader.readRegion("image", box.start, box.size, load) as Float32Array;
-    const regionMasks = spec.masks.map((m) =>
-      reader.readRegion(MASK_ARRAY[m], box.start, box.size, load) as Uint8Array
-    );
+    // only the part inside the volume is read: the warp treats everything outside as zero
+    const lo = box.start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
+    const hi = box.start.map((s, i) => Math.min(reader.shape[i], s + box.size[i]));
+    const size = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
+    const local = centre.map((c, i) => c - lo[i]);
+    const region = reader.readRegion("image", lo, size, load) as Float32Array;
+    const regionMasks = spec.masks.map((m) => reader.readRegion(MASK_ARRAY[m], lo, size, load) as Uint8Array);
     const t = performance.now();
-    image = warpPatch(region, box.size, local, matrix, patch, "linear");
+    image = warpPatch(region, size, local, matrix, patch, "linear");
     spec.masks.forEach((
       m,
       k,
-    ) => (masks[m] = warpPatch(regionMasks[k], box.size, local, matrix, patch, "nearest")));
+    ) => (masks[m] = warpPatch(regionMasks[k], size, local, matrix, patch, "nearest")));
     augmentMs += performance.now() - t;
   } else {
     image = reader.readRegion("image", start, patch, load) as Float32Array;

@@ -27,17 +27,23 @@ import type { TaskResult } from "./worker_pool.ts";
 
 /** Everything a worker needs, sent once (structured clone). */
 export interface SampleRunnerInit {
+  /** The resolved source (its items are cloned into each worker). */
   source: ResolvedSource;
+  /** How samples are cut and augmented. */
   spec: SampleSpec & { augmentation: Augmentation };
+  /** The loader's seed. */
   seed: number;
   /** URL of a module exporting `prepare` (or a default export with `prepare`). */
   prepareModule?: string;
+  /** Passed to `prepare` as `config`. */
   prepareConfig?: unknown;
+  /** Per-worker volume cache limits. */
   volumeCache?: VolumeCacheOptions;
 }
 
 /** One sample to make. */
 export interface SampleTask {
+  /** The step. */
   step: number;
   /** Index within the batch. */
   index: number;
@@ -47,11 +53,17 @@ export interface SampleTask {
 
 /** A finished sample. */
 export interface SampleResult {
+  /** The patch `[D, H, W]` (C = 1). */
   image: Float32Array;
+  /** The requested masks. */
   masks: Partial<Record<MaskName, Uint8Array>>;
+  /** What `prepare` returned. */
   extra: Record<string, ExtraArray>;
+  /** Image id. */
   id: string;
+  /** File path or synthetic label. */
   source: string;
+  /** Time per stage. */
   timings: SampleTimings;
 }
 

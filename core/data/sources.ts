@@ -31,12 +31,15 @@ import { extractBox, type Shape3 } from "./volume.ts";
 
 /** Synthetic phantoms as a source (the default run trains on these). */
 export interface SyntheticSource {
+  /** Selects the synthetic source. */
   kind: "synthetic";
   /** Number of distinct volumes (default 16). */
   count?: number;
   /** Volume shape (default 64³). */
   shape?: Shape3;
+  /** Seed of the phantom set (default 0). */
   seed?: number;
+  /** Contrasts cycled over the volumes (default T1w). */
   modalities?: PhantomModality[];
   /** Deface the phantoms (gives a non-trivial deface mask). */
   deface?: boolean;
@@ -44,7 +47,9 @@ export interface SyntheticSource {
 
 /** An index file read raw, preprocessed on the fly. */
 export interface IndexSource {
+  /** Selects a raw index source. */
   kind: "index";
+  /** The `pretrain_data.json`. */
   path: string;
   /** Resample on the fly to this spacing (default: none; resampling raw volumes per read is slow). */
   spacing?: Shape3 | null;
@@ -52,7 +57,9 @@ export interface IndexSource {
 
 /** A cache folder made by `voxssl preprocess`. */
 export interface CacheSource {
+  /** Selects a cache source. */
   kind: "cache";
+  /** The cache folder. */
   path: string;
 }
 
@@ -67,8 +74,11 @@ export type ResolvedSource =
 
 /** Selection applied when resolving index and cache sources. */
 export interface SourceSelection {
+  /** Subject-level split to use (default all). */
   split?: DataSplit;
+  /** Seed of the split (default nnssl's 12345). */
   splitSeed?: number;
+  /** Quality and modality filter. */
   filter?: ImageFilter;
 }
 
@@ -86,14 +96,10 @@ export async function resolveSource(
     }
     return resolveSource(isDir ? { kind: "cache", path: input } : { kind: "index", path: input }, selection);
   }
-  const select = <T extends { dataset: string; subject: string; modality: string; qualityScore?: number }>(
+  const select = <T extends Pick<ImageRecord, "dataset" | "subject" | "modality" | "qualityScore">>(
     items: T[],
   ) =>
-    selectSplit(
-      filterImages(items as unknown as ImageRecord[], selection.filter ?? {}) as unknown as T[],
-      selection.split ?? "all",
-      selection.splitSeed,
-    );
+    selectSplit(filterImages(items, selection.filter ?? {}), selection.split ?? "all", selection.splitSeed);
   let resolved: ResolvedSource;
   if (input.kind === "synthetic") {
     const spec: Required<SyntheticSource> = {
@@ -144,10 +150,13 @@ export interface LoadTimings extends RegionTimings {
 
 /** Read access to one volume. */
 export interface VolumeReader {
+  /** File path or synthetic label. */
   label: string;
+  /** Shape `[D, H, W]` of the (preprocessed) volume. */
   shape: Shape3;
   /** Sampled anatomy voxels `[N, 3]` for anatomy-centred crops, when the volume has an anatomy mask. */
   locations?: Int32Array;
+  /** Whether the volume has this array (image always; masks when they were given). */
   has(array: VolumeArray): boolean;
   /** A region, zero outside the volume. A missing anatomy mask reads as 1 inside the volume. */
   readRegion(
@@ -158,6 +167,7 @@ export interface VolumeReader {
   ): Float32Array | Uint8Array;
   /** Bytes held in memory. */
   bytes: number;
+  /** Releases the file or memory. */
   close(): void;
 }
 
@@ -276,9 +286,11 @@ export interface VolumeCacheOptions {
 
 /** A worker's LRU of open volumes. */
 export interface VolumeCache {
+  /** The reader of item `index` (opened or taken from the cache). */
   get(index: number, timings?: LoadTimings): Promise<VolumeReader>;
   /** Releases a reader obtained with `get` (closes it if it was not kept). */
   release(reader: VolumeReader): void;
+  /** Closes every kept reader. */
   close(): void;
 }
 

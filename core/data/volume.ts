@@ -21,10 +21,13 @@ export type VoxelArray = Float32Array | Uint8Array;
 
 /** A 3D image: voxels, shape, voxel size and position in world space. */
 export interface Volume<T extends VoxelArray = Float32Array> {
+  /** Voxels, C-order `[D, H, W]`. */
   data: T;
+  /** Array shape `[D, H, W]`. */
   shape: Shape3;
   /** Voxel size in mm, `[sd, sh, sw]`. */
   spacing: Shape3;
+  /** Voxel-to-world matrix (NIfTI order of axes). */
   affine: Affine;
 }
 
@@ -76,7 +79,9 @@ export function isUsableAffine(affine: Affine): boolean {
 
 /** A half-open box `[start, end)` per axis, in array order `[D, H, W]`. */
 export interface Box3 {
+  /** First voxel per axis. */
   start: Shape3;
+  /** One past the last voxel per axis. */
   end: Shape3;
 }
 

@@ -40,7 +40,9 @@ function deserializeError(error: SerializedError): Error {
 
 /** What a task handler returns: the result and the buffers to transfer (not copy) to the main thread. */
 export interface TaskResult<Res> {
+  /** The value the main thread receives. */
   result: Res;
+  /** Buffers moved rather than copied (they become unusable in the worker). */
   transfer?: Transferable[];
 }
 
@@ -56,6 +58,7 @@ export interface WorkerPoolOptions {
 
 /** A pool of workers running one module. */
 export interface WorkerPool<Req, Res> {
+  /** Number of workers. */
   readonly size: number;
   /** Queues a task; resolves with its result or rejects with its error. */
   run(request: Req, transfer?: Transferable[]): Promise<Res>;

@@ -6,6 +6,7 @@
  * Both kinds are plain objects made with {@link definePlugin} and validated by zod when loaded.
  */
 import type { z } from "zod";
+import type { ExtraArray, PrepareContext, PrepareSample } from "../data/sample.ts";
 import type { Module } from "../nn/mod.ts";
 import type { OptimizerConfig, Schedule } from "../optim/mod.ts";
 import type { Generator, Tensor } from "../tensor/mod.ts";
@@ -83,24 +84,12 @@ export interface TrainingDefaults {
   clipGradNorm: number;
   patchSize: Vec3;
   batchSize: number;
+  /** Data augmentation preset of the loader (default "none"). */
+  augmentation?: "none" | "nnssl-mae" | "nnunet";
 }
 
-/** One sample as the data side sees it (host arrays, channel-first). */
-export interface HostSample {
-  image: Float32Array;
-  /** [C, D, H, W] */
-  shape: [number, number, number, number];
-  /** Optional per-voxel masks (anatomy, deface), shape [D, H, W]. */
-  masks: Record<string, Uint8Array>;
-  /** Method-specific arrays made by `prepare` (e.g. a block mask), with their shapes. */
-  extra: Record<string, { data: Float32Array | Uint8Array; shape: number[] }>;
-}
-
-/** Seeded randomness for the data side: a pure function of (seed, step, sample). */
-export interface DataRandom {
-  /** Uniform in [0, 1). */
-  next(): number;
-}
+/** The data-side hook's types (run in the loader's workers; see core/data/sample.ts). */
+export type { ExtraArray, PrepareContext, PrepareSample };
 
 /** A batch on the GPU, as a method's loss receives it. */
 export interface GpuBatch {
@@ -108,7 +97,7 @@ export interface GpuBatch {
   image: Tensor;
   /** Masks batched to [B, 1, D, H, W] (f32 0/1). */
   masks: Record<string, Tensor>;
-  /** `extra` arrays batched along a new leading dimension (f32). */
+  /** `prepare`'s arrays, stacked along the batch as f32 [B, n] (reshape them to their real shape). */
   extra: Record<string, Tensor>;
 }
 
@@ -151,10 +140,13 @@ export interface SslMethodPlugin<C = unknown> extends PluginBase<C> {
   /** Defaults per architecture family. */
   defaults: Partial<Record<ArchitectureFamily, TrainingDefaults>>;
   /**
-   * Data side, run in the loader's workers: turns a sampled patch into this method's inputs/targets
-   * (masks, views). Pure function of its arguments; no GPU, no I/O.
+   * Data side, run in the loader's workers after augmentation: may modify the patch in place and
+   * returns extra per-sample arrays (masks, targets, views). Pure function of (sample, context.rng,
+   * context.config); no GPU, no I/O. `context.config` is this method's resolved config.
    */
-  prepare?(sample: HostSample, ctx: { config: C; random: DataRandom }): HostSample;
+  prepare?(sample: PrepareSample, context: PrepareContext): Record<string, ExtraArray> | void;
+  /** Per-voxel masks the method needs in its batches (e.g. "deface" to leave defaced voxels out). */
+  masks?(config: C): ("anatomy" | "deface")[];
   build(request: MethodRequest<C>): MethodInstance;
 }
 

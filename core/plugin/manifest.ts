@@ -44,6 +44,7 @@ const defaults = z.object({
   clipGradNorm: z.number().min(0),
   patchSize: vec3,
   batchSize: z.number().int().positive(),
+  augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),
 });
 
 /** zod schema of an SSL-method plugin manifest. */
@@ -54,6 +55,7 @@ export const SslMethodManifestSchema = z.object({
   outChannels: z.number().int().positive(),
   defaults: z.object({ cnn: defaults.optional(), vit: defaults.optional() }),
   prepare: fn.optional(),
+  masks: fn.optional(),
   build: fn,
 });
 

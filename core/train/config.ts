@@ -11,8 +11,8 @@ const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), 
 
 /** What a user may set (every field optional; defaults give the small embedded run). */
 export const RunConfigSchema = z.object({
-  /** Architecture plugin and size, e.g. "resenc-l", "resenc-tiny". */
-  arch: z.string().default("resenc-tiny"),
+  /** Architecture plugin and size, e.g. "resenc-l" (the reference), "resenc-tiny". */
+  arch: z.string().default("resenc-l"),
   /** Overrides of the architecture plugin's config. */
   archConfig: z.record(z.string(), z.unknown()).default({}),
   method: z.string().default("mae"),
@@ -36,6 +36,10 @@ export const RunConfigSchema = z.object({
   clipGradNorm: z.number().min(0).optional(),
   /** Loss scaling and f16 where the device has it. */
   precision: z.enum(["f32", "mixed"]).default("f32"),
+  /** Data augmentation preset (default: the method's). */
+  augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),
+  /** Probability of centring a patch on an anatomy voxel (nnssl's anatomy-centred variant: 0.33). */
+  anatomyProbability: z.number().min(0).max(1).default(0),
   seed: z.number().int().min(0).default(0),
   /** Run folder; default runs/<date>-<arch>-<method>. */
   out: z.string().optional(),
@@ -102,9 +106,19 @@ export function resolveRunConfig(
     ...(config.lr ? { lr: config.lr } : {}),
   });
   const stamp = now.toISOString().replace(/[:.]/g, "-").slice(0, 19);
-  const { batch: _b, patch: _p, optimizer: _o, schedule: _s, clipGradNorm: _c, out: _out, ...rest } = config;
+  const {
+    batch: _b,
+    patch: _p,
+    optimizer: _o,
+    schedule: _s,
+    clipGradNorm: _c,
+    out: _out,
+    augmentation: _a,
+    ...rest
+  } = config;
   return {
     ...rest,
+    augmentation: config.augmentation ?? defaults.augmentation ?? "none",
     out: config.out ?? `runs/${stamp}-${config.arch}-${config.method}`,
     batch: config.batch ?? defaults.batchSize,
     patch: config.patch ?? defaults.patchSize,

@@ -65,8 +65,11 @@ Deno.test("voxssl index --openmind-csv: builds the index from the metadata CSV a
   }
 });
 
-Deno.test("voxssl index: a missing folder is an error of the job (exit 2)", async () => {
+Deno.test("voxssl index: a missing folder or a bad option is an error of the job (exit 2)", async () => {
   const run = await voxssl("index", "/no/such/folder", "--out", "/tmp/never.json");
   assertEquals(run.code, 2);
   assert(run.stderr.includes("/no/such/folder: file not found"), run.stderr);
+  const bad = await voxssl("index", "/tmp", "--out", "/tmp/never.json", "--max-quality", "good");
+  assertEquals(bad.code, 2);
+  assert(bad.stderr.includes("--max-quality: expected a number"), bad.stderr);
 });

@@ -54,6 +54,35 @@ Deno.test("voxssl preprocess: caches the good images, skips the bad ones with re
   }
 });
 
+Deno.test("voxssl preprocess: an index that names missing files finishes the rest and lists them", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    await writeSyntheticDataset(join(dir, "scans"), {
+      count: 2,
+      shape: [10, 10, 10],
+      seed: 4,
+      layout: "flat",
+    });
+    const index = join(dir, "index.json");
+    assertEquals((await voxssl("index", join(dir, "scans"), "--out", index)).code, 0);
+    const json = JSON.parse(await Deno.readTextFile(index));
+    const images = Object.values(json.datasets.scans.subjects) as {
+      sessions: Record<string, { images: { image_path: string }[] }>;
+    }[];
+    images[0].sessions["ses-DEFAULT"].images[0].image_path = "scans/gone.nii.gz";
+    await Deno.writeTextFile(index, JSON.stringify(json));
+    const run = await voxssl("preprocess", index, "--out", join(dir, "cache"));
+    assertEquals(run.code, 0, run.stderr);
+    assert(
+      run.stdout.includes("1 preprocessed") &&
+        run.stdout.includes(`${join(dir, "scans", "gone.nii.gz")}: file not found`),
+      run.stdout,
+    );
+  } finally {
+    await cleanup();
+  }
+});
+
 Deno.test("voxssl preprocess: bad arguments and a missing index exit 2 with the reason", async () => {
   const bad = await voxssl("preprocess", "/no/index.json", "--out", "/tmp/x", "--spacing", "fast");
   assertEquals(bad.code, 2);

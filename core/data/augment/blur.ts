@@ -30,6 +30,22 @@ function blurAxis(src: Float32Array, shape: Shape3, axis: number, kernel: Float3
   const outer = src.length / (n * inner);
   const radius = (kernel.length - 1) / 2;
   const out = new Float32Array(src.length);
+  if (inner === 1) {
+    // contiguous rows: one row at a time keeps it in cache
+    const taps = new Int32Array(n * kernel.length);
+    for (let x = 0; x < n; x++) {
+      for (let j = 0; j < kernel.length; j++) taps[x * kernel.length + j] = reflect(x + j - radius, n);
+    }
+    for (let o = 0; o < outer; o++) {
+      const base = o * n;
+      for (let x = 0; x < n; x++) {
+        let v = 0;
+        for (let j = 0; j < kernel.length; j++) v += kernel[j] * src[base + taps[x * kernel.length + j]];
+        out[base + x] = v;
+      }
+    }
+    return out;
+  }
   const index = new Int32Array(kernel.length);
   for (let x = 0; x < n; x++) {
     for (let j = 0; j < kernel.length; j++) index[j] = reflect(x + j - radius, n);

@@ -18,14 +18,23 @@ import type { SpatialParams } from "./spatial.ts";
 
 /** The decisions for one sample: a transform is present when it fires. */
 export interface AugmentPlan {
+  /** Rotation and scaling, applied while cropping. */
   spatial?: SpatialParams;
+  /** Standard deviation of the added noise. */
   noiseSigma?: number;
+  /** Blur σ per axis (voxels). */
   blurSigma?: [number, number, number];
+  /** Brightness factor. */
   brightness?: number;
+  /** Contrast factor. */
   contrast?: number;
+  /** Zoom of the low-resolution simulation. */
   lowresZoom?: number;
+  /** γ applied to the inverted image. */
   gammaInverted?: number;
+  /** γ applied to the image. */
   gamma?: number;
+  /** Axes to flip (D, H, W). */
   mirror: [boolean, boolean, boolean];
 }
 

@@ -12,7 +12,9 @@ import type { Shape3 } from "../volume.ts";
 
 /** Rotation angles (radians) about the D, H and W axes and the coordinate scale. */
 export interface SpatialParams {
+  /** Rotation about D, H, W in radians. */
   angles: [number, number, number];
+  /** Coordinate scale (< 1 zooms in). */
   scale: number;
 }
 

@@ -8,11 +8,11 @@
  */
 import {
   type Conv3dGeometry,
-  runChannelSum,
+  type Conv3dTriple,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
+  runConv3dBiasGrad,
   runConv3dForward,
-  type Triple,
 } from "../../../kernels/mod.ts";
 import { record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
@@ -37,8 +37,14 @@ export interface ConvTranspose3dOptions extends Conv3dOptions {
   outputPadding?: Size3;
 }
 
-function triple(op: string, name: string, value: Size3 | undefined, fallback: number, min: number): Triple {
-  const t: Triple = value === undefined
+function triple(
+  op: string,
+  name: string,
+  value: Size3 | undefined,
+  fallback: number,
+  min: number,
+): Conv3dTriple {
+  const t: Conv3dTriple = value === undefined
     ? [fallback, fallback, fallback]
     : typeof value === "number"
     ? [value, value, value]
@@ -49,6 +55,11 @@ function triple(op: string, name: string, value: Size3 | undefined, fallback: nu
     );
   }
   return t;
+}
+
+/** The first three entries of a list, as a triple. */
+function t3(a: readonly number[]): Conv3dTriple {
+  return [a[0], a[1], a[2]];
 }
 
 function checkOperands(
@@ -104,7 +115,7 @@ function forward(x: Tensor, weight: Tensor, geo: Conv3dGeometry, bias?: Tensor):
 /** Per-channel sum of an NCDHW gradient (the bias gradient). */
 function channelSum(g: Tensor): Tensor {
   const out = emptyOn(g, [g.shape[1]]);
-  runChannelSum(g.gpu, g.binding, out.binding, {
+  runConv3dBiasGrad(g.gpu, g.binding, out.binding, {
     batch: g.shape[0],
     channels: g.shape[1],
     spatial: g.shape[2] * g.shape[3] * g.shape[4],
@@ -115,8 +126,8 @@ function channelSum(g: Tensor): Tensor {
 /**
  * 3D convolution as PyTorch's `F.conv3d` with groups = 1: input [N, Cin, D, H, W], weight
  * [Cout, Cin, kD, kH, kW], optional bias [Cout]; output [N, Cout, ⌊(D + 2p − kD)/s⌋ + 1, …].
- * Differentiable with respect to input, weight and bias. Inputs above the device's binding limit are
- * processed in chunks.
+ * f32 tensors; differentiable with respect to input, weight and bias. Tensors above the device's binding
+ * limit are processed in chunks.
  * @example
  * const y = conv3d(x, w, { bias: b, stride: 2, padding: 1 }); // ResEnc downsampling
  */
@@ -137,9 +148,9 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
     batch: n,
     cin,
     cout,
-    in: spatial as unknown as Triple,
-    out: out as unknown as Triple,
-    kernel: kernel as unknown as Triple,
+    in: t3(spatial),
+    out: t3(out),
+    kernel: t3(kernel),
     stride,
     padding,
   };
@@ -155,7 +166,8 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
 /**
  * Transposed 3D convolution as PyTorch's `F.conv_transpose3d` with groups = 1: input
  * [N, Cin, D, H, W], weight [Cin, Cout, kD, kH, kW], optional bias [Cout]; output
- * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. Differentiable with respect to input, weight and bias.
+ * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. f32 tensors; differentiable with respect to input,
+ * weight and bias. Tensors above the device's binding limit are processed in chunks.
  * @example
  * const up = convTranspose3d(x, w, { stride: 2 }); // decoder upsampling with a 2³ kernel
  */
@@ -184,9 +196,9 @@ export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspos
     batch: n,
     cin: cout,
     cout: cin,
-    in: out as unknown as Triple,
-    out: spatial as unknown as Triple,
-    kernel: kernel as unknown as Triple,
+    in: t3(out),
+    out: t3(spatial),
+    kernel: t3(kernel),
     stride,
     padding,
   };

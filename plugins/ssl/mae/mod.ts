@@ -19,7 +19,6 @@ import {
   div,
   expand,
   type GpuBatch,
-  type HostSample,
   mul,
   type Network,
   powScalar,
@@ -98,22 +97,25 @@ export default definePlugin({
       clipGradNorm: 12,
       patchSize: [160, 160, 160],
       batchSize: 2,
+      augmentation: "nnssl-mae",
     },
   },
-  prepare(sample: HostSample, { config, random }): HostSample {
-    const grid = blockGrid(sample.shape.slice(1), config.block);
-    const mask = chooseMaskedBlocks(grid[0] * grid[1] * grid[2], config.maskRatio, () => random.next());
-    return { ...sample, extra: { ...sample.extra, blockMask: { data: mask, shape: grid } } };
+  masks: (config) => (config.excludeDefaced ? ["deface"] : []),
+  prepare(sample, { config, rng }) {
+    const c = MaeConfig.parse(config);
+    const grid = blockGrid(sample.shape.slice(1), c.block);
+    return { blockMask: chooseMaskedBlocks(grid[0] * grid[1] * grid[2], c.maskRatio, () => rng.next()) };
   },
   build({ network, config }: { network: Network; config: MaeConfig }) {
     return {
       modules: {},
       loss(batch: GpuBatch) {
-        const grid = batch.extra.blockMask;
-        if (!grid) {
+        const flat = batch.extra.blockMask; // [B, blocks], stacked by the loader
+        if (!flat) {
           throw new Error("mae: the batch has no blockMask; the data loader must run mae's prepare()");
         }
         const patch = batch.image.shape.slice(2);
+        const grid = reshape(flat, [batch.image.shape[0], ...blockGrid(patch, config.block)]);
         const mask = voxelMask(grid, config.block, patch);
         const prediction = network.forward(mul(batch.image, oneMinus(mask))); // masked blocks are zero
         const deface = batch.masks.deface;

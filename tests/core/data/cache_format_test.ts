@@ -86,3 +86,13 @@ Deno.test("encodeCacheFile() compresses smooth float data and openCacheFile() re
     await cleanup();
   }
 });
+
+Deno.test("shuffleBytes() word path and byte path agree", () => {
+  const bytes = Uint8Array.from({ length: 4 * 999 }, (_, i) => (i * 91 + 7) % 256);
+  const unaligned = new Uint8Array(bytes.length + 1).subarray(1);
+  unaligned.set(bytes);
+  const fast = shuffleBytes(bytes, 4);
+  assertEquals(fast, shuffleBytes(unaligned, 4)); // unaligned input takes the byte loop
+  assertEquals(shuffleBytes(fast, 4, true), bytes);
+  for (let i = 0; i < 999; i++) for (let k = 0; k < 4; k++) assertEquals(fast[k * 999 + i], bytes[i * 4 + k]);
+});

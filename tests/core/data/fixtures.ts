@@ -127,5 +127,9 @@ export async function writeBadCorpus(dir: string): Promise<BadCase[]> {
   await add("directory.nii.gz", null, "directory");
   await Deno.symlink(join(dir, "no-such-target.nii.gz"), join(dir, "dangling.nii.gz"));
   await add("dangling.nii.gz", null, "not found");
+  if (Deno.uid() !== 0) { // root reads anything: the permission case only exists for other users
+    await add("unreadable.nii.gz", goodGz, "permission denied");
+    await Deno.chmod(join(dir, "unreadable.nii.gz"), 0o000);
+  }
   return cases;
 }

@@ -1,6 +1,6 @@
 import { DataFileError } from "../../../core/data/errors.ts";
 import { createWorkerPool } from "../../../core/data/worker_pool.ts";
-import { assert, assertEquals, assertRejects } from "../../assert.ts";
+import { assertEquals, assertRejects } from "../../assert.ts";
 
 const url = new URL("./pool_worker_fixture.ts", import.meta.url);
 type Msg = { values: Float32Array };
@@ -43,16 +43,16 @@ Deno.test("createWorkerPool() keeps a task's DataFileError and survives a crashi
 
 Deno.test("WorkerPool.cancel() and close() reject what has not run", async () => {
   const pool = createWorkerPool<Msg, Msg>(url, { size: 1, init: { factor: 1 } });
-  const tasks = Array.from(
-    { length: 4 },
-    (_, i) => pool.run({ values: Float32Array.from([i]) }).then(() => "done", (e) => (e as Error).message),
-  );
+  const outcome = (p: Promise<Msg>) => p.then(() => "done", (e) => (e as Error).message);
+  // one task runs at a time: 0 is dispatched at once, 1..3 wait in the queue
+  const tasks = Array.from({ length: 4 }, (_, i) => outcome(pool.run({ values: Float32Array.from([i]) })));
   pool.cancel((r) => r.values[0] !== 2);
-  const extra = pool.run({ values: Float32Array.from([9]) }).catch((e) => (e as Error).message);
-  const settled = await Promise.all(tasks);
-  assertEquals(settled[2], "cancelled");
-  assert(settled.filter((s) => s === "done").length === 3);
-  pool.close();
-  assertEquals(await extra, "worker pool closed");
+  assertEquals(await Promise.all(tasks), ["done", "done", "cancelled", "done"]);
+  const late = [
+    outcome(pool.run({ values: Float32Array.from([7]) })),
+    outcome(pool.run({ values: Float32Array.from([8]) })),
+  ];
+  pool.close(); // one running, one queued: both reject
+  assertEquals(await Promise.all(late), ["worker pool closed", "worker pool closed"]);
   await assertRejects(() => pool.run({ values: Float32Array.from([1]) }), Error, "closed");
 });

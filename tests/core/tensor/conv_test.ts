@@ -9,18 +9,18 @@ import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
 import * as ops from "../../../core/tensor/mod.ts";
 import type { RefTensor } from "../../../core/tensor/reference/ops.ts";
 import * as R from "../../../core/tensor/reference/conv.ts";
-import { CONV_TUNING } from "../../../kernels/mod.ts";
+import { chooseTile, CONV_TUNING } from "../../../kernels/mod.ts";
 import { checkOp, finiteDifference, type OpCase } from "../../op_harness.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
 
-type Triple = [number, number, number];
+type Conv3dTriple = [number, number, number];
 
 // ---------------------------------------------------------------------------------------------------
 // Small cases: values and finite-difference gradients of input, weight and bias.
 
 function convCase(
   name: string,
-  x: Triple | number[],
+  x: Conv3dTriple | number[],
   w: number[],
   bias: boolean,
   opts: R.ConvRefOptions,
@@ -94,6 +94,15 @@ const smallCases: OpCase[] = [
       padding: [1, 0, 0],
     },
   ),
+  convCase(
+    "padding 2 > kernel/2: border outputs see only padding (bias)",
+    [1, 2, 3, 4, 3],
+    [2, 2, 3, 3, 3],
+    true,
+    {
+      padding: 2,
+    },
+  ),
   transposedCase(
     "2³ kernel, stride 2 (decoder upsampling), batch 2, bias",
     [2, 4, 3, 2, 3],
@@ -114,6 +123,10 @@ const smallCases: OpCase[] = [
     stride: [2, 1, 3],
     outputPadding: [1, 0, 2],
   }),
+  transposedCase("padding 2 crops the output, stride 2", [1, 3, 3, 4, 3], [3, 2, 3, 3, 3], true, {
+    stride: 2,
+    padding: 2,
+  }),
 ];
 
 for (const c of smallCases) {
@@ -129,7 +142,7 @@ function refInput(shape: number[], seed: number): RefTensor {
 }
 
 Deno.test("conv3dInputGradRef() and conv3dWeightGradRef() are the gradients of conv3dRef()", () => {
-  const opts = { stride: [2, 1, 2] as Triple, padding: [1, 1, 0] as Triple };
+  const opts = { stride: [2, 1, 2] as Conv3dTriple, padding: [1, 1, 0] as Conv3dTriple };
   const x = refInput([2, 2, 5, 4, 6], 1);
   const w = refInput([3, 2, 3, 2, 3], 2);
   const c: OpCase = {
@@ -165,12 +178,12 @@ interface Spec {
 function reference(s: Spec, x: RefTensor, w: RefTensor, b: RefTensor | undefined) {
   const opts = s.opts ?? {};
   const conv = { stride: opts.stride, padding: opts.padding };
-  const kernel = s.w.slice(2) as Triple;
+  const kernel = s.w.slice(2) as Conv3dTriple;
   const y = s.transposed ? R.convTranspose3dRef(x, w, b, opts) : R.conv3dRef(x, w, b, opts);
   const gy = refInput(y.shape, 99);
   const dx = s.transposed
     ? R.conv3dRef(gy, w, undefined, conv)
-    : R.conv3dInputGradRef(gy, w, s.x.slice(2) as Triple, conv);
+    : R.conv3dInputGradRef(gy, w, s.x.slice(2) as Conv3dTriple, conv);
   const dw = s.transposed
     ? R.conv3dWeightGradRef(gy, x, kernel, conv)
     : R.conv3dWeightGradRef(x, gy, kernel, conv);
@@ -321,6 +334,53 @@ for (const [cap, name, spec] of chunked) {
   });
 }
 
+Deno.test({
+  name: "conv3d and convTranspose3d run with WebGPU's minimum workgroup limits (BK = 8, fewer invocations)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu();
+    try {
+      // 16 KiB of workgroup memory: 128 × 128 tiles (70 channels) fall back to K slices of 8
+      Object.assign(gpu.limits, { maxComputeWorkgroupStorageSize: 16384 });
+      await checkLarge(gpu, { x: [3, 5, 7, 9, 6], w: [70, 5, 3, 3, 3], bias: true, opts: { padding: 1 } });
+      // 64 invocations: the large side of the tile shrinks until the workgroup fits
+      Object.assign(gpu.limits, { maxComputeInvocationsPerWorkgroup: 64 });
+      await checkLarge(gpu, {
+        transposed: true,
+        x: [1, 70, 3, 4, 3],
+        w: [70, 66, 3, 3, 3],
+        bias: true,
+        opts: { stride: 2, padding: 1, outputPadding: 1 },
+      });
+    } finally {
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test("chooseTile() respects the device's workgroup limits", async () => {
+  const gpu = await createGpu();
+  try {
+    const limits = {
+      ...gpu.limits,
+      maxComputeWorkgroupStorageSize: 16384,
+      maxComputeInvocationsPerWorkgroup: 64,
+    };
+    for (const [m, n] of [[100_000, 32], [100_000, 320], [320, 8640], [70, 70], [5, 100_000]]) {
+      for (const fast of ["m", "n"] as const) {
+        const t = chooseTile(limits, m, n, fast);
+        assert(t.threads <= 64 && t.threads === (t.bm / t.tm) * (t.bn / t.tn), JSON.stringify(t));
+        assert((t.bm + t.bn + 8) * t.bk * 4 <= 16384, JSON.stringify(t));
+      }
+    }
+    const roomy = chooseTile(gpu.limits, 100_000, 32, "m");
+    assertEquals([roomy.bm, roomy.bn, roomy.tm, roomy.tn], [128, 32, 8, 8]);
+  } finally {
+    gpu.destroy();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------
 // API behaviour.
 
@@ -351,6 +411,25 @@ gpuTest("conv3d() and convTranspose3d() reject inconsistent operands with clear 
       "f32",
     );
   });
+});
+
+gpuTest("conv3d() and convTranspose3d() accept an empty batch (zero weight and bias gradients)", async () => {
+  const [y, yt, dw, db, dwt] = ops.scope(() => {
+    const x = ops.tensor([], [0, 3, 4, 4, 4], { requiresGrad: true });
+    const w = ops.tensor(randomArray(2 * 3 * 27, 7), [2, 3, 3, 3, 3], { requiresGrad: true });
+    const b = ops.tensor([0.5, -1], [2], { requiresGrad: true });
+    const wt = ops.tensor(randomArray(3 * 2 * 8, 8), [3, 2, 2, 2, 2], { requiresGrad: true });
+    const y = ops.conv3d(x, w, { bias: b, padding: 1 });
+    const yt = ops.convTranspose3d(x, wt, { stride: 2 });
+    ops.backward(ops.add(ops.sum(y), ops.sum(yt)));
+    const grads = [w.grad!, b.grad!, wt.grad!];
+    [w, b, wt].forEach((t) => (t.grad = undefined));
+    return [y, yt, ...grads];
+  });
+  assertEquals(y.shape, [0, 2, 4, 4, 4]);
+  assertEquals(yt.shape, [0, 2, 8, 8, 8]);
+  for (const g of [dw, db, dwt]) assert((await g.toFloat64()).every((v) => v === 0), `${g} is zero`);
+  [y, yt, dw, db, dwt].forEach((t) => t.dispose());
 });
 
 gpuTest(

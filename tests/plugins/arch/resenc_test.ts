@@ -8,7 +8,7 @@ import {
   instanceNorm,
   leakyRelu,
   mean,
-  Module,
+  type Module,
   scope,
   type Tensor,
   tensor,

@@ -11,6 +11,7 @@ import {
   validatePlugin,
   VERSION,
 } from "../../../mod.ts";
+import { createRng } from "../../../core/data/rng.ts";
 import { gpuTest, randomArray, seededRandom } from "../../helpers.ts";
 
 class Scale extends Module implements Network {
@@ -68,15 +69,13 @@ gpuTest("MAE loss zeroes masked blocks in the input and averages the error over 
     image: new Float32Array(512),
     shape: [1, 8, 8, 8] as [number, number, number, number],
     masks: {},
-    extra: {},
+    id: "t",
+    source: "t",
   };
-  const prepared = [0, 1].map((i) =>
-    mae.prepare!(sample, {
-      config: { maskRatio: 0.75, block: 4, excludeDefaced: false },
-      random: { next: seededRandom(i) },
-    })
+  const config = { maskRatio: 0.75, block: 4, excludeDefaced: false };
+  const grids = [0, 1].map((i) =>
+    mae.prepare!(sample, { config, rng: createRng(i), seed: 0, step: 0, index: i })!.blockMask as Uint8Array
   );
-  const grids = prepared.map((p) => p.extra.blockMask.data as Uint8Array);
   const net = scope(() => new Scale());
   const instance = mae.build({
     network: net,
@@ -87,7 +86,7 @@ gpuTest("MAE loss zeroes masked blocks in the input and averages the error over 
     instance.loss({
       image: tensor(image, [2, 1, ...patch]),
       masks: {},
-      extra: { blockMask: tensor([...grids[0], ...grids[1]], [2, 2, 2, 2]) },
+      extra: { blockMask: tensor([...grids[0], ...grids[1]], [2, 8]) }, // as the loader stacks it: [B, n]
     }, { step: 0, training: true, rng: new Generator(1) }).loss
   );
   // identity network: prediction is 0 where masked, so the loss is the mean of image² over masked voxels
