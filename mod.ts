@@ -37,8 +37,10 @@ export { z } from "zod";
 
 export * from "./core/gpu/mod.ts";
 export * from "./core/tensor/mod.ts";
+export * from "./core/tensor/reference/attention.ts";
 export * from "./core/tensor/reference/ops.ts";
 export * from "./core/tensor/reference/philox.ts";
+export * from "./core/tensor/reference/rope.ts";
 export * from "./core/nn/mod.ts";
 export * from "./core/optim/mod.ts";
 export * from "./core/plugin/mod.ts";

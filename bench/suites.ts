@@ -1,8 +1,9 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
+import { attentionSuite } from "./attention_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite, convSuite, dataSuite];
+export const suites: BenchSuite[] = [matmulSuite, convSuite, attentionSuite, dataSuite];

@@ -7,22 +7,33 @@
  * accumulation in f32. Causal masking is top-left aligned like PyTorch's `is_causal`: query i sees keys
  * j ≤ i.
  *
- * Work split: one workgroup per (head, block of `rows` rows). A row is a query (forward, dQ) or a key
- * (dK/dV). Each row is owned by `lanes` invocations of one subgroup; the head dimension, padded to vec4
- * slots (`rowSlots` = lanes·slots), is dealt out lane-interleaved (lane l holds slots l, l+lanes, ...), so
- * an invocation keeps `slots` vec4 of its row's vectors and accumulators in registers. Partial dot
- * products are summed over the row's lanes with a subgroupShuffleXor butterfly. Without subgroups
- * `lanes` is 1 and an invocation owns whole rows (no cross-invocation reduction at all).
+ * Work split: one workgroup per (head, block of rows). A row is a query (forward, dQ) or a key (dK/dV).
+ * Each row is owned by `lanes` invocations of one subgroup; the head dimension, padded to vec4 slots
+ * (`rowSlots` = lanes·slots), is dealt out lane-interleaved (lane l holds slots l, l+lanes, ...), so an
+ * invocation keeps `slots` vec4 of its row's vectors and accumulators in registers. Partial dot products
+ * are summed over the row's lanes with a subgroupShuffleXor butterfly (several rows' sums in one vector).
+ * Without subgroups `lanes` is 1 and an invocation owns whole rows (no cross-invocation reduction).
+ * lanes = the smallest power of two ≤ 8 (and ≤ the adapter's minimum subgroup size) giving ≤ 6 slots:
+ * Dh 64 → 4×4, 66 and 72 → 4×5, 128 → 8×4, 33 → 2×5, 5 → 1×2. An invocation owns
+ * `rowsPerInvocation` rows (2 when slots ≤ 5, else 1; rows rloc and rloc + workgroup/lanes): every vec4
+ * read from workgroup memory then feeds 8 FMAs (4 with one row), at the price of registers: with 2 rows
+ * of 5 slots, 80 floats of rows and accumulators plus 2·tile scores (forward), 120 (dQ), 160 (dK/dV).
+ * Workgroup: 64·lanes invocations (≤ 256), so 128 rows per workgroup at Dh 64–72 and 64 at Dh 128.
+ * The generator unrolls every loop over rows and slots into one variable per (row, slot), so that
+ * compilers keep them in registers (lavapipe left loop-indexed register arrays in scratch memory at 5
+ * slots: unrolling made dK/dV about 9× and the forward 2× faster there); loops over tiles and tile rows
+ * stay loops. Tile vectors are read from workgroup memory again for the accumulations rather than kept
+ * live across the lane reduction.
  * Rows are assigned per subgroup through a workgroup atomic (a subgroup takes the next index and owns
- * rows index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
+ * row groups index·(subgroup_size/lanes) + subgroup_invocation_id/lanes), so nothing assumes how
  * local_invocation_index maps onto subgroups. Should a subgroup be smaller than `lanes` (the launcher
  * avoids this when the adapter reports its sizes) the results are NaN, never silently wrong.
  *
  * Tiles: the other side (keys and values for forward and dQ; queries and dO for dK/dV) advances in tiles
  * of `tile` rows staged in workgroup memory as vec4<f32>: 2·tile·rowSlots·16 bytes. `tile` is the largest
  * of 32, 16, 8, ... that fits `maxComputeWorkgroupStorageSize` (32 KiB on lavapipe: tile 32 up to Dh 124,
- * 16 for Dh 128 in f32; 48 KiB GPUs: 32 up to Dh 188). Every staged value is read by all `rows` rows of
- * the workgroup, so global traffic per FMA falls with `rows` (64; 32 when lanes = 8).
+ * 16 for Dh 128 in f32; 48 KiB GPUs: 32 up to Dh 188). Every staged value is read by all rows of the
+ * workgroup, so global traffic per FMA falls with the rows per workgroup.
  *
  * Forward: per key tile, scores s_j = (q·k_j)·scale·log2(e) for the tile (register array of `tile`
  * floats), one rescale of the accumulator by exp2(m_old − m_new), then acc += exp2(s_j − m)·v_j. Masked
@@ -48,6 +59,7 @@ export type AttentionType = "f32" | "f16";
 
 /** How one head dimension is laid over invocations and tiles (see the file header). */
 export interface AttentionTiling {
+  /** Head dimension the tiling is for. */
   headDim: number;
   /** Invocations per row (1 without subgroups). */
   lanes: number;
@@ -55,11 +67,11 @@ export interface AttentionTiling {
   slots: number;
   /** vec4 slots per row (lanes·slots ≥ ⌈headDim/4⌉, the excess zero-padded). */
   rowSlots: number;
-  /** Rows per workgroup. */
-  rows: number;
+  /** Rows each invocation owns in the forward and dQ kernels (1 or 2; dK/dV: 1). */
+  rowsPerInvocation: number;
   /** Rows of the staged side per tile. */
   tile: number;
-  /** Invocations per workgroup (rows·lanes). */
+  /** Invocations per workgroup. */
   workgroup: number;
   /** Whether the kernels use subgroup operations. */
   subgroups: boolean;
@@ -75,11 +87,15 @@ export interface AttentionKernelOptions {
 export interface AttentionShape {
   /** batch·heads. */
   heads: number;
+  /** Queries per head. */
   lq: number;
+  /** Keys (and values) per head. */
   lk: number;
+  /** Channels per head of q, k and v. */
   headDim: number;
   /** Multiplier of q·k (usually 1/√headDim). */
   scale: number;
+  /** Top-left causal mask: query i sees keys j ≤ i. */
   causal: boolean;
 }
 
@@ -104,14 +120,24 @@ export function attentionTiling(
   const slots = Math.ceil(vec / lanes);
   const rowSlots = lanes * slots;
   const workgroup = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup, 64 * lanes);
-  const rows = workgroup / lanes;
+  // two rows per invocation halve the workgroup-memory loads per FMA where registers allow
+  const rowsPerInvocation = slots <= 5 ? 2 : 1;
   const budget = gpu.limits.maxComputeWorkgroupStorageSize - 64;
   let tile = 32;
   while (tile > 1 && tile * (2 * rowSlots * 16 + 8) > budget) tile /= 2;
   if (tile * (2 * rowSlots * 16 + 8) > budget) {
     throw new RangeError(`attention: head dim ${headDim} does not fit this device's workgroup memory`);
   }
-  return { headDim, lanes, slots, rowSlots, rows, tile, workgroup, subgroups: subgroups && lanes > 1 };
+  return {
+    headDim,
+    lanes,
+    slots,
+    rowSlots,
+    rowsPerInvocation,
+    tile,
+    workgroup,
+    subgroups: subgroups && lanes > 1,
+  };
 }
 
 type Kind = "forward" | "dq" | "dkdv";
@@ -122,40 +148,74 @@ const STORAGE: Record<Kind, ("read" | "read_write")[]> = {
   dkdv: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
 };
 
+/** Rows (queries or keys) one invocation owns in a kernel. */
+function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
+  return t.rowsPerInvocation;
+}
+
+/** Rows per workgroup of a kernel. */
+function blockRows(kind: Kind, t: AttentionTiling): number {
+  return (t.workgroup / t.lanes) * rowsPerInvocation(kind, t);
+}
+
+/** `f(0) … f(n−1)` joined: the generator unrolls every loop over rows and slots. */
+function unroll(n: number, f: (i: number) => string, separator = "\n  "): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(separator);
+}
+
 function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
-  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, rows: BR, tile: BC, workgroup: WG } = t;
-  const slot = `lane + v * ${T}u`;
-  const forSlots = (body: string) => `for (var v = 0u; v < ${NV}u; v++) { ${body} }`;
-  // the invocation's slots of one row of `buf` starting at element `base` (zeros when !valid or padding)
-  const loadRow = (target: string, buf: string, base: string, valid: string) => `
-  var ${target}: array<vec4<f32>, ${NV}>;
-  for (var v = 0u; v < ${NV}u; v++) {
-    let d = (${slot}) * 4u;
-    var x = vec4<f32>(0.0);
-    if (${valid}) {
-      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + d + c]); } }
+  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, tile: BC, workgroup: WG } = t;
+  const R = rowsPerInvocation(kind, t);
+  const RS = WG / T; // row groups per workgroup: the rows of invocation rloc are rloc + r·RS
+  const BR = RS * R;
+  // Rows and slots are unrolled into one variable per (row, slot) (`q0_3`, `a1_2`, ...), so that every
+  // compiler keeps them in registers; loops over tiles and tile rows stay loops.
+  const slot = (v: number) => `lane + ${v * T}u`;
+  const rowOf = (r: number) => `row0 + ${r * RS}u`;
+  const each = (f: (r: number, v: number) => string, sep = "\n  ") =>
+    unroll(R, (r) => unroll(NV, (v) => f(r, v), sep), sep);
+  // a vector of per-row sums Σ_v dot(a{r}_{v}, b{v}) (one per row, then one per row of a second pair)
+  const dots = (pairs: [string, string][]) => {
+    const terms = pairs.flatMap(([a, b]) =>
+      unroll(R, (r) => unroll(NV, (v) => `dot(${a}${r}_${v}, ${b}${v})`, " + "), "|").split("|")
+    );
+    return terms.length === 1 ? terms[0] : `vec${terms.length}<f32>(${terms.join(", ")})`;
+  };
+  const sumFn = (n: number) => (n === 1 ? "lanes_sum0" : n === 2 ? "lanes_sum1" : "lanes_sum2");
+  const component = (n: number, i: number) => (n === 1 ? "x" : `x[${i}]`);
+  // one vec4 slot of a row of `buf` (zeros past `limit` or the head dim), and its store
+  const loader = (buf: string) => `
+fn ld_${buf}(base: u32, row: u32, limit: u32, s: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  let d = s * 4u;
+  if (row < limit) {
+    let i = base + row * ${DH}u + d;
+    if (d + 4u <= ${DH}u) {
+      x = vec4<f32>(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
+    } else {
+      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[i + c]); } }
     }
-    ${target}[v] = x;
-  }`;
-  // rows first..first+BC−1 of `buf` (head base `base`) into a workgroup tile, zeros past `limit`
+  }
+  return x;
+}`;
+  const storer = (buf: string) => `
+fn st_${buf}(base: u32, row: u32, limit: u32, s: u32, x: vec4<f32>) {
+  let d = s * 4u;
+  if (row < limit) {
+    let i = base + row * ${DH}u + d;
+    for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[i + c] = {{T}}(x[c]); } }
+  }
+}`;
+  const loadRows = (name: string, buf: string, base: string, limit: string, factor = "") =>
+    each((r, v) => `var ${name}${r}_${v} = ld_${buf}(${base}, ${rowOf(r)}, ${limit}, ${slot(v)})${factor};`);
+  const storeRows = (buf: string, base: string, name: string, factor: (r: number) => string, limit: string) =>
+    each((r, v) => `st_${buf}(${base}, ${rowOf(r)}, ${limit}, ${slot(v)}, ${name}${r}_${v} * ${factor(r)});`);
+  const zeros = (name: string) => each((r, v) => `var ${name}${r}_${v} = vec4<f32>(0.0);`);
+  // rows first..first+BC−1 of `buf` into a workgroup tile (vec4 slots), zeros past `limit`
   const loadTile = (tileName: string, buf: string, base: string, first: string, limit: string) => `
     for (var e = lid; e < ${BC * SP}u; e += ${WG}u) {
-      let r = ${first} + e / ${SP}u;
-      let d = (e % ${SP}u) * 4u;
-      var x = vec4<f32>(0.0);
-      if (r < ${limit}) {
-        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { x[c] = f32(${buf}[${base} + r * ${DH}u + d + c]); } }
-      }
-      ${tileName}[e] = x;
+      ${tileName}[e] = ld_${buf}(${base}, ${first} + e / ${SP}u, ${limit}, e % ${SP}u);
     }`;
-  const storeRow = (buf: string, base: string, src: string, factor: string, valid: string) => `
-  if (${valid}) {
-    for (var v = 0u; v < ${NV}u; v++) {
-      let d = (${slot}) * 4u;
-      let x = ${src}[v] * ${factor};
-      for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { ${buf}[${base} + d + c] = {{T}}(x[c]); } }
-    }
-  }`;
   let butterfly = "";
   for (let mask = 1; mask < T; mask *= 2) butterfly += `y += subgroupShuffleXor(y, ${mask}u); `;
   const sgArgs = t.subgroups
@@ -176,6 +236,14 @@ function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
   let lane = 0u;
   let rloc = lid;
   let poison = 1.0;`;
+  // sums over the lanes of a row: f32 and the vector widths the kernels reduce at once
+  const sums = ["f32", "vec2<f32>", "vec4<f32>"].map((ty, i) =>
+    `fn lanes_sum${i}(x: ${ty}) -> ${ty} { var y = x; ${butterfly}return y; }`
+  ).join("\n");
+  const buffers = (list: [string, string, boolean][]) =>
+    list.map(([name, ty, rw], i) =>
+      `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${ty}>;`
+    ).join("\n");
 
   const prelude = `
 struct P {
@@ -188,8 +256,9 @@ const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
 ${sgDecl}
 ${LINEAR_INDEX}
-fn lanes_sum(x: f32) -> f32 { var y = x; ${butterfly}return y; }
-fn lanes_sum2(x: vec2<f32>) -> vec2<f32> { var y = x; ${butterfly}return y; }
+${sums}
+var<workgroup> ta: array<vec4<f32>, ${BC * SP}>;
+var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;
 `;
   const entry = `
 @compute @workgroup_size(${WG})
@@ -200,190 +269,262 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let head = wg / p.blocks;
   let block = wg % p.blocks;
   ${rowMapping}
-  let row = block * ${BR}u + rloc;`;
-  const tiles = `
-var<workgroup> ta: array<vec4<f32>, ${BC * SP}>;
-var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;`;
-
-  if (kind === "forward") {
-    return specialize(
-      /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read_write> out: array<{{T}}>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-${prelude}${tiles}
-${entry}
-  let valid = row < p.lq;
-  let k_base = p.o1 + head * p.lk * ${DH}u;
-  let v_base = p.o2 + head * p.lk * ${DH}u;
-  ${loadRow("qr", "q", `p.o0 + (head * p.lq + row) * ${DH}u`, "valid")}
-  ${forSlots("qr[v] *= p.scale2;")}
-  var acc: array<vec4<f32>, ${NV}>;
-  ${forSlots("acc[v] = vec4<f32>(0.0);")}
-  var m = NEG;
-  var l = 0.0;
-  var s: array<f32, ${BC}>;
+  let row0 = block * ${BR}u + rloc;
+  let qh = head * p.lq * ${DH}u;
+  let kh = head * p.lk * ${DH}u;`;
+  // key tiles of forward and dQ stop after the block's last row when causal
+  const keyLoop = `
   var k_end = p.lk;
   if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
   for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "k", "k_base", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "v_base", "k0", "p.lk")}
-    workgroupBarrier();
-    var mb = NEG;
+    ${loadTile("ta", "k", "p.o1 + kh", "k0", "p.lk")}
+    ${loadTile("tb", "vv", "p.o2 + kh", "k0", "p.lk")}
+    workgroupBarrier();`;
+  const masked = (r: number) => `(key >= p.lk || (p.causal != 0u && key > ${rowOf(r)}))`;
+
+  if (kind === "forward") {
+    return specialize(
+      /* wgsl */ `
+${
+        buffers([
+          ["q", "{{T}}", false],
+          ["k", "{{T}}", false],
+          ["vv", "{{T}}", false],
+          ["out", "{{T}}", true],
+          [
+            "lse",
+            "f32",
+            true,
+          ],
+        ])
+      }
+${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${storer("out")}
+${entry}
+  ${loadRows("q", "q", "p.o0 + qh", "p.lq", " * p.scale2")}
+  ${zeros("a")}
+  ${unroll(R, (r) => `var m${r} = NEG;\n  var l${r} = 0.0;\n  var s${r}: array<f32, ${BC}>;`)}
+  ${keyLoop}
+    ${unroll(R, (r) => `var mb${r} = NEG;`)}
     for (var j = 0u; j < ${BC}u; j++) {
-      var x = 0.0;
-      ${forSlots(`x += dot(qr[v], ta[j * ${SP}u + ${slot}]);`)}
-      x = lanes_sum(x);
+      ${unroll(NV, (v) => `let kt${v} = ta[j * ${SP}u + ${slot(v)}];`, "\n      ")}
+      var x = ${dots([["q", "kt"]])};
+      x = ${sumFn(R)}(x);
       let key = k0 + j;
-      if (key >= p.lk || (p.causal != 0u && key > row)) { x = NEG; }
-      s[j] = x;
-      mb = max(mb, x);
+      ${
+        unroll(R, (r) =>
+          `{ let sc = select(${component(R, r)}, NEG, ${
+            masked(r)
+          }); s${r}[j] = sc; mb${r} = max(mb${r}, sc); }`, "\n      ")
+      }
     }
-    let mn = max(m, mb);
-    let alpha = exp2(m - mn);
-    l *= alpha;
-    ${forSlots("acc[v] *= alpha;")}
+    ${
+        unroll(R, (r) =>
+          `{
+      let mn = max(m${r}, mb${r});
+      let alpha = exp2(m${r} - mn);
+      l${r} *= alpha;
+      ${
+            unroll(NV, (v) => `a${r}_${v} *= alpha;`, " ")
+          }
+      m${r} = mn;
+    }`, "\n    ")
+      }
     for (var j = 0u; j < ${BC}u; j++) {
-      let pj = exp2(s[j] - mn);
-      l += pj;
-      ${forSlots(`acc[v] = fma(vec4<f32>(pj), tb[j * ${SP}u + ${slot}], acc[v]);`)}
+      ${unroll(R, (r) => `let p${r} = exp2(s${r}[j] - m${r});\n      l${r} += p${r};`, "\n      ")}
+      ${
+        unroll(NV, (v) =>
+          `{ let vt = tb[j * ${SP}u + ${slot(v)}]; ${
+            unroll(R, (r) =>
+              `a${r}_${v} = fma(vec4<f32>(p${r}), vt, a${r}_${v});`, " ")
+          } }`, "\n      ")
+      }
     }
-    m = mn;
   }
-  ${storeRow("out", `p.o3 + (head * p.lq + row) * ${DH}u`, "acc", "(poison / l)", "valid")}
-  if (valid && lane == 0u) { lse[p.o4 + head * p.lq + row] = (m + log2(l)) * LN2 * poison; }
+  ${unroll(R, (r) => `let inv${r} = poison / l${r};`)}
+  ${storeRows("out", "p.o3 + qh", "a", (r) => `inv${r}`, "p.lq")}
+  if (lane == 0u) {
+    ${
+        unroll(R, (r) =>
+          `if (${rowOf(r)} < p.lq) { lse[p.o4 + head * p.lq + ${
+            rowOf(r)
+          }] = (m${r} + log2(l${r})) * LN2 * poison; }`, "\n    ")
+      }
+  }
 }`,
       { T: type },
     );
   }
 
   if (kind === "dq") {
+    // q·k and dO·v of the R rows reduced at once: vec2 [s, dp] (R = 1) or vec4 [s0, s1, dp0, dp1] (R = 2)
     return specialize(
       /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> o: array<{{T}}>;
-@group(0) @binding(4) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dsum: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<{{T}}>;
-${prelude}${tiles}
+${
+        buffers([
+          ["q", "{{T}}", false],
+          ["k", "{{T}}", false],
+          ["vv", "{{T}}", false],
+          ["o", "{{T}}", false],
+          ["g", "{{T}}", false],
+          ["lse", "f32", false],
+          ["dsum", "f32", true],
+          ["dq", "{{T}}", true],
+        ])
+      }
+${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${loader("o")}${loader("g")}${storer("dq")}
 ${entry}
-  let valid = row < p.lq;
-  let row_off = (head * p.lq + row) * ${DH}u;
-  let k_base = p.o1 + head * p.lk * ${DH}u;
-  let v_base = p.o2 + head * p.lk * ${DH}u;
-  ${loadRow("qr", "q", "p.o0 + row_off", "valid")}
-  ${loadRow("gr", "g", "p.o4 + row_off", "valid")}
-  ${loadRow("orow", "o", "p.o3 + row_off", "valid")}
-  var dpart = 0.0;
-  ${forSlots("dpart += dot(gr[v], orow[v]);")}
-  let dd = lanes_sum(dpart);
-  var lse2 = 0.0;
-  if (valid) {
-    lse2 = lse[p.o5 + head * p.lq + row] * LOG2E;
-    if (lane == 0u) { dsum[p.o6 + head * p.lq + row] = dd; }
+  ${loadRows("q", "q", "p.o0 + qh", "p.lq")}
+  ${loadRows("g", "g", "p.o4 + qh", "p.lq")}
+  ${unroll(R, (r) => `var dd${r} = 0.0;\n  var lse2_${r} = 0.0;`)}
+  {
+    ${loadRows("o", "o", "p.o3 + qh", "p.lq")}
+    var x = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
+    ${
+        unroll(R, (r) =>
+          `${component(R, r)} = ${unroll(NV, (v) => `dot(g${r}_${v}, o${r}_${v})`, " + ")};`, "\n    ")
+      }
+    x = ${sumFn(R)}(x);
+    ${
+        unroll(R, (r) =>
+          `dd${r} = ${component(R, r)};
+    if (${rowOf(r)} < p.lq) {
+      lse2_${r} = lse[p.o5 + head * p.lq + ${rowOf(r)}] * LOG2E;
+      if (lane == 0u) { dsum[p.o6 + head * p.lq + ${rowOf(r)}] = dd${r}; }
+    }`, "\n    ")
+      }
   }
-  var acc: array<vec4<f32>, ${NV}>;
-  ${forSlots("acc[v] = vec4<f32>(0.0);")}
-  var k_end = p.lk;
-  if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
-  for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
-    workgroupBarrier();
-    ${loadTile("ta", "k", "k_base", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "v_base", "k0", "p.lk")}
-    workgroupBarrier();
+  ${zeros("a")}
+  ${keyLoop}
     for (var j = 0u; j < ${BC}u; j++) {
-      var x = vec2<f32>(0.0);
       ${
-        forSlots(
-          `x += vec2<f32>(dot(qr[v], ta[j * ${SP}u + ${slot}]), dot(gr[v], tb[j * ${SP}u + ${slot}]));`,
+        unroll(
+          NV,
+          (v) => `let kt${v} = ta[j * ${SP}u + ${slot(v)}];\n      let wt${v} = tb[j * ${SP}u + ${slot(v)}];`,
+          "\n      ",
         )
       }
-      x = lanes_sum2(x);
+      var x = ${dots([["q", "kt"], ["g", "wt"]])};
+      x = ${sumFn(2 * R)}(x);
       let key = k0 + j;
-      let masked = key >= p.lk || (p.causal != 0u && key > row);
-      let pj = select(exp2(x.x * p.scale2 - lse2), 0.0, masked);
-      let ds = pj * (x.y - dd);
-      ${forSlots(`acc[v] = fma(vec4<f32>(ds), ta[j * ${SP}u + ${slot}], acc[v]);`)}
+      ${
+        unroll(R, (r) =>
+          `let ds${r} = select(exp2(x[${r}] * p.scale2 - lse2_${r}), 0.0, ${masked(r)}) * (x[${
+            R + r
+          }] - dd${r});`, "\n      ")
+      }
+      ${
+        unroll(
+          NV,
+          (v) =>
+            `{
+        let kt = ta[j * ${SP}u + ${slot(v)}];
+        ${unroll(R, (r) => `a${r}_${v} = fma(vec4<f32>(ds${r}), kt, a${r}_${v});`, " ")}
+      }`,
+          "\n      ",
+        )
+      }
     }
   }
-  ${storeRow("dq", "p.o7 + row_off", "acc", "(p.scale * poison)", "valid")}
+  ${storeRows("dq", "p.o7 + qh", "a", () => "(p.scale * poison)", "p.lq")}
 }`,
       { T: type },
     );
   }
 
+  // dK/dV: R key rows per invocation, query tiles staged with their lse and D; k·q and v·dO of the R rows
+  // reduced at once as in dQ. The tile vectors are read again for the accumulation (fewer live registers).
   return specialize(
     /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<{{T}}>;
-@group(0) @binding(1) var<storage, read> k: array<{{T}}>;
-@group(0) @binding(2) var<storage, read> vv: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> g: array<{{T}}>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> dsum: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<{{T}}>;
-@group(0) @binding(7) var<storage, read_write> dv: array<{{T}}>;
-${prelude}${tiles}
+${
+      buffers([
+        ["q", "{{T}}", false],
+        ["k", "{{T}}", false],
+        ["vv", "{{T}}", false],
+        ["g", "{{T}}", false],
+        ["lse", "f32", false],
+        ["dsum", "f32", false],
+        ["dk", "{{T}}", true],
+        ["dv", "{{T}}", true],
+      ])
+    }
+${prelude}
+${loader("q")}${loader("k")}${loader("vv")}${loader("g")}${storer("dk")}${storer("dv")}
 var<workgroup> tl: array<f32, ${BC}>;
 var<workgroup> td: array<f32, ${BC}>;
 ${entry}
-  let valid = row < p.lk;
-  let row_off = (head * p.lk + row) * ${DH}u;
-  let q_base = p.o0 + head * p.lq * ${DH}u;
-  let g_base = p.o3 + head * p.lq * ${DH}u;
-  ${loadRow("kr", "k", "p.o1 + row_off", "valid")}
-  ${loadRow("vr", "vv", "p.o2 + row_off", "valid")}
-  var ak: array<vec4<f32>, ${NV}>;
-  var av: array<vec4<f32>, ${NV}>;
-  ${forSlots("ak[v] = vec4<f32>(0.0); av[v] = vec4<f32>(0.0);")}
+  ${loadRows("k", "k", "p.o1 + kh", "p.lk")}
+  ${loadRows("v", "vv", "p.o2 + kh", "p.lk")}
+  ${zeros("ak")}
+  ${zeros("av")}
   var q_start = 0u;
   if (p.causal != 0u) { q_start = block * ${BR}u; }
   for (var q0 = q_start; q0 < p.lq; q0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "q", "q_base", "q0", "p.lq")}
-    ${loadTile("tb", "g", "g_base", "q0", "p.lq")}
+    ${loadTile("ta", "q", "p.o0 + qh", "q0", "p.lq")}
+    ${loadTile("tb", "g", "p.o3 + qh", "q0", "p.lq")}
     for (var e = lid; e < ${BC}u; e += ${WG}u) {
-      let r = q0 + e;
+      let qe = q0 + e;
       var a = 0.0;
       var b = 0.0;
-      if (r < p.lq) { a = lse[p.o4 + head * p.lq + r] * LOG2E; b = dsum[p.o5 + head * p.lq + r]; }
+      if (qe < p.lq) { a = lse[p.o4 + head * p.lq + qe] * LOG2E; b = dsum[p.o5 + head * p.lq + qe]; }
       tl[e] = a;
       td[e] = b;
     }
     workgroupBarrier();
     for (var i = 0u; i < ${BC}u; i++) {
-      var x = vec2<f32>(0.0);
-      ${
-      forSlots(`x += vec2<f32>(dot(kr[v], ta[i * ${SP}u + ${slot}]), dot(vr[v], tb[i * ${SP}u + ${slot}]));`)
-    }
-      x = lanes_sum2(x);
+      var x = ${
+      (() => {
+        const terms = [
+          ...unroll(R, (r) => unroll(NV, (v) => `dot(k${r}_${v}, ta[i * ${SP}u + ${slot(v)}])`, " + "), "|")
+            .split("|"),
+          ...unroll(R, (r) => unroll(NV, (v) => `dot(v${r}_${v}, tb[i * ${SP}u + ${slot(v)}])`, " + "), "|")
+            .split("|"),
+        ];
+        return `vec${terms.length}<f32>(${terms.join(", ")})`;
+      })()
+    };
+      x = ${sumFn(2 * R)}(x);
       let qi = q0 + i;
-      let masked = qi >= p.lq || (p.causal != 0u && row > qi);
-      let pj = select(exp2(x.x * p.scale2 - tl[i]), 0.0, masked);
-      let ds = pj * (x.y - td[i]);
       ${
-      forSlots(`av[v] = fma(vec4<f32>(pj), tb[i * ${SP}u + ${slot}], av[v]);
-        ak[v] = fma(vec4<f32>(ds), ta[i * ${SP}u + ${slot}], ak[v]);`)
+      unroll(R, (r) =>
+        `let p${r} = select(exp2(x[${r}] * p.scale2 - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && ${
+          rowOf(r)
+        } > qi));
+      let ds${r} = p${r} * (x[${R + r}] - td[i]);`, "\n      ")
+    }
+      ${
+      unroll(NV, (v) =>
+        `{
+        let qt = ta[i * ${SP}u + ${slot(v)}];
+        let gt = tb[i * ${SP}u + ${slot(v)}];
+        ${
+          unroll(
+            R,
+            (r) =>
+              `av${r}_${v} = fma(vec4<f32>(p${r}), gt, av${r}_${v});\n        ak${r}_${v} = fma(vec4<f32>(ds${r}), qt, ak${r}_${v});`,
+            "\n        ",
+          )
+        }
+      }`, "\n      ")
     }
     }
   }
-  ${storeRow("dk", "p.o6 + row_off", "ak", "(p.scale * poison)", "valid")}
-  ${storeRow("dv", "p.o7 + row_off", "av", "poison", "valid")}
+  ${storeRows("dk", "p.o6 + kh", "ak", () => "(p.scale * poison)", "p.lk")}
+  ${storeRows("dv", "p.o7 + kh", "av", () => "poison", "p.lk")}
 }`,
     { T: type },
   );
 }
 
 function kernelFor(gpu: Gpu, kind: Kind, type: AttentionType, t: AttentionTiling) {
-  const key = `attention:${kind}:${type}:${t.headDim}:${t.lanes}x${t.slots}:${t.rows}:${t.tile}:${+t
+  const rows = blockRows(kind, t);
+  const key = `attention:${kind}:${type}:${t.headDim}:${t.lanes}x${t.slots}:${rows}:${t.tile}:${+t
     .subgroups}`;
   return gpu.kernel(key, () => ({
-    name: `attention-${kind}[${type},dh${t.headDim},${t.lanes}x${t.slots},r${t.rows},t${t.tile}${
+    name: `attention-${kind}[${type},dh${t.headDim},${t.lanes}x${t.slots},r${rows},t${t.tile}${
       t.subgroups ? ",sg" : ""
     }]`,
     code: source(kind, type, t),
@@ -402,7 +543,7 @@ function dispatchChunks(
   rowsPerHead: number,
 ): void {
   const kernel = kernelFor(gpu, kind, type, t);
-  const blocks = Math.ceil(rowsPerHead / t.rows);
+  const blocks = Math.ceil(rowsPerHead / blockRows(kind, t));
   const bytes = type === "f16" ? 2 : 4;
   const chunks = headChunks(
     gpu,
@@ -455,15 +596,25 @@ export function runAttentionForward(
 
 /** Buffers of the backward pass. `dsum` is f32 scratch of heads·lq elements (D = rowsum(dO·O)). */
 export interface AttentionBackwardBuffers {
+  /** Forward input [heads, lq, headDim]. */
   q: BufferRange;
+  /** Forward input [heads, lk, headDim]. */
   k: BufferRange;
+  /** Forward input [heads, lk, headDim]. */
   v: BufferRange;
+  /** Forward output [heads, lq, headDim]. */
   out: BufferRange;
+  /** Gradient of the output [heads, lq, headDim]. */
   gradOut: BufferRange;
+  /** Forward log-sum-exp [heads, lq], f32. */
   lse: BufferRange;
+  /** Scratch [heads, lq], f32: D = rowsum(dO·O), written by the dQ kernel. */
   dsum: BufferRange;
+  /** Output: gradient of q. */
   dq: BufferRange;
+  /** Output: gradient of k. */
   dk: BufferRange;
+  /** Output: gradient of v. */
   dv: BufferRange;
 }
 

@@ -12,8 +12,11 @@ import { align4 } from "../core/gpu/mod.ts";
 
 /** One binding of per-head data: its range, elements per head and bytes per element. */
 export interface HeadBinding {
+  /** The whole tensor's range. */
   range: BufferRange;
+  /** Elements per head. */
   perHead: number;
+  /** Bytes per element (2 or 4). */
   elementBytes: number;
 }
 

@@ -20,6 +20,7 @@ export interface RopeShape {
   heads: number;
   /** Tokens per head. */
   length: number;
+  /** Channels per token. */
   headDim: number;
   /** Rotated channels (even, ≤ headDim). */
   rotaryDim: number;

@@ -94,6 +94,39 @@ export function ropeSinCos(grid: readonly number[], headDim: number, options: Ro
   return tensor(Float32Array.from(values), [tokens, 2 * rotaryDim], { gpu: options.gpu ?? getGpu() });
 }
 
+/**
+ * Per-batch rotary tables for kept tokens, shaped [B, K, 2R] f32: row k of batch b is the row
+ * `keep[b][k]` of {@link ropeSinCos}'s table (timm's `apply_keep_indices_nlc` after patch dropout, as
+ * Primus's MAE path uses it). Every batch element keeps the same number K of tokens.
+ * @example
+ * const sinCos = ropeSinCosAt([20, 20, 20], 72, keptIndices); // then applyRope(q, sinCos), q [B, H, K, 72]
+ */
+export function ropeSinCosAt(
+  grid: readonly number[],
+  headDim: number,
+  keep: readonly (readonly number[])[],
+  options: RopeTableOptions = {},
+): Tensor {
+  const { values, tokens, rotaryDim } = ropeSinCosValues(grid, headDim, options);
+  const kept = keep[0]?.length ?? 0;
+  const width = 2 * rotaryDim;
+  const out = new Float32Array(keep.length * kept * width);
+  keep.forEach((indices, b) => {
+    if (indices.length !== kept) {
+      throw new RangeError(
+        `ropeSinCosAt(): batch ${b} keeps ${indices.length} tokens, batch 0 keeps ${kept}`,
+      );
+    }
+    indices.forEach((token, k) => {
+      if (!Number.isInteger(token) || token < 0 || token >= tokens) {
+        throw new RangeError(`ropeSinCosAt(): token ${token} is outside the grid's ${tokens} tokens`);
+      }
+      out.set(values.subarray(token * width, (token + 1) * width), (b * kept + k) * width);
+    });
+  });
+  return tensor(out, [keep.length, kept, width], { gpu: options.gpu ?? getGpu() });
+}
+
 function ropeKernel(x: Tensor, sinCos: Tensor, inverse: boolean): Tensor {
   const name = "applyRope()";
   if (x.dtype !== "f32" && x.dtype !== "f16") throw new TypeError(`${name}: x must be f32 or f16, got ${x}`);

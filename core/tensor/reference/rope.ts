@@ -9,6 +9,7 @@ import type { RefTensor } from "./ops.ts";
 
 /** Options of {@link ropeTableRef}. */
 export interface RopeTableRefOptions {
+  /** Base of the frequencies; default 10000. */
   temperature?: number;
   /** Grid the embedding was made for (EVA's resize rule: position · ref / grid). Default: the grid. */
   refGrid?: readonly number[];

@@ -12,6 +12,7 @@ import {
   backward,
   matmul,
   mul,
+  noGrad,
   scaledDotProductAttention,
   scope,
   softmax,
@@ -116,12 +117,27 @@ gpuTest("scaledDotProductAttention() matches the float64 reference (values, lse,
 });
 
 gpuTest(
-  "scaledDotProductAttention() is exact on a long sequence (1030 tokens, not a tile multiple)",
+  "scaledDotProductAttention() is exact on long sequences (1030 and 8001 tokens, not tile multiples)",
   async (gpu) => {
     await checkAgainstReference(gpu, [1, 1, 1030, 1030, 72, true], 7);
     await checkAgainstReference(gpu, [1, 1, 1030, 1030, 64, false], 8, true);
+    // 8,001 keys for a few queries, and 8,001 queries over a few keys (Primus-M has 8,000 tokens)
+    await checkAgainstReference(gpu, [1, 1, 70, 8001, 16, false], 9);
+    await checkAgainstReference(gpu, [1, 1, 8001, 40, 8, true], 10);
   },
 );
+
+gpuTest("attention covers batch × heads beyond 65,535 workgroups (split grid)", async (gpu) => {
+  // 2 × 33,000 heads of 2 queries: 66,000 workgroups per kernel, more than one grid dimension holds
+  await checkAgainstReference(gpu, [2, 33000, 2, 3, 2, true], 51);
+});
+
+gpuTest("attention with no queries gives empty outputs and zero dK, dV", async (gpu) => {
+  const c: Config = [1, 2, 0, 5, 4, false];
+  const got = await runFused(gpu, c, inputs(c, 61));
+  assertEquals([got.out.length, got.lse.length, got.dq.length], [0, 0, 0]);
+  assertEquals([...got.dk, ...got.dv], new Array(2 * 40).fill(0));
+});
 
 Deno.test({
   name: "scaledDotProductAttention() without subgroups (one invocation per row) matches the reference",
@@ -258,6 +274,27 @@ gpuTest("scaledDotProductAttention() never stores the Lq×Lk matrix", async (gpu
   [q, k, v, g, out, lse, ...grads].forEach((t) => t.dispose());
   assertEquals(gpu.pool.stats().bytesInUse, before - inputBytes);
 });
+
+gpuTest(
+  "scaledDotProductAttention() in training-step scopes returns the pool to the same bytes",
+  async (gpu) => {
+    const xs = inputs([1, 2, 9, 11, 8, true], 71);
+    const [q, k, v] = xs.slice(0, 3).map((x) => tensor(x.data, x.shape, { requiresGrad: true }));
+    const step = () =>
+      scope(() => {
+        backward(sum(mul(scaledDotProductAttention(q, k, v, { causal: true }), 0.5)));
+      });
+    step(); // first step allocates the leaves' grads
+    await gpu.sync();
+    const before = gpu.pool.stats().bytesInUse;
+    for (let i = 0; i < 3; i++) step();
+    // without grad recording, and outside any scope, the log-sum-exp is released with the call
+    noGrad(() => scaledDotProductAttention(q, k, v)).dispose();
+    await gpu.sync();
+    assertEquals(gpu.pool.stats().bytesInUse, before);
+    [q, k, v].forEach((t) => t.dispose());
+  },
+);
 
 const R = (xs: RefTensor[], causal = false, scale?: number) =>
   attentionRef(xs[0], xs[1], xs[2], { causal, scale });

@@ -8,6 +8,7 @@ import {
   applyRope,
   matmul,
   ropeSinCos,
+  ropeSinCosAt,
   ropeSinCosValues,
   scope,
   tensor,
@@ -121,6 +122,46 @@ gpuTest("applyRope() with a Primus table: q·k depends only on relative position
   assert(Math.abs(s[0 * 12 + 1] - pairs[0]) > 1e-3, "different offsets give different scores");
   scores.dispose();
   sinCos.dispose();
+});
+
+gpuTest("ropeSinCosAt() gathers kept tokens: rope then keep equals keep then rope", async () => {
+  const grid = [2, 3, 4]; // 24 tokens, head dim 12
+  const keep = [[3, 0, 17, 23, 8], [1, 2, 20, 11, 5]];
+  const x = randomArray(2 * 2 * 24 * 12, 21);
+  const [viaFull, viaKept] = scope(() => {
+    const full = applyRope(tensor(x, [2, 2, 24, 12]), ropeSinCos(grid, 12));
+    // gather the kept tokens of x and of the rotated x on the host side of the test
+    const kept = new Float64Array(2 * 2 * 5 * 12);
+    keep.forEach((idx, b) =>
+      [0, 1].forEach((h) =>
+        idx.forEach((t, k) =>
+          kept.set(
+            x.subarray(((b * 2 + h) * 24 + t) * 12, ((b * 2 + h) * 24 + t + 1) * 12),
+            ((b * 2 + h) * 5 + k) * 12,
+          )
+        )
+      )
+    );
+    return [full, applyRope(tensor(kept, [2, 2, 5, 12]), ropeSinCosAt(grid, 12, keep))];
+  });
+  const f = await viaFull.toFloat64();
+  const g = await viaKept.toFloat64();
+  const expected = new Float64Array(g.length);
+  keep.forEach((idx, b) =>
+    [0, 1].forEach((h) =>
+      idx.forEach((t, k) =>
+        expected.set(
+          f.subarray(((b * 2 + h) * 24 + t) * 12, ((b * 2 + h) * 24 + t + 1) * 12),
+          ((b * 2 + h) * 5 + k) * 12,
+        )
+      )
+    )
+  );
+  assertClose(g, expected, { rtol: 0, atol: 0, label: "kept tokens" });
+  assertThrows(() => ropeSinCosAt(grid, 12, [[1, 2], [3]]), RangeError, "keeps 1 tokens");
+  assertThrows(() => ropeSinCosAt(grid, 12, [[24]]), RangeError, "outside");
+  viaFull.dispose();
+  viaKept.dispose();
 });
 
 gpuTest("applyRope() on f16 agrees with f32 within one f16 rounding", async (gpu) => {
