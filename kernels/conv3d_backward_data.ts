@@ -2,7 +2,7 @@
  * conv3d backward with respect to the input, which is also the forward pass of ConvTranspose3d:
  * dx[n, ci, i] = bias[ci] + Σ_{co, k : i + p − k = o·s, 0 ≤ o < out} dy[n, co, o] · w[co, ci, k].
  * Layout NCDHW; w is the convolution's weight [Cout, Cin, kD, kH, kW] (a ConvTranspose3d weight
- * [Cin_T, Cout_T, k…] has exactly this layout). f32.
+ * [Cin_T, Cout_T, k…] has exactly this layout). f32 or f16 storage (f32 arithmetic; conv3d_gemm.ts).
  *
  * Stride phases: with stride s, the kernel taps that reach input position i are those with
  * k ≡ (i + p) (mod s). Positions are grouped by their residue r = (i + p) mod s per axis; within one
@@ -24,25 +24,38 @@
  *
  * Limits: chunks over batch, input channels, output channels (accumulating) and input depth rows keep
  * every binding window under maxStorageBufferBindingSize; one H×W slice per channel must fit a binding.
- * Split-K (grid z = phase × split) for small, deep problems.
+ * Split-K (grid z = phase × split) for small, deep problems. An f16 input gradient whose output channels
+ * are chunked accumulates in f32 (conv3d_gemm.ts `accumulatorWindow`).
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
+  accumulatorWindow,
+  checkConvType,
   chooseSplits,
   chooseTile,
+  CONV_BYTES,
+  type ConvType,
   coverRow,
   coverRows,
+  elem,
+  enableF16,
   gemmBody,
   gemmDecls,
   type GemmTile,
+  narrow,
   ncdhwSpan,
   planChunks,
   ranges,
   rowCover,
+  runBoxToF16,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  typeKey,
+  widen,
+  type Window,
+  windowLimitBytes,
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
@@ -59,6 +72,10 @@ export interface Conv3dBackwardDataBuffers {
 }
 
 interface Variant {
+  /** Storage type of dy, the weight and the bias. */
+  type: ConvType;
+  /** Storage type of dx (f32 when an f16 output accumulates in an f32 window). */
+  out: ConvType;
   tile: GemmTile;
   taps: [number, number, number];
   /** Read the weight in its own layout [Cout, Cin, kvol] instead of the transposed copy. */
@@ -69,7 +86,7 @@ interface Variant {
   split: boolean;
 }
 
-const PARAMS = /* wgsl */ `
+const params = (type: ConvType) => /* wgsl */ `
 struct P {
   tiles: u32, tiles_n: u32, m_max: u32, n: u32,
   k: u32, k_split: u32, splits: u32, accumulate: u32,
@@ -129,7 +146,7 @@ fn dx_index(m: u32, n: u32) -> u32 {
 }
 
 fn bias_of(n: u32) -> f32 {
-  if (p.has_bias != 0u && p.accumulate == 0u) { return bias[p.ci0 + n - p.b_base]; }
+  if (p.has_bias != 0u && p.accumulate == 0u) { return ${widen(type, "bias[p.ci0 + n - p.b_base]", false)}; }
   return 0.0;
 }
 `;
@@ -162,7 +179,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
     const loads = coverRows(c).map((r) => /* wgsl */ `
         {
           var v = vec4<f32>(0.0);
-          if (a_ok${r} && k < k_end) { v = g[(a_row${r} + k * p.out_s) / 4u]; }
+          if (a_ok${r} && k < k_end) { v = ${widen(v.type, `g[(a_row${r} + k * p.out_s) / 4u]`, true)}; }
           As[kl * AS + a_q${r}] = v;
         }`);
     return {
@@ -197,7 +214,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
           let oh = a_oh${r} - th;
           let ow = a_ow${r} - tw;
           if (a_ok${r} && k_ok && u32(od) < p.out_d && u32(oh) < p.out_h && u32(ow) < p.out_w) {
-            v = g[a_row${r} + koff + u32(od) * a_hw + u32(oh) * p.out_w + u32(ow)];
+            v = ${widen(v.type, `g[a_row${r} + koff + u32(od) * a_hw + u32(oh) * p.out_w + u32(ow)]`, false)};
           }
           As[kl * AS + a_m${r} / 4u][a_m${r} % 4u] = v;
         }`);
@@ -242,7 +259,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
     const loads = coverRows(c).map((r) => /* wgsl */ `
         {
           var v = vec4<f32>(0.0);
-          if (b_ok${r} && k_ok) { v = wt[(wk + b_col${r}) / 4u]; }
+          if (b_ok${r} && k_ok) { v = ${widen(v.type, `wt[(wk + b_col${r}) / 4u]`, true)}; }
           Bs[kl * BS + b_q${r}] = v;
         }`);
     return {
@@ -267,7 +284,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
   const loads = coverRows(c).map((r) => /* wgsl */ `
         {
           var v = 0.0;
-          if (b_ok${r} && k_ok) { v = wt[wk + b_col${r}]; }
+          if (b_ok${r} && k_ok) { v = ${widen(v.type, `wt[wk + b_col${r}]`, false)}; }
           Bs[kl * BS + b_n${r} / 4u][b_n${r} % 4u] = v;
         }`);
   return {
@@ -300,8 +317,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
   if (n >= p.n || m >= cur.m) { return; }
   let i = dx_index(m, n) / 4u;
   var r = v + vec4<f32>(bias_of(n));
-  if (p.accumulate != 0u) { r += dx[i]; }
-  dx[i] = r;
+  if (p.accumulate != 0u) { r += ${widen(v.out, "dx[i]", true)}; }
+  dx[i] = ${narrow(v.out, "r", true)};
 }`;
   }
   return /* wgsl */ `
@@ -312,8 +329,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
     if (m + c < cur.m) {
       let i = dx_index(m + c, n);
       var r = v[c] + b;
-      if (p.accumulate != 0u) { r += dx[i]; }
-      dx[i] = r;
+      if (p.accumulate != 0u) { r += ${widen(v.out, "dx[i]", false)}; }
+      dx[i] = ${narrow(v.out, "r", false)};
     }
   }
 }`;
@@ -322,14 +339,14 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
 function source(g: Conv3dGeometry, v: Variant): string {
   const a = aLoader(v);
   const b = bLoader(v);
-  const yType = v.yVec && !v.split ? "vec4<f32>" : "f32";
-  return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> g: array<${v.aVec ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(1) var<storage, read> wt: array<${v.bVec ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
+  const yType = v.split ? "f32" : elem(v.out, v.yVec);
+  return /* wgsl */ `${enableF16(v.type, v.out)}
+@group(0) @binding(0) var<storage, read> g: array<${elem(v.type, v.aVec)}>;
+@group(0) @binding(1) var<storage, read> wt: array<${elem(v.type, v.bVec)}>;
+@group(0) @binding(2) var<storage, read> bias: array<${v.type}>;
 @group(0) @binding(3) var<storage, read_write> dx: array<${yType}>;
 ${geometryConsts(g, v.taps)}
-${PARAMS}
+${params(v.type)}
 ${gemmDecls(v.tile)}
 var<private> split_id: u32;
 var<private> phase_id: u32;
@@ -353,13 +370,18 @@ ${gemmBody(v.tile, a.load + b.load)}
 `;
 }
 
-function finishSource(g: Conv3dGeometry, taps: [number, number, number]): string {
-  return /* wgsl */ `
+function finishSource(
+  g: Conv3dGeometry,
+  taps: [number, number, number],
+  type: ConvType,
+  out: ConvType,
+): string {
+  return /* wgsl */ `${enableF16(type, out)}
 @group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<${type}>;
+@group(0) @binding(2) var<storage, read_write> dx: array<${out}>;
 ${geometryConsts(g, taps)}
-${PARAMS}
+${params(type)}
 ${LINEAR_INDEX}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -375,16 +397,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var z = 0u; z < p.splits; z++) { s += part[((phase * p.splits + z) * p.n + n) * p.m_max + m]; }
   let i = dx_index(m, n);
   var r = s + bias_of(n);
-  if (p.accumulate != 0u) { r += dx[i]; }
-  dx[i] = r;
+  if (p.accumulate != 0u) { r += ${widen(out, "dx[i]", false)}; }
+  dx[i] = ${narrow(out, "r", false)};
 }
 `;
 }
 
-const TRANSPOSE = /* wgsl */ `
+const transposeSource = (type: ConvType) =>
+  /* wgsl */ `${enableF16(type)}
 struct P { n: u32, cin: u32, kvol: u32, co0: u32, w_base: u32, t_base: u32 }
-@group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> wt: array<f32>;
+@group(0) @binding(0) var<storage, read> w: array<${type}>;
+@group(0) @binding(1) var<storage, read_write> wt: array<${type}>;
 @group(1) @binding(0) var<uniform> p: P;
 ${LINEAR_INDEX}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
@@ -400,18 +423,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
-/** Re-lays the weight [Cout, Cin, kvol] out as [Cout, kvol, Cin] into `wt`, in row chunks that fit a binding. */
-function transposeWeight(gpu: Gpu, g: Conv3dGeometry, w: BufferRange, wt: BufferRange, limit: number): void {
+/**
+ * Re-lays the weight [Cout, Cin, kvol] out as [Cout, kvol, Cin] into `wt`, in row chunks that fit a
+ * binding (`limit`: elements of `type` per window).
+ */
+function transposeWeight(
+  gpu: Gpu,
+  g: Conv3dGeometry,
+  w: BufferRange,
+  wt: BufferRange,
+  limit: number,
+  type: ConvType,
+): void {
   const row = g.cin * volume(g.kernel);
-  const kernel = gpu.kernel("conv3d_weight_transpose", () => ({
-    name: "conv3d_weight_transpose",
-    code: TRANSPOSE,
+  const tb = CONV_BYTES[type];
+  const kernel = gpu.kernel(`conv3d_weight_transpose${typeKey(type, type)}`, () => ({
+    name: `conv3d_weight_transpose${type === "f32" ? "" : `[${type}]`}`,
+    code: transposeSource(type),
     storage: ["read", "read_write"],
     uniform: true,
   }));
   for (const [co0, co1] of ranges(g.cout, Math.max(1, Math.floor(limit / row)))) {
-    const src = windowOf(gpu, w, co0 * row, co1 * row);
-    const dst = windowOf(gpu, wt, co0 * row, co1 * row);
+    const src = windowOf(gpu, w, co0 * row, co1 * row, tb);
+    const dst = windowOf(gpu, wt, co0 * row, co1 * row, tb);
     const n = (co1 - co0) * row;
     const params = new Params().u32(n).u32(g.cin).u32(volume(g.kernel)).u32(co0).u32(src.base).u32(dst.base);
     gpu.dispatch(kernel, [src.binding, dst.binding], params, Math.ceil(n / ELEMENTWISE_WORKGROUP));
@@ -439,10 +473,17 @@ function phaseAxis(r: number, s: number, pad: number, lo: number, hi: number, le
 /**
  * Records dx = conv3d input gradient of dy (equivalently ConvTranspose3d of dy with the same weight),
  * plus `bias` per input channel when given. `dx` must hold batch·cin·in elements; every element is
- * written.
+ * written. `type` is the storage type of every buffer (f16 needs shader-f16); arithmetic and
+ * accumulation are f32.
  */
-export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardDataBuffers): void {
+export function runConv3dBackwardData(
+  gpu: Gpu,
+  g: Conv3dGeometry,
+  b: Conv3dBackwardDataBuffers,
+  type: ConvType = "f32",
+): void {
   checkConv3dGeometry("conv3d input gradient", g);
+  checkConvType(gpu, "conv3d input gradient", type);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
@@ -452,32 +493,43 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
   const hw = H * W;
   const hwo = Ho * Wo;
   const limit = windowLimitElems(gpu);
+  const tb = CONV_BYTES[type];
+  const limitBytes = windowLimitBytes(gpu);
   // the transposed copy needs one weight row per binding; beyond that, read the weight as it is
-  const direct = g.cin * kvol > limit;
-  const wt = direct ? b.w : scratch(gpu, g.cout * g.cin * kvol);
-  if (!direct) transposeWeight(gpu, g, b.w, wt, limit);
+  const direct = g.cin * kvol * tb > limitBytes;
+  const wt = direct ? b.w : scratch(gpu, g.cout * g.cin * kvol, tb);
+  if (!direct) transposeWeight(gpu, g, b.w, wt, Math.floor(limitBytes / tb), type);
   const outRows = (d: number) => Math.min(Do, Math.floor((d + g.kernel[0] - 2) / g.stride[0]) + 1);
-  const chunk = planChunks("conv3d input gradient", { n: g.batch, co: g.cout, ci: g.cin, d: D }, [
-    {
-      what: "the input gradient",
-      span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, c.d),
-      shrink: ["n", "ci", "d"],
-    },
-    {
-      what: "the output gradient",
-      span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, outRows(c.d)),
-      shrink: ["n", "co", "d"],
-    },
-    {
-      what: "the weight",
-      span: (c) =>
-        direct
-          ? (c.co - 1) * kvol * g.cin + c.ci * kvol
-          : (c.co - 1) * kvol * g.cin + (kvol - 1) * g.cin + c.ci,
-      shrink: ["co", "ci"],
-    },
-    { what: "the bias", span: (c) => c.ci, shrink: ["ci"] },
-  ], limit);
+  const plan = (outBytes: number) =>
+    planChunks("conv3d input gradient", { n: g.batch, co: g.cout, ci: g.cin, d: D }, [
+      {
+        what: "the input gradient",
+        span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, c.d),
+        bytes: outBytes,
+        shrink: ["n", "ci", "d"],
+      },
+      {
+        what: "the output gradient",
+        span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, outRows(c.d)),
+        bytes: tb,
+        shrink: ["n", "co", "d"],
+      },
+      {
+        what: "the weight",
+        span: (c) =>
+          direct
+            ? (c.co - 1) * kvol * g.cin + c.ci * kvol
+            : (c.co - 1) * kvol * g.cin + (kvol - 1) * g.cin + c.ci,
+        bytes: tb,
+        shrink: ["co", "ci"],
+      },
+      { what: "the bias", span: (c) => c.ci, bytes: tb, shrink: ["ci"] },
+    ], limitBytes);
+  let chunk = plan(tb);
+  // an f16 input gradient summed over several output-channel chunks accumulates in an f32 window instead
+  const f32Acc = type === "f16" && chunk.co < g.cout;
+  if (f32Acc) chunk = plan(4);
+  const out: ConvType = f32Acc ? "f32" : type;
   const groups = [0, 1, 2].map((a) => tapGroups(g.kernel[a], g.stride[a]));
   const unitStride = g.stride.every((s) => s === 1);
 
@@ -486,13 +538,11 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
       for (const [id0, id1] of ranges(D, chunk.d)) {
         const nb = n1 - n0;
         const n = ci1 - ci0;
-        const dxWin = windowOf(
-          gpu,
-          b.dx,
-          n0 * g.cin * sx + ci0 * sx + id0 * hw,
-          (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + id1 * hw,
-        );
-        const bWin = b.bias ? windowOf(gpu, b.bias, ci0, ci1) : undefined;
+        const dxStart = n0 * g.cin * sx + ci0 * sx + id0 * hw;
+        const dxEnd = (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + id1 * hw;
+        const dxOut = windowOf(gpu, b.dx, dxStart, dxEnd, tb);
+        const dxWin: Window = f32Acc ? accumulatorWindow(gpu, dxStart, dxEnd) : dxOut;
+        const bWin = b.bias ? windowOf(gpu, b.bias, ci0, ci1, tb) : undefined;
         const odLo = Math.max(0, Math.ceil((id0 + g.padding[0] - g.kernel[0] + 1) / g.stride[0]));
         const odHi = Math.min(Do, Math.floor((id1 - 1 + g.padding[0]) / g.stride[0]) + 1);
         for (const [co0, co1] of ranges(g.cout, chunk.co)) {
@@ -502,15 +552,17 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
               b.dy,
               n0 * g.cout * sy + co0 * sy + odLo * hwo,
               (n1 - 1) * g.cout * sy + (co1 - 1) * sy + odHi * hwo,
+              tb,
             )
-            : windowOf(gpu, b.dy, 0, 0);
+            : windowOf(gpu, b.dy, 0, 0, tb);
           const wWin = direct
-            ? windowOf(gpu, wt, co0 * kvol * g.cin + ci0 * kvol, (co1 - 1) * kvol * g.cin + ci1 * kvol)
+            ? windowOf(gpu, wt, co0 * kvol * g.cin + ci0 * kvol, (co1 - 1) * kvol * g.cin + ci1 * kvol, tb)
             : windowOf(
               gpu,
               wt,
               co0 * kvol * g.cin + ci0,
               (co1 - 1) * kvol * g.cin + (kvol - 1) * g.cin + ci1,
+              tb,
             );
           const accumulate = co0 > 0 ? 1 : 0;
           for (const gd of groups[0]) {
@@ -544,6 +596,8 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
                 const maxZ = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / phases);
                 const split = chooseSplits(tiles * phases, k, tile.bk, phases * mMax * n, limit, maxZ);
                 const variant: Variant = {
+                  type,
+                  out,
                   tile,
                   taps,
                   direct,
@@ -563,14 +617,17 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
                   .u32(box[2]).u32(phases).u32(bWin ? 1 : 0).u32(dyWin.base)
                   .u32(wWin.base).u32(bWin?.base ?? 0).u32(dxWin.base);
                 const geo = `${g.kernel}/${g.stride}/${g.padding}/${taps}`;
+                const types = typeKey(type, out);
                 const key = `conv3d_bwd_data:${tileKey(tile)}:${geo}:` +
-                  `${+variant.direct}${+variant.aVec}${+variant.bVec}${+variant.yVec}${+variant.split}`;
+                  `${+variant.direct}${+variant.aVec}${+variant.bVec}${+variant.yVec}${+variant
+                    .split}${types}`;
                 const kernel = gpu.kernel(key, () => ({
                   name: `conv3d_backward_data[${tileKey(tile)},k${g.kernel.join("")},s${g.stride.join("")},` +
                     `t${taps.join("")}${direct ? ",direct" : ""}${variant.aVec ? ",vecA" : ""}${
                       variant.bVec ? ",vecB" : ""
                     }` +
-                    `${variant.yVec ? ",vecY" : ""}${variant.split ? ",split" : ""}]`,
+                    `${variant.yVec ? ",vecY" : ""}${variant.split ? ",split" : ""}` +
+                    `${types ? `,${type}>${out}` : ""}]`,
                   code: source(g, variant),
                   storage: ["read", "read", "read", "read_write"],
                   uniform: true,
@@ -588,9 +645,10 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
                 }
                 const part = scratch(gpu, split.splits * phases * mMax * n);
                 gpu.dispatch(kernel, [dyWin.binding, wWin.binding, biasBinding, part], params, grid);
-                const finish = gpu.kernel(`conv3d_bwd_data_finish:${geo}`, () => ({
-                  name: `conv3d_backward_data_finish[k${g.kernel.join("")},s${g.stride.join("")}]`,
-                  code: finishSource(g, taps),
+                const finish = gpu.kernel(`conv3d_bwd_data_finish:${geo}${types}`, () => ({
+                  name: `conv3d_backward_data_finish[k${g.kernel.join("")},s${g.stride.join("")}` +
+                    `${types ? `,${type}>${out}` : ""}]`,
+                  code: finishSource(g, taps, type, out),
                   storage: ["read", "read", "read_write"],
                   uniform: true,
                 }));
@@ -604,6 +662,17 @@ export function runConv3dBackwardData(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBack
               }
             }
           }
+        }
+        if (f32Acc) {
+          runBoxToF16(gpu, dxWin, dxOut, {
+            start: dxStart,
+            outer: nb,
+            outerStride: g.cin * sx,
+            mid: n,
+            midStride: sx,
+            inner: (id1 - id0) * hw,
+          });
+          gpu.pool.release(dxWin.binding.buffer);
         }
       }
     }

@@ -1,7 +1,7 @@
 /**
  * conv3d backward with respect to the weight (also ConvTranspose3d's, with the roles of input and
  * output gradient swapped): dw[co, ci, k] = Σ_{n, o} dy[n, co, o] · x[n, ci, o·s − p + k].
- * Layout NCDHW, dw [Cout, Cin, kD, kH, kW], f32.
+ * Layout NCDHW, dw [Cout, Cin, kD, kH, kW], f32 or f16 storage (f32 arithmetic; conv3d_gemm.ts).
  *
  * GEMM: M = Cout, N = Cin·kD·kH·kW (the weight row), K = the reduction over batch × output voxels
  * (millions for a 160³ volume, while M·N is only a few thousand to a few million). A[co, r] = dy (contiguous
@@ -20,22 +20,35 @@
  *
  * Limits: chunks over output channels and input channels (separate windows of dw), and over batch and
  * output depth rows (successive dispatches accumulating into dw) keep every binding window under
- * maxStorageBufferBindingSize.
+ * maxStorageBufferBindingSize. An f16 weight gradient accumulated over several such dispatches is summed
+ * in an f32 window and rounded once (conv3d_gemm.ts `accumulatorWindow`).
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
+  accumulatorWindow,
+  checkConvType,
   chooseSplits,
   chooseTile,
+  CONV_BYTES,
+  type ConvType,
+  elem,
+  enableF16,
   gemmBody,
   gemmDecls,
   type GemmTile,
+  narrow,
   ncdhwSpan,
   planChunks,
   ranges,
+  runBoxToF16,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  typeKey,
+  widen,
+  type Window,
+  windowLimitBytes,
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
@@ -51,6 +64,10 @@ export interface Conv3dBackwardWeightBuffers {
 }
 
 interface Variant {
+  /** Storage type of x and dy. */
+  type: ConvType;
+  /** Storage type of dw (f32 when an f16 gradient accumulates in an f32 window). */
+  out: ConvType;
   tile: GemmTile;
   aVec: boolean;
   bPatch: boolean;
@@ -109,7 +126,7 @@ ${R_SETUP}
       if (ml < BM) {
         let m = tile_m + ml;
         var v = vec4<f32>(0.0);
-        if (r_ok && m < p.m) { v = g[(row + m * p.out_s) / 4u]; }
+        if (r_ok && m < p.m) { v = ${widen(v.type, "g[(row + m * p.out_s) / 4u]", true)}; }
         let col = ml / 4u;
         let lane = ml % 4u;
         As[a_r4 * AS + col][lane] = v.x;
@@ -136,7 +153,7 @@ ${R_SETUP}
       if (ml < BM) {
         let m = tile_m + ml;
         var v = 0.0;
-        if (r_ok && m < p.m) { v = g[row + m * p.out_s]; }
+        if (r_ok && m < p.m) { v = ${widen(v.type, "g[row + m * p.out_s]", false)}; }
         As[a_r * AS + ml / 4u][ml % 4u] = v;
       }
     }
@@ -177,7 +194,9 @@ ${rSetup}
           let ih = b_ih + i32((kr % KHW) / KWU);
           let iw = b_iw + i32(kr % KWU);
           if (u32(id) < p.in_d && u32(ih) < p.in_h) {
-            v = x[(xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)) / 4u];
+            v = ${
+        widen(v.type, "x[(xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)) / 4u]", true)
+      };
           }
         }
         Bs[b_r * BS + q] = v;
@@ -206,7 +225,9 @@ ${rSetup}
           let ih = b_ih + i32((kr % KHW) / KWU);
           let iw = b_iw + i32(kr % KWU);
           if (u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
-            v = x[xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
+            v = ${
+      widen(v.type, "x[xrow + ci * p.in_s + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)]", false)
+    };
           }
         }
         Bs[b_r * BS + nl / 4u][nl % 4u] = v;
@@ -233,8 +254,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
   if (m >= p.m || n >= p.n) { return; }
   let i = (m * p.kc + n + p.dw_start) / 4u;
   var r = v;
-  if (p.accumulate != 0u) { r += out[i]; }
-  out[i] = r;
+  if (p.accumulate != 0u) { r += ${widen(v.out, "out[i]", true)}; }
+  out[i] = ${narrow(v.out, "r", true)};
 }`;
   }
   return /* wgsl */ `
@@ -244,8 +265,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
     if (n + c < p.n) {
       let i = m * p.kc + n + c + p.dw_start;
       var r = v[c];
-      if (p.accumulate != 0u) { r += out[i]; }
-      out[i] = r;
+      if (p.accumulate != 0u) { r += ${widen(v.out, "out[i]", false)}; }
+      out[i] = ${narrow(v.out, "r", false)};
     }
   }
 }`;
@@ -254,10 +275,10 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
 function source(g: Conv3dGeometry, v: Variant): string {
   const a = aLoader(v);
   const b = bLoader(v);
-  return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<${v.bPatch ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(1) var<storage, read> g: array<${v.aVec ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(2) var<storage, read_write> out: array<${v.outVec && !v.split ? "vec4<f32>" : "f32"}>;
+  return /* wgsl */ `${enableF16(v.type, v.out)}
+@group(0) @binding(0) var<storage, read> x: array<${elem(v.type, v.bPatch)}>;
+@group(0) @binding(1) var<storage, read> g: array<${elem(v.type, v.aVec)}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${v.split ? "f32" : elem(v.out, v.outVec)}>;
 ${PARAMS}
 ${geometryConsts(g)}
 ${gemmDecls(v.tile)}
@@ -278,9 +299,10 @@ ${gemmBody(v.tile, a.load + b.load)}
 `;
 }
 
-const FINISH = /* wgsl */ `
+const finishSource = (out: ConvType) =>
+  /* wgsl */ `${enableF16(out)}
 @group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${out}>;
 ${PARAMS}
 ${LINEAR_INDEX}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
@@ -292,17 +314,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var s = 0.0;
   for (var z = 0u; z < p.splits; z++) { s += part[z * mn + e]; }
   let i = (e / p.n) * p.kc + e % p.n + p.dw_start;
-  if (p.accumulate != 0u) { s += out[i]; }
-  out[i] = s;
+  if (p.accumulate != 0u) { s += ${widen(out, "out[i]", false)}; }
+  out[i] = ${narrow(out, "s", false)};
 }
 `;
 
 /**
  * Records dw = the weight gradient of conv3d for input x and output gradient dy (geometry `g`).
- * `dw` (cout·cin·kernel elements) is overwritten.
+ * `dw` (cout·cin·kernel elements) is overwritten. `type` is the storage type of every buffer (f16 needs
+ * shader-f16); arithmetic and accumulation are f32.
  */
-export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBackwardWeightBuffers): void {
+export function runConv3dBackwardWeight(
+  gpu: Gpu,
+  g: Conv3dGeometry,
+  b: Conv3dBackwardWeightBuffers,
+  type: ConvType = "f32",
+): void {
   checkConv3dGeometry("conv3d weight gradient", g);
+  checkConvType(gpu, "conv3d weight gradient", type);
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
   const [kD, , kW] = g.kernel;
@@ -313,33 +342,46 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
   const hw = H * W;
   const hwo = Ho * Wo;
   const limit = windowLimitElems(gpu);
+  const tb = CONV_BYTES[type];
   const inRows = (d: number) => Math.min(D, (d - 1) * g.stride[0] + kD);
-  const chunk = planChunks("conv3d weight gradient", {
-    n: Math.max(1, g.batch),
-    co: g.cout,
-    ci: g.cin,
-    d: Do,
-  }, [
-    {
-      what: "the output gradient",
-      span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, c.d),
-      shrink: ["n", "co", "d"],
-    },
-    {
-      what: "the input",
-      span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, inRows(c.d)),
-      shrink: ["n", "ci", "d"],
-    },
-    { what: "the weight gradient", span: (c) => (c.co - 1) * kc + c.ci * kvol, shrink: ["co", "ci"] },
-  ], limit);
+  const full = { n: Math.max(1, g.batch), co: g.cout, ci: g.cin, d: Do };
+  const plan = (outBytes: number) =>
+    planChunks("conv3d weight gradient", full, [
+      {
+        what: "the output gradient",
+        span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, c.d),
+        bytes: tb,
+        shrink: ["n", "co", "d"],
+      },
+      {
+        what: "the input",
+        span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, inRows(c.d)),
+        bytes: tb,
+        shrink: ["n", "ci", "d"],
+      },
+      {
+        what: "the weight gradient",
+        span: (c) => (c.co - 1) * kc + c.ci * kvol,
+        bytes: outBytes,
+        shrink: ["co", "ci"],
+      },
+    ], windowLimitBytes(gpu));
+  let chunk = plan(tb);
+  // an f16 gradient summed over several batch or depth chunks accumulates in an f32 window instead
+  const f32Acc = type === "f16" && g.batch > 0 && (chunk.n < g.batch || chunk.d < Do);
+  if (f32Acc) chunk = plan(4);
+  const out: ConvType = f32Acc ? "f32" : type;
   const patch = kW % 4 === 0 && g.stride[2] === kW && g.padding[2] === 0 && W % 4 === 0;
 
   for (const [co0, co1] of ranges(g.cout, chunk.co)) {
     for (const [ci0, ci1] of ranges(g.cin, chunk.ci)) {
       const m = co1 - co0;
       const n = (ci1 - ci0) * kvol;
-      const dwWin = windowOf(gpu, b.dw, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol);
-      const dwStart = co0 * kc + ci0 * kvol - dwWin.base;
+      const dwStartElem = co0 * kc + ci0 * kvol;
+      const dwEndElem = (co1 - 1) * kc + ci1 * kvol;
+      const dwOut = windowOf(gpu, b.dw, dwStartElem, dwEndElem, tb);
+      const dwWin: Window = f32Acc ? accumulatorWindow(gpu, dwStartElem, dwEndElem) : dwOut;
+      const dwStart = dwStartElem - dwWin.base;
       const tile = chooseTile(gpu.limits, m, n, "n");
       const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn);
       if (g.batch === 0) {
@@ -360,13 +402,15 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
               b.x,
               n0 * g.cin * sx + ci0 * sx + idLo * hw,
               (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + idHi * hw,
+              tb,
             )
-            : windowOf(gpu, b.x, 0, 0);
+            : windowOf(gpu, b.x, 0, 0, tb);
           const gWin = windowOf(
             gpu,
             b.dy,
             n0 * g.cout * sy + co0 * sy + od0 * hwo,
             (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo,
+            tb,
           );
           const split = chooseSplits(
             tiles,
@@ -377,6 +421,8 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
             gpu.limits.maxComputeWorkgroupsPerDimension,
           );
           const variant: Variant = {
+            type,
+            out,
             tile,
             aVec: (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0 && sy % 4 === 0,
             bPatch: patch,
@@ -391,14 +437,15 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
             .u32(od0).u32(n0).u32(co0).u32(ci0)
             .u32(g.cin).u32(g.cout).u32(kc).u32(dwStart)
             .u32(xWin.base).u32(gWin.base);
+          const types = typeKey(type, out);
           const key = `conv3d_bwd_weight:${tileKey(tile)}:${g.kernel}/${g.stride}/${g.padding}:` +
-            `${+variant.aVec}${+variant.bPatch}${+variant.outVec}${+variant.split}`;
+            `${+variant.aVec}${+variant.bPatch}${+variant.outVec}${+variant.split}${types}`;
           const kernel = gpu.kernel(key, () => ({
             name: `conv3d_backward_weight[${tileKey(tile)},k${g.kernel.join("")},s${g.stride.join("")}` +
               `${variant.aVec ? ",vecA" : ""}${variant.bPatch ? ",vecB" : ""}${
                 variant.outVec ? ",vecOut" : ""
               }` +
-              `${variant.split ? ",split" : ""}]`,
+              `${variant.split ? ",split" : ""}${types ? `,${type}>${out}` : ""}]`,
             code: source(g, variant),
             storage: ["read", "read", "read_write"],
             uniform: true,
@@ -409,9 +456,9 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
           } else {
             const part = scratch(gpu, split.splits * m * n);
             gpu.dispatch(kernel, [xWin.binding, gWin.binding, part], params, grid);
-            const finish = gpu.kernel("conv3d_bwd_weight_finish", () => ({
-              name: "conv3d_backward_weight_finish",
-              code: FINISH,
+            const finish = gpu.kernel(`conv3d_bwd_weight_finish${out === "f32" ? "" : `:${out}`}`, () => ({
+              name: `conv3d_backward_weight_finish${out === "f32" ? "" : `[${out}]`}`,
+              code: finishSource(out),
               storage: ["read", "read_write"],
               uniform: true,
             }));
@@ -420,6 +467,17 @@ export function runConv3dBackwardWeight(gpu: Gpu, g: Conv3dGeometry, b: Conv3dBa
           }
           first = false;
         }
+      }
+      if (f32Acc) {
+        runBoxToF16(gpu, dwWin, dwOut, {
+          start: dwStartElem,
+          outer: 1,
+          outerStride: 0,
+          mid: m,
+          midStride: kc,
+          inner: n,
+        });
+        gpu.pool.release(dwWin.binding.buffer);
       }
     }
   }

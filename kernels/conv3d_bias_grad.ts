@@ -8,19 +8,36 @@
  * by default) keep every GPU core busy for a batch of 2. Pass 2: one invocation per channel adds its
  * N·segments partials in order.
  *
+ * Types: g and out are f32 or f16 (f16 needs shader-f16); sums and partials are f32, rounded to the
+ * output type once.
+ *
  * Limits: each dispatch of pass 1 binds a window of whole planes, or of segments of one plane when a
  * plane exceeds maxStorageBufferBindingSize; the partials (N·C·segments floats) must fit one binding.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
-import { ranges, scratch, windowLimitElems, windowOf } from "./conv3d_gemm.ts";
+import {
+  checkConvType,
+  CONV_BYTES,
+  type ConvType,
+  enableF16,
+  narrow,
+  ranges,
+  scratch,
+  typeKey,
+  widen,
+  windowLimitBytes,
+  windowLimitElems,
+  windowOf,
+} from "./conv3d_gemm.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 const WG = 256;
 const SEGMENT = 4096;
 
-const PASS1 = /* wgsl */ `
+const pass1Source = (type: ConvType) =>
+  /* wgsl */ `${enableF16(type)}
 struct P { plane0: u32, seg0: u32, segs_here: u32, segs: u32, seg_len: u32, s: u32, base: u32, groups: u32 }
-@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(0) var<storage, read> g: array<${type}>;
 @group(0) @binding(1) var<storage, read_write> part: array<f32>;
 @group(1) @binding(0) var<uniform> p: P;
 var<workgroup> acc: array<f32, ${WG}>;
@@ -35,7 +52,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let start = seg * p.seg_len;
   let end = min(p.s, start + p.seg_len);
   var s = 0.0;
-  for (var i = start + lid; i < end; i += ${WG}u) { s += g[plane * p.s + i - p.base]; }
+  for (var i = start + lid; i < end; i += ${WG}u) { s += ${
+    widen(type, "g[plane * p.s + i - p.base]", false)
+  }; }
   acc[lid] = s;
   workgroupBarrier();
   for (var width = ${WG / 2}u; width > 0u; width /= 2u) {
@@ -45,10 +64,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (lid == 0u) { part[plane * p.segs + seg] = acc[0]; }
 }`;
 
-const PASS2 = /* wgsl */ `
+const pass2Source = (type: ConvType) =>
+  /* wgsl */ `${enableF16(type)}
 struct P { batch: u32, channels: u32, segs: u32 }
 @group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${type}>;
 @group(1) @binding(0) var<uniform> p: P;
 ${LINEAR_INDEX}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
@@ -61,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = (n * p.channels + c) * p.segs;
     for (var k = 0u; k < p.segs; k++) { s += part[row + k]; }
   }
-  out[c] = s;
+  out[c] = ${narrow(type, "s", false)};
 }`;
 
 /** Sizes of a channel sum: g is [batch, channels, spatial]. */
@@ -71,19 +91,26 @@ export interface Conv3dBiasGradShape {
   spatial: number;
 }
 
-/** Records out[c] = Σ over batch and space of g[n, c, ·] (`out` holds `channels` f32, overwritten). */
+/**
+ * Records out[c] = Σ over batch and space of g[n, c, ·] (`out` holds `channels` elements, overwritten).
+ * `type` is the storage type of g and out; the sums are f32.
+ */
 export function runConv3dBiasGrad(
   gpu: Gpu,
   g: BufferRange,
   out: BufferRange,
   shape: Conv3dBiasGradShape,
+  type: ConvType = "f32",
 ): void {
+  checkConvType(gpu, "conv3d bias gradient", type);
   const { batch, channels, spatial } = shape;
   if (channels === 0) return;
   const limit = windowLimitElems(gpu);
+  const tb = CONV_BYTES[type];
+  const gLimit = Math.floor(windowLimitBytes(gpu) / tb); // elements of g per window
   const planes = batch * channels;
   const maxSegs = Math.floor(limit / Math.max(1, planes));
-  const segs = Math.max(1, Math.ceil(spatial / SEGMENT), Math.ceil(spatial / limit));
+  const segs = Math.max(1, Math.ceil(spatial / SEGMENT), Math.ceil(spatial / gLimit));
   if (segs > maxSegs || channels > limit) {
     throw new RangeError(
       `channel sum of [${batch}, ${channels}, ${spatial}]: the partial sums do not fit this device's binding limit`,
@@ -91,9 +118,10 @@ export function runConv3dBiasGrad(
   }
   const segLen = Math.max(1, Math.ceil(spatial / segs));
   const part = scratch(gpu, planes * segs);
-  const pass1 = gpu.kernel("conv3d_channel_sum_pass1", () => ({
-    name: "channel_sum_pass1",
-    code: PASS1,
+  const types = typeKey(type, type);
+  const pass1 = gpu.kernel(`conv3d_channel_sum_pass1${types}`, () => ({
+    name: `channel_sum_pass1${types ? `[${type}]` : ""}`,
+    code: pass1Source(type),
     storage: ["read", "read_write"],
     uniform: true,
   }));
@@ -103,6 +131,7 @@ export function runConv3dBiasGrad(
       g,
       plane0 * spatial + seg0 * segLen,
       (plane1 - 1) * spatial + Math.min(spatial, seg1 * segLen),
+      tb,
     );
     const groups = (plane1 - plane0) * (seg1 - seg0);
     const params = new Params().u32(plane0).u32(seg0).u32(seg1 - seg0).u32(segs).u32(segLen).u32(spatial)
@@ -110,24 +139,24 @@ export function runConv3dBiasGrad(
     gpu.dispatch(pass1, [win.binding, part], params, groups);
   };
   if (planes > 0 && spatial > 0) {
-    if (spatial <= limit) {
-      for (const [p0, p1] of ranges(planes, Math.max(1, Math.floor(limit / spatial)))) {
+    if (spatial <= gLimit) {
+      for (const [p0, p1] of ranges(planes, Math.max(1, Math.floor(gLimit / spatial)))) {
         dispatch(p0, p1, 0, segs);
       }
     } else {
-      const perWindow = Math.max(1, Math.floor(limit / segLen));
+      const perWindow = Math.max(1, Math.floor(gLimit / segLen));
       for (let plane = 0; plane < planes; plane++) {
         for (const [s0, s1] of ranges(segs, perWindow)) dispatch(plane, plane + 1, s0, s1);
       }
     }
   }
-  const pass2 = gpu.kernel("conv3d_channel_sum_pass2", () => ({
-    name: "channel_sum_pass2",
-    code: PASS2,
+  const pass2 = gpu.kernel(`conv3d_channel_sum_pass2${types}`, () => ({
+    name: `channel_sum_pass2${types ? `[${type}]` : ""}`,
+    code: pass2Source(type),
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  const outWin = windowOf(gpu, out, 0, channels);
+  const outWin = windowOf(gpu, out, 0, channels, tb);
   const params = new Params().u32(spatial > 0 ? batch : 0).u32(channels).u32(segs);
   gpu.dispatch(pass2, [part, outWin.binding], params, Math.ceil(channels / ELEMENTWISE_WORKGROUP));
   gpu.pool.release(part.buffer);

@@ -1,6 +1,7 @@
 /**
  * conv3d forward as an implicit GEMM: y[n, co, o] = bias[co] + Σ_{ci, kd, kh, kw} x[n, ci, o·s − p + k] ·
- * w[co, ci, kd, kh, kw]. Layout NCDHW, weight [Cout, Cin, kD, kH, kW] (PyTorch), f32.
+ * w[co, ci, kd, kh, kw]. Layout NCDHW, weight [Cout, Cin, kD, kH, kW] (PyTorch), f32 or f16 storage (f32
+ * arithmetic; conv3d_gemm.ts).
  *
  * GEMM: M = outputs (n, od, oh, ow) of the chunk, N = output channels, K = (ci, kd, kh, kw), so
  * A[m, k] = x gathered at the receptive field (zero in the padding) and B[k, n] = w[n, k] (row-major
@@ -19,32 +20,45 @@
  * Limits: big tensors are split into chunks over batch, output channels, input channels (accumulating)
  * and output depth rows so that every binding window fits maxStorageBufferBindingSize; one H×W slice
  * per channel (times kD for the input) must fit a binding. Small-M, long-K problems (deep layers with 5³
- * outputs) use split-K.
+ * outputs) use split-K. An f16 output whose input channels are chunked accumulates in f32
+ * (conv3d_gemm.ts `accumulatorWindow`).
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
+  accumulatorWindow,
+  checkConvType,
   chooseSplits,
   chooseTile,
+  CONV_BYTES,
+  type ConvType,
   coverRow,
   coverRows,
+  elem,
+  enableF16,
   gemmBody,
   gemmDecls,
   type GemmTile,
+  narrow,
   ncdhwSpan,
   planChunks,
   ranges,
   rowCover,
+  runBoxToF16,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  typeKey,
+  widen,
+  type Window,
+  windowLimitBytes,
   windowLimitElems,
   windowOf,
 } from "./conv3d_gemm.ts";
 import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
-/** Buffers of a forward convolution (f32, contiguous NCDHW). */
+/** Buffers of a forward convolution (contiguous NCDHW, all of one storage type). */
 export interface Conv3dForwardBuffers {
   x: BufferRange;
   w: BufferRange;
@@ -55,6 +69,10 @@ export interface Conv3dForwardBuffers {
 type ALoad = "scalar" | "pointwise" | "patch";
 
 interface Variant {
+  /** Storage type of x, w and bias. */
+  type: ConvType;
+  /** Storage type of y (f32 when an f16 output accumulates in an f32 window). */
+  out: ConvType;
   tile: GemmTile;
   a: ALoad;
   bVec: boolean;
@@ -62,7 +80,7 @@ interface Variant {
   split: boolean;
 }
 
-const PARAMS = /* wgsl */ `
+const params = (type: ConvType) => /* wgsl */ `
 struct P {
   tiles: u32, tiles_n: u32, m: u32, n: u32,
   k: u32, k_split: u32, splits: u32, accumulate: u32,
@@ -82,7 +100,7 @@ fn y_index(m: u32, n: u32) -> u32 {
 }
 
 fn bias_of(n: u32) -> f32 {
-  if (p.has_bias != 0u && p.accumulate == 0u) { return bias[p.co0 + n - p.b_base]; }
+  if (p.has_bias != 0u && p.accumulate == 0u) { return ${widen(type, "bias[p.co0 + n - p.b_base]", false)}; }
   return 0.0;
 }
 `;
@@ -141,7 +159,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
     const loads = coverRows(c).map((r) => /* wgsl */ `
         {
           var v = vec4<f32>(0.0);
-          if (a_ok${r} && k < k_end) { v = x[(a_row${r} + k * p.in_s) / 4u]; }
+          if (a_ok${r} && k < k_end) { v = ${widen(v.type, `x[(a_row${r} + k * p.in_s) / 4u]`, true)}; }
           As[kl * AS + a_q${r}] = v;
         }`);
     return {
@@ -167,7 +185,13 @@ function aLoader(v: Variant): { setup: string; load: string } {
           let id = a_id${r} + kd;
           let ih = a_ih${r} + kh;
           if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h) {
-            v = x[(a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(a_iw${r} + kw)) / 4u];
+            v = ${
+      widen(
+        v.type,
+        `x[(a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(a_iw${r} + kw)) / 4u]`,
+        true,
+      )
+    };
           }
           let col = a_m${r} / 4u;
           let lane = a_m${r} % 4u;
@@ -197,7 +221,7 @@ function aLoader(v: Variant): { setup: string; load: string } {
           let ih = a_ih${r} + kh;
           let iw = a_iw${r} + kw;
           if (a_ok${r} && k_ok && u32(id) < p.in_d && u32(ih) < p.in_h && u32(iw) < p.in_w) {
-            v = x[a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)];
+            v = ${widen(v.type, `x[a_row${r} + koff + u32(id) * in_hw + u32(ih) * p.in_w + u32(iw)]`, false)};
           }
           As[kl * AS + a_m${r} / 4u][a_m${r} % 4u] = v;
         }`);
@@ -230,7 +254,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
         let k = k0 + b_k4;
         let n = tile_n + nl;
         var v = vec4<f32>(0.0);
-        if (k < k_end && n < p.n) { v = w[((p.co0 + n) * p.kc + b_row + k) / 4u]; }
+        if (k < k_end && n < p.n) { v = ${widen(v.type, "w[((p.co0 + n) * p.kc + b_row + k) / 4u]", true)}; }
         let col = nl / 4u;
         let lane = nl % 4u;
         Bs[b_k4 * BS + col][lane] = v.x;
@@ -254,7 +278,7 @@ function bLoader(v: Variant): { setup: string; load: string } {
         let k = k0 + b_k;
         let n = tile_n + nl;
         var v = 0.0;
-        if (k < k_end && n < p.n) { v = w[(p.co0 + n) * p.kc + b_row + k]; }
+        if (k < k_end && n < p.n) { v = ${widen(v.type, "w[(p.co0 + n) * p.kc + b_row + k]", false)}; }
         Bs[b_k * BS + nl / 4u][nl % 4u] = v;
       }
     }`,
@@ -278,8 +302,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
   if (n >= p.n || m >= p.m) { return; }
   let i = y_index(m, n) / 4u;
   var r = v + vec4<f32>(bias_of(n));
-  if (p.accumulate != 0u) { r += y[i]; }
-  y[i] = r;
+  if (p.accumulate != 0u) { r += ${widen(v.out, "y[i]", true)}; }
+  y[i] = ${narrow(v.out, "r", true)};
 }`;
   }
   return /* wgsl */ `
@@ -290,8 +314,8 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
     if (m + c < p.m) {
       let i = y_index(m + c, n);
       var r = v[c] + b;
-      if (p.accumulate != 0u) { r += y[i]; }
-      y[i] = r;
+      if (p.accumulate != 0u) { r += ${widen(v.out, "y[i]", false)}; }
+      y[i] = ${narrow(v.out, "r", false)};
     }
   }
 }`;
@@ -300,14 +324,13 @@ fn emit(m: u32, n: u32, v: vec4<f32>) {
 function source(g: Conv3dGeometry, v: Variant): string {
   const a = aLoader(v);
   const b = bLoader(v);
-  const xType = v.a === "scalar" ? "f32" : "vec4<f32>";
-  const yType = v.yVec && !v.split ? "vec4<f32>" : "f32";
-  return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<${xType}>;
-@group(0) @binding(1) var<storage, read> w: array<${v.bVec ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
+  const yType = v.split ? "f32" : elem(v.out, v.yVec);
+  return /* wgsl */ `${enableF16(v.type, v.out)}
+@group(0) @binding(0) var<storage, read> x: array<${elem(v.type, v.a !== "scalar")}>;
+@group(0) @binding(1) var<storage, read> w: array<${elem(v.type, v.bVec)}>;
+@group(0) @binding(2) var<storage, read> bias: array<${v.type}>;
 @group(0) @binding(3) var<storage, read_write> y: array<${yType}>;
-${PARAMS}
+${params(v.type)}
 ${geometryConsts(g)}
 ${gemmDecls(v.tile)}
 var<private> split_id: u32;
@@ -327,11 +350,12 @@ ${gemmBody(v.tile, a.load + b.load)}
 `;
 }
 
-const FINISH = /* wgsl */ `
+const finishSource = (type: ConvType, out: ConvType) =>
+  /* wgsl */ `${enableF16(type, out)}
 @group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${PARAMS}
+@group(0) @binding(1) var<storage, read> bias: array<${type}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${out}>;
+${params(type)}
 ${LINEAR_INDEX}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -343,17 +367,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var z = 0u; z < p.splits; z++) { s += part[z * mn + e]; }
   let i = y_index(e % p.m, e / p.m);
   var r = s + bias_of(e / p.m);
-  if (p.accumulate != 0u) { r += y[i]; }
-  y[i] = r;
+  if (p.accumulate != 0u) { r += ${widen(out, "y[i]", false)}; }
+  y[i] = ${narrow(out, "r", false)};
 }
 `;
 
 /**
  * Records y = conv3d(x, w) + bias for the geometry `g` (see the header comment for tiling and chunking).
- * `y` must hold batch·cout·out elements.
+ * `y` must hold batch·cout·out elements. `type` is the storage type of every buffer (f16 needs
+ * shader-f16); arithmetic and accumulation are f32.
  */
-export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBuffers): void {
+export function runConv3dForward(
+  gpu: Gpu,
+  g: Conv3dGeometry,
+  b: Conv3dForwardBuffers,
+  type: ConvType = "f32",
+): void {
   checkConv3dGeometry("conv3d", g);
+  checkConvType(gpu, "conv3d", type);
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
@@ -365,17 +396,30 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
   const hw = H * W;
   const hwo = Ho * Wo;
   const limit = windowLimitElems(gpu);
+  const tb = CONV_BYTES[type];
   const inRows = (d: number) => Math.min(D, (d - 1) * g.stride[0] + kD);
-  const chunk = planChunks("conv3d", { n: g.batch, co: g.cout, ci: g.cin, d: Do }, [
-    {
-      what: "the input",
-      span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, inRows(c.d)),
-      shrink: ["n", "ci", "d"],
-    },
-    { what: "the output", span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, c.d), shrink: ["n", "co", "d"] },
-    { what: "the weight", span: (c) => (c.co - 1) * kc + c.ci * kvol, shrink: ["co", "ci"] },
-    { what: "the bias", span: (c) => c.co, shrink: ["co"] },
-  ], limit);
+  const plan = (outBytes: number) =>
+    planChunks("conv3d", { n: g.batch, co: g.cout, ci: g.cin, d: Do }, [
+      {
+        what: "the input",
+        span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, inRows(c.d)),
+        bytes: tb,
+        shrink: ["n", "ci", "d"],
+      },
+      {
+        what: "the output",
+        span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, c.d),
+        bytes: outBytes,
+        shrink: ["n", "co", "d"],
+      },
+      { what: "the weight", span: (c) => (c.co - 1) * kc + c.ci * kvol, bytes: tb, shrink: ["co", "ci"] },
+      { what: "the bias", span: (c) => c.co, bytes: tb, shrink: ["co"] },
+    ], windowLimitBytes(gpu));
+  let chunk = plan(tb);
+  // an f16 output summed over several input-channel chunks accumulates in an f32 window instead
+  const f32Acc = type === "f16" && chunk.ci < g.cin;
+  if (f32Acc) chunk = plan(4);
+  const out: ConvType = f32Acc ? "f32" : type;
   const pointwise = kvol === 1 && g.stride.every((s) => s === 1) && g.padding.every((p) => p === 0) &&
     sx % 4 === 0;
   const patch = kW % 4 === 0 && g.stride[2] === kW && g.padding[2] === 0 && W % 4 === 0;
@@ -388,13 +432,11 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
         const odc = od1 - od0;
         const m = (n1 - n0) * odc * hwo;
         const n = co1 - co0;
-        const yWin = windowOf(
-          gpu,
-          b.y,
-          n0 * g.cout * sy + co0 * sy + od0 * hwo,
-          (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo,
-        );
-        const bWin = b.bias ? windowOf(gpu, b.bias, co0, co1) : undefined;
+        const yStart = n0 * g.cout * sy + co0 * sy + od0 * hwo;
+        const yEnd = (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo;
+        const yOut = windowOf(gpu, b.y, yStart, yEnd, tb);
+        const yWin: Window = f32Acc ? accumulatorWindow(gpu, yStart, yEnd) : yOut;
+        const bWin = b.bias ? windowOf(gpu, b.bias, co0, co1, tb) : undefined;
         const rowsAligned = (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0;
         for (const [ci0, ci1] of ranges(g.cin, chunk.ci)) {
           const k = (ci1 - ci0) * kvol;
@@ -404,9 +446,10 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
               b.x,
               n0 * g.cin * sx + ci0 * sx + idLo * hw,
               (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + idHi * hw,
+              tb,
             )
-            : windowOf(gpu, b.x, 0, 0);
-          const wWin = windowOf(gpu, b.w, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol);
+            : windowOf(gpu, b.x, 0, 0, tb);
+          const wWin = windowOf(gpu, b.w, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol, tb);
           const tile = chooseTile(gpu.limits, m, n, "m");
           const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn);
           const split = chooseSplits(
@@ -418,6 +461,8 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
             gpu.limits.maxComputeWorkgroupsPerDimension,
           );
           const variant: Variant = {
+            type,
+            out,
             tile,
             a: pointwise && rowsAligned ? "pointwise" : patch ? "patch" : "scalar",
             bVec: kc % 4 === 0 && (ci0 * kvol) % 4 === 0 && k % 4 === 0,
@@ -433,11 +478,13 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
             .u32(od0).u32(n0).u32(co0).u32(ci0)
             .u32(g.cin).u32(g.cout).u32(kc).u32(bWin ? 1 : 0)
             .u32(xWin.base).u32(wWin.base).u32(bWin?.base ?? 0).u32(yWin.base);
+          const types = typeKey(type, out);
           const key = `conv3d_fwd:${tileKey(tile)}:${g.kernel}/${g.stride}/${g.padding}:` +
-            `${variant.a}${+variant.bVec}${+variant.yVec}${+variant.split}`;
+            `${variant.a}${+variant.bVec}${+variant.yVec}${+variant.split}${types}`;
           const kernel = gpu.kernel(key, () => ({
             name: `conv3d_forward[${tileKey(tile)},k${g.kernel.join("")},s${g.stride.join("")},${variant.a}` +
-              `${variant.bVec ? ",vecB" : ""}${variant.yVec ? ",vecY" : ""}${variant.split ? ",split" : ""}]`,
+              `${variant.bVec ? ",vecB" : ""}${variant.yVec ? ",vecY" : ""}${variant.split ? ",split" : ""}` +
+              `${types ? `,${type}>${out}` : ""}]`,
             code: source(g, variant),
             storage: ["read", "read", "read", "read_write"],
             uniform: true,
@@ -450,9 +497,9 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
           }
           const part = scratch(gpu, split.splits * m * n);
           gpu.dispatch(kernel, [xWin.binding, wWin.binding, biasBinding, part], params, grid);
-          const finish = gpu.kernel("conv3d_fwd_finish", () => ({
-            name: "conv3d_forward_finish",
-            code: FINISH,
+          const finish = gpu.kernel(`conv3d_fwd_finish${types}`, () => ({
+            name: `conv3d_forward_finish${types ? `[${type}>${out}]` : ""}`,
+            code: finishSource(type, out),
             storage: ["read", "read", "read_write"],
             uniform: true,
           }));
@@ -463,6 +510,17 @@ export function runConv3dForward(gpu: Gpu, g: Conv3dGeometry, b: Conv3dForwardBu
             Math.ceil((m * n) / ELEMENTWISE_WORKGROUP),
           );
           gpu.pool.release(part.buffer);
+        }
+        if (f32Acc) {
+          runBoxToF16(gpu, yWin, yOut, {
+            start: yStart,
+            outer: n1 - n0,
+            outerStride: g.cout * sy,
+            mid: n,
+            midStride: sy,
+            inner: odc * hwo,
+          });
+          gpu.pool.release(yWin.binding.buffer);
         }
       }
     }

@@ -32,8 +32,66 @@
  * minStorageBufferOffsetAlignment) and the kernel subtracts the window's first element index (`*_base`
  * params) from global indices. Reductions split this way (input channels of the forward pass) run as
  * successive dispatches that accumulate into the output.
+ *
+ * Storage types ({@link ConvType}): every launcher takes f32 or f16 tensors (all operands of one call
+ * share the type; f16 needs the device's shader-f16). f16 values are widened to f32 as they are staged in
+ * workgroup memory, so the GEMM arithmetic and its accumulators are f32 whatever the storage; split-K
+ * partials are always f32; the result is rounded to the output type once, when it is stored. Binding
+ * limits are in bytes: chunk rules carry the element size of their tensor, so f16 tensors get chunks of
+ * twice as many elements. A reduction that the chunking splits over several dispatches (input channels
+ * of the forward pass, output channels of the input gradient, batch and depth of the weight gradient)
+ * would round its running sum to f16 after every dispatch; for f16 outputs it accumulates instead into
+ * an f32 buffer mirroring the chunk's window ({@link accumulatorWindow}), converted to f16 once at the
+ * end ({@link runBoxToF16}).
  */
-import type { BufferRange, Gpu, GpuLimits } from "../core/gpu/mod.ts";
+import { type BufferRange, type Gpu, type GpuLimits, Params } from "../core/gpu/mod.ts";
+import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
+
+/** Storage type of convolution tensors. */
+export type ConvType = "f32" | "f16";
+
+/** Bytes per element of a {@link ConvType} (and of the f32 accumulators). */
+export const CONV_BYTES: Record<ConvType, number> = { f32: 4, f16: 2 };
+
+/** Throws a clear error when `type` is f16 and the device lacks shader-f16. */
+export function checkConvType(gpu: Gpu, op: string, type: ConvType): void {
+  if (type !== "f32" && type !== "f16") {
+    throw new TypeError(`${op}: storage type must be f32 or f16, got ${type}`);
+  }
+  if (type === "f16" && !gpu.hasF16) {
+    throw new TypeError(`${op}: f16 tensors need the device's shader-f16 feature, which this device lacks`);
+  }
+}
+
+/**
+ * WGSL: `expr` (a value of storage type `type`, scalar or vec4) widened to f32. The identity for f32, so
+ * the f32 kernels' code is what it was before f16 storage existed.
+ */
+export function widen(type: ConvType, expr: string, vec: boolean): string {
+  if (type === "f32") return expr;
+  return vec ? `vec4<f32>(${expr})` : `f32(${expr})`;
+}
+
+/** WGSL: the f32 value `expr` (scalar or vec4) converted to storage type `type` for a store. */
+export function narrow(type: ConvType, expr: string, vec: boolean): string {
+  if (type === "f32") return expr;
+  return vec ? `vec4<${type}>(${expr})` : `${type}(${expr})`;
+}
+
+/** WGSL array element type: `type` or `vec4<type>`. */
+export function elem(type: ConvType, vec: boolean): string {
+  return vec ? `vec4<${type}>` : type;
+}
+
+/** `enable f16;` when any of `types` is f16 (WGSL needs it before any f16 use). */
+export function enableF16(...types: ConvType[]): string {
+  return types.includes("f16") ? "enable f16;\n" : "";
+}
+
+/** Kernel-key and label suffix of the storage types: "" for f32 (the f32 keys are unchanged). */
+export function typeKey(input: ConvType, output: ConvType): string {
+  return input === "f32" && output === "f32" ? "" : `:${input}>${output}`;
+}
 
 /** One GEMM tiling. */
 export interface GemmTile {
@@ -259,61 +317,136 @@ export function chooseSplits(
   return splits <= 1 ? single : { splits, kSplit };
 }
 
-/** Elements of f32 a binding may span so that its aligned window stays within the binding limit. */
-export function windowLimitElems(gpu: Gpu): number {
-  const bytes = gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment - 16;
-  return Math.max(0, Math.floor(bytes / 4));
+/** Bytes a tensor's span may have so that its aligned window stays within the binding limit. */
+export function windowLimitBytes(gpu: Gpu): number {
+  return Math.max(
+    0,
+    gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment - 16,
+  );
 }
 
-/** A window of an f32 buffer: the binding, and the element index (relative to the range) it starts at. */
+/** Elements of f32 a binding may span so that its aligned window stays within the binding limit. */
+export function windowLimitElems(gpu: Gpu): number {
+  return Math.floor(windowLimitBytes(gpu) / 4);
+}
+
+/** A window of a tensor's buffer: the binding, and the element index (relative to the range) it starts at. */
 export interface Window {
   binding: BufferRange;
   base: number;
 }
 
 /**
- * Binds elements [start, end) of the f32 tensor in `range`: the byte offset is rounded down to the
- * device's offset alignment (so `base`, the first bound element, is a multiple of 4 and vec4 views stay
- * aligned) and the end rounded up to 16 bytes. An empty range binds 16 bytes at `start`.
+ * Binds elements [start, end) of the tensor in `range` (`bytes` per element: 4 for f32, 2 for f16): the
+ * byte offset is rounded down to the device's offset alignment (a multiple of 32 bytes, so `base`, the
+ * first bound element, is a multiple of 4 and vec4 views stay aligned for both types) and the end
+ * rounded up to 16 bytes. An empty range binds 16 bytes at `start`.
  */
-export function windowOf(gpu: Gpu, range: BufferRange, start: number, end: number): Window {
+export function windowOf(gpu: Gpu, range: BufferRange, start: number, end: number, bytes = 4): Window {
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   const offset = range.offset ?? 0;
   if (offset % align !== 0) throw new RangeError(`conv3d: tensor range at unaligned offset ${offset}`);
-  const byteStart = Math.floor((offset + start * 4) / align) * align;
-  const wanted = Math.max(offset + Math.max(end, start) * 4, byteStart + 16);
+  const byteStart = Math.floor((offset + start * bytes) / align) * align;
+  const wanted = Math.max(offset + Math.max(end, start) * bytes, byteStart + 16);
   const byteEnd = Math.min(range.buffer.size, Math.ceil(wanted / 16) * 16);
   return {
     binding: { buffer: range.buffer, offset: byteStart, size: byteEnd - byteStart },
-    base: (byteStart - offset) / 4,
+    base: (byteStart - offset) / bytes,
   };
+}
+
+/**
+ * An f32 accumulator standing in for elements [start, end) of an f16 output (see the header): a scratch
+ * buffer whose element j holds output element `base + j`, with `base` = start rounded down to a multiple
+ * of 4 (vec4 stores stay aligned). Kernels index it exactly as they index the output's window (global
+ * index − base). Its size is (end − base)·4 bytes: plan the output's chunks with 4 bytes per element.
+ * Release `binding.buffer` to the pool after {@link runBoxToF16}.
+ */
+export function accumulatorWindow(gpu: Gpu, start: number, end: number): Window {
+  const base = Math.floor(start / 4) * 4;
+  return { binding: scratch(gpu, Math.ceil((Math.max(end, start) - base) / 4) * 4), base };
+}
+
+/**
+ * A box of an output tensor: `outer` × `mid` runs of `inner` contiguous elements, run (o, m) starting at
+ * element start + o·outerStride + m·midStride.
+ */
+export interface OutputBox {
+  start: number;
+  outer: number;
+  outerStride: number;
+  mid: number;
+  midStride: number;
+  inner: number;
+}
+
+const BOX_TO_F16 = /* wgsl */ `
+enable f16;
+struct P { n: u32, mid: u32, inner: u32, start: u32, outer_stride: u32, mid_stride: u32, src_base: u32, dst_base: u32 }
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f16>;
+@group(1) @binding(0) var<uniform> p: P;
+${LINEAR_INDEX}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let e = linear_workgroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + lid;
+  if (e >= p.n) { return; }
+  let per = p.mid * p.inner;
+  let r = e % per;
+  let i = p.start + (e / per) * p.outer_stride + (r / p.inner) * p.mid_stride + r % p.inner;
+  dst[i - p.dst_base] = f16(src[i - p.src_base]);
+}`;
+
+/** Records dst[box] = f16(src[box]): an f32 accumulator window into the f16 output window it stands for. */
+export function runBoxToF16(gpu: Gpu, src: Window, dst: Window, box: OutputBox): void {
+  const n = box.outer * box.mid * box.inner;
+  if (n === 0) return;
+  const kernel = gpu.kernel("conv3d_box_to_f16", () => ({
+    name: "conv3d_accumulator_to_f16",
+    code: BOX_TO_F16,
+    storage: ["read", "read_write"],
+    uniform: true,
+  }));
+  const params = new Params().u32(n).u32(box.mid).u32(box.inner).u32(box.start).u32(box.outerStride)
+    .u32(box.midStride).u32(src.base).u32(dst.base);
+  gpu.dispatch(kernel, [src.binding, dst.binding], params, Math.ceil(n / ELEMENTWISE_WORKGROUP));
 }
 
 /** Chunk sizes along the dimensions the launchers split. */
 export type ChunkDims = Record<"n" | "co" | "ci" | "d", number>;
 
-/** One tensor's window bound as a function of the chunk sizes, and the dimensions that shrink it. */
+/**
+ * One tensor's window bound as a function of the chunk sizes (in elements of `bytes` bytes each), and
+ * the dimensions that shrink it.
+ */
 export interface SpanRule {
   what: string;
   span: (c: ChunkDims) => number;
+  /** Bytes per element of the tensor (4 for f32 and f32 accumulators, 2 for f16). */
+  bytes: number;
   shrink: (keyof ChunkDims)[];
 }
 
 /**
  * Largest chunk sizes (starting from `full`, shrinking batch first, then the dimensions each rule lists)
- * for which every rule's span fits in `limit` elements.
+ * for which every rule's span fits in `limitBytes` bytes.
  * @throws when even one-element chunks do not fit (e.g. one depth slice larger than a binding).
  */
-export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limit: number): ChunkDims {
+export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limitBytes: number): ChunkDims {
   const c = { ...full };
+  const fits = (r: SpanRule, d: ChunkDims) => r.span(d) * r.bytes <= limitBytes;
   for (let guard = 0; guard < 64; guard++) {
-    const bad = rules.find((r) => r.span(c) > limit);
+    const bad = rules.find((r) => !fits(r, c));
     if (!bad) return c;
     const dim = bad.shrink.find((d) => c[d] > 1);
     if (!dim) {
       throw new RangeError(
         `${op}: ${bad.what} cannot be split finer than ${bad.span(c)} elements (one batch item, one ` +
-          `channel, one depth row), above this device's binding limit of ${limit} elements`,
+          `channel, one depth row), above this device's binding limit of ${
+            Math.floor(limitBytes / bad.bytes)
+          } ` +
+          `elements`,
       );
     }
     let lo = 1;
@@ -321,7 +454,7 @@ export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limit
     let best = 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (bad.span({ ...c, [dim]: mid }) <= limit) {
+      if (fits(bad, { ...c, [dim]: mid })) {
         best = mid;
         lo = mid + 1;
       } else hi = mid - 1;
@@ -348,8 +481,11 @@ export function* ranges(total: number, chunk: number): Generator<[number, number
   for (let start = 0; start < total; start += chunk) yield [start, Math.min(total, start + chunk)];
 }
 
-/** Acquires a scratch buffer of `elems` f32 from the pool (released by the caller after recording). */
-export function scratch(gpu: Gpu, elems: number): BufferRange {
-  const size = Math.max(16, elems * 4);
+/**
+ * Acquires a scratch buffer of `elems` elements of `bytes` bytes (f32 by default) from the pool (released
+ * by the caller after recording).
+ */
+export function scratch(gpu: Gpu, elems: number, bytes = 4): BufferRange {
+  const size = Math.max(16, Math.ceil((elems * bytes) / 4) * 4);
   return { buffer: gpu.pool.acquire(size), size };
 }

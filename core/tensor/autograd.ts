@@ -7,6 +7,7 @@
  * run, and accumulates into the `grad` of leaves (tensors with `requiresGrad` and no node). Gradients
  * accumulate across calls until the caller clears them (gradient accumulation).
  */
+import { autocast } from "./autocast.ts";
 import { releaseNode, scopeOwned, trackNode } from "./scope.ts";
 import { sameShape } from "./shape.ts";
 import type { GradNode, Tensor } from "./tensor.ts";
@@ -120,7 +121,8 @@ export function backward(loss: Tensor, seed?: Tensor): void {
         g?.dispose();
         continue;
       }
-      const inputGrads = scopeOwned(() => node.backward(g));
+      // autocast off: each rule follows the dtypes its op recorded (core/tensor/autocast.ts)
+      const inputGrads = scopeOwned(() => autocast(() => node.backward(g), { enabled: false }));
       g.dispose();
       releaseNode(node);
       node.inputs.forEach((input, i) => {

@@ -1,5 +1,6 @@
 /** Tensors, ops, autograd, memory scopes and seeded random numbers. */
 export { backward, isGradEnabled, noGrad } from "./autograd.ts";
+export { autocast, autocastDtype, type AutocastOptions, isAutocastEnabled } from "./autocast.ts";
 export * from "./dtype.ts";
 export * from "./ops/mod.ts";
 export * from "./random.ts";

@@ -9,8 +9,10 @@ import {
   runAttentionForward,
 } from "../../../kernels/mod.ts";
 import { noGrad, record } from "../autograd.ts";
+import { keep } from "../scope.ts";
 import { numel } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { cast } from "./elementwise.ts";
 
@@ -146,7 +148,8 @@ export function attentionBackward(
  *
  * q [..., Lq, Dh], k and v [..., Lk, Dh] with the same leading dimensions (typically [B, H, L, Dh]),
  * contiguous, all f32 or all f16 (f16 storage, f32 arithmetic and accumulation; f16 needs the device's
- * shader-f16). Any head dim and length (Lq may differ from Lk). Differentiable in q, k and v; the
+ * shader-f16); under `autocast()` f32 operands compute in f16 and the output is f32. Any head dim and
+ * length (Lq may differ from Lk). Differentiable in q, k and v; the
  * backward recomputes the probabilities from the saved per-query log-sum-exp.
  * @example
  * const y = scaledDotProductAttention(q, k, v, { causal: true }); // [B, H, L, Dh]
@@ -157,6 +160,11 @@ export function scaledDotProductAttention(
   v: Tensor,
   options: AttentionOptions = {},
 ): Tensor {
+  return autocastOp([q, k, v], ([q16, k16, v16]) => scaledDotProductAttention(q16!, k16!, v16!, options)) ??
+    attention(q, k, v, options);
+}
+
+function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const { out, lse } = attentionForward(q, k, v, options);
   const result = record(
     "scaledDotProductAttention",
@@ -165,6 +173,9 @@ export function scaledDotProductAttention(
     [q, k, v, out, lse],
     (g) => attentionBackward(q, k, v, out, lse, g, options),
   );
-  lse.dispose(); // the node holds its own reference while a backward may still need it
+  // Give up this op's reference now (the node holds its own while a backward may still need it). keep()
+  // first: otherwise the enclosing scope would drop a second reference when it ends, the node's, and a
+  // backward after a nested scope would read freed memory.
+  keep(lse).dispose();
   return result;
 }

@@ -5,10 +5,15 @@
  * forward pass and conv3d's forward pass is convTranspose3d's input gradient; one weight-gradient kernel
  * serves both with the roles of input and output gradient swapped. Float64 reference:
  * core/tensor/reference/conv.ts.
+ *
+ * Precision: operands are all f32 or all f16 (f16 storage with f32 arithmetic and accumulation; needs the
+ * device's shader-f16); the output and every gradient have the operands' dtype. Under `autocast()` f32
+ * operands are cast to f16 and the result back to f32 (core/tensor/autocast.ts).
  */
 import {
   type Conv3dGeometry,
   type Conv3dTriple,
+  type ConvType,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
   runConv3dBiasGrad,
@@ -16,7 +21,9 @@ import {
 } from "../../../kernels/mod.ts";
 import { record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
+import { cast } from "./elementwise.ts";
 
 /** A size per spatial axis (D, H, W), or one size for all three. */
 export type Size3 = number | readonly [number, number, number];
@@ -71,8 +78,13 @@ function checkOperands(
 ): void {
   if (x.rank !== 5) throw new RangeError(`${op}(): input must be [N, C, D, H, W], got ${x}`);
   if (weight.rank !== 5) throw new RangeError(`${op}(): weight must have rank 5, got ${weight}`);
-  for (const t of [x, weight, bias]) {
-    if (t && t.dtype !== "f32") throw new TypeError(`${op}(): f32 tensors only, got ${t}`);
+  if (x.dtype !== "f32" && x.dtype !== "f16") {
+    throw new TypeError(`${op}(): input must be f32 or f16, got ${x}`);
+  }
+  for (const t of [weight, bias]) {
+    if (t && t.dtype !== x.dtype) {
+      throw new TypeError(`${op}(): operands must share one dtype (all f32 or all f16), got ${x} and ${t}`);
+    }
     if (t && t.gpu !== x.gpu) throw new Error(`${op}(): tensors live on different devices`);
   }
   if (x.shape[1] !== weight.shape[op === "conv3d" ? 1 : 0]) {
@@ -94,21 +106,26 @@ function inputGrad(g: Tensor, weight: Tensor, geo: Conv3dGeometry, bias?: Tensor
     w: weight.binding,
     bias: bias?.binding,
     dx: dx.binding,
-  });
+  }, g.dtype as ConvType);
   return dx;
 }
 
 /** conv3d's weight gradient for input `x` and output gradient `g`. */
 function weightGrad(x: Tensor, g: Tensor, geo: Conv3dGeometry): Tensor {
   const dw = emptyOn(x, [geo.cout, geo.cin, ...geo.kernel]);
-  runConv3dBackwardWeight(x.gpu, geo, { x: x.binding, dy: g.binding, dw: dw.binding });
+  runConv3dBackwardWeight(x.gpu, geo, { x: x.binding, dy: g.binding, dw: dw.binding }, x.dtype as ConvType);
   return dw;
 }
 
 /** conv3d's output for input `x` (shaped [batch, cout, out…]). */
 function forward(x: Tensor, weight: Tensor, geo: Conv3dGeometry, bias?: Tensor): Tensor {
   const y = emptyOn(x, [geo.batch, geo.cout, ...geo.out]);
-  runConv3dForward(x.gpu, geo, { x: x.binding, w: weight.binding, bias: bias?.binding, y: y.binding });
+  runConv3dForward(
+    x.gpu,
+    geo,
+    { x: x.binding, w: weight.binding, bias: bias?.binding, y: y.binding },
+    x.dtype as ConvType,
+  );
   return y;
 }
 
@@ -119,19 +136,33 @@ function channelSum(g: Tensor): Tensor {
     batch: g.shape[0],
     channels: g.shape[1],
     spatial: g.shape[2] * g.shape[3] * g.shape[4],
-  });
+  }, g.dtype as ConvType);
   return out;
+}
+
+/** The output gradient in the operands' dtype (a rule downstream may hand back another float type). */
+function gradAs(g: Tensor, like: Tensor): Tensor {
+  return g.dtype === like.dtype ? g : cast(g, like.dtype);
 }
 
 /**
  * 3D convolution as PyTorch's `F.conv3d` with groups = 1: input [N, Cin, D, H, W], weight
  * [Cout, Cin, kD, kH, kW], optional bias [Cout]; output [N, Cout, ⌊(D + 2p − kD)/s⌋ + 1, …].
- * f32 tensors; differentiable with respect to input, weight and bias. Tensors above the device's binding
- * limit are processed in chunks.
+ * All f32 or all f16 tensors (f32 accumulation); under `autocast()` f32 operands compute in f16 and the
+ * output is f32. Differentiable with respect to input, weight and bias. Tensors above the device's
+ * binding limit are processed in chunks.
  * @example
  * const y = conv3d(x, w, { bias: b, stride: 2, padding: 1 }); // ResEnc downsampling
  */
 export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): Tensor {
+  return autocastOp(
+    [x, weight, options.bias],
+    ([x16, w16, b16]) => conv3d(x16!, w16!, { ...options, bias: b16 }),
+  ) ??
+    conv3dAs(x, weight, options);
+}
+
+function conv3dAs(x: Tensor, weight: Tensor, options: Conv3dOptions): Tensor {
   const { bias } = options;
   checkOperands("conv3d", x, weight, bias, weight.shape[0]);
   const stride = triple("conv3d", "stride", options.stride, 1, 1);
@@ -156,22 +187,34 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
   };
   const y = forward(x, weight, geo, bias);
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record("conv3d", inputs, y, [x, weight], (g) => [
-    x.requiresGrad ? inputGrad(g, weight, geo) : undefined,
-    weight.requiresGrad ? weightGrad(x, g, geo) : undefined,
-    bias?.requiresGrad ? channelSum(g) : undefined,
-  ]);
+  return record("conv3d", inputs, y, [x, weight], (grad) => {
+    const g = gradAs(grad, x);
+    return [
+      x.requiresGrad ? inputGrad(g, weight, geo) : undefined,
+      weight.requiresGrad ? weightGrad(x, g, geo) : undefined,
+      bias?.requiresGrad ? channelSum(g) : undefined,
+    ];
+  });
 }
 
 /**
  * Transposed 3D convolution as PyTorch's `F.conv_transpose3d` with groups = 1: input
  * [N, Cin, D, H, W], weight [Cin, Cout, kD, kH, kW], optional bias [Cout]; output
- * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. f32 tensors; differentiable with respect to input,
- * weight and bias. Tensors above the device's binding limit are processed in chunks.
+ * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. All f32 or all f16 tensors (f32 accumulation);
+ * under `autocast()` f32 operands compute in f16 and the output is f32. Differentiable with respect to
+ * input, weight and bias. Tensors above the device's binding limit are processed in chunks.
  * @example
  * const up = convTranspose3d(x, w, { stride: 2 }); // decoder upsampling with a 2³ kernel
  */
 export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspose3dOptions = {}): Tensor {
+  return autocastOp(
+    [x, weight, options.bias],
+    ([x16, w16, b16]) => convTranspose3d(x16!, w16!, { ...options, bias: b16 }),
+  ) ??
+    convTranspose3dAs(x, weight, options);
+}
+
+function convTranspose3dAs(x: Tensor, weight: Tensor, options: ConvTranspose3dOptions): Tensor {
   const { bias } = options;
   checkOperands("convTranspose3d", x, weight, bias, weight.shape[1]);
   const stride = triple("convTranspose3d", "stride", options.stride, 1, 1);
@@ -204,9 +247,12 @@ export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspos
   };
   const y = inputGrad(x, weight, geo, bias);
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record("convTranspose3d", inputs, y, [x, weight], (g) => [
-    x.requiresGrad ? forward(g, weight, geo) : undefined,
-    weight.requiresGrad ? weightGrad(g, x, geo) : undefined,
-    bias?.requiresGrad ? channelSum(g) : undefined,
-  ]);
+  return record("convTranspose3d", inputs, y, [x, weight], (grad) => {
+    const g = gradAs(grad, x);
+    return [
+      x.requiresGrad ? forward(g, weight, geo) : undefined,
+      weight.requiresGrad ? weightGrad(g, x, geo) : undefined,
+      bias?.requiresGrad ? channelSum(g) : undefined,
+    ];
+  });
 }

@@ -6,8 +6,9 @@ import { runMatmul } from "../../../kernels/mod.ts";
 import { noGrad, record } from "../autograd.ts";
 import { broadcastShapes, numel, sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
-import { sumTo } from "./elementwise.ts";
+import { cast, sumTo } from "./elementwise.ts";
 import { expand } from "./shape.ts";
 
 /** Options of {@link matmul}. */
@@ -30,9 +31,14 @@ function batchOperand(t: Tensor, batch: Shape): { src: Tensor; stride: number } 
 
 /**
  * a · b over the last two dimensions; leading (batch) dimensions broadcast. Both operands need rank ≥ 2
- * and the same float dtype (f32, or f16 storage with f32 accumulation).
+ * and the same float dtype (f32, or f16 storage with f32 accumulation); the result and the gradients have
+ * that dtype. Under `autocast()` f32 operands compute in f16 and the result is f32.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  return autocastOp([a, b], ([a16, b16]) => matmul(a16!, b16!, options)) ?? matmulAs(a, b, options);
+}
+
+function matmulAs(a: Tensor, b: Tensor, options: MatmulOptions): Tensor {
   const ta = options.transposeA ?? false;
   const tb = options.transposeB ?? false;
   if (a.rank < 2 || b.rank < 2) throw new RangeError(`matmul(): operands need rank >= 2, got ${a} and ${b}`);
@@ -62,7 +68,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   });
   if (A.src !== a) A.src.dispose();
   if (B.src !== b) B.src.dispose();
-  return record("matmul", [a, b], out, [a, b], (g) => {
+  return record("matmul", [a, b], out, [a, b], (grad) => {
+    const g = grad.dtype === a.dtype ? grad : cast(grad, a.dtype);
     // Rules for C = op(A)·op(B), written so each gradient comes out in its operand's stored layout.
     const ga = ta ? matmul(b, g, { transposeA: tb, transposeB: true }) : matmul(g, b, { transposeB: !tb });
     const gb = tb ? matmul(g, a, { transposeA: true, transposeB: ta }) : matmul(a, g, { transposeA: !ta });
