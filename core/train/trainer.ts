@@ -4,6 +4,12 @@
  * backward, fused optimizer step, metrics every `logEvery` steps, validation and checkpoints per epoch,
  * graceful stop on signals, and resume from the latest checkpoint.
  *
+ * Mixed precision (`precision: "mixed"`): the method's loss (forward pass) runs under `autocast()`
+ * (convolutions, matmuls and attention in f16 with f32 accumulation, everything else f32; parameters stay
+ * f32), backward is seeded with the dynamic loss scale, and the optimizer unscales the gradients, skips
+ * any step whose gradients are not finite (an f16 overflow) and lowers the scale (core/optim). On a
+ * device without shader-f16 the ops stay f32 (autocast is a no-op) and the loss scaling is harmless.
+ *
  * Nothing waits for the GPU inside a step: the loss is accumulated on the GPU and read back only when a
  * log line is due.
  */
@@ -22,6 +28,7 @@ import {
 } from "../plugin/mod.ts";
 import {
   addInPlace,
+  autocast,
   backward,
   fillInPlace,
   Generator,
@@ -53,6 +60,12 @@ export interface TrainerOptions {
   gpu?: Gpu;
   /** Stop (with a checkpoint, as on SIGTERM) after this many optimizer steps in total. */
   stopAfterStep?: number;
+  /**
+   * Initial dynamic loss scale under `precision: "mixed"` (default 65536, PyTorch GradScaler's). Not
+   * part of the run config: the scale adapts by itself (halved on overflow, doubled after 2000 clean
+   * steps) and a resumed run continues with the scale its checkpoint saved.
+   */
+  initialLossScale?: number;
 }
 
 /** What a run did. */
@@ -136,10 +149,13 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   const model: RunModel = built.model;
   const instance: MethodInstance = built.instance;
   const groups = packParameters(model);
+  const mixed = config.precision === "mixed";
   const optimizer = new Optimizer(groups, config.optimizer, {
     maxGradNorm: config.clipGradNorm,
-    lossScale: { enabled: config.precision === "mixed" },
+    lossScale: { enabled: mixed, initScale: options.initialLossScale },
   });
+  // the forward pass of a step (and of validation) in the run's precision
+  const precise = <T>(fn: () => T): T => (mixed ? autocast(fn) : fn());
   const stepRng = new Generator(config.seed + 1, gpu);
   const totalSteps = config.epochs * config.stepsPerEpoch;
   const lossSum = keep(zeros([1], { gpu }));
@@ -179,6 +195,11 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   }
   await writeFileAtomic(join(out, "config.json"), JSON.stringify({ ...config, plugins }, null, 2) + "\n");
   log(`run folder: ${out}`);
+  if (mixed && !gpu.hasF16) {
+    log(
+      "note: precision mixed, but this device has no shader-f16: convolutions, matmuls and attention run in f32",
+    );
+  }
   log(
     `model: ${plugins.architecture} (${(model.network.parameterCount() / 1e6).toFixed(2)}M parameters), ` +
       `method ${plugins.method}; ${config.epochs} epochs × ${config.stepsPerEpoch} steps, batch ${config.batch}, ` +
@@ -226,9 +247,9 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       model.train();
       scope(() => {
         const batch = upload(host, gpu);
-        const { loss } = instance.loss(batch, { step, training: true, rng: stepRng });
+        const { loss } = precise(() => instance.loss(batch, { step, training: true, rng: stepRng }));
         addInPlace(lossSum, reshape(loss, [1]));
-        backward(loss, config.precision === "mixed" ? optimizer.lossScaleSeed() : undefined);
+        backward(loss, mixed ? optimizer.lossScaleSeed() : undefined);
       });
       optimizer.step(lr);
       step++;
@@ -277,7 +298,9 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
             const host = await options.validation.batch(i);
             scope(() =>
               noGrad(() => {
-                const { loss } = instance.loss(upload(host, gpu), { step: i, training: false, rng: stepRng });
+                const { loss } = precise(() =>
+                  instance.loss(upload(host, gpu), { step: i, training: false, rng: stepRng })
+                );
                 addInPlace(valSum, reshape(loss, [1]));
               })
             );
