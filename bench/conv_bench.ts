@@ -12,14 +12,19 @@
  * timed region. FLOPs = 2 · N · Cout · out voxels · Cin · kernel voxels for each of the three passes.
  * TF.js has only 'same'/'valid' padding: padding 1 maps to 'same' (same output size and work; TF puts an
  * odd padding at the high end), 0 to 'valid'.
+ *
+ * f16 rows (devices with shader-f16): the same three passes on f16 storage (f16 loads and stores, f32
+ * arithmetic and accumulation, as autocast runs them), timed in the same run, with the f32 time of the
+ * same pass in the note. Their "% of ceiling" is of the f32 FMA ceiling, the arithmetic they do.
  */
 import type { Gpu } from "../core/gpu/mod.ts";
-import { Generator, type Tensor } from "../core/tensor/mod.ts";
+import { cast, Generator, scope, type Tensor } from "../core/tensor/mod.ts";
 import {
   type Conv3dGeometry,
   type Conv3dTriple,
   convMacs,
   convOutputSize,
+  type ConvType,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
   runConv3dForward,
@@ -196,11 +201,14 @@ async function benchLayer(ctx: BenchContext, tf: Tfjs, l: Layer): Promise<void> 
   const strides = t3(l.stride);
   const inputShape = [g.batch, ...g.in, g.cin] as [number, number, number, number, number];
   const filterShape = [...g.kernel, g.cin, g.cout] as [number, number, number, number, number];
-  const conv = {
-    forward: () => runConv3dForward(ctx.gpu, g, { x: x.binding, w: w.binding, y: y.binding }),
-    data: () => runConv3dBackwardData(ctx.gpu, g, { dy: dy.binding, w: w.binding, dx: dx.binding }),
-    weight: () => runConv3dBackwardWeight(ctx.gpu, g, { x: x.binding, dy: dy.binding, dw: dw.binding }),
-  };
+  const passesOf = (type: ConvType, t: Record<"x" | "dy" | "w" | "y" | "dx" | "dw", Tensor>) => ({
+    forward: () => runConv3dForward(ctx.gpu, g, { x: t.x.binding, w: t.w.binding, y: t.y.binding }, type),
+    data: () =>
+      runConv3dBackwardData(ctx.gpu, g, { dy: t.dy.binding, w: t.w.binding, dx: t.dx.binding }, type),
+    weight: () =>
+      runConv3dBackwardWeight(ctx.gpu, g, { x: t.x.binding, dy: t.dy.binding, dw: t.dw.binding }, type),
+  });
+  const conv = passesOf("f32", { x, dy, w, y, dx, dw });
   const peer = {
     forward: () => tf.conv3d(tx as never, tw as never, [...strides] as [number, number, number], pad),
     data: () =>
@@ -227,8 +235,10 @@ async function benchLayer(ctx: BenchContext, tf: Tfjs, l: Layer): Promise<void> 
   const shape =
     `${l.batch}×${l.transposed ? l.cin : g.cin}×${l.size}³ → ${l.transposed ? l.cout : g.cout}, ` +
     `k${l.kernel} s${l.stride}${l.transposed ? " (transposed)" : ""}`;
+  const f32Ms = new Map<string, number>();
   for (const [pass, run, out, peerRun] of passes) {
     const gpuTime = await measure(ctx.gpu, run, timing);
+    f32Ms.set(pass, gpuTime.medianMs);
     const ours = await wallOf(ctx.gpu, run, out, wall);
     const theirs = await tfWallOf(tf, peerRun as () => ReturnType<Tfjs["conv3d"]>, wall);
     const gflops = flops / (gpuTime.medianMs * 1e6);
@@ -244,8 +254,34 @@ async function benchLayer(ctx: BenchContext, tf: Tfjs, l: Layer): Promise<void> 
         `TF.js/voxssl ×${(theirs.medianMs / ours.medianMs).toFixed(2)}`,
     });
   }
-  for (const t of [x, dy, w, y, dx, dw]) t.dispose();
   for (const t of [tx, tdy, tw]) t.dispose();
+  if (ctx.gpu.hasF16) {
+    const half = scope(() => {
+      const [x16, dy16, w16, y16, dx16, dw16] = [x, dy, w, y, dx, dw].map((t) => cast(t, "f16"));
+      return { x: x16, dy: dy16, w: w16, y: y16, dx: dx16, dw: dw16 };
+    });
+    const conv16 = passesOf("f16", half);
+    const order: [string, () => void][] = l.transposed
+      ? [["forward", conv16.data], ["backward-data", conv16.forward], ["backward-weight", conv16.weight]]
+      : [["forward", conv16.forward], ["backward-data", conv16.data], ["backward-weight", conv16.weight]];
+    for (const [pass, run] of order) {
+      const gpuTime = await measure(ctx.gpu, run, timing);
+      const gflops = flops / (gpuTime.medianMs * 1e6);
+      const f32 = f32Ms.get(pass)!;
+      ctx.report({
+        suite: "conv3d",
+        name: `${l.transposed ? "convT " : ""}${pass} f16`,
+        shape,
+        medianMs: gpuTime.medianMs,
+        gflops,
+        fractionOfCeiling: gflops / ctx.ceilings.fmaF32Gflops,
+        note: `${l.label}; f16 storage, f32 arithmetic; f32 ${f32.toFixed(2)} ms in this run, f32/f16 ` +
+          `×${(f32 / gpuTime.medianMs).toFixed(2)}`,
+      });
+    }
+    Object.values(half).forEach((t) => t.dispose());
+  }
+  for (const t of [x, dy, w, y, dx, dw]) t.dispose();
 }
 
 /** The convolution suite. */

@@ -5,7 +5,7 @@
  * tested on lavapipe (tests/core/tensor/conv_test.ts); this covers the sizes lavapipe cannot run.
  */
 import { assert, assertEquals } from "../assert.ts";
-import type { BufferRange, Gpu, GpuLimits } from "../../core/gpu/mod.ts";
+import { type BufferRange, type Gpu, type GpuLimits, workgroupGrid } from "../../core/gpu/mod.ts";
 import {
   type Conv3dGeometry,
   convOutputSize,
@@ -55,17 +55,21 @@ function recordingGpu(limits: GpuLimits, log: Dispatch[]): Gpu {
           `${k.name}: range ${offset}+${b.size} beyond ${b.buffer.size}`,
         );
       }
-      const g: [number, number, number] = typeof grid === "number" ? [grid, 1, 1] : grid;
+      // a linear count is split over x/y/z as Gpu.dispatch does (kernels use linear_workgroup)
+      const g: [number, number, number] = typeof grid === "number"
+        ? workgroupGrid(grid, limits.maxComputeWorkgroupsPerDimension)
+        : grid;
       assert(g.every((v) => v <= limits.maxComputeWorkgroupsPerDimension), `${k.name}: grid ${g}`);
       log.push({ kernel: k.name, grid: g });
     },
     pool: { acquire: (bytes: number) => ({ id: id++, size: bytes, buffer: undefined }), release: () => {} },
+    hasF16: true,
   };
   return gpu as unknown as Gpu;
 }
 
-function tensorRange(elems: number): BufferRange {
-  const size = elems * 4;
+function tensorRange(elems: number, bytes = 4): BufferRange {
+  const size = elems * bytes;
   return { buffer: { id: 0, size: Math.ceil(size / 256) * 256, buffer: undefined as never }, size };
 }
 
@@ -120,5 +124,36 @@ Deno.test("conv3d launchers split 2×32×160³ into binding windows under WebGPU
   assert(
     log.filter((d) => d.kernel.startsWith("conv3d_backward_data[")).length >= 8,
     "input gradient in chunks",
+  );
+});
+
+Deno.test("conv3d launchers plan f16 tensors of 2×32×160³ in byte windows, with f32 accumulators where reductions are chunked", () => {
+  const limits = { ...LIMITS, maxStorageBufferBindingSize: 128 * 2 ** 20 };
+  const g = geometry(2, 32, 32, 160, 3, 1, 1); // each f16 activation is 512 MiB
+  const n = 2 * 32 * 160 ** 3;
+  const run = (type: "f32" | "f16") => {
+    const log: Dispatch[] = [];
+    const gpu = recordingGpu(limits, log);
+    const bytes = type === "f16" ? 2 : 4;
+    const [x, y, w] = [tensorRange(n, bytes), tensorRange(n, bytes), tensorRange(32 * 32 * 27, bytes)];
+    runConv3dForward(gpu, g, { x, w, y }, type);
+    runConv3dBackwardData(gpu, g, { dy: y, w, dx: x }, type);
+    runConv3dBackwardWeight(gpu, g, { x, dy: y, dw: w }, type);
+    runConv3dBiasGrad(gpu, y, tensorRange(32, bytes), { batch: 2, channels: 32, spatial: 160 ** 3 }, type);
+    return log;
+  };
+  const half = run("f16");
+  const full = run("f32");
+  const count = (log: Dispatch[], prefix: string) => log.filter((d) => d.kernel.startsWith(prefix)).length;
+  // one batch item's input (32 × 160³ f16 = 262 MB) exceeds a binding: input channels are chunked, and the
+  // f16 output accumulates in f32 windows converted once per output chunk
+  assert(half.some((d) => d.kernel.startsWith("conv3d_forward[") && d.kernel.endsWith(",f16>f32]")));
+  assert(half.some((d) => d.kernel.startsWith("conv3d_backward_data[") && d.kernel.endsWith(",f16>f32]")));
+  assert(half.some((d) => d.kernel.startsWith("conv3d_backward_weight[") && d.kernel.endsWith(",f16>f32]")));
+  assert(count(half, "conv3d_accumulator_to_f16") > 0);
+  // half the bytes: fewer forward chunks than f32 needs
+  assert(
+    count(half, "conv3d_forward[") < count(full, "conv3d_forward["),
+    `f16 ${count(half, "conv3d_forward[")} forward dispatches, f32 ${count(full, "conv3d_forward[")}`,
   );
 });
