@@ -68,7 +68,10 @@ export function registerPretrain(program: Command): void {
     .option("--batch <n>", "batch size")
     .option("--patch <size>", "patch size: 160 or 160,160,160")
     .option("--lr <rate>", "learning rate (overrides the method default)")
-    .option("--precision <mode>", "f32 or mixed (loss scaling)")
+    .option(
+      "--precision <mode>",
+      "f32 or mixed (convolutions, matmuls and attention in f16 with f32 accumulation where the device has shader-f16; dynamic loss scaling)",
+    )
     .option("--workers <n>", "data loader workers")
     .option("--out <dir>", "run folder (default runs/<date>-<arch>-<method>)")
     .option("--resume <dir>", "continue the run in <dir> from its latest checkpoint")

@@ -34,7 +34,8 @@ export const RunConfigSchema = z.object({
   lr: z.number().positive().optional(),
   schedule: ScheduleSchema.optional(),
   clipGradNorm: z.number().min(0).optional(),
-  /** Loss scaling and f16 where the device has it. */
+  /** "mixed": the forward pass under autocast (f16 convolutions, matmuls and attention where the device has
+   * shader-f16, f32 elsewhere) with dynamic loss scaling; parameters stay f32. */
   precision: z.enum(["f32", "mixed"]).default("f32"),
   /** Data augmentation preset (default: the method's). */
   augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),
