@@ -1,6 +1,8 @@
 /**
  * The Primus plugin (plugins/arch/primus): parameter names, shapes and counts against the reference
- * (refdocs/primus.md, verified with PyTorch), forward/encode shapes, a transformer block against an
+ * (refdocs/primus.md, verified with PyTorch), the whole network against the reference PyTorch model
+ * (tests/fixtures/primus_fixture.json, scripts/fixtures/primus_fixture.py), forward/encode shapes, a
+ * transformer block against an
  * unfused composition whose rotary embedding is written from the reference formula, the position
  * embedding's trilinear resize, drop path, and training end to end through runPretraining.
  */
@@ -190,6 +192,74 @@ gpuTest(
       RangeError,
     );
     assertThrows(() => new Primus(tiny, 1, 1, [16, 16, 20], new Generator(1)), RangeError, "multiple");
+    net.dispose();
+  },
+);
+
+const FIXTURE = JSON.parse(
+  await Deno.readTextFile(new URL("../../fixtures/primus_fixture.json", import.meta.url)),
+);
+const numbers = (s: string) => s.split(" ").map(Number);
+
+/** Parameter k of the sorted names, element i: the closed formula of scripts/fixtures/primus_fixture.py. */
+function fixtureValues(k: number, name: string, shape: readonly number[]): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const last = name.split(".").at(-1)!;
+  return Float32Array.from({ length: n }, (_, i) => {
+    const s = Math.sin(0.7 * i + 1.3 * k + 0.5);
+    if (last.startsWith("gamma")) return 0.5 + 0.25 * s;
+    if (name.includes("norm") && last === "weight") return 1 + 0.2 * s;
+    if (last === "bias") return 0.1 * s;
+    if (name.endsWith("pos_embed")) return 0.5 * s;
+    return s / Math.sqrt(n / shape[0]);
+  });
+}
+
+gpuTest(
+  "Primus reproduces the reference PyTorch model's state dict, output and gradients (fixture)",
+  async () => {
+    const { embedDim, depth, heads, inChannels, outChannels, patch } = FIXTURE.config;
+    const c = primus.config.parse({ embedDim, depth, heads });
+    const net = scope(() => new Primus(c, inChannels, outChannels, patch, new Generator(0))).eval();
+    // the reference's state dict in its order: parameters, plus the mask_token buffer
+    const ours = [...net.namedParameters()].map(([n, t]) => `${n} ${t.shape.join(",")}`);
+    assertEquals(FIXTURE.stateDict, ["mask_token 1,1,24", ...ours]);
+    const params = new Map(net.namedParameters());
+    [...params.keys()].sort().forEach((name, k) => {
+      const t = params.get(name)!;
+      t.write(fixtureValues(k, name, t.shape));
+    });
+    const [b, , d, h, w] = [1, 1, ...patch];
+    const x = tensor(
+      Float32Array.from({ length: d * h * w }, (_, i) => Math.sin(0.37 * i) * Math.cos(0.11 * i)),
+      [b, inChannels, d, h, w],
+    );
+    const y = scope(() => {
+      const y = net.forward(x);
+      const probe = Float32Array.from(
+        { length: y.size },
+        (_, i) => Math.sin(0.37 * i + 1) * Math.cos(0.11 * i),
+      );
+      backward(sum(mul(y, tensor(probe, y.shape))));
+      return y;
+    });
+    assertEquals([...y.shape], FIXTURE.output.shape);
+    assertClose(await y.toFloat64(), numbers(FIXTURE.output.data), {
+      rtol: 1e-4,
+      atol: 1e-5,
+      label: "output",
+    });
+    for (const [name, data] of Object.entries(FIXTURE.grads as Record<string, string>)) {
+      const want = numbers(data);
+      const scale = Math.max(...want.map(Math.abs));
+      assertClose(await params.get(name)!.grad!.toFloat64(), want, {
+        rtol: 1e-3,
+        atol: 1e-4 * scale,
+        label: `grad ${name}`,
+      });
+    }
+    y.dispose();
+    x.dispose();
     net.dispose();
   },
 );
