@@ -1,10 +1,10 @@
 /**
  * The Primus plugin (plugins/arch/primus): parameter names, shapes and counts against the reference
- * (refdocs/primus.md, verified with PyTorch), the whole network against the reference PyTorch model
- * (tests/fixtures/primus_fixture.json, scripts/fixtures/primus_fixture.py), forward/encode shapes, a
- * transformer block against an
- * unfused composition whose rotary embedding is written from the reference formula, the position
- * embedding's trilinear resize, drop path, and training end to end through runPretraining.
+ * (refdocs/primus.md, verified with PyTorch); the whole network against the reference PyTorch model
+ * (tests/fixtures/primus_fixture.json, made by scripts/fixtures/primus_fixture.py); forward/encode
+ * shapes; a transformer block against an unfused composition whose rotary embedding is written from the
+ * reference formula; the position embedding's trilinear resize; drop path; training end to end through
+ * runPretraining, and resume with drop path.
  */
 import { assert, assertEquals, assertNotEquals, assertThrows } from "../../assert.ts";
 import primus, {
