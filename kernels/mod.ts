@@ -11,3 +11,4 @@ export * from "./norm.ts";
 export * from "./activation.ts";
 export * from "./pool.ts";
 export * from "./resample.ts";
+export * from "./loss.ts";

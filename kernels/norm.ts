@@ -22,19 +22,16 @@
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {
-  accumulatorWgsl,
-  columnPieces,
-  combineWgsl,
   expandBy,
   type IndexMap,
   type OperandArg,
   type OperandSpec,
   perColumn,
   perRow,
-  rowPieceLength,
-  runColumnReduce,
+  type ReduceGeometry,
+  reduceUnits,
   runPointwise,
-  runRowReduce,
+  runReduceMerge,
 } from "./chunked.ts";
 import type { Scratch } from "./reduce.ts";
 
@@ -42,9 +39,7 @@ import type { Scratch } from "./reduce.ts";
 export type FloatType = "f32" | "f16";
 
 /** Where statistics are taken: contiguous rows, or the middle axis of [outer, r, inner]. */
-export type NormGeometry =
-  | { kind: "rows"; rows: number; len: number }
-  | { kind: "columns"; outer: number; r: number; inner: number };
+export type NormGeometry = ReduceGeometry;
 
 /** Affine index a = ⌊g / adiv⌋ mod amod. */
 export interface AffineIndex {
@@ -54,7 +49,7 @@ export interface AffineIndex {
 
 /** Number of statistics (mean, rstd pairs) of a geometry. */
 export function statCount(geo: NormGeometry): number {
-  return geo.kind === "rows" ? geo.rows : geo.outer * geo.inner;
+  return reduceUnits(geo);
 }
 
 /** Elements per statistic. */
@@ -68,60 +63,6 @@ function statMap(geo: NormGeometry): IndexMap {
 
 function elements(geo: NormGeometry): number {
   return geo.kind === "rows" ? geo.rows * geo.len : geo.outer * geo.r * geo.inner;
-}
-
-/** Reduces (rows or columns) with `value`, then merges the pieces with `post` per row/column. */
-function reduceThenMerge(
-  gpu: Gpu,
-  scratch: Scratch,
-  red: NormGeometry,
-  spec: { key: string; name: string; operands: OperandSpec[]; value: string; mode: "sum" | "moments" },
-  args: OperandArg[],
-  uints: number[],
-  floats: number[],
-  post: {
-    key: string;
-    operands: OperandSpec[];
-    body: string;
-    args: OperandArg[];
-    floats?: [string, number][];
-  },
-): void {
-  const units = statCount(red);
-  const maxBytes = Math.max(...spec.operands.map((o) => (o.type === "f16" ? 2 : 4)));
-  let pieces: number;
-  const partBytes = (p: number) => Math.max(16, units * p * 16);
-  let part: BufferRange;
-  const uintNames = ["adiv", "amod"];
-  const reduceSpec = { ...spec, uints: uintNames, floats: ["slope"] };
-  if (red.kind === "rows") {
-    const pieceLen = rowPieceLength(gpu, red.len, maxBytes);
-    pieces = Math.max(1, Math.ceil(red.len / pieceLen));
-    part = scratch.acquire(partBytes(pieces));
-    runRowReduce(gpu, reduceSpec, red.rows, red.len, pieceLen, args, part, uints, floats);
-  } else {
-    pieces = columnPieces(red);
-    part = scratch.acquire(partBytes(pieces));
-    pieces = runColumnReduce(gpu, reduceSpec, red, args, part, uints, floats, pieces);
-  }
-  const floatPairs = post.floats ?? [];
-  runPointwise(
-    gpu,
-    {
-      key: `${post.key}:${spec.mode}`,
-      name: `${spec.name}_merge`,
-      operands: [{ name: "part", type: "vec4<f32>", index: "map" }, ...post.operands],
-      uints: ["pieces"],
-      floats: floatPairs.map(([n]) => n),
-      helpers: accumulatorWgsl(spec.mode) + combineWgsl("part"),
-      body: post.body,
-    },
-    units,
-    [{ range: part, map: expandBy(pieces) }, ...post.args],
-    [pieces],
-    floatPairs.map(([, v]) => v),
-  );
-  scratch.release(part);
 }
 
 /**
@@ -138,29 +79,19 @@ export function runNormStats(
   scratch: Scratch,
 ): void {
   if (statCount(geo) === 0) return;
-  reduceThenMerge(
-    gpu,
-    scratch,
-    geo,
-    {
-      key: `normstats:${type}`,
-      name: `norm_stats[${type},${geo.kind}]`,
-      operands: [{ name: "x", type, index: "same" }],
-      value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
-      mode: "moments",
-    },
-    [{ range: x }],
-    [1, 1],
-    [0],
-    {
-      key: "normstats_post",
+  runReduceMerge(gpu, scratch, geo, {
+    key: `normstats:${type}`,
+    name: `norm_stats[${type},${geo.kind}]`,
+    operands: [{ name: "x", type, index: "same" }],
+    value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
+    mode: "moments",
+    merge: {
       operands: [{ name: "st", type: "vec2<f32>", write: true, index: "same" }],
+      floats: ["eps"],
       body: `let r = combine_part(g);
   st[ix_st(g)] = vec2<f32>(r.y, inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps));`,
-      args: [{ range: stats }],
-      floats: [["eps", eps]],
     },
-  );
+  }, { args: [{ range: x }], mergeArgs: [{ range: stats }], mergeFloats: [eps] });
 }
 
 /** Types of the tensors of a normalization (x-like tensors share `x`). */
@@ -306,31 +237,29 @@ export function runNormGradSums(
   const { operands, bound } = gradOperands(types, geo, args, weighted);
   const act = args.y !== undefined;
   const w = weighted && args.weight;
-  reduceThenMerge(
-    gpu,
-    scratch,
-    reduce,
-    {
-      key: `normgrad:${typesKey(types)}:${act ? "a" : ""}${w ? "w" : ""}`,
-      name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
-      operands,
-      value: `${GZ(act)}
+  runReduceMerge(gpu, scratch, reduce, {
+    key: `normgrad:${typesKey(types)}:${act ? "a" : ""}${w ? "w" : ""}`,
+    name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
+    operands,
+    uints: ["adiv", "amod"],
+    floats: ["slope"],
+    value: `${GZ(act)}
     ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
     let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
-      mode: "sum",
-    },
-    bound,
-    [affine.adiv, affine.amod],
-    [slope ?? 0],
-    {
-      key: "normgrad_post",
+    mode: "sum",
+    merge: {
       operands: [{ name: "o", type: "vec2<f32>", write: true, index: "same" }],
+      floats: ["scale"],
       body: `let r = combine_part(g);
   o[ix_o(g)] = vec2<f32>(r.x, r.y) * p.f_scale;`,
-      args: [{ range: out }],
-      floats: [["scale", scale]],
     },
-  );
+  }, {
+    args: bound,
+    uints: [affine.adiv, affine.amod],
+    floats: [slope ?? 0],
+    mergeArgs: [{ range: out }],
+    mergeFloats: [scale],
+  });
 }
 
 /**

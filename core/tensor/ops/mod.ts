@@ -7,6 +7,7 @@ installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, 
 
 export * from "./create.ts";
 export * from "./elementwise.ts";
+export * from "./loss.ts";
 export * from "./activation.ts";
 export * from "./matmul.ts";
 export * from "./norm.ts";
