@@ -1,6 +1,7 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
+import { normSuite } from "./norm_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite];
+export const suites: BenchSuite[] = [matmulSuite, normSuite];

@@ -14,7 +14,8 @@
  * Backward, with gz = gy·act'(y) (act' read from the sign of y: valid for slope ≥ 0) and
  * x̂ = (x − mean)·rstd: sums of (gz, gz·x̂) per segment or column, merged; then one pointwise pass
  * dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz), c₂ = mean(w·gz·x̂) over the statistic's elements,
- * and d(residual) = gz. dW = Σ gz·x̂ and dB = Σ gz per affine index.
+ * and d(residual) = gz (written by the reduction pass, which the dx pass then reads instead of gy and y).
+ * dW = Σ gz·x̂ and dB = Σ gz per affine index.
  *
  * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
  * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
@@ -182,6 +183,8 @@ export interface NormGradArgs {
   /** The forward output, when an activation was fused (its sign gives the activation's slope). */
   y?: BufferRange;
   weight?: BufferRange;
+  /** Reductions only: also write gz = gy·act'(y) here (the residual's gradient, then read as gy). */
+  gzOut?: BufferRange;
 }
 
 function gradOperands(
@@ -218,7 +221,8 @@ const GZ = (act: boolean) =>
 /**
  * Records sums of (gz, gz·x̂) — times w[a] when `weighted` — over every row or column of `reduce`
  * (which walks the same elements as `geo`, e.g. per-channel segments of S voxels while the statistics
- * are per group). `out[i] = scale·(Σ, Σ)` as vec2<f32>.
+ * are per group). `out[i] = scale·(Σ, Σ)` as vec2<f32>. With `args.gzOut`, gz is also written out, so
+ * that the input-gradient pass reads it instead of gy and y (7 passes instead of 8 with a residual).
  */
 export function runNormGradSums(
   gpu: Gpu,
@@ -235,15 +239,21 @@ export function runNormGradSums(
 ): void {
   if (statCount(reduce) === 0) return;
   const { operands, bound } = gradOperands(types, geo, args, weighted);
+  if (args.gzOut) {
+    operands.push({ name: "gzo", type: types.x, write: true, index: "same" });
+    bound.push({ range: args.gzOut });
+  }
   const act = args.y !== undefined;
   const w = weighted && args.weight;
+  const flags = `${act ? "a" : ""}${w ? "w" : ""}${args.gzOut ? "z" : ""}`;
   runReduceMerge(gpu, scratch, reduce, {
-    key: `normgrad:${typesKey(types)}:${act ? "a" : ""}${w ? "w" : ""}`,
+    key: `normgrad:${typesKey(types)}:${flags}`,
     name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
     operands,
     uints: ["adiv", "amod"],
     floats: ["slope"],
     value: `${GZ(act)}
+    ${args.gzOut ? `gzo[ix_gzo(g)] = ${types.x}(gz);` : ""}
     ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
     let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
     mode: "sum",
@@ -352,10 +362,9 @@ export function runGroupCoefficients(
 export interface NormInputGradArgs extends NormGradArgs {
   coef: BufferRange;
   dx: BufferRange;
-  dResidual?: BufferRange;
 }
 
-/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) (and d(residual) = gz) over the whole tensor. */
+/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) over the whole tensor. */
 export function runNormInputGrad(
   gpu: Gpu,
   types: NormTypes,
@@ -369,12 +378,8 @@ export function runNormInputGrad(
   bound.push({ range: args.coef, map: statMap(geo) });
   operands.push({ name: "dx", type: types.x, write: true, index: "same" });
   bound.push({ range: args.dx });
-  if (args.dResidual) {
-    operands.push({ name: "dres", type: types.x, write: true, index: "same" });
-    bound.push({ range: args.dResidual });
-  }
   const act = args.y !== undefined;
-  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}${args.dResidual ? "r" : ""}`;
+  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}`;
   runPointwise(
     gpu,
     {
@@ -384,7 +389,6 @@ export function runNormInputGrad(
       uints: ["adiv", "amod"],
       floats: ["slope"],
       body: `${GZ(act)}
-  ${args.dResidual ? `dres[ix_dres(g)] = ${types.x}(gz);` : ""}
   let c = cf[ix_cf(g)];
   ${args.weight ? "let wv = f32(w[(g / p.u_adiv) % p.u_amod]);" : "let wv = 1.0;"}
   dx[ix_dx(g)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
