@@ -24,7 +24,8 @@ const numel = (s: Shape) => s.reduce((a, b) => a * b, 1);
 function randomTensor(gpu: Gpu, shape: Shape, seed: number, lo = -1, hi = 1): ops.Tensor {
   const t = ops.empty(shape, { gpu });
   const n = t.size;
-  const per = Math.floor((gpu.limits.maxStorageBufferBindingSize - 1024) / 16) * 4; // multiple of 4 elements
+  // chunks of a multiple of 256 elements: offsets stay aligned (1 KiB) and Philox blocks (4) whole
+  const per = Math.floor((gpu.limits.maxStorageBufferBindingSize - 1024) / 1024) * 256;
   for (let start = 0; start < n; start += per) {
     const count = Math.min(per, n - start);
     runRandom(
