@@ -28,3 +28,7 @@ export * from "./core/gpu/mod.ts";
 export * from "./core/tensor/mod.ts";
 export * from "./core/tensor/reference/ops.ts";
 export * from "./core/tensor/reference/philox.ts";
+export * from "./core/tensor/reference/activation.ts";
+export * from "./core/tensor/reference/loss.ts";
+export * from "./core/tensor/reference/norm.ts";
+export * from "./core/tensor/reference/pool.ts";

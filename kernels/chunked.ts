@@ -24,7 +24,10 @@
  * - {@link runRowReduce}: rows of contiguous elements, each split into pieces of ≤ 4096 elements (so a
  *   batch of 2×32 channels of 160³ still gives ~64k workgroups); one workgroup per piece accumulates a
  *   vec4 per element and merges its 256 partial states in a tree; pieces are merged per row afterwards
- *   by a pointwise kernel ({@link combineWgsl}).
+ *   by a pointwise kernel ({@link combineWgsl}) — after further row reductions over the partial states
+ *   while a row has more than 64 of them ({@link runReduceMerge}), so no invocation merges thousands.
+ *   Pieces can be kept inside segments of a row (e.g. one channel's voxels) so that a per-voxel operand
+ *   is read through an exact window.
  * - {@link runColumnReduce}: `[outer, R, inner]`, reduction over R for every column (o, j): one
  *   invocation per (column, piece of R), sequential over R (coalesced across j).
  * Accumulators ({@link AccMode}): "sum" (Kahan-compensated vec4 sums), "moments" (Welford count,

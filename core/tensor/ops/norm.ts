@@ -146,10 +146,12 @@ function normalize(call: NormCall): Tensor {
       }
     }
     runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
-    const grads = new Map<Tensor | undefined, Tensor | undefined>([[x, dx], [residual, dres]]);
-    if (weight) grads.set(weight, dW);
-    if (bias) grads.set(bias, dB);
-    return inputs.map((t) => grads.get(t));
+    // one gradient per input, in the order of `inputs` (a tensor passed twice gets both)
+    const all: [Tensor | undefined, Tensor | undefined][] = [[x, dx], [weight, dW], [bias, dB], [
+      residual,
+      dres,
+    ]];
+    return all.filter(([t]) => t !== undefined).map(([, grad]) => grad);
   });
   stats.dispose(); // the graph holds its own reference
   return out;

@@ -33,12 +33,22 @@ function maskedReduce(
 }
 
 /** Reference masked MSE. */
-export function mseLossRef(pred: RefTensor, target: RefTensor, mask?: RefTensor, reduction?: "mean" | "sum") {
+export function mseLossRef(
+  pred: RefTensor,
+  target: RefTensor,
+  mask?: RefTensor,
+  reduction?: "mean" | "sum",
+): RefTensor {
   return maskedReduce(pred, target, (d) => d * d, mask, reduction);
 }
 
 /** Reference masked L1. */
-export function l1LossRef(pred: RefTensor, target: RefTensor, mask?: RefTensor, reduction?: "mean" | "sum") {
+export function l1LossRef(
+  pred: RefTensor,
+  target: RefTensor,
+  mask?: RefTensor,
+  reduction?: "mean" | "sum",
+): RefTensor {
   return maskedReduce(pred, target, Math.abs, mask, reduction);
 }
 

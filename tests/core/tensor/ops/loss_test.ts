@@ -1,10 +1,11 @@
 /** Losses against the float64 reference (values and gradients), masks, NT-Xent, chunked path. */
 import * as ops from "../../../../core/tensor/mod.ts";
 import * as R from "../../../../core/tensor/reference/loss.ts";
+import * as RP from "../../../../core/tensor/reference/pool.ts";
 import type { RefTensor } from "../../../../core/tensor/reference/ops.ts";
 import { assert, assertEquals } from "../../../assert.ts";
 import { checkOp, type OpCase } from "../../../op_harness.ts";
-import { gpuTest, seededRandom } from "../../../helpers.ts";
+import { assertClose, gpuTest, seededRandom } from "../../../helpers.ts";
 import { checkOpDirect, withSmallBindings } from "../../../chunked_harness.ts";
 
 /** A fixed 0/1 mask (about 60% ones, never all ones) as a reference tensor. */
@@ -305,4 +306,23 @@ Deno.test({
       ];
       for (const c of chunked) await checkOpDirect(c);
     }),
+});
+
+gpuTest("losses and pooling run on f16 storage with f32 accumulation", async (gpu) => {
+  if (!gpu.hasF16) return;
+  const shape = [2, 3, 4, 6, 5];
+  const n = shape.reduce((a, b) => a * b, 1);
+  const next = seededRandom(21);
+  const a = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
+  const b = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
+  const [mse, pooled] = ops.scope(() => {
+    const ta = ops.tensor(a, shape, { dtype: "f16" });
+    return [ops.mseLoss(ta, ops.tensor(b, shape, { dtype: "f16" })), ops.avgPool3d(ta, 2)];
+  });
+  const expected = R.mseLossRef({ shape, data: a }, { shape, data: b }).data[0];
+  assertClose([await mse.item()], [expected], { rtol: 2e-3, atol: 0 });
+  const pool = RP.avgPool3dRef({ shape, data: a }, 2);
+  assertClose(await pooled.toFloat64(), pool.data, { rtol: 2e-3, atol: 2e-3 });
+  mse.dispose();
+  pooled.dispose();
 });
