@@ -9,7 +9,8 @@
  * gives the ideal one-read-one-write traffic as a second figure. Backward rows time the op's backward
  * rule alone (called directly on a recorded graph), without the forward.
  * The fused ResEnc path (instance norm + residual + LeakyReLU) runs side by side with the unfused
- * composition (instanceNorm → add → leakyRelu) in the same run; `peer` holds the unfused time.
+ * composition (instanceNorm → add → leakyRelu) in the same run, repeats alternating; `peer` holds the
+ * unfused time.
  */
 import type { Gpu } from "../core/gpu/mod.ts";
 import * as ops from "../core/tensor/mod.ts";
@@ -78,7 +79,10 @@ const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
   },
 };
 
-/** Times `record` and reports it with `bytes` of traffic. */
+/**
+ * Times `record` and reports it with `bytes` of traffic. With `peer`, the two are timed alternately
+ * (repeat by repeat) so that load changes on a shared machine hit both alike; `peer` holds its median.
+ */
 async function row(
   ctx: BenchContext,
   name: string,
@@ -86,9 +90,26 @@ async function row(
   bytes: number,
   record: () => void,
   note?: string,
-  peer?: { name: string; medianMs: number },
+  peer?: { name: string; record: () => void },
 ): Promise<number> {
-  const m = await measure(ctx.gpu, record, { warmup: 1, repeats: ctx.preset === "gpu" ? 10 : 5 });
+  const repeats = ctx.preset === "gpu" ? 10 : 7;
+  let medianMs: number;
+  let peerRow: { name: string; medianMs: number } | undefined;
+  if (peer) {
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    await measure(ctx.gpu, record, { warmup: 1, repeats: 1 });
+    await measure(ctx.gpu, peer.record, { warmup: 1, repeats: 1 });
+    for (let i = 0; i < repeats; i++) {
+      ours.push((await ctx.gpu.time(record)).ms);
+      theirs.push((await ctx.gpu.time(peer.record)).ms);
+    }
+    medianMs = median(ours);
+    peerRow = { name: peer.name, medianMs: median(theirs) };
+  } else {
+    medianMs = (await measure(ctx.gpu, record, { warmup: 1, repeats })).medianMs;
+  }
+  const m = { medianMs };
   const gbps = bytes / (m.medianMs * 1e6);
   ctx.report({
     suite: "norm",
@@ -97,10 +118,16 @@ async function row(
     medianMs: m.medianMs,
     gbps,
     fractionOfCeiling: gbps / ctx.ceilings.copyGBps,
-    peer,
+    peer: peerRow,
     note,
   });
   return m.medianMs;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** A recorder that keeps only the latest outputs alive (disposing the previous ones). */
@@ -163,8 +190,6 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
     s.dispose();
     return [out];
   });
-  const unfusedFwdMs = (await measure(gpu, unfusedFwd, { warmup: 1, repeats: ctx.preset === "gpu" ? 10 : 5 }))
-    .medianMs;
   await row(
     ctx,
     "instanceNormAct+res fwd",
@@ -172,7 +197,7 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
     4 * b4,
     keeping(() => [ops.instanceNormAct(x, w, b, { residual, slope: 0.01 })]),
     `4 passes (ideal 3); unfused: 8 passes`,
-    { name: "unfused", medianMs: unfusedFwdMs },
+    { name: "unfused", record: unfusedFwd },
   );
   // backward: fused rule vs the chain of the three unfused rules
   const fused = ops.instanceNormAct(x, w, b, { residual, slope: 0.01 });
@@ -186,8 +211,6 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
     gs!.dispose();
     return [gx, gw, gb, gr];
   });
-  const unfusedBwdMs = (await measure(gpu, unfusedBwd, { warmup: 1, repeats: ctx.preset === "gpu" ? 10 : 5 }))
-    .medianMs;
   await row(
     ctx,
     "instanceNormAct+res bwd",
@@ -195,7 +218,7 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
     7 * b4,
     backwardOf(fused, g),
     "7 passes (ideal 5); unfused: 8 passes",
-    { name: "unfused", medianMs: unfusedBwdMs },
+    { name: "unfused", record: unfusedBwd },
   );
   release(fused, g);
   release(out, g);

@@ -95,6 +95,34 @@ export function runNormStats(
   }, { args: [{ range: x }], mergeArgs: [{ range: stats }], mergeFloats: [eps] });
 }
 
+/**
+ * Whether 4 consecutive elements (from a multiple of 4) always share their statistic and either share
+ * their affine index or have consecutive ones: then the pointwise passes run 4 elements per invocation
+ * and compute the index arithmetic (runtime integer divisions) once. True for every row geometry whose
+ * row length and channel size are multiples of 4 (all ResEnc shapes).
+ */
+function quadOk(geo: NormGeometry, affine: AffineIndex): boolean {
+  return geo.kind === "rows" && geo.len % 4 === 0 &&
+    (affine.adiv % 4 === 0 || (affine.adiv === 1 && affine.amod % 4 === 0));
+}
+
+/**
+ * The body of a norm pointwise pass: `head` (statements shared by an invocation's elements, using
+ * `g`) and `each` (per element `e` with affine index `a`), for one or four elements per invocation.
+ */
+function normBody(quad: boolean, head: string, each: string): string {
+  if (!quad) return `${head}\n  let e = g;\n  let a = (g / p.u_adiv) % p.u_amod;\n  ${each}`;
+  return `${head}
+  let a0 = (g / p.u_adiv) % p.u_amod;
+  let a_step = select(0u, 1u, p.u_adiv == 1u);
+  for (var k = 0u; k < 4u; k++) {
+    let e = g + k;
+    if (e >= g_end) { break; }
+    let a = a0 + k * a_step;
+    ${each}
+  }`;
+}
+
 /** Types of the tensors of a normalization (x-like tensors share `x`). */
 export interface NormTypes {
   x: FloatType;
@@ -151,22 +179,26 @@ export function runNormApply(
   const flags = `${args.weight ? "w" : ""}${args.bias ? "b" : ""}${args.residual ? "r" : ""}${
     act ? "a" : ""
   }`;
+  const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
     {
-      key: `normapply:${typesKey(types)}:${flags}`,
-      name: `norm_apply[${types.x},${flags}]`,
+      key: `normapply:${typesKey(types)}:${flags}:${quad ? 4 : 1}`,
+      name: `norm_apply[${types.x},${flags}${quad ? ",x4" : ""}]`,
       operands,
       uints: ["adiv", "amod"],
       floats: ["slope"],
-      body: `let s = st[ix_st(g)];
-  let a = (g / p.u_adiv) % p.u_amod;
-  var z = (f32(x[ix_x(g)]) - s.x) * s.y;
-  ${args.weight ? "z = z * f32(w[a]);" : ""}
-  ${args.bias ? "z = z + f32(b[a]);" : ""}
-  ${args.residual ? "z = z + f32(res[ix_res(g)]);" : ""}
-  ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
-  y[ix_y(g)] = ${types.x}(z);`,
+      elementsPerInvocation: quad ? 4 : 1,
+      body: normBody(
+        quad,
+        "let s = st[ix_st(g)];",
+        `var z = (f32(x[ix_x(e)]) - s.x) * s.y;
+    ${args.weight ? "z = z * f32(w[a]);" : ""}
+    ${args.bias ? "z = z + f32(b[a]);" : ""}
+    ${args.residual ? "z = z + f32(res[ix_res(e)]);" : ""}
+    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
+    y[ix_y(e)] = ${types.x}(z);`,
+      ),
     },
     elements(geo),
     bound,
@@ -380,18 +412,25 @@ export function runNormInputGrad(
   bound.push({ range: args.dx });
   const act = args.y !== undefined;
   const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}`;
+  const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
     {
-      key: `normdx:${typesKey(types)}:${flags}`,
-      name: `norm_input_grad[${types.x},${flags}]`,
+      key: `normdx:${typesKey(types)}:${flags}:${quad ? 4 : 1}`,
+      name: `norm_input_grad[${types.x},${flags}${quad ? ",x4" : ""}]`,
       operands,
       uints: ["adiv", "amod"],
       floats: ["slope"],
-      body: `${GZ(act)}
-  let c = cf[ix_cf(g)];
-  ${args.weight ? "let wv = f32(w[(g / p.u_adiv) % p.u_amod]);" : "let wv = 1.0;"}
-  dx[ix_dx(g)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+      elementsPerInvocation: quad ? 4 : 1,
+      body: normBody(
+        quad,
+        "let s = st[ix_st(g)];\n  let c = cf[ix_cf(g)];",
+        `let xh = (f32(x[ix_x(e)]) - s.x) * s.y;
+    var gz = f32(gy[ix_gy(e)]);
+    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(e)]) > 0.0);" : ""}
+    ${args.weight ? "let wv = f32(w[a]);" : "let wv = 1.0;"}
+    dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+      ),
     },
     elements(geo),
     bound,

@@ -229,6 +229,18 @@ Deno.test({
           ref: ([x, w, b, r]) => R.groupNormActRef(x, 3, w, b, { residual: r }),
         },
         {
+          name: "instanceNormAct chunked, 4 voxels per invocation (S a multiple of 4)",
+          inputs: [{ shape: [2, 3, 4, 6, 5] }, { shape: [3] }, { shape: [3] }, { shape: [2, 3, 4, 6, 5] }],
+          gpu: ([x, w, b, r]) => ops.instanceNormAct(x, w, b, { residual: r }),
+          ref: ([x, w, b, r]) => R.groupNormActRef(x, 3, w, b, { residual: r }),
+        },
+        {
+          name: "layerNorm chunked, 4 elements per invocation (D a multiple of 4)",
+          inputs: [{ shape: [41, 16] }, { shape: [16] }, { shape: [16] }],
+          gpu: ([x, w, b]) => ops.layerNorm(x, 16, w, b),
+          ref: ([x, w, b]) => R.layerNormRef(x, 16, w, b),
+        },
+        {
           name: "instanceNorm chunked, one channel larger than a binding",
           inputs: [{ shape: [1, 2, 1100] }, { shape: [2] }, { shape: [2] }],
           gpu: ([x, w, b]) => ops.instanceNorm(x, w, b),
