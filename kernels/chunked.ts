@@ -55,9 +55,13 @@ export const OPERAND_BYTES: Record<OperandType, number> = {
 
 /** `idx(g) = ⌊g / div⌋·mul + g mod mod`, reading `extent` consecutive elements from there. */
 export interface IndexMap {
+  /** Divisor of g for the block index. */
   div: number;
+  /** Operand elements per block. */
   mul: number;
+  /** Period of the offset inside a block (1: none); divides `div`. */
   mod: number;
+  /** Consecutive elements read from idx(g) (1 for a single value). */
   extent: number;
 }
 
@@ -105,14 +109,19 @@ export type IndexKind = "same" | "map" | "custom" | "whole";
 export interface OperandSpec {
   /** WGSL identifier (avoid reserved words such as `target`, `filter`). */
   name: string;
+  /** Element type of the WGSL array. */
   type: OperandType;
+  /** Bound read_write (default read-only). */
   write?: boolean;
+  /** How elements are addressed (see {@link IndexKind}). */
   index: IndexKind;
 }
 
 /** The buffer of an operand and, for `index: "map"`, its map; for `"custom"`, its span per chunk. */
 export interface OperandArg {
+  /** The operand's buffer range (a tensor's binding). */
   range: BufferRange;
+  /** Required for `index: "map"`. */
   map?: IndexMap;
   /** Half-open range of this operand's elements that main-tensor elements [g0, g1) touch. */
   span?: (g0: number, g1: number) => [number, number];
@@ -120,7 +129,9 @@ export interface OperandArg {
 
 /** A bound window: the range to bind and the u32 (wrapping) offset added to `idx(g)`. */
 export interface Window {
+  /** The aligned sub-range to bind. */
   range: BufferRange;
+  /** Added (mod 2³²) to an operand element index to get the index inside the window. */
   offset: number;
 }
 
