@@ -33,7 +33,7 @@ function randomTensor(gpu: Gpu, shape: Shape, seed: number, lo = -1, hi = 1): op
       gpu,
       "uniform",
       "f32",
-      { buffer: t.buffer, offset: start * 4, size: count * 4 },
+      { buffer: t.buffer, offset: t.byteOffset + start * 4, size: count * 4 },
       count,
       seed,
       start / 4,

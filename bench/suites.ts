@@ -1,7 +1,9 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
+import { convSuite } from "./conv_bench.ts";
+import { dataSuite } from "./data_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 import { normSuite } from "./norm_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite, normSuite];
+export const suites: BenchSuite[] = [matmulSuite, convSuite, normSuite, dataSuite];

@@ -10,7 +10,14 @@
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import { Params } from "../core/gpu/mod.ts";
-import { type ElementType, ELEMENTWISE_WORKGROUP, LINEAR_INDEX, MAX_RANK, specialize } from "./wgsl.ts";
+import {
+  ELEMENT_BYTES,
+  type ElementType,
+  ELEMENTWISE_WORKGROUP,
+  LINEAR_INDEX,
+  MAX_RANK,
+  specialize,
+} from "./wgsl.ts";
 
 /** What to compute: `expr` over `a`, `b`, `c`, `s0`, `s1`; `helpers` adds WGSL functions it calls. */
 export interface ElementwiseSpec {
@@ -99,6 +106,23 @@ export function runElementwise(
   }
   const n = shape.reduce((x, y) => x * y, 1);
   if (n === 0) return;
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  if (out.size > limit || inputs.some((inp) => inp.binding.size > limit)) {
+    runChunked(gpu, spec, inputs, out, shape, scalars, n, limit);
+    return;
+  }
+  dispatchElementwise(gpu, spec, inputs, out, shape, scalars, n);
+}
+
+function dispatchElementwise(
+  gpu: Gpu,
+  spec: ElementwiseSpec,
+  inputs: readonly ElementwiseInput[],
+  out: BufferRange,
+  shape: readonly number[],
+  scalars: readonly [number, number],
+  n: number,
+): void {
   const dense = contiguousStrides(shape);
   const contiguous = inputs.every((inp) => inp.strides.every((s, d) => s === dense[d]));
   const key = `ew:${spec.name}:${spec.expr}:${spec.inputs.join(",")}>${spec.output}:${
@@ -118,6 +142,54 @@ export function runElementwise(
     params,
     Math.ceil(n / ELEMENTWISE_WORKGROUP),
   );
+}
+
+/**
+ * Tensors above one binding: walk the flat index range in chunks, binding aligned sub-ranges of the
+ * output and of every same-shape input; single-element (broadcast scalar) inputs stay bound whole.
+ * Other broadcast patterns over such tensors are refused with a clear error.
+ */
+function runChunked(
+  gpu: Gpu,
+  spec: ElementwiseSpec,
+  inputs: readonly ElementwiseInput[],
+  out: BufferRange,
+  shape: readonly number[],
+  scalars: readonly [number, number],
+  n: number,
+  limit: number,
+): void {
+  const dense = contiguousStrides(shape);
+  const kinds = inputs.map((inp) =>
+    inp.strides.every((s, d) => s === dense[d] || shape[d] === 1)
+      ? "dense"
+      : inp.strides.every((s) => s === 0)
+      ? "scalar"
+      : "other"
+  );
+  if (kinds.includes("other")) {
+    throw new RangeError(
+      `${spec.name}: tensors of [${shape}] exceed the ${limit}-byte binding limit; above it, elementwise ops ` +
+        `take same-shape or single-element operands only (expand() the operand first)`,
+    );
+  }
+  const types = [...spec.inputs, spec.output];
+  const widest = Math.max(...types.map((t) => ELEMENT_BYTES[t]));
+  const chunk = Math.floor(limit / widest / 256) * 256; // 256 elements keep offsets aligned
+  for (let start = 0; start < n; start += chunk) {
+    const len = Math.min(chunk, n - start);
+    const sub = (r: BufferRange, bytes: number): BufferRange => ({
+      buffer: r.buffer,
+      offset: (r.offset ?? 0) + start * bytes,
+      size: Math.max(16, len * bytes),
+    });
+    const chunkInputs = inputs.map((inp, k) =>
+      kinds[k] === "dense"
+        ? { binding: sub(inp.binding, ELEMENT_BYTES[spec.inputs[k]]), strides: [1] }
+        : { binding: inp.binding, strides: [0] }
+    );
+    dispatchElementwise(gpu, spec, chunkInputs, sub(out, ELEMENT_BYTES[spec.output]), [len], scalars, len);
+  }
 }
 
 function contiguousStrides(shape: readonly number[]): number[] {

@@ -12,11 +12,12 @@
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { type ElementType, ELEMENTWISE_WORKGROUP, LINEAR_INDEX, specialize } from "./wgsl.ts";
 
-/** Value reductions. */
-export type ReduceOp = "sum" | "max" | "min";
+/** Value reductions ("sumsq" sums squares: squared norms for gradient clipping). */
+export type ReduceOp = "sum" | "sumsq" | "max" | "min";
 
 const IDENTITY: Record<ReduceOp, string> = {
   sum: "0.0",
+  sumsq: "0.0",
   max: "bitcast<f32>(0xff800000u)", // -inf
   min: "bitcast<f32>(0x7f800000u)", // +inf
 };
@@ -24,11 +25,13 @@ const IDENTITY: Record<ReduceOp, string> = {
 // Kahan-compensated accumulate for sums; plain combine for max/min.
 const ACCUMULATE: Record<ReduceOp, string> = {
   sum: "let y = v - comp; let t = acc + y; comp = (t - acc) - y; acc = t;",
+  sumsq: "let y = v * v - comp; let t = acc + y; comp = (t - acc) - y; acc = t;",
   max: "acc = max(acc, v);",
   min: "acc = min(acc, v);",
 };
 const COMBINE: Record<ReduceOp, (a: string, b: string) => string> = {
   sum: (a, b) => `${a} + ${b}`,
+  sumsq: (a, b) => `${a} + ${b}`,
   max: (a, b) => `max(${a}, ${b})`,
   min: (a, b) => `min(${a}, ${b})`,
 };
@@ -154,7 +157,18 @@ export function runReduce(
   }
   const partial = scratch.acquire(outer * chunks * inner * 4);
   dispatchPass(gpu, op, ti, "f32", src, partial, { outer, r, inner }, chunks, chunkLen, 1, false);
-  runReduce(gpu, op, "f32", to, partial, out, { outer, r: chunks, inner }, scale, scratch);
+  // partials are already squared: later passes sum them
+  runReduce(
+    gpu,
+    op === "sumsq" ? "sum" : op,
+    "f32",
+    to,
+    partial,
+    out,
+    { outer, r: chunks, inner },
+    scale,
+    scratch,
+  );
   scratch.release(partial);
 }
 

@@ -1,11 +1,21 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
+import { registerIndex } from "./index.ts";
+import { registerPlugins } from "./plugins.ts";
+import { registerPreprocess } from "./preprocess.ts";
+import { registerPretrain } from "./pretrain.ts";
 
 /** A function that adds one subcommand to the program. */
 export type RegisterCommand = (program: Command) => void;
 
-const commands: RegisterCommand[] = [registerDoctor];
+const commands: RegisterCommand[] = [
+  registerDoctor,
+  registerPlugins,
+  registerIndex,
+  registerPreprocess,
+  registerPretrain,
+];
 
 /** Adds every subcommand to `program`. */
 export function registerCommands(program: Command): void {

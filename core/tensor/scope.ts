@@ -32,9 +32,22 @@ export function releaseNode(node: GradNode): void {
   for (const t of node.saved) t.dispose();
 }
 
+/**
+ * Objects that own tensors (modules, optimizers) implement this method so that returning them from a
+ * scope keeps their tensors alive.
+ */
+export const OWNED_TENSORS: unique symbol = Symbol.for("voxssl.ownedTensors");
+
+/** An object that lists the tensors it owns. */
+export interface TensorOwner {
+  [OWNED_TENSORS](): Iterable<Tensor>;
+}
+
 function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
   if (value === null || typeof value !== "object" || depth > 4) return;
-  if ("dispose" in value && "shape" in value && "dtype" in value) {
+  if (OWNED_TENSORS in value) {
+    for (const t of (value as TensorOwner)[OWNED_TENSORS]()) into.add(t);
+  } else if ("dispose" in value && "shape" in value && "dtype" in value) {
     into.add(value as Tensor);
   } else if (Array.isArray(value)) {
     for (const v of value) collectTensors(v, into, depth + 1);
@@ -45,10 +58,25 @@ function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
   }
 }
 
+/** Nodes of the graphs that produced `roots` (walking inputs). */
+function reachableNodes(roots: Iterable<Tensor>): Set<GradNode> {
+  const seen = new Set<GradNode>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const node = stack.pop()!.node;
+    if (!node || seen.has(node) || node.released) continue;
+    seen.add(node);
+    stack.push(...node.inputs);
+  }
+  return seen;
+}
+
 /**
  * Runs `fn` in a new memory scope. Tensors in the result (a tensor, or arrays / plain objects / Maps of
- * them) survive and move to the enclosing scope; every other tensor created inside is disposed, and the
- * autograd graph built inside is released (call `backward()` inside the scope that built the graph).
+ * them, or tensor owners such as modules) survive and move to the enclosing scope; every other tensor
+ * created inside is disposed. In a nested scope, the autograd nodes the result depends on survive too (a
+ * helper scope inside a forward pass keeps the graph intact); the outermost scope releases the whole
+ * graph built inside it, so call `backward()` before it returns.
  */
 export function scope<T>(fn: () => T): T {
   const frame: ScopeFrame = { tensors: [], nodes: [] };
@@ -69,14 +97,17 @@ export function scope<T>(fn: () => T): T {
   const survivors = new Set<Tensor>();
   collectTensors(result, survivors);
   const parent = stack.at(-1);
-  for (const node of frame.nodes) releaseNode(node);
+  // Inside another scope, the graph the result depends on stays alive (the outer scope may still run
+  // backward through it); the outermost scope ends the graph: call backward() before it returns.
+  const needed = parent ? reachableNodes(survivors) : new Set<GradNode>();
+  for (const node of frame.nodes) {
+    if (needed.has(node)) parent!.nodes.push(node);
+    else releaseNode(node);
+  }
   for (const t of frame.tensors) {
-    if (survivors.has(t)) {
-      t.node = undefined; // the graph that made it is gone
-      parent?.tensors.push(t);
-    } else {
-      t.dispose();
-    }
+    if (!survivors.has(t)) t.dispose();
+    else if (parent) parent.tensors.push(t);
+    else t.node = undefined;
   }
   return result;
 }

@@ -7,12 +7,12 @@
  * buffer returns to the pool.
  */
 import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
-import { type DType, DTYPE_BYTES, type HostArray, hostArray } from "./dtype.ts";
+import { type DType, DTYPE_BYTES, type HostArray, hostArray, toHostArray } from "./dtype.ts";
 import { numel, type Shape } from "./shape.ts";
 import { trackTensor } from "./scope.ts";
 
-/** A pooled buffer shared by a tensor and its views. */
-class Storage {
+/** A pooled buffer shared by a tensor and its views (and by the tensors of an arena). */
+export class Storage {
   refs = 1;
   constructor(readonly gpu: Gpu, readonly buffer: GpuBuffer) {}
   release(): void {
@@ -47,12 +47,18 @@ export class Tensor {
   /** The op that produced this tensor, when it is part of a graph. @internal */
   node: GradNode | undefined;
   #storage: Storage | undefined;
+  #byteOffset: number;
   #refs = 1;
 
-  /** @internal Tensors are made by ops and factories (`tensor`, `zeros`, ...), not by `new`. */
-  constructor(gpu: Gpu, storage: Storage, shape: Shape, dtype: DType) {
+  /**
+   * @internal Tensors are made by ops and factories (`tensor`, `zeros`, ...), not by `new`. The tensor
+   * takes over one reference of `storage`. `byteOffset` places it inside a shared buffer (an arena); it
+   * must be a multiple of the device's minStorageBufferOffsetAlignment.
+   */
+  constructor(gpu: Gpu, storage: Storage, shape: Shape, dtype: DType, byteOffset = 0) {
     this.gpu = gpu;
     this.#storage = storage;
+    this.#byteOffset = byteOffset;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.size = numel(shape);
@@ -61,6 +67,9 @@ export class Tensor {
 
   /** Allocates an uninitialised tensor (contents undefined). @internal for ops. */
   static empty(gpu: Gpu, shape: Shape, dtype: DType): Tensor {
+    if (dtype === "f16" && !gpu.hasF16) {
+      throw new TypeError("f16 tensors need the shader-f16 feature, which this device lacks; use f32");
+    }
     const bytes = Math.max(16, numel(shape) * DTYPE_BYTES[dtype]);
     return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes)), shape, dtype);
   }
@@ -70,7 +79,7 @@ export class Tensor {
     const storage = this.#live();
     if (numel(shape) !== this.size) throw new RangeError(`cannot view [${this.shape}] as [${shape}]`);
     storage.refs++;
-    return new Tensor(this.gpu, storage, shape, this.dtype);
+    return new Tensor(this.gpu, storage, shape, this.dtype, this.#byteOffset);
   }
 
   /** Rank (number of dimensions). */
@@ -85,12 +94,17 @@ export class Tensor {
 
   /** The storage as a binding for kernels (at least 16 bytes: one vec4, for empty tensors). */
   get binding(): BufferRange {
-    return { buffer: this.#live().buffer, size: Math.max(16, this.byteLength) };
+    return { buffer: this.#live().buffer, offset: this.#byteOffset, size: Math.max(16, this.byteLength) };
   }
 
-  /** The underlying pooled buffer. */
+  /** The underlying pooled buffer (shared when the tensor lives in an arena: see `byteOffset`). */
   get buffer(): GpuBuffer {
     return this.#live().buffer;
+  }
+
+  /** Where the data starts inside {@link buffer}. */
+  get byteOffset(): number {
+    return this.#byteOffset;
   }
 
   /** Whether the last reference is gone. */
@@ -111,14 +125,23 @@ export class Tensor {
     if (--this.#refs > 0) return;
     this.#storage.release();
     this.#storage = undefined;
-    this.node = undefined;
+    // `node` stays: a disposed intermediate is still a path through the graph for backward (only its
+    // identity and node are used; the tensors a rule needs are retained by their nodes)
     this.grad?.dispose();
     this.grad = undefined;
   }
 
+  /** Overwrites the contents with host values (same element count; converted to this dtype). */
+  write(values: ArrayLike<number>): void {
+    if (values.length !== this.size) {
+      throw new RangeError(`write(): ${values.length} values for ${this.toString()} (${this.size} elements)`);
+    }
+    if (this.size > 0) this.gpu.write(this.#live().buffer, toHostArray(this.dtype, values), this.#byteOffset);
+  }
+
   /** Copies the data to the host (f16 as Float16Array). Waits for pending GPU work. */
   async toArray(): Promise<HostArray> {
-    const buffer = await this.gpu.read(this.#live().buffer, 0, this.byteLength);
+    const buffer = await this.gpu.read(this.#live().buffer, this.#byteOffset, this.byteLength);
     return hostArray(this.dtype, buffer, this.size);
   }
 

@@ -33,7 +33,7 @@ export function tensor(values: ArrayLike<number>, shape: Shape, options: CreateO
   const dtype = options.dtype ?? "f32";
   const gpu = options.gpu ?? getGpu();
   const t = Tensor.empty(gpu, shape, dtype);
-  if (values.length > 0) gpu.write(t.buffer, toHostArray(dtype, values));
+  if (values.length > 0) gpu.write(t.buffer, toHostArray(dtype, values), t.byteOffset);
   return finish(t, options);
 }
 

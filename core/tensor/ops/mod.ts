@@ -5,6 +5,8 @@ import { add, addInPlace, clone } from "./elementwise.ts";
 
 installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, s), clone, onesLike });
 
+export * from "./conv.ts";
+export * from "./attention.ts";
 export * from "./create.ts";
 export * from "./elementwise.ts";
 export * from "./loss.ts";
@@ -14,5 +16,6 @@ export * from "./norm.ts";
 export * from "./pool.ts";
 export * from "./reduce.ts";
 export * from "./resample.ts";
+export * from "./rope.ts";
 export * from "./shape.ts";
 export * from "./softmax.ts";

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertRejects, assertThrows } from "../../assert.
 import {
   BindingTooLargeError,
   createGpu,
+  GpuDeviceLostError,
   GpuValidationError,
   type KernelSource,
   Params,
@@ -148,4 +149,23 @@ gpuTest("Gpu.time() measures a recorded section", async (gpu) => {
   assert(ms > 0 && Number.isFinite(ms), `time ${ms}`);
   assertEquals(source, gpu.hasTimestamps ? "timestamp-query" : "wall-clock");
   gpu.pool.release(buffer);
+});
+
+Deno.test({
+  name: "a lost device turns later calls into GpuDeviceLostError with the reason",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu();
+    const kernel = gpu.kernel("test.write_index", () => writeIndex);
+    const buffer = gpu.pool.acquire(256);
+    gpu.device.destroy(); // what a driver reset looks like from here
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assertThrows(
+      () => gpu.dispatch(kernel, [{ buffer, size: 256 }], new Params().u32(64).f32(0), 1),
+      GpuDeviceLostError,
+      "lost",
+    );
+    await assertRejects(() => gpu.read(buffer, 0, 16), GpuDeviceLostError, "--resume");
+  },
 });

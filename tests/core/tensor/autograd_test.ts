@@ -8,6 +8,7 @@ import {
   mean,
   mul,
   noGrad,
+  reshape,
   scope,
   sum,
   type Tensor,
@@ -111,4 +112,17 @@ gpuTest("backward() releases saved tensors as it goes", async (gpu) => {
     assert(gpu.pool.stats().buffersInUse <= inUse + 1, "backward does not hold extra buffers");
   });
   w.dispose();
+});
+
+gpuTest("a nested scope keeps the graph its result depends on; the outermost scope ends it", async () => {
+  const x = tensor([0.5, -1, 2], [3], { requiresGrad: true });
+  scope(() => {
+    const inner = scope(() => reshape(exp(mul(x, 2)), [3, 1])); // reshape saves nothing: a pure path
+    backward(sum(inner));
+  });
+  assertClose(await x.grad!.toFloat64(), [0.5, -1, 2].map((v) => 2 * Math.exp(2 * v)), { rtol: 1e-6 });
+  const y = scope(() => mul(x, 3));
+  assertEquals(y.node, undefined, "outside every scope the graph is gone");
+  y.dispose();
+  x.dispose();
 });

@@ -1,0 +1,35 @@
+/**
+ * The built-in plugins. Each is a workspace member under plugins/ with its own version, written against
+ * mod.ts exactly like a third-party plugin; this list is the only place that names them. The module
+ * URL travels with each, because a method's `prepare` runs in the data loader's workers, which import it.
+ */
+import { type Plugin, PluginRegistry } from "../mod.ts";
+import resenc from "../plugins/arch/resenc/mod.ts";
+import mae from "../plugins/ssl/mae/mod.ts";
+
+/** A built-in plugin and the module that default-exports it. */
+export interface BuiltinPlugin {
+  plugin: Plugin;
+  module: string;
+}
+
+/** Built-in plugins, in listing order. */
+export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
+  { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
+  { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
+];
+
+/** A registry holding the built-ins. */
+export function builtinRegistry(): PluginRegistry {
+  const registry = new PluginRegistry();
+  for (const { plugin } of BUILTIN_PLUGINS) registry.add(plugin);
+  return registry;
+}
+
+/** The module URL of a plugin in `registry` (built-in or loaded from a path/URL). */
+export function pluginModule(registry: PluginRegistry, kind: Plugin["kind"], name: string): string {
+  const entry = registry.list().find((e) => e.plugin.kind === kind && e.plugin.name === name);
+  if (!entry) throw new Error(`no ${kind} plugin "${name}"`);
+  if (entry.source !== "built-in") return entry.source;
+  return BUILTIN_PLUGINS.find((b) => b.plugin === entry.plugin)!.module;
+}

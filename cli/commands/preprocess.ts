@@ -1,0 +1,80 @@
+/**
+ * `voxssl preprocess <index.json> --out <cache folder>`: reorients, crops, z-scores and resamples every
+ * image of an index into the chunked cache, in parallel workers, skipping entries that are already done
+ * (resumable). Bad files are skipped and listed with their reason at the end. Exit status 0 unless
+ * `--strict` and something was skipped (1), or the job itself failed (2).
+ */
+import { Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
+import { DataFileError, loadImageList, preprocessDataset, type SpacingMode } from "../../core/data/mod.ts";
+import { createProgress, type Progress } from "../progress.ts";
+import { reportSkipped } from "../summary.ts";
+
+/** Parses `--spacing`: a number (isotropic mm), `median`, `none`, or three numbers `sd,sh,sw`. */
+export function parseSpacing(text: string): SpacingMode {
+  if (text === "median" || text === "none") return text;
+  const parts = text.split(",").map(Number);
+  if (parts.length === 1 && parts[0] > 0) return parts[0];
+  if (parts.length === 3 && parts.every((p) => p > 0)) return parts as [number, number, number];
+  throw new Error(`--spacing: expected a positive number, "median", "none" or sd,sh,sw; got "${text}"`);
+}
+
+/** Adds `preprocess` to the program. */
+export function registerPreprocess(program: Command): void {
+  program
+    .command("preprocess")
+    .description("preprocess the images of an index into a chunked, compressed cache")
+    .argument("<index>", "dataset index (pretrain_data.json)")
+    .requiredOption("--out <folder>", "cache folder (created; entries already done are kept)")
+    .addOption(
+      new Option("--spacing <mm>", "target spacing: mm (isotropic), median, none, or sd,sh,sw").default("1"),
+    )
+    .option("--workers <n>", "parallel workers (default: all cores)", (v) => parseInt(v, 10))
+    .option("--strict", "exit with status 1 when any file was skipped")
+    .action(async (index, options) => {
+      Deno.exitCode = await runPreprocess(index, options);
+    });
+}
+
+async function runPreprocess(
+  indexPath: string,
+  options: { out: string; spacing: string; workers?: number; strict?: boolean },
+): Promise<number> {
+  let progress: Progress | undefined;
+  try {
+    const spacing = parseSpacing(options.spacing);
+    if (options.workers !== undefined && !(options.workers >= 0)) {
+      throw new Error(`--workers: expected a number ≥ 0`);
+    }
+    const records = await loadImageList(indexPath);
+    const t0 = performance.now();
+    const summary = await preprocessDataset(records, options.out, {
+      spacing,
+      workers: options.workers,
+      onProgress: (done, total, id) => {
+        progress ??= createProgress("preprocess", total);
+        progress.update(done, id);
+      },
+    });
+    progress?.finish();
+    const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+    const target = summary.targetSpacing
+      ? summary.targetSpacing.map((s) => +s.toFixed(4)).join("×") + " mm"
+      : "none";
+    console.log(
+      `cache ${options.out}: ${summary.processed} preprocessed, ${summary.cached} already done, target spacing ${target}, ${seconds}s`,
+    );
+    return reportSkipped(
+      "preprocess",
+      summary.processed + summary.cached,
+      summary.skipped,
+      options.strict ?? false,
+    );
+  } catch (error) {
+    progress?.finish();
+    console.error(
+      `voxssl preprocess: ${error instanceof DataFileError ? error.message : (error as Error).message}`,
+    );
+    return 2;
+  }
+}

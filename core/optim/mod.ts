@@ -1,0 +1,3 @@
+/** Optimizers (fused SGD and AdamW over parameter arenas), schedules, clipping and loss scaling. */
+export * from "./optimizer.ts";
+export * from "./schedule.ts";

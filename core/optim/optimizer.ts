@@ -1,0 +1,245 @@
+/**
+ * Fused optimizers over parameter arenas: SGD (momentum, Nesterov, weight decay) and AdamW (decoupled
+ * weight decay, bias correction), with global gradient-norm clipping and dynamic loss scaling, all
+ * decided on the GPU (kernels/optim.ts): a step records its kernels and never waits for the GPU.
+ *
+ * A step: squared norm of every gradient arena (per binding-sized chunk) → clip/unscale coefficient and
+ * overflow flag → one update dispatch per group chunk (skipped when the flag is set) → step count and
+ * loss-scale update. `readStatus()` reads the step state back when the caller wants to log it.
+ */
+import { z } from "zod";
+import {
+  type AdamwHyper,
+  PARTIAL_STRIDE,
+  runAdamw,
+  runFill,
+  runGradCoefficient,
+  runReduce,
+  runSgd,
+  runStepEnd,
+  STEP_STATE_SLOTS,
+} from "../../kernels/mod.ts";
+import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
+import { createArena, keep, reshape, slice, type Tensor, tensor } from "../tensor/mod.ts";
+import type { ParameterGroup } from "../nn/mod.ts";
+
+/** Optimizer configuration (zod-validated; defaults as PyTorch's). */
+export const OptimizerSchema = z.discriminatedUnion("name", [
+  z.object({
+    name: z.literal("sgd"),
+    lr: z.number().positive(),
+    momentum: z.number().min(0).max(1).default(0.99),
+    nesterov: z.boolean().default(true),
+    weightDecay: z.number().min(0).default(3e-5),
+  }).strict(),
+  z.object({
+    name: z.literal("adamw"),
+    lr: z.number().positive(),
+    betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+    weightDecay: z.number().min(0).default(1e-2),
+  }).strict(),
+]);
+
+/** An optimizer configuration. */
+export type OptimizerConfig = z.infer<typeof OptimizerSchema>;
+
+/** Loss scaling for f16 training (PyTorch GradScaler defaults). */
+export interface LossScaleConfig {
+  enabled: boolean;
+  initScale?: number;
+  growthInterval?: number;
+  growth?: number;
+  backoff?: number;
+}
+
+/** Options of {@link Optimizer}. */
+export interface OptimizerOptions {
+  /** Global gradient-norm clip (≤ 0 or undefined: none). */
+  maxGradNorm?: number;
+  lossScale?: LossScaleConfig;
+}
+
+/** What the GPU-side step state says (read back on demand). */
+export interface StepStatus {
+  /** Steps applied (skipped ones excluded). */
+  step: number;
+  /** Global norm of the unscaled gradients of the last step. */
+  gradNorm: number;
+  lossScale: number;
+  /** Steps skipped because a gradient was not finite. */
+  skipped: number;
+  /** Whether the last step was skipped. */
+  lastSkipped: boolean;
+}
+
+/** Serialised optimizer state (for checkpoints). */
+export interface OptimizerState {
+  stepState: number[];
+  /** Per group: momentum (SGD) or [m, v] (AdamW) arenas. */
+  groups: Float32Array[][];
+}
+
+/** A fused optimizer over packed parameter groups. */
+export class Optimizer {
+  readonly config: OptimizerConfig;
+  readonly groups: ParameterGroup[];
+  readonly #gpu: Gpu;
+  readonly #state: Tensor;
+  readonly #moments: Tensor[][]; // per group: [momentum] or [m, v] (whole-arena views)
+  readonly #partials: GpuBuffer;
+  readonly #maxGradNorm: number;
+  readonly #lossScale: Required<LossScaleConfig>;
+  readonly #chunk: number; // elements per binding-sized chunk, aligned
+
+  constructor(groups: ParameterGroup[], config: OptimizerConfig, options: OptimizerOptions = {}) {
+    if (groups.length === 0) throw new Error("Optimizer: no parameter groups");
+    this.config = OptimizerSchema.parse(config);
+    this.groups = groups;
+    this.#gpu = groups[0].params.whole.gpu;
+    const gpu = this.#gpu;
+    this.#maxGradNorm = options.maxGradNorm ?? 0;
+    const ls = options.lossScale ?? { enabled: false };
+    this.#lossScale = {
+      enabled: ls.enabled,
+      initScale: ls.enabled ? ls.initScale ?? 65536 : 1,
+      growthInterval: ls.growthInterval ?? 2000,
+      growth: ls.growth ?? 2,
+      backoff: ls.backoff ?? 0.5,
+    };
+    const init = new Array(STEP_STATE_SLOTS).fill(0);
+    init[0] = 1;
+    init[4] = this.#lossScale.initScale;
+    this.#state = keep(tensor(init, [STEP_STATE_SLOTS], { gpu }));
+    const count = this.config.name === "sgd" ? 1 : 2;
+    this.#moments = groups.map((g) =>
+      Array.from({ length: count }, () => {
+        const arena = createArena(gpu, g.params.layout, "f32");
+        arena.parts.forEach((p) => p.dispose()); // only the whole view is needed
+        return keep(arena.whole);
+      })
+    );
+    const align = gpu.limits.minStorageBufferOffsetAlignment / 4;
+    this.#chunk = Math.floor(gpu.limits.maxStorageBufferBindingSize / 4 / align) * align;
+    const chunks = groups.reduce((s, g) => s + Math.ceil(g.params.layout.length / this.#chunk), 0);
+    this.#partials = gpu.pool.acquire(chunks * PARTIAL_STRIDE * 4);
+  }
+
+  /** The current loss scale as a one-element tensor: the seed of `backward()` under loss scaling. */
+  lossScaleSeed(): Tensor {
+    const s = slice(this.#state, [4], [5]);
+    const seed = reshape(s, []);
+    s.dispose();
+    return seed;
+  }
+
+  /** Zeroes every gradient arena. */
+  zeroGrad(): void {
+    for (const g of this.groups) {
+      const b = g.grads.whole.binding;
+      runFill(this.#gpu, b, b.size / 4, 0);
+    }
+  }
+
+  #ranges(whole: Tensor): { range: BufferRange; n: number }[] {
+    const out: { range: BufferRange; n: number }[] = [];
+    const total = whole.size;
+    for (let start = 0; start < total; start += this.#chunk) {
+      const n = Math.min(this.#chunk, total - start);
+      out.push({ range: { buffer: whole.buffer, offset: whole.byteOffset + start * 4, size: n * 4 }, n });
+    }
+    return out;
+  }
+
+  /**
+   * Records one optimizer step with learning rate `lr` (one value, or one per group). Nothing is read
+   * back; a non-finite gradient skips the update on the GPU and lowers the loss scale.
+   */
+  step(lr: number | number[]): void {
+    const gpu = this.#gpu;
+    const scratch = {
+      acquire: (bytes: number) => ({ buffer: gpu.pool.acquire(bytes), size: bytes }),
+      release: (r: BufferRange) => gpu.pool.release(r.buffer),
+    };
+    let slot = 0;
+    for (const g of this.groups) {
+      for (const { range, n } of this.#ranges(g.grads.whole)) {
+        const out = { buffer: this.#partials, offset: slot * PARTIAL_STRIDE * 4, size: 4 };
+        runReduce(gpu, "sumsq", "f32", "f32", range, out, { outer: 1, r: n, inner: 1 }, 1, scratch);
+        slot++;
+      }
+    }
+    const state = this.#state.binding;
+    runGradCoefficient(
+      gpu,
+      { buffer: this.#partials, size: slot * PARTIAL_STRIDE * 4 },
+      slot,
+      state,
+      this.#maxGradNorm,
+    );
+    this.groups.forEach((g, gi) => {
+      const rate = Array.isArray(lr) ? lr[gi] : lr;
+      const c = this.config;
+      const weightDecay = g.options.weightDecay ?? c.weightDecay;
+      const params = this.#ranges(g.params.whole);
+      const grads = this.#ranges(g.grads.whole);
+      const moments = this.#moments[gi].map((m) => this.#ranges(m));
+      params.forEach(({ range, n }, i) => {
+        if (c.name === "sgd") {
+          runSgd(gpu, state, grads[i].range, range, moments[0][i].range, n, {
+            lr: rate,
+            momentum: c.momentum,
+            nesterov: c.nesterov,
+            weightDecay,
+          });
+        } else {
+          const h: AdamwHyper = { lr: rate, beta1: c.betas[0], beta2: c.betas[1], eps: c.eps, weightDecay };
+          runAdamw(gpu, state, grads[i].range, range, moments[0][i].range, moments[1][i].range, n, h);
+        }
+      });
+    });
+    runStepEnd(gpu, state, {
+      dynamic: this.#lossScale.enabled,
+      growthInterval: this.#lossScale.growthInterval,
+      growth: this.#lossScale.growth,
+      backoff: this.#lossScale.backoff,
+    });
+  }
+
+  /** Reads the step state (waits for the GPU). */
+  async readStatus(): Promise<StepStatus> {
+    const s = await this.#state.toArray();
+    return { step: s[2], gradNorm: s[3], lossScale: s[4], skipped: s[6], lastSkipped: s[1] !== 0 };
+  }
+
+  /** Copies the optimizer state to the host (for a checkpoint). */
+  async exportState(): Promise<OptimizerState> {
+    return {
+      stepState: [...await this.#state.toArray()],
+      groups: await Promise.all(
+        this.#moments.map((ms) => Promise.all(ms.map(async (m) => Float32Array.from(await m.toArray())))),
+      ),
+    };
+  }
+
+  /** Restores a state from {@link exportState}. */
+  importState(state: OptimizerState): void {
+    if (state.stepState.length !== STEP_STATE_SLOTS || state.groups.length !== this.#moments.length) {
+      throw new Error("optimizer state does not match this optimizer (groups or step state differ)");
+    }
+    this.#state.write(state.stepState);
+    state.groups.forEach((ms, gi) => {
+      if (ms.length !== this.#moments[gi].length) {
+        throw new Error(`optimizer state: group ${gi} has ${ms.length} moment arenas`);
+      }
+      ms.forEach((m, k) => this.#moments[gi][k].write(m));
+    });
+  }
+
+  /** Frees the optimizer's GPU state (not the parameters). */
+  dispose(): void {
+    this.#state.dispose();
+    this.#moments.flat().forEach((m) => m.dispose());
+    this.#gpu.pool.release(this.#partials);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Loads third-party plugins by path or URL. The module's default export must be a manifest made with
+ * `definePlugin()`; it is validated and checked against the running core before anything uses it.
+ * Sandboxing (narrowed Deno permissions) is applied by the process that runs the plugin: see
+ * cli/sandbox.ts.
+ */
+import { isAbsolute, resolve } from "node:path";
+import { toFileUrl } from "./file_url.ts";
+import type { Plugin } from "./contract.ts";
+import { PluginError, validatePlugin } from "./manifest.ts";
+
+/** Turns a `--plugin` argument (path or URL) into an import specifier. */
+export function pluginSpecifier(spec: string, cwd: string): string {
+  if (/^(https?|file|jsr|npm):/.test(spec)) return spec;
+  return toFileUrl(isAbsolute(spec) ? spec : resolve(cwd, spec));
+}
+
+/** Imports and validates a plugin module. */
+export async function loadPlugin(spec: string, coreVersion: string, cwd = Deno.cwd()): Promise<Plugin> {
+  const specifier = pluginSpecifier(spec, cwd);
+  let module: Record<string, unknown>;
+  try {
+    module = await import(specifier);
+  } catch (error) {
+    throw new PluginError(`cannot import plugin ${spec}: ${(error as Error).message}`);
+  }
+  if (!("default" in module)) {
+    throw new PluginError(`plugin ${spec} has no default export (export default definePlugin({...}))`);
+  }
+  return validatePlugin(module.default, coreVersion, spec);
+}

@@ -1,0 +1,137 @@
+/**
+ * The run configuration: what `voxssl pretrain` flags and `--config FILE` set (zod-validated; unknown
+ * keys are errors), and its resolution against the chosen plugins' defaults into the config a run
+ * records and resumes from.
+ */
+import { z } from "zod";
+import type { ArchitecturePlugin, SslMethodPlugin, TrainingDefaults, Vec3 } from "../plugin/mod.ts";
+import { type OptimizerConfig, OptimizerSchema, type Schedule, ScheduleSchema } from "../optim/mod.ts";
+
+const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
+
+/** What a user may set (every field optional; defaults give the small embedded run). */
+export const RunConfigSchema = z.object({
+  /** Architecture plugin and size, e.g. "resenc-l" (the reference), "resenc-tiny". */
+  arch: z.string().default("resenc-l"),
+  /** Overrides of the architecture plugin's config. */
+  archConfig: z.record(z.string(), z.unknown()).default({}),
+  method: z.string().default("mae"),
+  methodConfig: z.record(z.string(), z.unknown()).default({}),
+  /** "synthetic", a dataset index (.json) or a preprocessed cache folder. */
+  data: z.string().default("synthetic"),
+  /** The embedded synthetic dataset (used when data is "synthetic"). */
+  synthetic: z.object({
+    volumes: z.number().int().positive().default(16),
+    size: vec3.default([48, 48, 48]),
+  }).strict().default({ volumes: 16, size: [48, 48, 48] }),
+  inChannels: z.number().int().positive().default(1),
+  epochs: z.number().int().positive().default(6),
+  stepsPerEpoch: z.number().int().positive().default(25),
+  batch: z.number().int().positive().optional(),
+  patch: vec3.optional(),
+  optimizer: OptimizerSchema.optional(),
+  /** Learning-rate override (applies to the method's optimizer). */
+  lr: z.number().positive().optional(),
+  schedule: ScheduleSchema.optional(),
+  clipGradNorm: z.number().min(0).optional(),
+  /** Loss scaling and f16 where the device has it. */
+  precision: z.enum(["f32", "mixed"]).default("f32"),
+  /** Data augmentation preset (default: the method's). */
+  augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),
+  /** Probability of centring a patch on an anatomy voxel (nnssl's anatomy-centred variant: 0.33). */
+  anatomyProbability: z.number().min(0).max(1).default(0),
+  seed: z.number().int().min(0).default(0),
+  /** Run folder; default runs/<date>-<arch>-<method>. */
+  out: z.string().optional(),
+  validationBatches: z.number().int().min(0).default(2),
+  logEvery: z.number().int().positive().default(5),
+  workers: z.number().int().min(0).default(1),
+  /** Third-party plugin modules (paths or URLs). */
+  plugins: z.array(z.string()).default([]),
+}).strict();
+
+/** A user config (before defaults). */
+export type RunConfigInput = z.input<typeof RunConfigSchema>;
+/** A parsed user config. */
+export type RunConfig = z.output<typeof RunConfigSchema>;
+
+/** The fully resolved config a run records. */
+export interface ResolvedRunConfig
+  extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out"> {
+  out: string;
+  batch: number;
+  patch: Vec3;
+  optimizer: OptimizerConfig;
+  schedule: Schedule;
+  clipGradNorm: number;
+  /** Resolved plugin configs. */
+  resolvedArch: { plugin: string; version: string; size: string | null; config: unknown; family: string };
+  resolvedMethod: { plugin: string; version: string; config: unknown };
+}
+
+/** Formats zod issues as "field: problem" lines. */
+export function formatIssues(error: z.ZodError, where: string): string {
+  return `${where}:\n` +
+    error.issues.map((i) => `  - ${i.path.join(".") || "(root)"}: ${i.message}`).join("\n");
+}
+
+/** Merges a method's defaults, the architecture's size preset and the user's overrides. */
+export function resolveRunConfig(
+  config: RunConfig,
+  arch: { plugin: ArchitecturePlugin; size: string | undefined },
+  method: SslMethodPlugin,
+  now = new Date(),
+): ResolvedRunConfig {
+  const family = arch.plugin.family;
+  if (!method.supports.includes(family)) {
+    throw new Error(
+      `method ${method.name} does not support ${family} architectures (it supports ${
+        method.supports.join(", ")
+      })`,
+    );
+  }
+  const defaults: TrainingDefaults | undefined = method.defaults[family];
+  if (!defaults) throw new Error(`method ${method.name} has no defaults for ${family} architectures`);
+  const archInput = { ...(arch.size ? arch.plugin.sizes?.[arch.size] : {}), ...config.archConfig };
+  const archParsed = arch.plugin.config.safeParse(archInput);
+  if (!archParsed.success) {
+    throw new Error(formatIssues(archParsed.error, `archConfig for ${arch.plugin.name}`));
+  }
+  const methodParsed = method.config.safeParse(config.methodConfig);
+  if (!methodParsed.success) {
+    throw new Error(formatIssues(methodParsed.error, `methodConfig for ${method.name}`));
+  }
+  const optimizer = OptimizerSchema.parse({
+    ...(config.optimizer ?? defaults.optimizer),
+    ...(config.lr ? { lr: config.lr } : {}),
+  });
+  const stamp = now.toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  const {
+    batch: _b,
+    patch: _p,
+    optimizer: _o,
+    schedule: _s,
+    clipGradNorm: _c,
+    out: _out,
+    augmentation: _a,
+    ...rest
+  } = config;
+  return {
+    ...rest,
+    augmentation: config.augmentation ?? defaults.augmentation ?? "none",
+    out: config.out ?? `runs/${stamp}-${config.arch}-${config.method}`,
+    batch: config.batch ?? defaults.batchSize,
+    patch: config.patch ?? defaults.patchSize,
+    optimizer,
+    schedule: ScheduleSchema.parse(config.schedule ?? defaults.schedule),
+    clipGradNorm: config.clipGradNorm ?? defaults.clipGradNorm,
+    resolvedArch: {
+      plugin: arch.plugin.name,
+      version: arch.plugin.version,
+      size: arch.size ?? null,
+      config: archParsed.data,
+      family,
+    },
+    resolvedMethod: { plugin: method.name, version: method.version, config: methodParsed.data },
+  };
+}

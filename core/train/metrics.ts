@@ -1,0 +1,96 @@
+/**
+ * Run records: `metrics.jsonl` (one JSON object per logged step or validation), and the loss-curve SVG
+ * drawn from it.
+ */
+import { writeFileAtomic } from "../nn/mod.ts";
+
+/** One line of metrics.jsonl. */
+export interface MetricsRecord {
+  kind: "train" | "validation";
+  step: number;
+  epoch: number;
+  loss: number;
+  lr?: number;
+  stepsPerSecond?: number;
+  gradNorm?: number;
+  lossScale?: number;
+  skippedSteps?: number;
+  gpuMemoryBytes?: number;
+  [metric: string]: number | string | undefined;
+}
+
+/** Appends records to metrics.jsonl. */
+export async function appendMetrics(path: string, records: MetricsRecord[]): Promise<void> {
+  await Deno.writeTextFile(path, records.map((r) => JSON.stringify(r)).join("\n") + "\n", { append: true });
+}
+
+/** Reads metrics.jsonl (missing file: none). */
+export async function readMetrics(path: string): Promise<MetricsRecord[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  return text.split("\n").filter((l) => l.trim() !== "").map((l, i) => {
+    try {
+      return JSON.parse(l) as MetricsRecord;
+    } catch {
+      throw new Error(`${path}: line ${i + 1} is not JSON`);
+    }
+  });
+}
+
+/** Keeps only records up to `step` (used on resume, so the curve continues from the checkpoint). */
+export async function truncateMetrics(path: string, step: number): Promise<void> {
+  const kept = (await readMetrics(path)).filter((r) => r.step <= step);
+  await writeFileAtomic(path, kept.map((r) => JSON.stringify(r)).join("\n") + (kept.length ? "\n" : ""));
+}
+
+/** An SVG line chart of training (and validation) loss against step, log scale when the range is wide. */
+export function lossCurveSvg(records: MetricsRecord[], title: string): string {
+  const w = 720, h = 400, left = 70, right = 20, top = 40, bottom = 50;
+  const train = records.filter((r) => r.kind === "train" && Number.isFinite(r.loss));
+  const val = records.filter((r) => r.kind === "validation" && Number.isFinite(r.loss));
+  const all = [...train, ...val];
+  if (all.length === 0) {
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><text x="20" y="40">no data yet</text></svg>`;
+  }
+  const maxStep = Math.max(1, ...all.map((r) => r.step));
+  const losses = all.map((r) => r.loss);
+  const positive = losses.every((l) => l > 0);
+  const lo = Math.min(...losses), hi = Math.max(...losses);
+  const log = positive && hi / lo > 20;
+  const f = (v: number) => (log ? Math.log10(v) : v);
+  const [y0, y1] = lo === hi ? [f(lo) - 1, f(hi) + 1] : [f(lo), f(hi)];
+  const x = (s: number) => left + (s / maxStep) * (w - left - right);
+  const y = (v: number) => top + (1 - (f(v) - y0) / (y1 - y0)) * (h - top - bottom);
+  const path = (rs: MetricsRecord[]) =>
+    rs.map((r, i) => `${i ? "L" : "M"}${x(r.step).toFixed(1)},${y(r.loss).toFixed(1)}`).join(" ");
+  const ticks = Array.from({ length: 5 }, (_, i) => y0 + (i / 4) * (y1 - y0));
+  const label = (t: number) => (log ? 10 ** t : t).toPrecision(3);
+  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${left}" y="24" font-size="14">${esc(title)}</text>`,
+    ...ticks.map((t) => {
+      const yy = top + (1 - (t - y0) / (y1 - y0)) * (h - top - bottom);
+      return `<line x1="${left}" x2="${w - right}" y1="${yy}" y2="${yy}" stroke="#ddd"/><text x="${
+        left - 6
+      }" y="${yy + 4}" text-anchor="end">${label(t)}</text>`;
+    }),
+    `<text x="${(left + w - right) / 2}" y="${h - 12}" text-anchor="middle">step (of ${maxStep})</text>`,
+    `<path d="${path(train)}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>`,
+    val.length
+      ? `<path d="${path(val)}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"/>`
+      : "",
+    ...val.map((r) => `<circle cx="${x(r.step)}" cy="${y(r.loss)}" r="3" fill="#d62728"/>`),
+    `<text x="${w - right - 150}" y="${top + 14}" fill="#1f77b4">— training loss</text>`,
+    val.length
+      ? `<text x="${w - right - 150}" y="${top + 30}" fill="#d62728">- - validation loss</text>`
+      : "",
+    `</svg>`,
+  ].join("\n");
+}

@@ -1,0 +1,355 @@
+/**
+ * Shared machinery of the 3D convolution kernels (conv3d_forward.ts, conv3d_backward_data.ts,
+ * conv3d_backward_weight.ts): each is an implicit GEMM C[M, N] = Σ_k A[M, K] · B[K, N] whose operands
+ * are gathered from NCDHW tensors on the fly (no im2col buffer).
+ *
+ * Tiling (register-tiled GEMM): a workgroup computes a BM × BN tile of C; each invocation owns a TM × TN
+ * register block held in TM·TN/4 vec4 accumulators (named c0, c1, ... so they stay in registers). K
+ * advances in slices of BK: the workgroup stages a BK × BM slice of A and a BK × BN slice of B in
+ * workgroup memory as vec4<f32> (As[k][m/4], Bs[k][n/4]), then every invocation does BK rank-1 updates,
+ * reading TM/4 + TN/4 vec4 per TM·TN FMAs.
+ *
+ * Tile choice ({@link chooseTile}, from the device's limits): register blocks of 8×8 (8×4 when a side
+ * has only 16), which give 64 FMAs per 4 vec4 workgroup-memory reads. The smaller GEMM side (usually
+ * channels) gets a tile of 16, 32, 64 or 128 (the smallest that covers it, or 64 when 128 would pad
+ * much more: 320 channels are 5 × 64), the larger side 128 (less when the problem is smaller), so a
+ * workgroup has 64 to 256 invocations. BK is 16, halved while (BM + BN + 8)·BK·4 bytes exceed
+ * maxComputeWorkgroupStorageSize (WebGPU guarantees 16 KiB, so 128 × 128 tiles use BK = 8 there); the
+ * large tile is halved while the invocations exceed maxComputeInvocationsPerWorkgroup. These tiles were
+ * chosen by reasoning about GPUs and checked on lavapipe only (where 8×8 blocks ran about 2× faster
+ * than 4×4); they are not tuned on a GPU. The "fast" axis is the one contiguous in the output tensor
+ * (M for activations, N for weight gradients): invocations adjacent in index own adjacent vec4 of it,
+ * so stores coalesce.
+ *
+ * Split-K ({@link chooseSplits}): when the tiles alone would leave a large GPU idle (few outputs, long
+ * reduction: the weight gradient of a batch of 2, deep layers with 5³ outputs), the K range is split over
+ * grid z; each split writes its partial tile to a scratch buffer and a second kernel sums the splits
+ * into the real output (adding bias or accumulating where asked).
+ *
+ * Big tensors ({@link planChunks}, {@link windowOf}): when a tensor exceeds
+ * maxStorageBufferBindingSize, the launchers split the work over batch, channel and depth ranges; each
+ * dispatch binds only the byte window its chunk touches (offset rounded down to
+ * minStorageBufferOffsetAlignment) and the kernel subtracts the window's first element index (`*_base`
+ * params) from global indices. Reductions split this way (input channels of the forward pass) run as
+ * successive dispatches that accumulate into the output.
+ */
+import type { BufferRange, Gpu, GpuLimits } from "../core/gpu/mod.ts";
+
+/** One GEMM tiling. */
+export interface GemmTile {
+  bm: number;
+  bn: number;
+  bk: number;
+  /** Register block per invocation: TM rows × TN columns. */
+  tm: number;
+  tn: number;
+  threads: number;
+  /** The output axis contiguous in memory. */
+  fast: "m" | "n";
+}
+
+/** Tunables of the convolution launchers (exported for benchmarks and for tests that force a path). */
+export const CONV_TUNING = {
+  /** Workgroups a dispatch should have before split-K stops adding splits. */
+  targetWorkgroups: 512,
+  /** Smallest K range one split handles. */
+  minKPerSplit: 256,
+};
+
+/** Picks the tile for an M × N output from the device's limits (see the header comment). */
+export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast: "m" | "n"): GemmTile {
+  const small = Math.min(mSize, nSize);
+  const big = Math.max(mSize, nSize);
+  const padded = (tile: number) => Math.ceil(small / tile) * tile;
+  const smallTile = small <= 16
+    ? 16
+    : small <= 32
+    ? 32
+    : small <= 64 || padded(128) > 1.1 * padded(64)
+    ? 64
+    : 128;
+  const tSmall = smallTile === 16 ? 4 : 8;
+  const tBig = 8;
+  let bigTile = 128;
+  while (bigTile > 32 && bigTile / 2 >= big) bigTile /= 2;
+  while ((bigTile / tBig) * (smallTile / tSmall) > limits.maxComputeInvocationsPerWorkgroup && bigTile > 32) {
+    bigTile /= 2;
+  }
+  const threads = (bigTile / tBig) * (smallTile / tSmall);
+  const tile = mSize <= nSize
+    ? { bm: smallTile, tm: tSmall, bn: bigTile, tn: tBig }
+    : { bm: bigTile, tm: tBig, bn: smallTile, tn: tSmall };
+  let bk = 16;
+  while ((tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
+  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads < bk) {
+    throw new Error(`conv3d: no GEMM tile fits this device's limits (${threads} invocations)`);
+  }
+  return { ...tile, bk, threads, fast };
+}
+
+/**
+ * How a loader that keeps one tile row (or vec4 quad) per invocation covers `units` rows × `kUnits` K
+ * entries of a tile: each invocation owns `rows` rows (t + r·THREADS when the tile has more rows than
+ * the workgroup has invocations, t % units otherwise) and visits the K entries t / units + j·kStride,
+ * j < kIters (callers guard kl < kUnits).
+ */
+export interface RowCover {
+  units: number;
+  rows: number;
+  kStride: number;
+  kIters: number;
+}
+
+/** The {@link RowCover} of a `units` × `kUnits` tile for tile `t`. */
+export function rowCover(t: GemmTile, units: number, kUnits: number): RowCover {
+  if (units % t.threads !== 0 && t.threads % units !== 0) {
+    throw new Error(`conv3d: ${units} tile rows do not divide among ${t.threads} invocations`);
+  }
+  const rows = Math.max(1, units / t.threads);
+  const kStride = Math.max(1, t.threads / units);
+  return { units, rows, kStride, kIters: Math.ceil(kUnits / kStride) };
+}
+
+/** WGSL expression of the local row (or quad) index of row `r` of a {@link RowCover}. */
+export function coverRow(c: RowCover, r: number): string {
+  return c.rows > 1 ? `(t + ${r}u * THREADS)` : `(t % ${c.units}u)`;
+}
+
+/** The row indices 0..rows−1 of a cover, for code generation. */
+export function coverRows(c: RowCover): number[] {
+  return Array.from({ length: c.rows }, (_, r) => r);
+}
+
+/** A short name of a tile for kernel keys and labels, e.g. "128x64x16/8x4m". */
+export function tileKey(t: GemmTile): string {
+  return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.fast}`;
+}
+
+/**
+ * WGSL: workgroup arrays and tile constants. Rows of As/Bs (one K index each) are padded by one vec4
+ * (row strides AS, BS) so that loaders writing along K (k-fast) hit different banks.
+ */
+export function gemmDecls(t: GemmTile): string {
+  return /* wgsl */ `
+const BM = ${t.bm}u;
+const BN = ${t.bn}u;
+const BK = ${t.bk}u;
+const AS = ${t.bm / 4 + 1}u;
+const BS = ${t.bn / 4 + 1}u;
+const THREADS = ${t.threads}u;
+var<workgroup> As: array<vec4<f32>, ${t.bk * (t.bm / 4 + 1)}>; // [k][m/4] of the current K slice
+var<workgroup> Bs: array<vec4<f32>, ${t.bk * (t.bn / 4 + 1)}>; // [k][n/4]
+`;
+}
+
+/**
+ * WGSL statements of the GEMM body, placed in `main` after `tile_m`, `tile_n`, `k_begin`, `k_end` and `t`
+ * (local invocation index) are defined. `load` holds the statements that fill As/Bs for the K slice
+ * starting at `k0` (entries past `k_end` must be zero). Ends with calls `emit(...)` for every register
+ * vec4: `emit(m, n, v)` where v holds 4 consecutive m (fast "m") or 4 consecutive n (fast "n").
+ *
+ * Along the fast axis an invocation's quads are interleaved with its neighbours' (quad i of invocation
+ * f sits at (i·BX/T + f)·4), so adjacent invocations read adjacent vec4 of workgroup memory and store
+ * adjacent vec4 of the output; along the other axis its T rows are contiguous (broadcast reads).
+ */
+export function gemmBody(t: GemmTile, load: string): string {
+  const lines: string[] = [];
+  const fastM = t.fast === "m";
+  const tmi = fastM ? `t % ${t.bm / t.tm}u` : `t / ${t.bn / t.tn}u`;
+  const tni = fastM ? `t / ${t.bm / t.tm}u` : `t % ${t.bn / t.tn}u`;
+  lines.push(`let tmi = ${tmi};`, `let tni = ${tni};`);
+  for (let i = 0; i < (t.tm * t.tn) / 4; i++) lines.push(`var c${i} = vec4<f32>(0.0);`);
+  lines.push(`for (var k0 = k_begin; k0 < k_end; k0 += BK) {`, load, `workgroupBarrier();`);
+  lines.push(`for (var kk = 0u; kk < BK; kk++) {`);
+  const comp = "xyzw";
+  // index (in vec4) of register quad i along an axis: interleaved on the fast axis, contiguous otherwise
+  const aQuad = (i: number) => fastM ? `${i * (t.bm / t.tm)}u + tmi` : `tmi * ${t.tm / 4}u + ${i}u`;
+  const bQuad = (j: number) => fastM ? `tni * ${t.tn / 4}u + ${j}u` : `${j * (t.bn / t.tn)}u + tni`;
+  for (let i = 0; i < t.tm / 4; i++) lines.push(`let a${i} = As[kk * AS + ${aQuad(i)}];`);
+  for (let j = 0; j < t.tn / 4; j++) lines.push(`let b${j} = Bs[kk * BS + ${bQuad(j)}];`);
+  if (fastM) {
+    // c[j·TM/4 + i] = rows of quad i, column j
+    for (let j = 0; j < t.tn; j++) {
+      for (let i = 0; i < t.tm / 4; i++) {
+        const c = `c${j * (t.tm / 4) + i}`;
+        lines.push(`${c} = fma(a${i}, vec4<f32>(b${j >> 2}.${comp[j & 3]}), ${c});`);
+      }
+    }
+  } else {
+    // c[i·TN/4 + j] = columns of quad j, row i
+    for (let i = 0; i < t.tm; i++) {
+      for (let j = 0; j < t.tn / 4; j++) {
+        const c = `c${i * (t.tn / 4) + j}`;
+        lines.push(`${c} = fma(vec4<f32>(a${i >> 2}.${comp[i & 3]}), b${j}, ${c});`);
+      }
+    }
+  }
+  lines.push(`}`, `workgroupBarrier();`, `}`);
+  if (fastM) {
+    for (let j = 0; j < t.tn; j++) {
+      for (let i = 0; i < t.tm / 4; i++) {
+        lines.push(
+          `emit(tile_m + (${aQuad(i)}) * 4u, tile_n + tni * ${t.tn}u + ${j}u, c${j * (t.tm / 4) + i});`,
+        );
+      }
+    }
+  } else {
+    for (let i = 0; i < t.tm; i++) {
+      for (let j = 0; j < t.tn / 4; j++) {
+        lines.push(
+          `emit(tile_m + tmi * ${t.tm}u + ${i}u, tile_n + (${bQuad(j)}) * 4u, c${i * (t.tn / 4) + j});`,
+        );
+      }
+    }
+  }
+  return lines.map((l) => `  ${l}`).join("\n");
+}
+
+/**
+ * WGSL preamble of `main`: the tile of this workgroup from a linear index over x/y (rows of tiles share
+ * an A tile: consecutive workgroups walk N first), with early exit past `p.tiles`.
+ */
+export const TILE_PROLOGUE = /* wgsl */ `
+  let lin = wid.x + wid.y * nwg.x;
+  if (lin >= p.tiles) { return; }
+  let tile_n = (lin % p.tiles_n) * BN;
+  let tile_m = (lin / p.tiles_n) * BM;
+`;
+
+/** Grid [x, y, z] for `tiles` workgroups (linear over x/y) and `z` slices. */
+export function tileGrid(gpu: Gpu, tiles: number, z: number): [number, number, number] {
+  const max = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (z > max) throw new RangeError(`conv3d: ${z} grid slices exceed ${max}`);
+  const x = Math.min(tiles, max);
+  const y = Math.ceil(tiles / x);
+  if (y > max) throw new RangeError(`conv3d: ${tiles} tiles exceed the dispatch limit`);
+  return [x, y, z];
+}
+
+/** Split-K decision for one dispatch. */
+export interface SplitPlan {
+  splits: number;
+  /** K range of one split (a multiple of BK). */
+  kSplit: number;
+}
+
+/**
+ * Chooses how many K splits a dispatch of `workgroups` workgroups (tiles × independent problems such as
+ * stride phases) gets: enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least
+ * minKPerSplit long, with the scratch of `partialPerSplit` floats per split within `maxScratchElems` and
+ * at most `maxZ` splits (grid z).
+ */
+export function chooseSplits(
+  workgroups: number,
+  k: number,
+  bk: number,
+  partialPerSplit: number,
+  maxScratchElems: number,
+  maxZ: number,
+): SplitPlan {
+  const single = { splits: 1, kSplit: Math.max(bk, Math.ceil(k / bk) * bk) };
+  if (k < 2 * CONV_TUNING.minKPerSplit || workgroups >= CONV_TUNING.targetWorkgroups) return single;
+  const want = Math.ceil(CONV_TUNING.targetWorkgroups / Math.max(1, workgroups));
+  const byK = Math.floor(k / CONV_TUNING.minKPerSplit);
+  const byMem = Math.floor(maxScratchElems / Math.max(1, partialPerSplit));
+  let splits = Math.min(want, byK, byMem, maxZ);
+  if (splits <= 1) return single;
+  const kSplit = Math.ceil(Math.ceil(k / splits) / bk) * bk;
+  splits = Math.ceil(k / kSplit);
+  return splits <= 1 ? single : { splits, kSplit };
+}
+
+/** Elements of f32 a binding may span so that its aligned window stays within the binding limit. */
+export function windowLimitElems(gpu: Gpu): number {
+  const bytes = gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment - 16;
+  return Math.max(0, Math.floor(bytes / 4));
+}
+
+/** A window of an f32 buffer: the binding, and the element index (relative to the range) it starts at. */
+export interface Window {
+  binding: BufferRange;
+  base: number;
+}
+
+/**
+ * Binds elements [start, end) of the f32 tensor in `range`: the byte offset is rounded down to the
+ * device's offset alignment (so `base`, the first bound element, is a multiple of 4 and vec4 views stay
+ * aligned) and the end rounded up to 16 bytes. An empty range binds 16 bytes at `start`.
+ */
+export function windowOf(gpu: Gpu, range: BufferRange, start: number, end: number): Window {
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const offset = range.offset ?? 0;
+  if (offset % align !== 0) throw new RangeError(`conv3d: tensor range at unaligned offset ${offset}`);
+  const byteStart = Math.floor((offset + start * 4) / align) * align;
+  const wanted = Math.max(offset + Math.max(end, start) * 4, byteStart + 16);
+  const byteEnd = Math.min(range.buffer.size, Math.ceil(wanted / 16) * 16);
+  return {
+    binding: { buffer: range.buffer, offset: byteStart, size: byteEnd - byteStart },
+    base: (byteStart - offset) / 4,
+  };
+}
+
+/** Chunk sizes along the dimensions the launchers split. */
+export type ChunkDims = Record<"n" | "co" | "ci" | "d", number>;
+
+/** One tensor's window bound as a function of the chunk sizes, and the dimensions that shrink it. */
+export interface SpanRule {
+  what: string;
+  span: (c: ChunkDims) => number;
+  shrink: (keyof ChunkDims)[];
+}
+
+/**
+ * Largest chunk sizes (starting from `full`, shrinking batch first, then the dimensions each rule lists)
+ * for which every rule's span fits in `limit` elements.
+ * @throws when even one-element chunks do not fit (e.g. one depth slice larger than a binding).
+ */
+export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limit: number): ChunkDims {
+  const c = { ...full };
+  for (let guard = 0; guard < 64; guard++) {
+    const bad = rules.find((r) => r.span(c) > limit);
+    if (!bad) return c;
+    const dim = bad.shrink.find((d) => c[d] > 1);
+    if (!dim) {
+      throw new RangeError(
+        `${op}: ${bad.what} cannot be split finer than ${bad.span(c)} elements (one batch item, one ` +
+          `channel, one depth row), above this device's binding limit of ${limit} elements`,
+      );
+    }
+    let lo = 1;
+    let hi = c[dim] - 1;
+    let best = 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (bad.span({ ...c, [dim]: mid }) <= limit) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    c[dim] = best;
+  }
+  throw new Error(`${op}: chunk planning did not converge`);
+}
+
+/** Span in elements of an NCDHW window: `n` batch items, `c` channels, `d` depth rows of `hw` each. */
+export function ncdhwSpan(
+  channels: number,
+  depth: number,
+  hw: number,
+  n: number,
+  c: number,
+  d: number,
+): number {
+  return (n - 1) * channels * depth * hw + (c - 1) * depth * hw + d * hw;
+}
+
+/** Ranges [start, start + chunk) covering [0, total). */
+export function* ranges(total: number, chunk: number): Generator<[number, number]> {
+  for (let start = 0; start < total; start += chunk) yield [start, Math.min(total, start + chunk)];
+}
+
+/** Acquires a scratch buffer of `elems` f32 from the pool (released by the caller after recording). */
+export function scratch(gpu: Gpu, elems: number): BufferRange {
+  const size = Math.max(16, elems * 4);
+  return { buffer: gpu.pool.acquire(size), size };
+}

@@ -1,0 +1,94 @@
+import { assert, assertEquals, assertThrows } from "../../assert.ts";
+import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
+import { add, Generator, mul, reshape, scope, sum, tensor, zeros } from "../../../core/tensor/mod.ts";
+import { gpuTest } from "../../helpers.ts";
+
+gpuTest("tensor() round-trips f32, f16, i32 and u32 host data", async (gpu: Gpu) => {
+  const values = [1.5, -2.25, 3, 65504];
+  for (const dtype of ["f32", "f16", "i32", "u32"] as const) {
+    if (dtype === "f16" && !gpu.hasF16) continue;
+    const host = dtype === "u32"
+      ? values.map(Math.abs).map(Math.floor)
+      : dtype === "i32"
+      ? values.map(Math.trunc)
+      : values;
+    const t = tensor(host, [2, 2], { dtype });
+    assertEquals([...await t.toArray()], host, dtype);
+    t.dispose();
+  }
+});
+
+gpuTest("reshape() is a view: no copy, storage freed with the last view", async (gpu) => {
+  await gpu.sync();
+  const before = gpu.pool.stats().bytesInUse;
+  const x = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+  const y = reshape(x, [3, 2]);
+  assertEquals(gpu.pool.stats().bytesInUse - before, x.buffer.size);
+  x.dispose();
+  assertEquals([...await y.toArray()], [1, 2, 3, 4, 5, 6]);
+  y.dispose();
+  assertEquals(gpu.pool.stats().bytesInUse, before);
+});
+
+gpuTest("a disposed tensor says so when used", () => {
+  const x = zeros([3]);
+  x.dispose();
+  assertThrows(() => x.binding, Error, "disposed");
+});
+
+gpuTest("tensor() rejects values that do not fill the shape", () => {
+  assertThrows(() => tensor([1, 2, 3], [2, 2]), RangeError, "do not fill shape [2,2]");
+});
+
+gpuTest("sum() over 4M elements stays accurate (compensated, chunked)", async () => {
+  const n = 4_000_003;
+  const g = new Generator(3);
+  const x = g.uniform([n], 0.1, 0.1000001); // a naive f32 running sum drifts by ~1e-3 here
+  const total = scope(() => sum(x));
+  const values = await x.toFloat64();
+  let exact = 0;
+  for (const v of values) exact += v;
+  const got = await total.item();
+  assert(Math.abs(got - exact) / exact < 2e-6, `sum ${got} vs ${exact}`);
+  x.dispose();
+  total.dispose();
+});
+
+Deno.test({
+  name: "f16 tensors on a device without shader-f16 fail with a clear message",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu({ disableFeatures: ["shader-f16"] });
+    try {
+      assertThrows(() => tensor([1], [1], { dtype: "f16", gpu }), TypeError, "shader-f16");
+    } finally {
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "elementwise ops split tensors above the binding limit into chunks",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu({ maxStorageBindingBytes: 4096 }); // 1,024 f32 per binding
+    try {
+      const n = 5000;
+      const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+      const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.5));
+      const [x, y] = [tensor(a, [5, 1000], { gpu }), tensor(b, [5, 1000], { gpu })];
+      const s = tensor([0.25], [1], { gpu });
+      const out = scope(() => mul(add(x, y), s));
+      const got = await out.toArray();
+      for (let i = 0; i < n; i += 97) {
+        assert(Math.abs(got[i] - Math.fround(Math.fround(a[i] + b[i]) * 0.25)) < 1e-6, `element ${i}`);
+      }
+      const column = tensor([1, 2, 3, 4, 5], [5, 1], { gpu });
+      assertThrows(() => add(x, column), RangeError, "same-shape or single-element");
+    } finally {
+      gpu.destroy();
+    }
+  },
+});

@@ -1,0 +1,124 @@
+/**
+ * The convolution launchers' plans at real ResEnc-L / Primus sizes, without a GPU: a recording device
+ * with H100-like limits checks every dispatch (binding sizes and alignment, ranges inside their buffers,
+ * grid dimensions) and that split-K engages where the tiles alone are few. The kernels' numerics are
+ * tested on lavapipe (tests/core/tensor/conv_test.ts); this covers the sizes lavapipe cannot run.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import type { BufferRange, Gpu, GpuLimits } from "../../core/gpu/mod.ts";
+import {
+  type Conv3dGeometry,
+  convOutputSize,
+  runConv3dBackwardData,
+  runConv3dBackwardWeight,
+  runConv3dBiasGrad,
+  runConv3dForward,
+} from "../../kernels/mod.ts";
+
+const LIMITS: GpuLimits = {
+  maxStorageBufferBindingSize: 2 ** 31 - 4,
+  maxBufferSize: 2 ** 34,
+  maxComputeWorkgroupStorageSize: 49152,
+  maxComputeInvocationsPerWorkgroup: 1024,
+  maxComputeWorkgroupSizeX: 1024,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBuffersPerShaderStage: 16,
+  minStorageBufferOffsetAlignment: 256,
+  minUniformBufferOffsetAlignment: 256,
+  subgroupMinSize: 32,
+  subgroupMaxSize: 32,
+};
+
+interface Dispatch {
+  kernel: string;
+  grid: [number, number, number];
+}
+
+/** A device that records and validates dispatches instead of running them. */
+function recordingGpu(limits: GpuLimits, log: Dispatch[]): Gpu {
+  let id = 1;
+  const gpu = {
+    limits,
+    kernel: (_key: string, build: () => { name: string }) => ({ name: build().name }),
+    dispatch: (
+      k: { name: string },
+      bindings: BufferRange[],
+      _p: unknown,
+      grid: number | [number, number, number],
+    ) => {
+      for (const b of bindings) {
+        const offset = b.offset ?? 0;
+        assert(b.size <= limits.maxStorageBufferBindingSize, `${k.name}: binding of ${b.size} bytes`);
+        assertEquals(offset % limits.minStorageBufferOffsetAlignment, 0, `${k.name}: offset ${offset}`);
+        assert(
+          offset + b.size <= b.buffer.size,
+          `${k.name}: range ${offset}+${b.size} beyond ${b.buffer.size}`,
+        );
+      }
+      const g: [number, number, number] = typeof grid === "number" ? [grid, 1, 1] : grid;
+      assert(g.every((v) => v <= limits.maxComputeWorkgroupsPerDimension), `${k.name}: grid ${g}`);
+      log.push({ kernel: k.name, grid: g });
+    },
+    pool: { acquire: (bytes: number) => ({ id: id++, size: bytes, buffer: undefined }), release: () => {} },
+  };
+  return gpu as unknown as Gpu;
+}
+
+function tensorRange(elems: number): BufferRange {
+  const size = elems * 4;
+  return { buffer: { id: 0, size: Math.ceil(size / 256) * 256, buffer: undefined as never }, size };
+}
+
+function geometry(batch: number, cin: number, cout: number, size: number, k: number, s: number, p: number) {
+  const out = convOutputSize(size, k, s, p);
+  const t = (v: number) => [v, v, v] as const;
+  return { batch, cin, cout, in: t(size), out: t(out), kernel: t(k), stride: t(s), padding: t(p) };
+}
+
+const layers: [string, Conv3dGeometry][] = [
+  ["stage-1 conv 2×32×160³", geometry(2, 32, 32, 160, 3, 1, 1)],
+  ["stage-5 conv 2×320×10³", geometry(2, 320, 320, 10, 3, 1, 1)],
+  ["downsampling 2×32×160³ → 64", geometry(2, 32, 64, 160, 3, 2, 1)],
+  ["downsampling 2×320×10³ → 320", geometry(2, 320, 320, 10, 3, 2, 1)],
+  ["decoder 2× up 64 → 32 to 160³ (as its convolution)", geometry(2, 32, 64, 160, 2, 2, 0)],
+  ["Primus patch embedding 2×1×160³ → 864", geometry(2, 1, 864, 160, 8, 8, 0)],
+];
+
+for (const [name, g] of layers) {
+  Deno.test(`conv3d launchers plan ${name} within H100-like limits`, () => {
+    const log: Dispatch[] = [];
+    const gpu = recordingGpu(LIMITS, log);
+    const sx = g.batch * g.cin * g.in[0] * g.in[1] * g.in[2];
+    const sy = g.batch * g.cout * g.out[0] * g.out[1] * g.out[2];
+    const kc = g.cout * g.cin * g.kernel[0] * g.kernel[1] * g.kernel[2];
+    const [x, y, w, b] = [tensorRange(sx), tensorRange(sy), tensorRange(kc), tensorRange(g.cout)];
+    runConv3dForward(gpu, g, { x, w, bias: b, y });
+    runConv3dBackwardData(gpu, g, { dy: y, w, dx: x });
+    runConv3dBackwardWeight(gpu, g, { x, dy: y, dw: w });
+    runConv3dBiasGrad(gpu, y, b, {
+      batch: g.batch,
+      channels: g.cout,
+      spatial: g.out[0] * g.out[1] * g.out[2],
+    });
+    const weightPass = log.filter((d) => d.kernel.startsWith("conv3d_backward_weight["));
+    const workgroups = weightPass.reduce((s, d) => s + d.grid[0] * d.grid[1] * d.grid[2], 0);
+    // a batch of 2 still fills the GPU: the weight gradient gets hundreds of workgroups (split-K)
+    assert(workgroups >= 100, `weight gradient runs ${workgroups} workgroups: ${JSON.stringify(weightPass)}`);
+  });
+}
+
+Deno.test("conv3d launchers split 2×32×160³ into binding windows under WebGPU's default 128 MiB limit", () => {
+  const log: Dispatch[] = [];
+  const gpu = recordingGpu({ ...LIMITS, maxStorageBufferBindingSize: 128 * 2 ** 20 }, log);
+  const g = geometry(2, 32, 32, 160, 3, 1, 1); // each activation is 1 GiB
+  const n = 2 * 32 * 160 ** 3;
+  const [x, y, w] = [tensorRange(n), tensorRange(n), tensorRange(32 * 32 * 27)];
+  runConv3dForward(gpu, g, { x, w, y });
+  runConv3dBackwardData(gpu, g, { dy: y, w, dx: x });
+  runConv3dBackwardWeight(gpu, g, { x, dy: y, dw: w });
+  assert(log.filter((d) => d.kernel.startsWith("conv3d_forward[")).length >= 8, "forward in ≥ 8 chunks");
+  assert(
+    log.filter((d) => d.kernel.startsWith("conv3d_backward_data[")).length >= 8,
+    "input gradient in chunks",
+  );
+});
