@@ -14,18 +14,21 @@ import * as RP from "../../../../core/tensor/reference/pool.ts";
 import { assert } from "../../../assert.ts";
 import { assertClose, gpuTest } from "../../../helpers.ts";
 
+/** Numbers are stored as space-separated strings (compact, and left alone by `deno fmt`). */
+type Numbers = string;
+
 interface FixtureTensor {
   shape: number[];
-  data: number[];
+  data: Numbers;
 }
 
 interface Fixture {
   name: string;
   inputs: FixtureTensor[];
   output: FixtureTensor;
-  seed?: number[];
-  grads?: (number[] | null)[];
-  labels?: number[];
+  seed?: Numbers;
+  grads?: (Numbers | null)[];
+  labels?: Numbers;
   size?: number[];
   mode?: "nearest" | "trilinear";
   alignCorners?: boolean;
@@ -39,8 +42,10 @@ type Impl = {
   ref: (xs: RefTensor[], f: Fixture) => RefTensor;
 };
 
+const numbers = (s: Numbers): number[] => s.split(" ").map(Number);
+
 const labelsOf = (f: Fixture, shape: number[]) =>
-  ops.tensor(Int32Array.from(f.labels!), shape, { dtype: "i32" });
+  ops.tensor(Int32Array.from(numbers(f.labels!)), shape, { dtype: "i32" });
 
 const IMPLS: Record<string, Impl> = {
   instance_norm3d_affine: {
@@ -73,7 +78,7 @@ const IMPLS: Record<string, Impl> = {
   max_pool3d_2: { gpu: ([x]) => ops.maxPool3d(x, 2), ref: ([x]) => RP.maxPool3dRef(x, 2) },
   cross_entropy_ignore_index: {
     gpu: ([x], f) => ops.crossEntropy(x, labelsOf(f, [x.shape[0], ...x.shape.slice(2)])),
-    ref: ([x], f) => RL.crossEntropyRef(x, f.labels!),
+    ref: ([x], f) => RL.crossEntropyRef(x, numbers(f.labels!)),
   },
   cosine_similarity_dim1: {
     gpu: ([a, b]) => ops.cosineSimilarity(a, b, 1),
@@ -107,21 +112,25 @@ for (const f of cases) {
   if (!impl) continue;
   gpuTest(`${f.name} matches PyTorch (GPU values and gradients, float64 reference)`, async () => {
     const tol = { rtol: 2e-5, atol: 2e-5 };
-    const refOut = impl.ref(f.inputs.map((t) => ({ shape: t.shape, data: Float64Array.from(t.data) })), f);
-    assertClose(refOut.data, f.output.data, { ...tol, label: `${f.name}: reference vs PyTorch` });
+    const refOut = impl.ref(
+      f.inputs.map((t) => ({ shape: t.shape, data: Float64Array.from(numbers(t.data)) })),
+      f,
+    );
+    const expected = numbers(f.output.data);
+    assertClose(refOut.data, expected, { ...tol, label: `${f.name}: reference vs PyTorch` });
     const { out, grads } = ops.scope(() => {
-      const xs = f.inputs.map((t) => ops.tensor(t.data, t.shape, { requiresGrad: true }));
+      const xs = f.inputs.map((t) => ops.tensor(numbers(t.data), t.shape, { requiresGrad: true }));
       const y = impl.gpu(xs, f);
-      ops.backward(ops.sum(ops.mul(y, ops.tensor(f.seed!, y.shape))));
+      ops.backward(ops.sum(ops.mul(y, ops.tensor(numbers(f.seed!), y.shape))));
       const gs = xs.map((t) => t.grad);
       xs.forEach((t) => (t.grad = undefined));
       return { out: y, grads: gs };
     });
-    assertClose(await out.toFloat64(), f.output.data, { ...tol, label: `${f.name}: GPU vs PyTorch` });
+    assertClose(await out.toFloat64(), expected, { ...tol, label: `${f.name}: GPU vs PyTorch` });
     for (let i = 0; i < grads.length; i++) {
-      const expected = f.grads![i];
-      if (!expected) continue;
-      assertClose(await grads[i]!.toFloat64(), expected, {
+      const grad = f.grads![i];
+      if (!grad) continue;
+      assertClose(await grads[i]!.toFloat64(), numbers(grad), {
         rtol: 1e-4,
         atol: 3e-5,
         label: `${f.name}: d/dx${i}`,
