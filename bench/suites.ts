@@ -4,6 +4,7 @@ import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
+import { normSuite } from "./norm_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite, convSuite, attentionSuite, dataSuite];
+export const suites: BenchSuite[] = [matmulSuite, convSuite, normSuite, attentionSuite, dataSuite];

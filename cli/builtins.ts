@@ -4,6 +4,7 @@
  * URL travels with each, because a method's `prepare` runs in the data loader's workers, which import it.
  */
 import { type Plugin, PluginRegistry } from "../mod.ts";
+import primus from "../plugins/arch/primus/mod.ts";
 import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
 
@@ -15,6 +16,7 @@ export interface BuiltinPlugin {
 
 /** Built-in plugins, in listing order. */
 export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
+  { plugin: primus, module: new URL("../plugins/arch/primus/mod.ts", import.meta.url).href },
   { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
 ];

@@ -24,7 +24,10 @@
  * - {@link runRowReduce}: rows of contiguous elements, each split into pieces of ≤ 4096 elements (so a
  *   batch of 2×32 channels of 160³ still gives ~64k workgroups); one workgroup per piece accumulates a
  *   vec4 per element and merges its 256 partial states in a tree; pieces are merged per row afterwards
- *   by a pointwise kernel ({@link combineWgsl}).
+ *   by a pointwise kernel ({@link combineWgsl}) — after further row reductions over the partial states
+ *   while a row has more than 64 of them ({@link runReduceMerge}), so no invocation merges thousands.
+ *   Pieces can be kept inside segments of a row (e.g. one channel's voxels) so that a per-voxel operand
+ *   is read through an exact window.
  * - {@link runColumnReduce}: `[outer, R, inner]`, reduction over R for every column (o, j): one
  *   invocation per (column, piece of R), sequential over R (coalesced across j).
  * Accumulators ({@link AccMode}): "sum" (Kahan-compensated vec4 sums), "moments" (Welford count,
@@ -34,6 +37,7 @@
  * Limits: tensors below 2³² elements; at most 8 storage operands; params ≤ 64 words.
  */
 import { align4, BindingTooLargeError, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import type { Scratch } from "./reduce.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
 /** Element types of operands. */
@@ -51,9 +55,13 @@ export const OPERAND_BYTES: Record<OperandType, number> = {
 
 /** `idx(g) = ⌊g / div⌋·mul + g mod mod`, reading `extent` consecutive elements from there. */
 export interface IndexMap {
+  /** Divisor of g for the block index. */
   div: number;
+  /** Operand elements per block. */
   mul: number;
+  /** Period of the offset inside a block (1: none); divides `div`. */
   mod: number;
+  /** Consecutive elements read from idx(g) (1 for a single value). */
   extent: number;
 }
 
@@ -101,14 +109,19 @@ export type IndexKind = "same" | "map" | "custom" | "whole";
 export interface OperandSpec {
   /** WGSL identifier (avoid reserved words such as `target`, `filter`). */
   name: string;
+  /** Element type of the WGSL array. */
   type: OperandType;
+  /** Bound read_write (default read-only). */
   write?: boolean;
+  /** How elements are addressed (see {@link IndexKind}). */
   index: IndexKind;
 }
 
 /** The buffer of an operand and, for `index: "map"`, its map; for `"custom"`, its span per chunk. */
 export interface OperandArg {
+  /** The operand's buffer range (a tensor's binding). */
   range: BufferRange;
+  /** Required for `index: "map"`. */
   map?: IndexMap;
   /** Half-open range of this operand's elements that main-tensor elements [g0, g1) touch. */
   span?: (g0: number, g1: number) => [number, number];
@@ -116,7 +129,9 @@ export interface OperandArg {
 
 /** A bound window: the range to bind and the u32 (wrapping) offset added to `idx(g)`. */
 export interface Window {
+  /** The aligned sub-range to bind. */
   range: BufferRange;
+  /** Added (mod 2³²) to an operand element index to get the index inside the window. */
   offset: number;
 }
 
@@ -324,9 +339,9 @@ ${indexFns(spec.operands)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let t = linear_workgroup(wid, nwg) * ${WG}u + lid;
-  if (t * ${ept}u >= p.n) { return; }
-  let g = p.g0 + t * ${ept}u;
+  let _t = linear_workgroup(wid, nwg) * ${WG}u + lid;
+  if (_t * ${ept}u >= p.n) { return; }
+  let g = p.g0 + _t * ${ept}u;
   let g_end = p.g0 + p.n;
   {{BODY}}
 }`,
@@ -464,6 +479,8 @@ export interface RowReduceSpec {
   value: string;
   helpers?: string;
   mode: AccMode;
+  /** `v` is a partial state to merge (acc_merge) rather than a value to add. */
+  statesIn?: boolean;
 }
 
 /** Piece length of the row reduction: at most `preferred` elements and one binding's worth. */
@@ -510,7 +527,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = acc_init();
   for (var g = _start + lid; g < _end; g += ${WG}u) {
     {{VALUE}}
-    acc = acc_add(acc, v);
+    {{ACCUMULATE}}
   }
   tree[lid] = acc;
   workgroupBarrier();
@@ -520,7 +537,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   if (lid == 0u) { part[ix_part(_piece)] = acc_value(tree[0]); }
 }`,
-    { HELPERS: spec.helpers ?? "", VALUE: spec.value },
+    {
+      HELPERS: spec.helpers ?? "",
+      VALUE: spec.value,
+      ACCUMULATE: spec.statesIn ? "acc = acc_merge(acc, acc_from(v));" : "acc = acc_add(acc, v);",
+    },
   );
 }
 
@@ -548,12 +569,15 @@ export function runRowReduce(
     { name: "part", type: "vec4<f32>", write: true, index: "same" } as const,
   ];
   const allArgs = [...args, { range: part }];
-  const kernel = gpu.kernel(kernelKey(`row:${spec.mode}`, spec.key, spec.operands), () => ({
-    name: spec.name,
-    code: rowSource(spec),
-    storage: operands.map((o) => (o.write ? "read_write" : "read")),
-    uniform: true,
-  }));
+  const kernel = gpu.kernel(
+    kernelKey(`row:${spec.mode}:${spec.statesIn ? "m" : "a"}`, spec.key, spec.operands),
+    () => ({
+      name: spec.name,
+      code: rowSource(spec),
+      storage: operands.map((o) => (o.write ? "read_write" : "read")),
+      uniform: true,
+    }),
+  );
   const pieceStart = (pc: number) => Math.floor(pc / pieces) * rowLen + (pc % pieces) * pieceLen;
   const pieceEnd = (pc: number) =>
     Math.min(pieceStart(pc) + pieceLen, (Math.floor(pc / pieces) + 1) * rowLen);
@@ -632,10 +656,10 @@ ${ACC[spec.mode]}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let t = linear_workgroup(wid, nwg) * ${WG}u + lid;
-  if (t >= p.nk * p.nq) { return; }
-  let _q = p.q0 + t / p.nk;
-  let _k = p.k0 + t % p.nk;
+  let _t = linear_workgroup(wid, nwg) * ${WG}u + lid;
+  if (_t >= p.nk * p.nq) { return; }
+  let _q = p.q0 + _t / p.nk;
+  let _k = p.k0 + _t % p.nk;
   let _o = _k / p.inner;
   let _j = _k % p.inner;
   let _ra = max(p.r0, _q * p.qlen);
@@ -730,4 +754,126 @@ export function runColumnReduce(
     for (const [k0, k1] of chunks) dispatch(k0, k1, 0, 1, r0, r1);
   }
   return pieces;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reduce, then merge the pieces
+
+/** A reduction layout: contiguous rows, or the middle axis of [outer, r, inner]. */
+export type ReduceGeometry =
+  /** `segment` (dividing len): pieces never cross a multiple of it (keeps per-voxel windows exact). */
+  | { kind: "rows"; rows: number; len: number; segment?: number }
+  | { kind: "columns"; outer: number; r: number; inner: number };
+
+/** Most partial states one merge invocation combines; more are first merged by a row reduction. */
+const MAX_MERGE = 64;
+
+/** Number of results (rows or columns) of a reduction. */
+export function reduceUnits(geo: ReduceGeometry): number {
+  return geo.kind === "rows" ? geo.rows : geo.outer * geo.inner;
+}
+
+/** A row or column reduction followed by a pointwise pass over its results. */
+export interface ReduceMergeSpec {
+  key: string;
+  name: string;
+  mode: AccMode;
+  operands: readonly OperandSpec[];
+  /** WGSL statements defining `let v: vec4<f32>` for element g. */
+  value: string;
+  uints?: readonly string[];
+  floats?: readonly string[];
+  helpers?: string;
+  /** Runs once per row/column: `combine_part(g)` gives its merged vec4 state. */
+  merge: {
+    operands: readonly OperandSpec[];
+    body: string;
+    uints?: readonly string[];
+    floats?: readonly string[];
+    helpers?: string;
+  };
+}
+
+/** Buffers and scalars of {@link runReduceMerge}. */
+export interface ReduceMergeArgs {
+  args: readonly OperandArg[];
+  uints?: readonly number[];
+  floats?: readonly number[];
+  mergeArgs: readonly OperandArg[];
+  mergeUints?: readonly number[];
+  mergeFloats?: readonly number[];
+}
+
+/**
+ * Records a reduction over the rows or columns of `geo` (pieces in scratch memory), then the merge
+ * pass, one invocation per row/column, which sees its merged state as `combine_part(g)`.
+ */
+export function runReduceMerge(
+  gpu: Gpu,
+  scratch: Scratch,
+  geo: ReduceGeometry,
+  spec: ReduceMergeSpec,
+  a: ReduceMergeArgs,
+): void {
+  const units = reduceUnits(geo);
+  if (units === 0) return;
+  const maxBytes = Math.max(4, ...spec.operands.map((o) => OPERAND_BYTES[o.type]));
+  let pieces: number;
+  let part: BufferRange;
+  if (geo.kind === "rows") {
+    const seg = geo.segment && geo.segment > 0 && geo.len % geo.segment === 0 ? geo.segment : geo.len;
+    const segments = seg === 0 ? 1 : geo.len / seg;
+    const pieceLen = rowPieceLength(gpu, Math.max(seg, 1), maxBytes);
+    const perSegment = Math.max(1, Math.ceil(seg / pieceLen));
+    pieces = segments * perSegment;
+    part = scratch.acquire(units * pieces * 16);
+    runRowReduce(gpu, spec, geo.rows * segments, seg, pieceLen, a.args, part, a.uints, a.floats);
+  } else {
+    pieces = columnPieces(geo);
+    part = scratch.acquire(units * pieces * 16);
+    pieces = runColumnReduce(gpu, spec, geo, a.args, part, a.uints, a.floats, pieces);
+  }
+  while (pieces > MAX_MERGE) {
+    // merge the partial states in parallel first (a reduction of 2·32 channels of 160³ leaves ~64k)
+    const pieceLen = rowPieceLength(gpu, pieces, 16);
+    const next = Math.ceil(pieces / pieceLen);
+    const merged = scratch.acquire(units * next * 16);
+    runRowReduce(
+      gpu,
+      {
+        key: "merge_states",
+        name: `${spec.name}_merge_states`,
+        operands: [{ name: "st", type: "vec4<f32>", index: "same" }],
+        value: "let v = st[ix_st(g)];",
+        mode: spec.mode,
+        statesIn: true,
+      },
+      units,
+      pieces,
+      pieceLen,
+      [{ range: part }],
+      merged,
+    );
+    scratch.release(part);
+    part = merged;
+    pieces = next;
+  }
+  const m = spec.merge;
+  runPointwise(
+    gpu,
+    {
+      key: `${spec.key}:merge:${spec.mode}`,
+      name: `${spec.name}_merge`,
+      operands: [{ name: "part", type: "vec4<f32>", index: "map" }, ...m.operands],
+      uints: ["pieces", ...(m.uints ?? [])],
+      floats: m.floats,
+      helpers: accumulatorWgsl(spec.mode) + combineWgsl("part") + (m.helpers ?? ""),
+      body: m.body,
+    },
+    units,
+    [{ range: part, map: expandBy(pieces) }, ...a.mergeArgs],
+    [pieces, ...(a.mergeUints ?? [])],
+    a.mergeFloats ?? [],
+  );
+  scratch.release(part);
 }

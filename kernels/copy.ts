@@ -29,12 +29,18 @@ export function runFill(gpu: Gpu, out: BufferRange, words: number, pattern: numb
     storage: ["read_write"],
     uniform: true,
   }));
-  gpu.dispatch(
-    kernel,
-    [out],
-    new Params().u32(words).u32(pattern >>> 0),
-    Math.ceil(words / ELEMENTWISE_WORKGROUP),
-  );
+  // ranges above one binding are filled in chunks whose offsets stay 1 KiB aligned
+  const chunk = Math.floor(gpu.limits.maxStorageBufferBindingSize / 1024) * 256;
+  for (let start = 0; start < words; start += chunk) {
+    const n = Math.min(chunk, words - start);
+    const range = { buffer: out.buffer, offset: (out.offset ?? 0) + start * 4, size: Math.max(16, n * 4) };
+    gpu.dispatch(
+      kernel,
+      [range],
+      new Params().u32(n).u32(pattern >>> 0),
+      Math.ceil(n / ELEMENTWISE_WORKGROUP),
+    );
+  }
 }
 
 const gatherSource = /* wgsl */ `

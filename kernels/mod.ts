@@ -27,3 +27,4 @@ export * from "./norm.ts";
 export * from "./activation.ts";
 export * from "./pool.ts";
 export * from "./resample.ts";
+export * from "./loss.ts";

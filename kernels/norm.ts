@@ -14,7 +14,8 @@
  * Backward, with gz = gy·act'(y) (act' read from the sign of y: valid for slope ≥ 0) and
  * x̂ = (x − mean)·rstd: sums of (gz, gz·x̂) per segment or column, merged; then one pointwise pass
  * dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz), c₂ = mean(w·gz·x̂) over the statistic's elements,
- * and d(residual) = gz. dW = Σ gz·x̂ and dB = Σ gz per affine index.
+ * and d(residual) = gz (written by the reduction pass, which the dx pass then reads instead of gy and y).
+ * dW = Σ gz·x̂ and dB = Σ gz per affine index.
  *
  * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
  * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
@@ -22,19 +23,16 @@
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {
-  accumulatorWgsl,
-  columnPieces,
-  combineWgsl,
   expandBy,
   type IndexMap,
   type OperandArg,
   type OperandSpec,
   perColumn,
   perRow,
-  rowPieceLength,
-  runColumnReduce,
+  type ReduceGeometry,
+  reduceUnits,
   runPointwise,
-  runRowReduce,
+  runReduceMerge,
 } from "./chunked.ts";
 import type { Scratch } from "./reduce.ts";
 
@@ -42,9 +40,7 @@ import type { Scratch } from "./reduce.ts";
 export type FloatType = "f32" | "f16";
 
 /** Where statistics are taken: contiguous rows, or the middle axis of [outer, r, inner]. */
-export type NormGeometry =
-  | { kind: "rows"; rows: number; len: number }
-  | { kind: "columns"; outer: number; r: number; inner: number };
+export type NormGeometry = ReduceGeometry;
 
 /** Affine index a = ⌊g / adiv⌋ mod amod. */
 export interface AffineIndex {
@@ -54,7 +50,7 @@ export interface AffineIndex {
 
 /** Number of statistics (mean, rstd pairs) of a geometry. */
 export function statCount(geo: NormGeometry): number {
-  return geo.kind === "rows" ? geo.rows : geo.outer * geo.inner;
+  return reduceUnits(geo);
 }
 
 /** Elements per statistic. */
@@ -68,60 +64,6 @@ function statMap(geo: NormGeometry): IndexMap {
 
 function elements(geo: NormGeometry): number {
   return geo.kind === "rows" ? geo.rows * geo.len : geo.outer * geo.r * geo.inner;
-}
-
-/** Reduces (rows or columns) with `value`, then merges the pieces with `post` per row/column. */
-function reduceThenMerge(
-  gpu: Gpu,
-  scratch: Scratch,
-  red: NormGeometry,
-  spec: { key: string; name: string; operands: OperandSpec[]; value: string; mode: "sum" | "moments" },
-  args: OperandArg[],
-  uints: number[],
-  floats: number[],
-  post: {
-    key: string;
-    operands: OperandSpec[];
-    body: string;
-    args: OperandArg[];
-    floats?: [string, number][];
-  },
-): void {
-  const units = statCount(red);
-  const maxBytes = Math.max(...spec.operands.map((o) => (o.type === "f16" ? 2 : 4)));
-  let pieces: number;
-  const partBytes = (p: number) => Math.max(16, units * p * 16);
-  let part: BufferRange;
-  const uintNames = ["adiv", "amod"];
-  const reduceSpec = { ...spec, uints: uintNames, floats: ["slope"] };
-  if (red.kind === "rows") {
-    const pieceLen = rowPieceLength(gpu, red.len, maxBytes);
-    pieces = Math.max(1, Math.ceil(red.len / pieceLen));
-    part = scratch.acquire(partBytes(pieces));
-    runRowReduce(gpu, reduceSpec, red.rows, red.len, pieceLen, args, part, uints, floats);
-  } else {
-    pieces = columnPieces(red);
-    part = scratch.acquire(partBytes(pieces));
-    pieces = runColumnReduce(gpu, reduceSpec, red, args, part, uints, floats, pieces);
-  }
-  const floatPairs = post.floats ?? [];
-  runPointwise(
-    gpu,
-    {
-      key: `${post.key}:${spec.mode}`,
-      name: `${spec.name}_merge`,
-      operands: [{ name: "part", type: "vec4<f32>", index: "map" }, ...post.operands],
-      uints: ["pieces"],
-      floats: floatPairs.map(([n]) => n),
-      helpers: accumulatorWgsl(spec.mode) + combineWgsl("part"),
-      body: post.body,
-    },
-    units,
-    [{ range: part, map: expandBy(pieces) }, ...post.args],
-    [pieces],
-    floatPairs.map(([, v]) => v),
-  );
-  scratch.release(part);
 }
 
 /**
@@ -138,29 +80,47 @@ export function runNormStats(
   scratch: Scratch,
 ): void {
   if (statCount(geo) === 0) return;
-  reduceThenMerge(
-    gpu,
-    scratch,
-    geo,
-    {
-      key: `normstats:${type}`,
-      name: `norm_stats[${type},${geo.kind}]`,
-      operands: [{ name: "x", type, index: "same" }],
-      value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
-      mode: "moments",
-    },
-    [{ range: x }],
-    [1, 1],
-    [0],
-    {
-      key: "normstats_post",
+  runReduceMerge(gpu, scratch, geo, {
+    key: `normstats:${type}`,
+    name: `norm_stats[${type},${geo.kind}]`,
+    operands: [{ name: "x", type, index: "same" }],
+    value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
+    mode: "moments",
+    merge: {
       operands: [{ name: "st", type: "vec2<f32>", write: true, index: "same" }],
+      floats: ["eps"],
       body: `let r = combine_part(g);
   st[ix_st(g)] = vec2<f32>(r.y, inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps));`,
-      args: [{ range: stats }],
-      floats: [["eps", eps]],
     },
-  );
+  }, { args: [{ range: x }], mergeArgs: [{ range: stats }], mergeFloats: [eps] });
+}
+
+/**
+ * Whether 4 consecutive elements (from a multiple of 4) always share their statistic and either share
+ * their affine index or have consecutive ones: then the pointwise passes run 4 elements per invocation
+ * and compute the index arithmetic (runtime integer divisions) once. True for every row geometry whose
+ * row length and channel size are multiples of 4 (all ResEnc shapes).
+ */
+function quadOk(geo: NormGeometry, affine: AffineIndex): boolean {
+  return geo.kind === "rows" && geo.len % 4 === 0 &&
+    (affine.adiv % 4 === 0 || (affine.adiv === 1 && affine.amod % 4 === 0));
+}
+
+/**
+ * The body of a norm pointwise pass: `head` (statements shared by an invocation's elements, using
+ * `g`) and `each` (per element `e` with affine index `a`), for one or four elements per invocation.
+ */
+function normBody(quad: boolean, head: string, each: string): string {
+  if (!quad) return `${head}\n  let e = g;\n  let a = (g / p.u_adiv) % p.u_amod;\n  ${each}`;
+  return `${head}
+  let a0 = (g / p.u_adiv) % p.u_amod;
+  let a_step = select(0u, 1u, p.u_adiv == 1u);
+  for (var k = 0u; k < 4u; k++) {
+    let e = g + k;
+    if (e >= g_end) { break; }
+    let a = a0 + k * a_step;
+    ${each}
+  }`;
 }
 
 /** Types of the tensors of a normalization (x-like tensors share `x`). */
@@ -219,22 +179,26 @@ export function runNormApply(
   const flags = `${args.weight ? "w" : ""}${args.bias ? "b" : ""}${args.residual ? "r" : ""}${
     act ? "a" : ""
   }`;
+  const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
     {
-      key: `normapply:${typesKey(types)}:${flags}`,
-      name: `norm_apply[${types.x},${flags}]`,
+      key: `normapply:${typesKey(types)}:${flags}:${quad ? 4 : 1}`,
+      name: `norm_apply[${types.x},${flags}${quad ? ",x4" : ""}]`,
       operands,
       uints: ["adiv", "amod"],
       floats: ["slope"],
-      body: `let s = st[ix_st(g)];
-  let a = (g / p.u_adiv) % p.u_amod;
-  var z = (f32(x[ix_x(g)]) - s.x) * s.y;
-  ${args.weight ? "z = z * f32(w[a]);" : ""}
-  ${args.bias ? "z = z + f32(b[a]);" : ""}
-  ${args.residual ? "z = z + f32(res[ix_res(g)]);" : ""}
-  ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
-  y[ix_y(g)] = ${types.x}(z);`,
+      elementsPerInvocation: quad ? 4 : 1,
+      body: normBody(
+        quad,
+        "let s = st[ix_st(g)];",
+        `var z = (f32(x[ix_x(e)]) - s.x) * s.y;
+    ${args.weight ? "z = z * f32(w[a]);" : ""}
+    ${args.bias ? "z = z + f32(b[a]);" : ""}
+    ${args.residual ? "z = z + f32(res[ix_res(e)]);" : ""}
+    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
+    y[ix_y(e)] = ${types.x}(z);`,
+      ),
     },
     elements(geo),
     bound,
@@ -251,6 +215,8 @@ export interface NormGradArgs {
   /** The forward output, when an activation was fused (its sign gives the activation's slope). */
   y?: BufferRange;
   weight?: BufferRange;
+  /** Reductions only: also write gz = gy·act'(y) here (the residual's gradient, then read as gy). */
+  gzOut?: BufferRange;
 }
 
 function gradOperands(
@@ -287,7 +253,8 @@ const GZ = (act: boolean) =>
 /**
  * Records sums of (gz, gz·x̂) — times w[a] when `weighted` — over every row or column of `reduce`
  * (which walks the same elements as `geo`, e.g. per-channel segments of S voxels while the statistics
- * are per group). `out[i] = scale·(Σ, Σ)` as vec2<f32>.
+ * are per group). `out[i] = scale·(Σ, Σ)` as vec2<f32>. With `args.gzOut`, gz is also written out, so
+ * that the input-gradient pass reads it instead of gy and y (7 passes instead of 8 with a residual).
  */
 export function runNormGradSums(
   gpu: Gpu,
@@ -304,33 +271,37 @@ export function runNormGradSums(
 ): void {
   if (statCount(reduce) === 0) return;
   const { operands, bound } = gradOperands(types, geo, args, weighted);
+  if (args.gzOut) {
+    operands.push({ name: "gzo", type: types.x, write: true, index: "same" });
+    bound.push({ range: args.gzOut });
+  }
   const act = args.y !== undefined;
   const w = weighted && args.weight;
-  reduceThenMerge(
-    gpu,
-    scratch,
-    reduce,
-    {
-      key: `normgrad:${typesKey(types)}:${act ? "a" : ""}${w ? "w" : ""}`,
-      name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
-      operands,
-      value: `${GZ(act)}
+  const flags = `${act ? "a" : ""}${w ? "w" : ""}${args.gzOut ? "z" : ""}`;
+  runReduceMerge(gpu, scratch, reduce, {
+    key: `normgrad:${typesKey(types)}:${flags}`,
+    name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
+    operands,
+    uints: ["adiv", "amod"],
+    floats: ["slope"],
+    value: `${GZ(act)}
+    ${args.gzOut ? `gzo[ix_gzo(g)] = ${types.x}(gz);` : ""}
     ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
     let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
-      mode: "sum",
-    },
-    bound,
-    [affine.adiv, affine.amod],
-    [slope ?? 0],
-    {
-      key: "normgrad_post",
+    mode: "sum",
+    merge: {
       operands: [{ name: "o", type: "vec2<f32>", write: true, index: "same" }],
+      floats: ["scale"],
       body: `let r = combine_part(g);
   o[ix_o(g)] = vec2<f32>(r.x, r.y) * p.f_scale;`,
-      args: [{ range: out }],
-      floats: [["scale", scale]],
     },
-  );
+  }, {
+    args: bound,
+    uints: [affine.adiv, affine.amod],
+    floats: [slope ?? 0],
+    mergeArgs: [{ range: out }],
+    mergeFloats: [scale],
+  });
 }
 
 /**
@@ -423,10 +394,9 @@ export function runGroupCoefficients(
 export interface NormInputGradArgs extends NormGradArgs {
   coef: BufferRange;
   dx: BufferRange;
-  dResidual?: BufferRange;
 }
 
-/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) (and d(residual) = gz) over the whole tensor. */
+/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) over the whole tensor. */
 export function runNormInputGrad(
   gpu: Gpu,
   types: NormTypes,
@@ -440,25 +410,27 @@ export function runNormInputGrad(
   bound.push({ range: args.coef, map: statMap(geo) });
   operands.push({ name: "dx", type: types.x, write: true, index: "same" });
   bound.push({ range: args.dx });
-  if (args.dResidual) {
-    operands.push({ name: "dres", type: types.x, write: true, index: "same" });
-    bound.push({ range: args.dResidual });
-  }
   const act = args.y !== undefined;
-  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}${args.dResidual ? "r" : ""}`;
+  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}`;
+  const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
     {
-      key: `normdx:${typesKey(types)}:${flags}`,
-      name: `norm_input_grad[${types.x},${flags}]`,
+      key: `normdx:${typesKey(types)}:${flags}:${quad ? 4 : 1}`,
+      name: `norm_input_grad[${types.x},${flags}${quad ? ",x4" : ""}]`,
       operands,
       uints: ["adiv", "amod"],
       floats: ["slope"],
-      body: `${GZ(act)}
-  ${args.dResidual ? `dres[ix_dres(g)] = ${types.x}(gz);` : ""}
-  let c = cf[ix_cf(g)];
-  ${args.weight ? "let wv = f32(w[(g / p.u_adiv) % p.u_amod]);" : "let wv = 1.0;"}
-  dx[ix_dx(g)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+      elementsPerInvocation: quad ? 4 : 1,
+      body: normBody(
+        quad,
+        "let s = st[ix_st(g)];\n  let c = cf[ix_cf(g)];",
+        `let xh = (f32(x[ix_x(e)]) - s.x) * s.y;
+    var gz = f32(gy[ix_gy(e)]);
+    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(e)]) > 0.0);" : ""}
+    ${args.weight ? "let wv = f32(w[a]);" : "let wv = 1.0;"}
+    dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+      ),
     },
     elements(geo),
     bound,

@@ -169,6 +169,7 @@ export function registerPretrain(program: Command): void {
           resolved.resolvedArch.config,
           resolved.inChannels,
           method.outChannels,
+          resolved.patch,
         );
         console.log(JSON.stringify(resolved, null, 2));
         console.log(

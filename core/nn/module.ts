@@ -117,8 +117,13 @@ export class Module implements TensorOwner {
     return this.parameters();
   }
 
-  /** Disposes every parameter (and its gradient). */
+  /**
+   * Disposes every parameter (and its gradient): this module's own, then each child's through the
+   * child's `dispose()`, so a module that holds other tensors (e.g. a cached rotary table) overrides
+   * `dispose()` to release them too.
+   */
   dispose(): void {
-    for (const [, t] of this.namedParameters()) t.dispose();
+    for (const t of this.#params.values()) t.dispose();
+    for (const c of this.#children.values()) c.dispose();
   }
 }

@@ -19,6 +19,7 @@ export interface HostTensor {
 }
 
 const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function toBf16(x: number, view: DataView, at: number): void {
   const f = new DataView(new ArrayBuffer(4));
@@ -59,6 +60,10 @@ export function encodeSafetensors(
   for (const name of names) {
     const t = tensors[name];
     let at = base + (header[name] as { data_offsets: number[] }).data_offsets[0];
+    if (t.dtype === "F32" && LITTLE_ENDIAN) {
+      out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at); // bulk: checkpoints are GBs
+      continue;
+    }
     for (const x of t.data) {
       if (t.dtype === "F32") view.setFloat32(at, x, true);
       else if (t.dtype === "F16") view.setFloat16(at, x, true);
@@ -120,6 +125,11 @@ export function decodeSafetensors(
     }
     const data = new Float32Array(n);
     let at = base + begin;
+    if (dtype === "F32" && LITTLE_ENDIAN) {
+      new Uint8Array(data.buffer).set(bytes.subarray(at, at + 4 * n));
+      tensors[name] = { dtype, shape: e.shape!, data };
+      continue;
+    }
     for (let i = 0; i < n; i++, at += BYTES[dtype]) {
       data[i] = dtype === "F32"
         ? view.getFloat32(at, true)

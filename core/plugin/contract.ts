@@ -7,7 +7,7 @@
  */
 import type { z } from "zod";
 import type { ExtraArray, PrepareContext, PrepareSample } from "../data/sample.ts";
-import type { Module } from "../nn/mod.ts";
+import type { HostTensor, Module } from "../nn/mod.ts";
 import type { OptimizerConfig, Schedule } from "../optim/mod.ts";
 import type { Generator, Tensor } from "../tensor/mod.ts";
 
@@ -32,13 +32,23 @@ export interface AdaptationPlan {
   positionEmbeddingKeys: string[];
 }
 
+/** Per-call options of {@link Network.forward} and {@link Network.encode}. */
+export interface ForwardOptions {
+  /**
+   * Randomness for stochastic layers in training mode (drop path). Methods pass their step's
+   * `StepContext.rng`, so that a resumed run draws the same masks as an uninterrupted one; without it a
+   * network falls back to a generator of its own.
+   */
+  rng?: Generator;
+}
+
 /** A network built by an architecture plugin. Parameter names follow the reference implementation. */
 export interface Network extends Module {
   readonly family: ArchitectureFamily;
   /** [B, inChannels, D, H, W] → [B, outChannels, D, H, W]. */
-  forward(x: Tensor): Tensor;
+  forward(x: Tensor, options?: ForwardOptions): Tensor;
   /** Encoder features: CNN, one per stage (shallow to deep); ViT, the token grid [B, C, d, h, w]. */
-  encode(x: Tensor): Tensor[];
+  encode(x: Tensor, options?: ForwardOptions): Tensor[];
   /** The adaptation plan for downstream use. */
   adaptationPlan(): AdaptationPlan;
   /**
@@ -47,6 +57,12 @@ export interface Network extends Module {
    * strict-clean, imports skip them.
    */
   referenceAliases?(name: string): string[];
+  /**
+   * Persistent non-parameter tensors of the reference state dict (PyTorch buffers such as Primus's
+   * all-zero `mask_token`), by name with their values: exports write them so `load_state_dict` is
+   * strict-clean, imports skip them.
+   */
+  referenceBuffers?(): Record<string, HostTensor>;
 }
 
 /** What an architecture plugin is asked to build. */
@@ -78,8 +94,11 @@ export interface ArchitecturePlugin<C = unknown> extends PluginBase<C> {
   /** Named size presets: `--arch resenc-l` is plugin "resenc" with sizes.l merged into the config. */
   sizes?: Record<string, Partial<C>>;
   create(request: ArchitectureRequest<C>): Network;
-  /** Parameter count computed from the config without allocating (for tests and --dry-run). */
-  countParameters?(config: C, inChannels: number, outChannels: number): number;
+  /**
+   * Parameter count computed from the config without allocating (for tests and --dry-run). `patchSize`
+   * is the run's patch, which sizes patch-dependent parameters (a ViT's position embedding).
+   */
+  countParameters?(config: C, inChannels: number, outChannels: number, patchSize: Vec3): number;
 }
 
 /** Training defaults a method brings (the Trainer applies them, overridden by config and flags). */

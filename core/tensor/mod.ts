@@ -5,6 +5,7 @@ export * from "./dtype.ts";
 export * from "./ops/mod.ts";
 export * from "./random.ts";
 export { keep, OWNED_TENSORS, scope, scopeDepth, type TensorOwner } from "./scope.ts";
+export { erf, erfc, normalCdf } from "./special.ts";
 export * from "./shape.ts";
 export * from "./arena.ts";
 export { type GradNode, Tensor } from "./tensor.ts";

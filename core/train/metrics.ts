@@ -15,7 +15,10 @@ export interface MetricsRecord {
   gradNorm?: number;
   lossScale?: number;
   skippedSteps?: number;
+  /** Bytes of the GPU pool in use between steps (parameters, optimizer state, accumulators). */
   gpuMemoryBytes?: number;
+  /** Highest pool use during the logging interval (activations included). */
+  gpuPeakBytes?: number;
   [metric: string]: number | string | undefined;
 }
 

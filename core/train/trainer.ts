@@ -261,7 +261,8 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
         const status = await optimizer.readStatus();
         const seconds = (performance.now() - intervalStart) / 1000;
         const rate = intervalSteps / seconds;
-        const memory = gpu.pool.stats().bytesInUse;
+        const { bytesInUse: memory, peakBytesInUse: peak } = gpu.pool.stats();
+        gpu.pool.resetPeak();
         const record: MetricsRecord = {
           kind: "train",
           step,
@@ -273,6 +274,7 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
           lossScale: status.lossScale,
           skippedSteps: status.skipped,
           gpuMemoryBytes: memory,
+          gpuPeakBytes: peak,
         };
         await appendMetrics(metricsPath, [record]);
         log(

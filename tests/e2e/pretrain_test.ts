@@ -9,7 +9,12 @@ Deno.test("voxssl pretrain runs MAE on ResEnc and leaves metrics, plot, checkpoi
   assertEquals(code, 0, text);
   assert(text.includes(`run folder: ${out}`), text);
   const metrics = await readMetrics(`${out}/metrics.jsonl`);
-  assertEquals(metrics.filter((m) => m.kind === "train").length, 6);
+  const losses = metrics.filter((m) => m.kind === "train").map((m) => m.loss);
+  assertEquals(losses.length, 6);
+  assert(
+    losses[4] + losses[5] < losses[0] + losses[1],
+    `MAE loss falls: ${losses.map((l) => l.toFixed(3)).join(" ")}`,
+  );
   assertEquals(metrics.filter((m) => m.kind === "validation").length, 2);
   assert((await Deno.readTextFile(`${out}/loss_curve.svg`)).includes("<path"));
   const ckpt = await loadCheckpoint(`${out}/checkpoints/final.safetensors`);

@@ -24,9 +24,13 @@ export type ActivationName = "relu" | "leakyRelu" | "gelu" | "silu" | "sigmoid" 
 
 /** An activation: WGSL of y = f(x; s) and of dy/dx (over `x` or `y`), and the float64 reference. */
 export interface ActivationDef {
+  /** WGSL expression of y over `x` (f32) and the scalar parameter `s`. */
   fwd: string;
+  /** WGSL expression of dy/dx over `x` or `y` (as `uses` says) and `s`. */
   grad: string;
+  /** The tensor the derivative reads, saved for backward. */
   uses: "x" | "y";
+  /** Float64 reference of y = f(x; s). */
   ref: (x: number, s: number) => number;
 }
 

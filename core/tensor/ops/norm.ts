@@ -109,11 +109,19 @@ function normalize(call: NormCall): Tensor {
     const dW = wantW ? emptyOn(weight!, weight!.shape) : undefined;
     const dB = wantB ? emptyOn(bias!, bias!.shape) : undefined;
     const m = statSize(geo);
+    let dxArgs = gradArgs;
+    let dxSlope = slope;
     if (plan.kind === "segments") {
-      // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients
+      // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients; with a
+      // residual they also write gz (its gradient), which the dx pass then reads instead of gy and y
       const ab = emptyOn(x, [plan.n * plan.c, 2], "f32");
       const segments: NormGeometry = { kind: "rows", rows: plan.n * plan.c, len: plan.s };
-      runNormGradSums(gpu, types, geo, segments, affine, gradArgs, false, ab.binding, 1, scratch, slope);
+      const sumArgs = dres ? { ...gradArgs, gzOut: dres.binding } : gradArgs;
+      runNormGradSums(gpu, types, geo, segments, affine, sumArgs, false, ab.binding, 1, scratch, slope);
+      if (dres) {
+        dxArgs = { ...gradArgs, gy: dres.binding, y: undefined };
+        dxSlope = undefined;
+      }
       runGroupCoefficients(
         gpu,
         types,
@@ -137,16 +145,13 @@ function normalize(call: NormCall): Tensor {
         runChannelSums(gpu, types, units, perUnit, ab.binding, dW?.binding, dB?.binding);
       }
     }
-    runNormInputGrad(gpu, types, geo, affine, {
-      ...gradArgs,
-      coef: coef.binding,
-      dx: dx.binding,
-      dResidual: dres?.binding,
-    }, slope);
-    const grads = new Map<Tensor | undefined, Tensor | undefined>([[x, dx], [residual, dres]]);
-    if (weight) grads.set(weight, dW);
-    if (bias) grads.set(bias, dB);
-    return inputs.map((t) => grads.get(t));
+    runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
+    // one gradient per input, in the order of `inputs` (a tensor passed twice gets both)
+    const all: [Tensor | undefined, Tensor | undefined][] = [[x, dx], [weight, dW], [bias, dB], [
+      residual,
+      dres,
+    ]];
+    return all.filter(([t]) => t !== undefined).map(([, grad]) => grad);
   });
   stats.dispose(); // the graph holds its own reference
   return out;

@@ -9,8 +9,15 @@
  * round(ratio · blocks) of them, from the seeded per-sample random stream, and ships the small block
  * grid. GPU side: the grid is expanded to voxels with a reshape/expand (no upload of a voxel mask).
  *
- * Simplifications relative to nnssl: none in the objective; the ViT variant (token dropping with a
- * transformer decoder) is a separate entry of the Primus plugin.
+ * Simplifications relative to nnssl: none in the CNN objective.
+ *
+ * ViTs (family "vit", e.g. Primus): the same objective, i.e. the SimMIM-style masked-input variant:
+ * masked blocks are zeroed in the input voxels, every token goes through the encoder, and the network's
+ * own patch decoder reconstructs them. This is a simplification of nnssl's EvaMAE, which drops 75% of
+ * the 8³ tokens before the encoder and fills them with a mask token before a 2-block transformer
+ * decoder. Blocks of 16³ cover 2³ tokens of an 8³ patch embedding; `block: 8` masks single tokens as
+ * EvaMAE does. The ViT defaults are EvaMAE's: AdamW lr 3e-4, weight decay 5e-2, betas (0.9, 0.98),
+ * 50-epoch linear warm-up then poly, gradient clip 1, patch 160³, batch 2.
  */
 import {
   add,
@@ -24,6 +31,7 @@ import {
   powScalar,
   reshape,
   slice,
+  type StepContext,
   sub,
   sum,
   type Tensor,
@@ -86,8 +94,9 @@ export default definePlugin({
   name: "mae",
   version: "1.0.0",
   coreApi: "^0.1.0",
-  description: "masked autoencoding with cubic block masks (75% of 16³ blocks), MSE on masked voxels",
-  supports: ["cnn"],
+  description:
+    "masked autoencoding with cubic block masks (75% of 16³ blocks), MSE on masked voxels (ViTs: masked input)",
+  supports: ["cnn", "vit"],
   outChannels: 1,
   config: MaeConfig,
   defaults: {
@@ -95,6 +104,14 @@ export default definePlugin({
       optimizer: { name: "sgd", lr: 1e-2, momentum: 0.99, nesterov: true, weightDecay: 3e-5 },
       schedule: { name: "poly", exponent: 0.9 },
       clipGradNorm: 12,
+      patchSize: [160, 160, 160],
+      batchSize: 2,
+      augmentation: "nnssl-mae",
+    },
+    vit: {
+      optimizer: { name: "adamw", lr: 3e-4, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 5e-2 },
+      schedule: { name: "warmup-poly", warmup: 50, exponent: 0.9 },
+      clipGradNorm: 1,
       patchSize: [160, 160, 160],
       batchSize: 2,
       augmentation: "nnssl-mae",
@@ -109,7 +126,7 @@ export default definePlugin({
   build({ network, config }: { network: Network; config: MaeConfig }) {
     return {
       modules: {},
-      loss(batch: GpuBatch) {
+      loss(batch: GpuBatch, { rng }: StepContext) {
         const flat = batch.extra.blockMask; // [B, blocks], stacked by the loader
         if (!flat) {
           throw new Error("mae: the batch has no blockMask; the data loader must run mae's prepare()");
@@ -117,7 +134,8 @@ export default definePlugin({
         const patch = batch.image.shape.slice(2);
         const grid = reshape(flat, [batch.image.shape[0], ...blockGrid(patch, config.block)]);
         const mask = voxelMask(grid, config.block, patch);
-        const prediction = network.forward(mul(batch.image, oneMinus(mask))); // masked blocks are zero
+        // masked blocks are zero; the step's generator draws drop-path masks (ViTs)
+        const prediction = network.forward(mul(batch.image, oneMinus(mask)), { rng });
         const deface = batch.masks.deface;
         const lossMask = config.excludeDefaced && deface ? mul(mask, oneMinus(deface)) : mask;
         return { loss: maskedMse(prediction, batch.image, lossMask) };

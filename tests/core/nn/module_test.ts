@@ -11,7 +11,7 @@ import {
   saveSafetensors,
   truncNormal,
 } from "../../../core/nn/mod.ts";
-import { Generator, scope, tensor } from "../../../core/tensor/mod.ts";
+import { Generator, keep, scope, tensor } from "../../../core/tensor/mod.ts";
 import { matmulRef } from "../../../core/tensor/reference/ops.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
 
@@ -43,6 +43,28 @@ gpuTest("Module names parameters with PyTorch-style dotted paths and counts them
   net.eval();
   assert([...net.namedModules()].every(([, m]) => !m.training));
   net.dispose();
+});
+
+gpuTest("Module.dispose() reaches each child's own dispose(), so a module can free tensors it caches", () => {
+  class Cache extends Module {
+    readonly table = keep(tensor([1, 2, 3], [3]));
+    override dispose(): void {
+      super.dispose();
+      this.table.dispose();
+    }
+  }
+  class Holder extends Module {
+    readonly cache: Cache;
+    constructor(rng: Generator) {
+      super();
+      this.registerModule("proj", new Linear(2, 2, rng));
+      this.cache = this.registerModule("cache", new Cache());
+    }
+  }
+  const net = scope(() => new Holder(new Generator(1)));
+  const params = net.parameters();
+  net.dispose();
+  assert(net.cache.table.disposed && params.every((t) => t.disposed));
 });
 
 gpuTest("Linear computes x·Wᵀ + b like torch.nn.Linear", async () => {

@@ -1,6 +1,18 @@
 import { assert, assertEquals, assertThrows } from "../../assert.ts";
 import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
-import { add, Generator, mul, reshape, scope, sum, tensor, zeros } from "../../../core/tensor/mod.ts";
+import {
+  add,
+  createArena,
+  full,
+  Generator,
+  mul,
+  planArena,
+  reshape,
+  scope,
+  sum,
+  tensor,
+  zeros,
+} from "../../../core/tensor/mod.ts";
 import { gpuTest } from "../../helpers.ts";
 
 gpuTest("tensor() round-trips f32, f16, i32 and u32 host data", async (gpu: Gpu) => {
@@ -87,6 +99,28 @@ Deno.test({
       }
       const column = tensor([1, 2, 3, 4, 5], [5, 1], { gpu });
       assertThrows(() => add(x, column), RangeError, "same-shape or single-element");
+    } finally {
+      gpu.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "createArena() zero-fills recycled memory above the binding limit, chunk by chunk",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await createGpu({ maxStorageBindingBytes: 4096 });
+    try {
+      const shapes = [[50, 60], [7], [30, 31]]; // 3,937 floats: more than 1,024 per binding
+      const layout = planArena(shapes, "f32", gpu.limits.minStorageBufferOffsetAlignment);
+      const dirty = full([layout.length], 3, { gpu }); // the pool hands this buffer back below
+      dirty.dispose();
+      const arena = createArena(gpu, layout, "f32");
+      assert((await arena.whole.toArray()).every((v) => v === 0), "every word zeroed");
+      arena.parts[2].write(new Float32Array(30 * 31).fill(5));
+      assertEquals((await arena.parts[2].toArray())[929], 5);
+      assertEquals((await arena.parts[0].toArray())[2999], 0);
     } finally {
       gpu.destroy();
     }

@@ -42,6 +42,14 @@ const cases: OpCase[] = [
     atol: 2e-5,
   },
   {
+    name: "instanceNorm() of 300k voxels merges 74 partial moments in two levels",
+    inputs: [{ shape: [1, 1, 300_000], lo: 10, hi: 12 }],
+    gpu: ([x]) => ops.instanceNorm(x),
+    ref: ([x]) => R.instanceNormRef(x),
+    grad: false,
+    atol: 5e-5,
+  },
+  {
     name: "groupNorm() with 2 groups of 3 channels",
     inputs: [{ shape: [2, 6, 3, 5] }, { shape: [6] }, { shape: [6] }],
     gpu: ([x, w, b]) => ops.groupNorm(x, 2, w, b),
@@ -221,6 +229,18 @@ Deno.test({
           ref: ([x, w, b, r]) => R.groupNormActRef(x, 3, w, b, { residual: r }),
         },
         {
+          name: "instanceNormAct chunked, 4 voxels per invocation (S a multiple of 4)",
+          inputs: [{ shape: [2, 3, 4, 6, 5] }, { shape: [3] }, { shape: [3] }, { shape: [2, 3, 4, 6, 5] }],
+          gpu: ([x, w, b, r]) => ops.instanceNormAct(x, w, b, { residual: r }),
+          ref: ([x, w, b, r]) => R.groupNormActRef(x, 3, w, b, { residual: r }),
+        },
+        {
+          name: "layerNorm chunked, 4 elements per invocation (D a multiple of 4)",
+          inputs: [{ shape: [41, 16] }, { shape: [16] }, { shape: [16] }],
+          gpu: ([x, w, b]) => ops.layerNorm(x, 16, w, b),
+          ref: ([x, w, b]) => R.layerNormRef(x, 16, w, b),
+        },
+        {
           name: "instanceNorm chunked, one channel larger than a binding",
           inputs: [{ shape: [1, 2, 1100] }, { shape: [2] }, { shape: [2] }],
           gpu: ([x, w, b]) => ops.instanceNorm(x, w, b),
@@ -249,6 +269,14 @@ Deno.test({
           inputs: [{ shape: [1, 6, 150] }, { shape: [6] }, { shape: [6] }],
           gpu: ([x, w, b]) => ops.layerNormChannelsFirst(x, w, b),
           ref: ([x, w, b]) => R.layerNormChannelsFirstRef(x, w, b),
+        },
+        {
+          name: "instanceNorm chunked with more than 64 pieces per channel",
+          inputs: [{ shape: [1, 2, 40_000], lo: 3, hi: 5 }],
+          gpu: ([x]) => ops.instanceNorm(x),
+          ref: ([x]) => R.instanceNormRef(x),
+          grad: false,
+          atol: 3e-5,
         },
       ];
       for (const c of chunked) await checkOpDirect(c);
