@@ -161,10 +161,10 @@ export function scaledDotProductAttention(
   options: AttentionOptions = {},
 ): Tensor {
   return autocastOp([q, k, v], ([q16, k16, v16]) => scaledDotProductAttention(q16!, k16!, v16!, options)) ??
-    attention(q, k, v, options);
+    attentionAsCalled(q, k, v, options);
 }
 
-function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+function attentionAsCalled(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const { out, lse } = attentionForward(q, k, v, options);
   const result = record(
     "scaledDotProductAttention",

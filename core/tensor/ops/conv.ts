@@ -159,10 +159,10 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
     [x, weight, options.bias],
     ([x16, w16, b16]) => conv3d(x16!, w16!, { ...options, bias: b16 }),
   ) ??
-    conv3dAs(x, weight, options);
+    conv3dAsCalled(x, weight, options);
 }
 
-function conv3dAs(x: Tensor, weight: Tensor, options: Conv3dOptions): Tensor {
+function conv3dAsCalled(x: Tensor, weight: Tensor, options: Conv3dOptions): Tensor {
   const { bias } = options;
   checkOperands("conv3d", x, weight, bias, weight.shape[0]);
   const stride = triple("conv3d", "stride", options.stride, 1, 1);
@@ -211,10 +211,10 @@ export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspos
     [x, weight, options.bias],
     ([x16, w16, b16]) => convTranspose3d(x16!, w16!, { ...options, bias: b16 }),
   ) ??
-    convTranspose3dAs(x, weight, options);
+    convTranspose3dAsCalled(x, weight, options);
 }
 
-function convTranspose3dAs(x: Tensor, weight: Tensor, options: ConvTranspose3dOptions): Tensor {
+function convTranspose3dAsCalled(x: Tensor, weight: Tensor, options: ConvTranspose3dOptions): Tensor {
   const { bias } = options;
   checkOperands("convTranspose3d", x, weight, bias, weight.shape[1]);
   const stride = triple("convTranspose3d", "stride", options.stride, 1, 1);

@@ -35,10 +35,10 @@ function batchOperand(t: Tensor, batch: Shape): { src: Tensor; stride: number } 
  * that dtype. Under `autocast()` f32 operands compute in f16 and the result is f32.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
-  return autocastOp([a, b], ([a16, b16]) => matmul(a16!, b16!, options)) ?? matmulAs(a, b, options);
+  return autocastOp([a, b], ([a16, b16]) => matmul(a16!, b16!, options)) ?? matmulAsCalled(a, b, options);
 }
 
-function matmulAs(a: Tensor, b: Tensor, options: MatmulOptions): Tensor {
+function matmulAsCalled(a: Tensor, b: Tensor, options: MatmulOptions): Tensor {
   const ta = options.transposeA ?? false;
   const tb = options.transposeB ?? false;
   if (a.rank < 2 || b.rank < 2) throw new RangeError(`matmul(): operands need rank >= 2, got ${a} and ${b}`);
