@@ -29,8 +29,10 @@ export function runFill(gpu: Gpu, out: BufferRange, words: number, pattern: numb
     storage: ["read_write"],
     uniform: true,
   }));
-  // ranges above one binding are filled in chunks whose offsets stay 1 KiB aligned
-  const chunk = Math.floor(gpu.limits.maxStorageBufferBindingSize / 1024) * 256;
+  // ranges above one binding are filled in chunks whose offsets stay aligned (a multiple of the offset
+  // alignment, never 0 words: a binding limit below 1 KiB, as tests use, must not stall the loop)
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const chunk = Math.max(align, Math.floor(gpu.limits.maxStorageBufferBindingSize / align) * align) / 4;
   for (let start = 0; start < words; start += chunk) {
     const n = Math.min(chunk, words - start);
     const range = { buffer: out.buffer, offset: (out.offset ?? 0) + start * 4, size: Math.max(16, n * 4) };
