@@ -41,6 +41,7 @@ import {
   enableF16,
   gemmBody,
   gemmDecls,
+  gemmEmit,
   type GemmTile,
   narrow,
   ncdhwSpan,
@@ -301,39 +302,12 @@ function bLoader(v: Variant): { setup: string; load: string } {
 }
 
 function emitFn(v: Variant): string {
-  if (v.split) {
-    return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n) { return; }
-  let base = ((phase_id * p.splits + split_id) * p.n + n) * p.m_max;
-  for (var c = 0u; c < 4u; c++) {
-    if (m + c < cur.m) { dx[base + m + c] = v[c]; }
-  }
-}`;
-  }
-  if (v.yVec) {
-    return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n || m >= cur.m) { return; }
-  let i = dx_index(m, n) / 4u;
-  var r = v + vec4<f32>(bias_of(n));
-  if (p.accumulate != 0u) { r += ${widen(v.out, "dx[i]", true)}; }
-  dx[i] = ${narrow(v.out, "r", true)};
-}`;
-  }
-  return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n) { return; }
-  let b = bias_of(n);
-  for (var c = 0u; c < 4u; c++) {
-    if (m + c < cur.m) {
-      let i = dx_index(m + c, n);
-      var r = v[c] + b;
-      if (p.accumulate != 0u) { r += ${widen(v.out, "dx[i]", false)}; }
-      dx[i] = ${narrow(v.out, "r", false)};
-    }
-  }
-}`;
+  return gemmEmit({
+    buffer: "dx",
+    index: "dx_index",
+    rows: "cur.m",
+    splitBase: "((phase_id * p.splits + split_id) * p.n + n) * p.m_max",
+  }, v);
 }
 
 function source(g: Conv3dGeometry, v: Variant): string {

@@ -37,6 +37,7 @@ import {
   enableF16,
   gemmBody,
   gemmDecls,
+  gemmEmit,
   type GemmTile,
   narrow,
   ncdhwSpan,
@@ -286,39 +287,10 @@ function bLoader(v: Variant): { setup: string; load: string } {
 }
 
 function emitFn(v: Variant): string {
-  if (v.split) {
-    return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n) { return; }
-  let base = split_id * p.m * p.n + n * p.m;
-  for (var c = 0u; c < 4u; c++) {
-    if (m + c < p.m) { y[base + m + c] = v[c]; }
-  }
-}`;
-  }
-  if (v.yVec) {
-    return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n || m >= p.m) { return; }
-  let i = y_index(m, n) / 4u;
-  var r = v + vec4<f32>(bias_of(n));
-  if (p.accumulate != 0u) { r += ${widen(v.out, "y[i]", true)}; }
-  y[i] = ${narrow(v.out, "r", true)};
-}`;
-  }
-  return /* wgsl */ `
-fn emit(m: u32, n: u32, v: vec4<f32>) {
-  if (n >= p.n) { return; }
-  let b = bias_of(n);
-  for (var c = 0u; c < 4u; c++) {
-    if (m + c < p.m) {
-      let i = y_index(m + c, n);
-      var r = v[c] + b;
-      if (p.accumulate != 0u) { r += ${widen(v.out, "y[i]", false)}; }
-      y[i] = ${narrow(v.out, "r", false)};
-    }
-  }
-}`;
+  return gemmEmit(
+    { buffer: "y", index: "y_index", rows: "p.m", splitBase: "split_id * p.m * p.n + n * p.m" },
+    v,
+  );
 }
 
 function source(g: Conv3dGeometry, v: Variant): string {

@@ -83,6 +83,59 @@ export function elem(type: ConvType, vec: boolean): string {
   return vec ? `vec4<${type}>` : type;
 }
 
+/** Names of the output side of a GEMM kernel, for {@link gemmEmit}. */
+export interface EmitTarget {
+  /** The output buffer (`y`, `dx`). */
+  buffer: string;
+  /** The WGSL function mapping (m, n) to an element index of the output. */
+  index: string;
+  /** Rows of the current pass (`p.m`, `cur.m`). */
+  rows: string;
+  /** Element index of (m = 0, n) in the f32 split-K partial buffer. */
+  splitBase: string;
+}
+
+/**
+ * The `emit(m, n, v)` function of a GEMM kernel: writes four rows of column n, adding the bias and, when
+ * `p.accumulate` is set, what the output already holds; split-K passes write raw f32 partials instead.
+ * Shared by the forward and input-gradient kernels, which differ only in the names of `t`.
+ */
+export function gemmEmit(t: EmitTarget, v: { split: boolean; yVec: boolean; out: ConvType }): string {
+  if (v.split) {
+    return /* wgsl */ `
+fn emit(m: u32, n: u32, v: vec4<f32>) {
+  if (n >= p.n) { return; }
+  let base = ${t.splitBase};
+  for (var c = 0u; c < 4u; c++) {
+    if (m + c < ${t.rows}) { ${t.buffer}[base + m + c] = v[c]; }
+  }
+}`;
+  }
+  if (v.yVec) {
+    return /* wgsl */ `
+fn emit(m: u32, n: u32, v: vec4<f32>) {
+  if (n >= p.n || m >= ${t.rows}) { return; }
+  let i = ${t.index}(m, n) / 4u;
+  var r = v + vec4<f32>(bias_of(n));
+  if (p.accumulate != 0u) { r += ${widen(v.out, `${t.buffer}[i]`, true)}; }
+  ${t.buffer}[i] = ${narrow(v.out, "r", true)};
+}`;
+  }
+  return /* wgsl */ `
+fn emit(m: u32, n: u32, v: vec4<f32>) {
+  if (n >= p.n) { return; }
+  let b = bias_of(n);
+  for (var c = 0u; c < 4u; c++) {
+    if (m + c < ${t.rows}) {
+      let i = ${t.index}(m + c, n);
+      var r = v[c] + b;
+      if (p.accumulate != 0u) { r += ${widen(v.out, `${t.buffer}[i]`, false)}; }
+      ${t.buffer}[i] = ${narrow(v.out, "r", false)};
+    }
+  }
+}`;
+}
+
 /** `enable f16;` when any of `types` is f16 (WGSL needs it before any f16 use). */
 export function enableF16(...types: ConvType[]): string {
   return types.includes("f16") ? "enable f16;\n" : "";
