@@ -125,6 +125,14 @@ export interface Scratch {
   release(range: BufferRange): void;
 }
 
+/** Scratch buffers from the device's pool (released after recording; the queue orders later reuse). */
+export function poolScratch(gpu: Gpu): Scratch {
+  return {
+    acquire: (bytes) => ({ buffer: gpu.pool.acquire(Math.max(16, bytes)), size: Math.max(16, bytes) }),
+    release: (range) => gpu.pool.release(range.buffer),
+  };
+}
+
 function chunking(s: ReduceShape): { chunks: number; chunkLen: number } {
   const outputs = s.outer * s.inner;
   const perRow = s.inner === 1 ? 4096 : 256; // terms one workgroup / one invocation sums in a pass

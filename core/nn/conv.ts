@@ -37,11 +37,32 @@ function initBias(n: number, weightShape: number[], rng: Generator, init: ConvIn
   return rng.uniform([n], -bound, bound);
 }
 
-/** A 3D convolution over NCDHW. Parameters `weight` [out, in, kD, kH, kW] and optional `bias` [out]. */
-export class Conv3d extends Module {
+/** Parameters and options shared by the two convolution layers (their weight layouts differ). */
+abstract class ConvLayer extends Module {
   readonly stride: Size3;
   readonly padding: Size3;
 
+  constructor(weightShape: number[], outChannels: number, rng: Generator, options: ConvOptions) {
+    super();
+    const init = options.init ?? "he";
+    this.stride = options.stride ?? 1;
+    this.padding = options.padding ?? 0;
+    this.registerParameter("weight", initWeight(weightShape, rng, init));
+    if (options.bias ?? true) this.registerParameter("bias", initBias(outChannels, weightShape, rng, init));
+  }
+
+  /** The options of the functional op. */
+  protected opOptions(): { bias?: Tensor; stride: Size3; padding: Size3 } {
+    return {
+      bias: this.hasParameter("bias") ? this.p("bias") : undefined,
+      stride: this.stride,
+      padding: this.padding,
+    };
+  }
+}
+
+/** A 3D convolution over NCDHW. Parameters `weight` [out, in, kD, kH, kW] and optional `bias` [out]. */
+export class Conv3d extends ConvLayer {
   constructor(
     inChannels: number,
     outChannels: number,
@@ -49,30 +70,17 @@ export class Conv3d extends Module {
     rng: Generator,
     options: ConvOptions = {},
   ) {
-    super();
-    const shape = [outChannels, inChannels, ...cube(kernel)];
-    const init = options.init ?? "he";
-    this.stride = options.stride ?? 1;
-    this.padding = options.padding ?? 0;
-    this.registerParameter("weight", initWeight(shape, rng, init));
-    if (options.bias ?? true) this.registerParameter("bias", initBias(outChannels, shape, rng, init));
+    super([outChannels, inChannels, ...cube(kernel)], outChannels, rng, options);
   }
 
   /** [N, in, D, H, W] → [N, out, D', H', W']. */
   forward(x: Tensor): Tensor {
-    return conv3d(x, this.p("weight"), {
-      bias: this.hasParameter("bias") ? this.p("bias") : undefined,
-      stride: this.stride,
-      padding: this.padding,
-    });
+    return conv3d(x, this.p("weight"), this.opOptions());
   }
 }
 
 /** A 3D transposed convolution (decoder upsampling). Parameters `weight` [in, out, k…], `bias` [out]. */
-export class ConvTranspose3d extends Module {
-  readonly stride: Size3;
-  readonly padding: Size3;
-
+export class ConvTranspose3d extends ConvLayer {
   constructor(
     inChannels: number,
     outChannels: number,
@@ -80,21 +88,11 @@ export class ConvTranspose3d extends Module {
     rng: Generator,
     options: ConvOptions = {},
   ) {
-    super();
-    const shape = [inChannels, outChannels, ...cube(kernel)];
-    const init = options.init ?? "he";
-    this.stride = options.stride ?? 1;
-    this.padding = options.padding ?? 0;
-    this.registerParameter("weight", initWeight(shape, rng, init));
-    if (options.bias ?? true) this.registerParameter("bias", initBias(outChannels, shape, rng, init));
+    super([inChannels, outChannels, ...cube(kernel)], outChannels, rng, options);
   }
 
   /** [N, in, D, H, W] → [N, out, (D−1)·s − 2p + k, …]. */
   forward(x: Tensor): Tensor {
-    return convTranspose3d(x, this.p("weight"), {
-      bias: this.hasParameter("bias") ? this.p("bias") : undefined,
-      stride: this.stride,
-      padding: this.padding,
-    });
+    return convTranspose3d(x, this.p("weight"), this.opOptions());
   }
 }

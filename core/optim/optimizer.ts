@@ -11,12 +11,14 @@ import { z } from "zod";
 import {
   type AdamwHyper,
   PARTIAL_STRIDE,
+  poolScratch,
   runAdamw,
   runFill,
   runGradCoefficient,
   runReduce,
   runSgd,
   runStepEnd,
+  type Scratch,
   STEP_STATE_SLOTS,
 } from "../../kernels/mod.ts";
 import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
@@ -91,6 +93,7 @@ export class Optimizer {
   readonly #maxGradNorm: number;
   readonly #lossScale: Required<LossScaleConfig>;
   readonly #chunk: number; // elements per binding-sized chunk, aligned
+  readonly #scratch: Scratch;
 
   constructor(groups: ParameterGroup[], config: OptimizerConfig, options: OptimizerOptions = {}) {
     if (groups.length === 0) throw new Error("Optimizer: no parameter groups");
@@ -123,6 +126,7 @@ export class Optimizer {
     this.#chunk = Math.floor(gpu.limits.maxStorageBufferBindingSize / 4 / align) * align;
     const chunks = groups.reduce((s, g) => s + Math.ceil(g.params.layout.length / this.#chunk), 0);
     this.#partials = gpu.pool.acquire(chunks * PARTIAL_STRIDE * 4);
+    this.#scratch = poolScratch(gpu);
   }
 
   /** The current loss scale as a one-element tensor: the seed of `backward()` under loss scaling. */
@@ -157,10 +161,7 @@ export class Optimizer {
    */
   step(lr: number | number[]): void {
     const gpu = this.#gpu;
-    const scratch = {
-      acquire: (bytes: number) => ({ buffer: gpu.pool.acquire(bytes), size: bytes }),
-      release: (r: BufferRange) => gpu.pool.release(r.buffer),
-    };
+    const scratch = this.#scratch;
     let slot = 0;
     for (const g of this.groups) {
       for (const { range, n } of this.#ranges(g.grads.whole)) {

@@ -2,19 +2,11 @@
  * Helpers shared by the normalization, activation, pooling, resampling and loss ops (not exported from
  * the ops barrel): scratch buffers from the pool and input validation with messages that name the op.
  */
-import type { Scratch } from "../../../kernels/mod.ts";
-import type { Gpu } from "../../gpu/mod.ts";
 import { isFloat } from "../dtype.ts";
 import { sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 
-/** Temporary buffers from the pool (released after recording; the queue orders later reuse). */
-export function poolScratch(gpu: Gpu): Scratch {
-  return {
-    acquire: (bytes) => ({ buffer: gpu.pool.acquire(Math.max(16, bytes)), size: Math.max(16, bytes) }),
-    release: (range) => gpu.pool.release(range.buffer),
-  };
-}
+export { poolScratch } from "../../../kernels/mod.ts";
 
 /** Throws unless `t` is an f32 or f16 tensor. */
 export function checkFloatTensor(op: string, what: string, t: Tensor): void {

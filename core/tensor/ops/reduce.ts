@@ -2,21 +2,13 @@
  * Reductions over axes: sum, mean, max, min (with gradients), argmax, argmin. Reduced axes that form one
  * contiguous block run in place as [outer, R, inner]; others are permuted to the end first.
  */
-import { runArgReduce, runReduce, type Scratch } from "../../../kernels/mod.ts";
-import type { Gpu } from "../../gpu/mod.ts";
+import { poolScratch, runArgReduce, runReduce } from "../../../kernels/mod.ts";
 import { noGrad, record } from "../autograd.ts";
 import { normalizeAxes, normalizeAxis, reducedShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { cast, div, eq, mul, mulScalar } from "./elementwise.ts";
 import { expand, permute, reshape } from "./shape.ts";
-
-function scratch(gpu: Gpu): Scratch {
-  return {
-    acquire: (bytes) => ({ buffer: gpu.pool.acquire(bytes), size: bytes }),
-    release: (range) => gpu.pool.release(range.buffer),
-  };
-}
 
 /** Views `x` as [outer, R, inner] for `axes`, permuting (without recording) when they are not adjacent. */
 function asBlock(x: Tensor, axes: number[]): { src: Tensor; outer: number; r: number; inner: number } {
@@ -58,7 +50,7 @@ function reduceValues(
       out.binding,
       { outer: x.size, r: 1, inner: 1 },
       1,
-      scratch(x.gpu),
+      poolScratch(x.gpu),
     );
     return { out, axes, keptShape };
   }
@@ -74,7 +66,7 @@ function reduceValues(
     out.binding,
     { outer, r, inner },
     scale,
-    scratch(x.gpu),
+    poolScratch(x.gpu),
   );
   if (src !== x) src.dispose();
   return { out, axes, keptShape };
