@@ -4,16 +4,20 @@
  * Layout: contiguous output of `n` elements; up to 3 inputs, each read through its own strides so that
  * broadcasting (stride 0) needs no copy. Rank ≤ 8. The `contiguous` variant (every input already has the
  * output's shape) skips the index arithmetic.
- * Values: float inputs are loaded as f32 (f16 storage is widened), integer inputs keep their type; the
- * expression sees them as `a`, `b`, `c` and the scalars `s0`, `s1` (f32); the result converts to the
- * output type. Workgroup: 256 invocations; the linear grid is split over x/y/z past 65,535 workgroups.
+ * Values: float inputs are loaded as f32 (f16 storage is widened), integer inputs keep their type (u8,
+ * stored packed 4 per u32 word, is loaded as u32); the expression sees them as `a`, `b`, `c` and the
+ * scalars `s0`, `s1` (f32); the result converts to the output type. A u8 output is written one whole word
+ * (4 elements) per invocation, so no two invocations touch one word: the result goes through f32, is
+ * clamped to [0, 255] and truncated toward zero (NaN gives an unspecified value in 0..255); the bytes of
+ * the last word past `n` are written as 0.
+ * Workgroup: 256 invocations; the linear grid is split over x/y/z past 65,535 workgroups.
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import { Params } from "../core/gpu/mod.ts";
 import {
   ELEMENT_BYTES,
-  type ElementType,
   ELEMENTWISE_WORKGROUP,
+  type ElementwiseType,
   LINEAR_INDEX,
   MAX_RANK,
   specialize,
@@ -24,8 +28,8 @@ export interface ElementwiseSpec {
   /** Label for errors and timings, e.g. "add". */
   name: string;
   expr: string;
-  inputs: readonly ElementType[];
-  output: ElementType;
+  inputs: readonly ElementwiseType[];
+  output: ElementwiseType;
   helpers?: string;
 }
 
@@ -37,17 +41,51 @@ export interface ElementwiseInput {
 
 const NAMES = ["a", "b", "c"];
 
-function loadType(t: ElementType): string {
-  return t === "f16" || t === "f32" ? "f32" : t;
+function loadType(t: ElementwiseType): string {
+  return t === "f16" || t === "f32" ? "f32" : t === "u8" ? "u32" : t;
+}
+
+function storageType(t: ElementwiseType): string {
+  return t === "u8" ? "u32" : t;
+}
+
+/** WGSL loading input `k` at element `index` (after stride arithmetic) as `a`, `b` or `c`. */
+function load(t: ElementwiseType, k: number, index: string, indent: string): string {
+  if (t !== "u8") return `let ${NAMES[k]} = ${loadType(t)}(in${k}[${index}]);`;
+  const j = `${NAMES[k]}_j`;
+  return `let ${j} = ${index};\n${indent}let ${
+    NAMES[k]
+  } = (in${k}[${j} >> 2u] >> ((${j} & 3u) * 8u)) & 0xffu;`;
 }
 
 function source(spec: ElementwiseSpec, contiguous: boolean): string {
-  const decls = spec.inputs.map((t, k) => `@group(0) @binding(${k}) var<storage, read> in${k}: array<${t}>;`)
-    .join("\n");
-  const loads = spec.inputs.map((t, k) => {
-    const index = contiguous ? "i" : `offset_of(i, ${k}u)`;
-    return `  let ${NAMES[k]} = ${loadType(t)}(in${k}[${index}]);`;
-  }).join("\n");
+  const decls = spec.inputs.map((t, k) =>
+    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${storageType(t)}>;`
+  ).join("\n");
+  const loads = (indent: string) =>
+    spec.inputs.map((t, k) => indent + load(t, k, contiguous ? "i" : `offset_of(i, ${k}u)`, indent))
+      .join("\n");
+  const body = spec.output === "u8"
+    ? /* wgsl */ `
+  let w = linear_workgroup(wid, nwg) * {{WG}}u + lid;
+  if (w * 4u >= p.n) { return; }
+  let s0 = p.s0;
+  let s1 = p.s1;
+  var word = 0u;
+  for (var e = 0u; e < 4u; e++) {
+    let i = w * 4u + e;
+    if (i >= p.n) { break; }
+${loads("    ")}
+    word |= min(u32(clamp(f32({{EXPR}}), 0.0, 255.0)), 255u) << (e * 8u);
+  }
+  out[w] = word;`
+    : /* wgsl */ `
+  let i = linear_workgroup(wid, nwg) * {{WG}}u + lid;
+  if (i >= p.n) { return; }
+  let s0 = p.s0;
+  let s1 = p.s1;
+${loads("  ")}
+  out[i] = {{TO}}({{EXPR}});`;
   return specialize(
     /* wgsl */ `
 struct P { n: u32, rank: u32, s0: f32, s1: f32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 6> }
@@ -69,18 +107,12 @@ fn offset_of(i: u32, k: u32) -> u32 {
 {{HELPERS}}
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let i = linear_workgroup(wid, nwg) * {{WG}}u + lid;
-  if (i >= p.n) { return; }
-  let s0 = p.s0;
-  let s1 = p.s1;
-${loads}
-  out[i] = {{TO}}({{EXPR}});
+        @builtin(local_invocation_index) lid: u32) {${body}
 }
 `,
     {
       OUT: spec.inputs.length,
-      TO: spec.output,
+      TO: storageType(spec.output),
       EXPR: spec.expr,
       HELPERS: spec.helpers ?? "",
       WG: ELEMENTWISE_WORKGROUP,
@@ -136,11 +168,12 @@ function dispatchElementwise(
   }));
   const params = new Params().u32(n).u32(shape.length).f32(scalars[0]).f32(scalars[1]).u32s(shape, 8);
   for (let k = 0; k < 3; k++) params.u32s(inputs[k]?.strides ?? [], 8);
+  const invocations = spec.output === "u8" ? Math.ceil(n / 4) : n; // u8: one invocation per output word
   gpu.dispatch(
     kernel,
     [...inputs.map((inp) => inp.binding), out],
     params,
-    Math.ceil(n / ELEMENTWISE_WORKGROUP),
+    Math.ceil(invocations / ELEMENTWISE_WORKGROUP),
   );
 }
 
@@ -175,7 +208,8 @@ function runChunked(
   }
   const types = [...spec.inputs, spec.output];
   const widest = Math.max(...types.map((t) => ELEMENT_BYTES[t]));
-  const chunk = Math.floor(limit / widest / 256) * 256; // 256 elements keep offsets aligned
+  // 256 elements keep offsets aligned (u8: every chunk starts on a word, at a 256-byte multiple)
+  const chunk = Math.floor(limit / widest / 256) * 256;
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
     const sub = (r: BufferRange, bytes: number): BufferRange => ({

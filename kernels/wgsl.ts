@@ -4,11 +4,18 @@
  */
 import { WGSL_LINEAR_WORKGROUP } from "../core/gpu/mod.ts";
 
-/** Storage element types the kernels handle. */
+/** Storage element types the kernels index directly (each is a WGSL array element type). */
 export type ElementType = "f32" | "f16" | "i32" | "u32";
 
+/**
+ * Element types of the elementwise kernels: the above plus u8, which WGSL cannot store: it lives packed 4
+ * per `u32` word (element i is byte i % 4, little-endian, of word i / 4). Other kernels take ElementType,
+ * so a u8 operand cannot reach them by accident.
+ */
+export type ElementwiseType = ElementType | "u8";
+
 /** Bytes per element type. */
-export const ELEMENT_BYTES: Record<ElementType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+export const ELEMENT_BYTES: Record<ElementwiseType, number> = { f32: 4, f16: 2, i32: 4, u32: 4, u8: 1 };
 
 /**
  * Replaces every `{{KEY}}` in `source` by `values[KEY]`. Throws on a placeholder without a value, so a
