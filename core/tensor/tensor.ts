@@ -1,12 +1,15 @@
 /**
- * Tensor: a shape and a dtype over contiguous storage in a pooled GPU buffer.
+ * Tensor: a shape and a dtype over contiguous storage in a pooled GPU buffer. u8 storage is packed 4
+ * elements per 32-bit word; buffers are sized, written and read in whole words, and every tensor starts
+ * on a word (a byte offset that is a multiple of 4), so a u8 tensor's elements never share a word with
+ * another tensor's.
  *
  * Memory is reference counted, not garbage collected (V8 does not see GPU memory): a tensor holds one
  * reference for its owner (the memory scope it was created in, or the caller) plus one per autograd node
  * that saved it for backward. Views (`reshape`) share the storage. When the last reference goes, the
  * buffer returns to the pool.
  */
-import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
+import { align4, type BufferRange, type Gpu, type GpuBuffer } from "../gpu/mod.ts";
 import { type DType, DTYPE_BYTES, type HostArray, hostArray, toHostArray } from "./dtype.ts";
 import { numel, type Shape } from "./shape.ts";
 import { trackTensor } from "./scope.ts";
@@ -56,6 +59,7 @@ export class Tensor {
    * must be a multiple of the device's minStorageBufferOffsetAlignment.
    */
   constructor(gpu: Gpu, storage: Storage, shape: Shape, dtype: DType, byteOffset = 0) {
+    if (byteOffset % 4 !== 0) throw new RangeError(`tensor byte offset ${byteOffset} is not a multiple of 4`);
     this.gpu = gpu;
     this.#storage = storage;
     this.#byteOffset = byteOffset;
@@ -70,7 +74,7 @@ export class Tensor {
     if (dtype === "f16" && !gpu.hasF16) {
       throw new TypeError("f16 tensors need the shader-f16 feature, which this device lacks; use f32");
     }
-    const bytes = Math.max(16, numel(shape) * DTYPE_BYTES[dtype]);
+    const bytes = Math.max(16, align4(numel(shape) * DTYPE_BYTES[dtype]));
     return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes)), shape, dtype);
   }
 
@@ -87,7 +91,7 @@ export class Tensor {
     return this.shape.length;
   }
 
-  /** Bytes of data. */
+  /** Bytes of data (u8: one per element; the buffer holds them in whole words). */
   get byteLength(): number {
     return this.size * DTYPE_BYTES[this.dtype];
   }
@@ -139,7 +143,7 @@ export class Tensor {
     if (this.size > 0) this.gpu.write(this.#live().buffer, toHostArray(this.dtype, values), this.#byteOffset);
   }
 
-  /** Copies the data to the host (f16 as Float16Array). Waits for pending GPU work. */
+  /** Copies the data to the host (f16 as Float16Array, u8 as Uint8Array of `size`). Waits for pending GPU work. */
   async toArray(): Promise<HostArray> {
     const buffer = await this.gpu.read(this.#live().buffer, this.#byteOffset, this.byteLength);
     return hostArray(this.dtype, buffer, this.size);

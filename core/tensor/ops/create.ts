@@ -21,7 +21,9 @@ function finish(t: Tensor, options: CreateOptions): Tensor {
 }
 
 /**
- * A tensor from host values (row-major).
+ * A tensor from host values (row-major), converted to `options.dtype` (default f32 whatever the array
+ * type: the dtype is never inferred). A mask travels at 1 byte per element as
+ * `tensor(uint8Array, shape, { dtype: "u8" })` (u8 values must be integers in 0..255).
  * @example
  * const x = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
  */
@@ -43,7 +45,7 @@ export function empty(shape: Shape, options: CreateOptions = {}): Tensor {
   return finish(Tensor.empty(options.gpu ?? getGpu(), shape, options.dtype ?? "f32"), options);
 }
 
-/** The 32-bit fill pattern of `value` in `dtype` (f16 values are packed twice). */
+/** The 32-bit fill pattern of `value` in `dtype` (f16 values are packed twice, u8 values 4 times). */
 function fillPattern(value: number, dtype: DType): number {
   const view = new DataView(new ArrayBuffer(4));
   switch (dtype) {
@@ -59,6 +61,9 @@ function fillPattern(value: number, dtype: DType): number {
       break;
     case "u32":
       view.setUint32(0, value, true);
+      break;
+    case "u8":
+      view.setUint32(0, toHostArray("u8", [value])[0] * 0x01010101, true);
       break;
   }
   return view.getUint32(0, true);

@@ -9,6 +9,7 @@ import { type DType, isFloat } from "../dtype.ts";
 import { broadcastShapes, broadcastStrides, contiguousStrides, sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn, full } from "./create.ts";
+import { unpackedDtype } from "./internal.ts";
 import { sum } from "./reduce.ts";
 import { reshape } from "./shape.ts";
 
@@ -85,7 +86,7 @@ export const UNARY: Record<UnaryName, UnaryDef> = {
 };
 
 function checkFloat(op: string, t: Tensor): void {
-  if (!isFloat(t.dtype)) throw new TypeError(`${op}() needs a float tensor, got ${t}`);
+  if (!isFloat(unpackedDtype(op, t))) throw new TypeError(`${op}() needs a float tensor, got ${t}`);
 }
 
 /** Applies a unary table entry. */
@@ -212,12 +213,16 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
   return reshape(sum(g, axes, true), shape);
 }
 
-/** Applies a binary table entry with broadcasting. */
+/**
+ * Applies a binary table entry with broadcasting. u8 operands are read (comparisons of u8 masks give u32
+ * masks) but an op whose result would be u8 refuses them: cast to another dtype first.
+ */
 export function binary(name: BinaryName, a: Tensor, b: Tensor): Tensor {
   const def = BINARY[name];
   if (a.dtype !== b.dtype) {
     throw new TypeError(`${name}(): dtypes differ (${a} and ${b}); cast() one of them`);
   }
+  if (!def.output) unpackedDtype(name, a);
   if (a.gpu !== b.gpu) throw new Error(`${name}(): tensors live on different devices`);
   const shape = broadcastShapes(a.shape, b.shape);
   const out = emptyOn(a, shape, def.output ?? a.dtype);
@@ -277,14 +282,16 @@ export const gt = (a: Tensor, b: Tensor): Tensor => binary("gt", a, b);
 export const ge = (a: Tensor, b: Tensor): Tensor => binary("ge", a, b);
 
 /**
- * `cond ? a : b` elementwise with broadcasting; `cond` is an integer mask (non-zero selects `a`).
+ * `cond ? a : b` elementwise with broadcasting; `cond` is an integer mask (u32, i32 or u8; non-zero
+ * selects `a`). `a` and `b` share a dtype other than u8.
  */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
-  if (isFloat(cond.dtype)) throw new TypeError(`where(): cond must be a u32/i32 mask, got ${cond}`);
+  if (isFloat(cond.dtype)) throw new TypeError(`where(): cond must be a u32/i32/u8 mask, got ${cond}`);
   if (a.dtype !== b.dtype) throw new TypeError(`where(): dtypes differ (${a} and ${b})`);
+  unpackedDtype("where", a);
   const shape = broadcastShapes(broadcastShapes(cond.shape, a.shape), b.shape);
   const out = emptyOn(a, shape);
-  const zero = cond.dtype === "u32" ? "0u" : "0i";
+  const zero = cond.dtype === "i32" ? "0i" : "0u"; // u8 loads as u32
   runElementwise(
     a.gpu,
     {
@@ -303,7 +310,11 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   });
 }
 
-/** Converts to another dtype (floats round to nearest; float → int truncates toward zero). */
+/**
+ * Converts to another dtype (floats round to nearest; float → int truncates toward zero). Into u8 values
+ * are clamped to [0, 255] then truncated toward zero (−3 → 0, 2.7 → 2, 300 → 255; NaN → an unspecified
+ * byte); out of u8 they are exact.
+ */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   const out = emptyOn(x, x.shape, dtype);
@@ -318,7 +329,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   return record("cast", [x], out, [], (g) => [cast(g, x.dtype)]);
 }
 
-/** A copy of `x` (differentiable). */
+/** A copy of `x` (differentiable; u8 copies too). */
 export function clone(x: Tensor): Tensor {
   const out = emptyOn(x, x.shape);
   runElementwise(

@@ -35,18 +35,19 @@ import { isFloat } from "../dtype.ts";
 import { normalizeAxis, numel, reducedShape, sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
-import { checkDevice, checkFloatTensor, checkSameDtype, poolScratch } from "./internal.ts";
+import { checkDevice, checkFloatTensor, checkSameDtype, poolScratch, unpackedDtype } from "./internal.ts";
 
 /** A mask over `pred` [N, C, ...spatial]: same shape, or one value per voxel for every channel. */
 function maskArg(op: string, pred: Tensor, mask: Tensor | undefined): MaskArg | undefined {
   if (!mask) return undefined;
   checkDevice(op, pred, [mask]);
-  if (sameShape(mask.shape, pred.shape)) return { range: mask.binding, type: mask.dtype, map: SAME };
+  const type = unpackedDtype(op, mask);
+  if (sameShape(mask.shape, pred.shape)) return { range: mask.binding, type, map: SAME };
   if (pred.rank >= 2) {
     const [n, c] = pred.shape;
     const spatial = pred.shape.slice(2);
     if (sameShape(mask.shape, [n, 1, ...spatial]) || sameShape(mask.shape, [n, ...spatial])) {
-      return { range: mask.binding, type: mask.dtype, map: perColumn(c, numel(spatial)) };
+      return { range: mask.binding, type, map: perColumn(c, numel(spatial)) };
     }
   }
   throw new RangeError(
@@ -172,7 +173,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntro
     if (!sameShape(m.shape, voxels) && !sameShape(m.shape, [s.n, 1, ...logits.shape.slice(2)])) {
       throw new RangeError(`${op}(): mask [${m.shape}] must be per voxel, [${voxels}]`);
     }
-    mask = { range: m.binding, type: m.dtype, map: SAME };
+    mask = { range: m.binding, type: unpackedDtype(op, m), map: SAME };
   }
   const ignore = options.ignoreIndex ?? -100;
   const type = logits.dtype as LossType;
@@ -250,7 +251,7 @@ export function softDiceLoss(probs: Tensor, target: Tensor, options: SoftDiceOpt
         `${op}(): a dense target must have the shape of probs [${probs.shape}], got [${target.shape}]`,
       );
     }
-    t = { range: target.binding, type: target.dtype, labels: false };
+    t = { range: target.binding, type: target.dtype as "f32" | "f16", labels: false };
   } else {
     const labelType = checkLabels(op, target, [s.n, ...probs.shape.slice(2)]);
     t = { range: target.binding, type: labelType, labels: true };

@@ -8,6 +8,7 @@ import { normalizeAxes, normalizeAxis, reducedShape, type Shape } from "../shape
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { cast, div, eq, mul, mulScalar } from "./elementwise.ts";
+import { unpackedDtype } from "./internal.ts";
 import { expand, permute, reshape } from "./shape.ts";
 
 /** Views `x` as [outer, R, inner] for `axes`, permuting (without recording) when they are not adjacent. */
@@ -37,6 +38,7 @@ function reduceValues(
   keepDims: boolean,
   mean: boolean,
 ): { out: Tensor; axes: number[]; keptShape: Shape } {
+  const dtype = unpackedDtype(mean ? "mean" : op, x);
   const axes = normalizeAxes(axesArg, x.rank);
   const keptShape = reducedShape(x.shape, axes, true);
   const out = emptyOn(x, reducedShape(x.shape, axes, keepDims));
@@ -44,8 +46,8 @@ function reduceValues(
     runReduce(
       x.gpu,
       op,
-      x.dtype,
-      out.dtype,
+      dtype,
+      dtype,
       x.binding,
       out.binding,
       { outer: x.size, r: 1, inner: 1 },
@@ -60,8 +62,8 @@ function reduceValues(
   runReduce(
     x.gpu,
     op,
-    x.dtype,
-    out.dtype,
+    dtype,
+    dtype,
     src.binding,
     out.binding,
     { outer, r, inner },
@@ -111,10 +113,11 @@ export function min(x: Tensor, axes?: number | readonly number[], keepDims = fal
 }
 
 function argReduce(op: "argmax" | "argmin", x: Tensor, axis: number, keepDims: boolean): Tensor {
+  const dtype = unpackedDtype(op, x);
   const a = normalizeAxis(axis, x.rank);
   const out = emptyOn(x, reducedShape(x.shape, [a], keepDims), "i32");
   const { src, outer, r, inner } = asBlock(x, [a]);
-  runArgReduce(x.gpu, op, x.dtype, src.binding, out.binding, { outer, r, inner });
+  runArgReduce(x.gpu, op, dtype, src.binding, out.binding, { outer, r, inner });
   return out;
 }
 

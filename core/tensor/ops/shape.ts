@@ -1,6 +1,7 @@
 /**
  * Shape ops. `reshape` is a view (shared storage); `permute`, `slice`, `pad`, `expand` are copies through
- * one strided-gather kernel, `concat` writes each input into its region with the strided scatter.
+ * one strided-gather kernel, `concat` writes each input into its region with the strided scatter. Those
+ * kernels index whole elements, so they refuse u8 tensors (packed 4 per word): cast them first.
  */
 import { runGather, runScatter } from "../../../kernels/mod.ts";
 import { record } from "../autograd.ts";
@@ -15,6 +16,7 @@ import {
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { sumTo } from "./elementwise.ts";
+import { unpackedDtype } from "./internal.ts";
 
 /** Resolves one −1 in a target shape. */
 function resolveShape(shape: Shape, size: number, what: string): number[] {
@@ -44,10 +46,11 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   if (p.length !== x.rank || new Set(p).size !== p.length) {
     throw new RangeError(`permute(): [${perm}] is not a permutation of ${x.rank} dimensions`);
   }
+  const dtype = unpackedDtype("permute", x);
   const strides = contiguousStrides(x.shape);
   const shape = p.map((d) => x.shape[d]);
   const out = emptyOn(x, shape);
-  runGather(x.gpu, x.dtype, x.binding, out.binding, {
+  runGather(x.gpu, dtype, x.binding, out.binding, {
     outShape: shape,
     inShape: shape,
     inStrides: p.map((d) => strides[d]),
@@ -71,12 +74,13 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
  * trailing dimensions are taken whole).
  */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  const dtype = unpackedDtype("slice", x);
   const begin = x.shape.map((n, d) => clampIndex(starts[d] ?? 0, n));
   const end = x.shape.map((n, d) => clampIndex(ends[d] ?? n, n));
   const shape = begin.map((b, d) => Math.max(0, end[d] - b));
   const strides = contiguousStrides(x.shape);
   const out = emptyOn(x, shape);
-  runGather(x.gpu, x.dtype, x.binding, out.binding, {
+  runGather(x.gpu, dtype, x.binding, out.binding, {
     outShape: shape,
     inShape: shape,
     inStrides: strides,
@@ -95,6 +99,7 @@ function clampIndex(i: number, n: number): number {
  * unpadded). Non-negative amounts.
  */
 export function pad(x: Tensor, padding: readonly (readonly [number, number])[], value = 0): Tensor {
+  const dtype = unpackedDtype("pad", x);
   if (padding.length > x.rank) throw new RangeError(`pad(): ${padding.length} pairs for rank ${x.rank}`);
   const before = x.shape.map((_, d) => padding[d]?.[0] ?? 0);
   const after = x.shape.map((_, d) => padding[d]?.[1] ?? 0);
@@ -103,7 +108,7 @@ export function pad(x: Tensor, padding: readonly (readonly [number, number])[], 
   }
   const shape = x.shape.map((n, d) => n + before[d] + after[d]);
   const out = emptyOn(x, shape);
-  runGather(x.gpu, x.dtype, x.binding, out.binding, {
+  runGather(x.gpu, dtype, x.binding, out.binding, {
     outShape: shape,
     inShape: x.shape,
     inStrides: contiguousStrides(x.shape),
@@ -115,12 +120,13 @@ export function pad(x: Tensor, padding: readonly (readonly [number, number])[], 
 
 /** Materialises broadcasting to `shape` (a copy; the gradient sums back). */
 export function expand(x: Tensor, shape: Shape): Tensor {
+  const dtype = unpackedDtype("expand", x);
   const target = broadcastShapes(x.shape, shape);
   if (target.length !== shape.length || target.some((d, i) => d !== shape[i])) {
     throw new RangeError(`expand(): [${x.shape}] does not broadcast to [${shape}]`);
   }
   const out = emptyOn(x, target);
-  runGather(x.gpu, x.dtype, x.binding, out.binding, {
+  runGather(x.gpu, dtype, x.binding, out.binding, {
     outShape: target,
     inShape: target,
     inStrides: broadcastStrides(x.shape, target),
@@ -132,6 +138,7 @@ export function expand(x: Tensor, shape: Shape): Tensor {
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 0) throw new RangeError("concat(): no tensors");
   const first = xs[0];
+  const dtype = unpackedDtype("concat", first);
   const a = normalizeAxis(axis, first.rank);
   for (const x of xs) {
     if (
@@ -149,7 +156,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   let start = 0;
   for (const x of xs) {
     starts.push(start);
-    runScatter(x.gpu, x.dtype, x.binding, out.binding, x.shape, strides, start * strides[a]);
+    runScatter(x.gpu, dtype, x.binding, out.binding, x.shape, strides, start * strides[a]);
     start += x.shape[a];
   }
   return record("concat", xs, out, [], (g) =>

@@ -28,7 +28,7 @@ function rowwise(kind: "softmax" | "logSoftmax", x: Tensor, axis: number): Tenso
   }
   const r = x.rank === 0 ? 1 : x.shape[last];
   const out = emptyOn(x, x.shape);
-  runSoftmax(x.gpu, kind, x.dtype, x.binding, out.binding, x.size / Math.max(r, 1), r);
+  runSoftmax(x.gpu, kind, x.dtype as "f32" | "f16", x.binding, out.binding, x.size / Math.max(r, 1), r);
   return out;
 }
 
