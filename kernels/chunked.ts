@@ -40,8 +40,8 @@ import { align4, BindingTooLargeError, type BufferRange, type Gpu, Params } from
 import type { Scratch } from "./reduce.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
-/** Element types of operands. */
-export type OperandType = "f32" | "f16" | "i32" | "u32" | "vec2<f32>" | "vec4<f32>";
+/** Element types of operands (`atomic<u32>`: integer atomics, on a `write` operand only). */
+export type OperandType = "f32" | "f16" | "i32" | "u32" | "vec2<f32>" | "vec4<f32>" | "atomic<u32>";
 
 /** Bytes per element of each operand type. */
 export const OPERAND_BYTES: Record<OperandType, number> = {
@@ -51,6 +51,7 @@ export const OPERAND_BYTES: Record<OperandType, number> = {
   u32: 4,
   "vec2<f32>": 8,
   "vec4<f32>": 16,
+  "atomic<u32>": 4,
 };
 
 /** `idx(g) = ⌊g / div⌋·mul + g mod mod`, reading `extent` consecutive elements from there. */

@@ -28,3 +28,4 @@ export * from "./activation.ts";
 export * from "./pool.ts";
 export * from "./resample.ts";
 export * from "./loss.ts";
+export * from "./gather.ts";

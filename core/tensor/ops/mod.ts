@@ -9,6 +9,7 @@ export * from "./conv.ts";
 export * from "./attention.ts";
 export * from "./create.ts";
 export * from "./elementwise.ts";
+export * from "./gather.ts";
 export * from "./loss.ts";
 export * from "./activation.ts";
 export * from "./matmul.ts";
