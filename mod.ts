@@ -1,8 +1,10 @@
 /**
- * voxssl: self-supervised pretraining of 3D medical image models on WebGPU.
+ * voxssl (`@voxssl/core`): self-supervised pretraining of 3D medical image models on WebGPU.
  *
- * This module is the public API for plugin authors and scripts. Built-in plugins import only this
- * file, exactly as third-party plugins must.
+ * This is the public API for plugin authors and scripts; built-in plugins import it by its package name
+ * exactly as third-party plugins do. It holds the plugin contracts, the tensor ops with autograd, the
+ * nn layers, the data-side tools of a method's `sample` hook, and the Trainer's entry points. Float64
+ * reference implementations and the op-test harness are in `@voxssl/core/testing`.
  *
  * @example Compute on the GPU with autograd
  * ```ts
@@ -15,38 +17,399 @@
  *   backward(l);
  *   return l;
  * });
- * console.log(await loss.item(), await w.grad!.toArray());
+ * console.log(await loss.item(), await w.grad!.toArray()); // 54, [7, 11, 9, 13]
  * ```
  *
- * @example A third-party SSL method
+ * @example A method's data hook: two crops of the volume, each augmented on its own
  * ```ts
- * import { definePlugin, z } from "./mod.ts";
- * // export default definePlugin({ kind: "ssl-method", name: "my-method", version: "0.1.0",
- * //   coreApi: "^0.1.0", description: "...", supports: ["cnn"], outChannels: 1,
- * //   config: z.object({}), defaults: { cnn: {...} }, build({ network }) { ... } });
+ * import { createRng, sampleArray, type SampleContext } from "./mod.ts";
+ *
+ * export function twoViews(context: SampleContext) {
+ *   const size: [number, number, number] = [16, 16, 16];
+ *   const views = new Float32Array(2 * 16 ** 3);
+ *   for (let v = 0; v < 2; v++) {
+ *     const rng = context.rng.fork("view", v);
+ *     const crop = context.volume.crop(context.volume.randomStart(size, rng), size);
+ *     context.augment(crop, { mirror: { p: 0.5 }, noise: { p: 0.1 } }, rng);
+ *     views.set(crop.image, v * 16 ** 3);
+ *   }
+ *   return { views: sampleArray(views, [2, 1, ...size]) };
+ * }
+ * console.log(typeof twoViews, createRng(1).int(10) < 10); // "function" true
  * ```
  *
  * @module
  */
 
-/** The version of voxssl's core; plugins declare the range of core versions they work with. */
-export const VERSION = "0.1.0";
+/** The version of voxssl's core API; plugins declare the range of core versions they work with. */
+export const VERSION = "0.2.0";
 
-/** zod, re-exported so that plugins declare their config schemas with the same instance the core checks. */
-export { z } from "zod";
+import { z as zod } from "zod";
+import type { ZodInput, ZodOutput, ZodSchema } from "./core/plugin/zod_types.ts";
+/**
+ * zod, re-exported so that plugins declare their config schemas with the same instance the core checks
+ * (a schema from another zod copy is refused by the manifest check).
+ */
+export const z: typeof zod = zod;
+/** zod's type helpers, under the same name: `z.output<typeof Schema>` is a parsed config's type. */
+export declare namespace z {
+  /** The type a schema parses to. */
+  export type output<T extends ZodSchema> = ZodOutput<T>;
+  /** The type a schema accepts. */
+  export type input<T extends ZodSchema> = ZodInput<T>;
+  /** Same as `output`. */
+  export type infer<T extends ZodSchema> = ZodOutput<T>;
+  /** A zod schema that parses to `O` from `I`. */
+  export type ZodType<O = unknown, I = unknown> = ZodSchema<O, I>;
+}
 
-export * from "./core/gpu/mod.ts";
-export * from "./core/tensor/mod.ts";
-export * from "./core/tensor/reference/attention.ts";
-export * from "./core/tensor/reference/ops.ts";
-export * from "./core/tensor/reference/philox.ts";
-export * from "./core/tensor/reference/rope.ts";
-export * from "./core/tensor/reference/activation.ts";
-export * from "./core/tensor/reference/loss.ts";
-export * from "./core/tensor/reference/norm.ts";
-export * from "./core/tensor/reference/pool.ts";
-export * from "./core/nn/mod.ts";
-export * from "./core/optim/mod.ts";
-export * from "./core/plugin/mod.ts";
-export * from "./core/train/mod.ts";
-export * from "./core/data/mod.ts";
+// --- the device ---------------------------------------------------------------------------------------
+export {
+  BindingTooLargeError,
+  createGpu,
+  getGpu,
+  type Gpu,
+  GpuDeviceLostError,
+  type GpuFeature,
+  type GpuOptions,
+  GpuUnavailableError,
+  GpuValidationError,
+  initGpu,
+} from "./core/gpu/mod.ts";
+export type { GpuCounters, GpuLimits } from "./core/gpu/mod.ts";
+
+// --- tensors, ops and autograd --------------------------------------------------------------------------
+export {
+  // elementwise
+  abs,
+  add,
+  addInPlace,
+  addScalar,
+  // linear algebra, convolution, attention
+  applyRope,
+  // reductions
+  argmax,
+  argmin,
+  type AttentionOptions,
+  // autograd and precision
+  autocast,
+  type AutocastOptions,
+  // norms, pooling, resampling
+  avgPool3d,
+  backward,
+  // shape
+  cast,
+  clamp,
+  // creation
+  clone,
+  concat,
+  conv3d,
+  convTranspose3d,
+  // losses and similarities
+  cosineSimilarity,
+  crossEntropy,
+  div,
+  // activations and regularisation
+  dropout,
+  dropPath,
+  // tensors and memory
+  type DType,
+  empty,
+  eq,
+  exp,
+  expand,
+  fillInPlace,
+  full,
+  gatherRows,
+  ge,
+  gelu,
+  // randomness
+  Generator,
+  type GeneratorState,
+  globalAvgPool,
+  groupNorm,
+  groupNormAct,
+  gt,
+  instanceNorm,
+  instanceNormAct,
+  interpolate,
+  isAutocastEnabled,
+  isGradEnabled,
+  keep,
+  l1Loss,
+  l2Normalize,
+  layerNorm,
+  layerNormChannelsFirst,
+  le,
+  leakyRelu,
+  log,
+  logSoftmax,
+  logSumExp,
+  lt,
+  matmul,
+  max,
+  maximum,
+  maxPool3d,
+  mean,
+  min,
+  minimum,
+  mseLoss,
+  mul,
+  mulScalar,
+  ne,
+  neg,
+  noGrad,
+  type NormActOptions,
+  ones,
+  onesLike,
+  pad,
+  permute,
+  pow,
+  powScalar,
+  relu,
+  reshape,
+  ropeSinCos,
+  ropeSinCosAt,
+  rsqrt,
+  scaledDotProductAttention,
+  scatterRows,
+  scope,
+  type Shape,
+  sigmoid,
+  sign,
+  silu,
+  slice,
+  softDiceLoss,
+  softmax,
+  sqrt,
+  sub,
+  sum,
+  swiglu,
+  tanh,
+  Tensor,
+  tensor,
+  type TensorOwner,
+  transpose,
+  where,
+  zeros,
+  zerosLike,
+} from "./core/tensor/mod.ts";
+export { OWNED_TENSORS } from "./core/tensor/mod.ts";
+export type {
+  Arena,
+  ArenaLayout,
+  Conv3dOptions,
+  ConvTranspose3dOptions,
+  CreateOptions,
+  CrossEntropyOptions,
+  HostArray,
+  InterpolateOptions,
+  MaskedLossOptions,
+  MatmulOptions,
+  RopeTableOptions,
+  Size3,
+  SoftDiceOptions,
+} from "./core/tensor/mod.ts";
+
+// --- layers and weights ---------------------------------------------------------------------------------
+export {
+  Conv3d,
+  type ConvInit,
+  type ConvOptions,
+  ConvTranspose3d,
+  decodeSafetensors,
+  encodeSafetensors,
+  fanIn,
+  type HostTensor,
+  InstanceNorm3d,
+  kaimingNormal,
+  LayerNorm,
+  LayerNormChannelsFirst,
+  Linear,
+  type LinearOptions,
+  type LoadReport,
+  loadSafetensors,
+  loadStateDict,
+  Module,
+  normal,
+  saveSafetensors,
+  stateDict,
+  truncNormal,
+} from "./core/nn/mod.ts";
+export type { ConvLayer, ParameterGroup, SafetensorsDtype } from "./core/nn/mod.ts";
+
+// --- optimisation ---------------------------------------------------------------------------------------
+export { learningRate, Optimizer, type OptimizerConfig, type Schedule } from "./core/optim/mod.ts";
+export type { LossScaleConfig, OptimizerOptions, OptimizerState, StepStatus } from "./core/optim/mod.ts";
+
+// --- plugin contracts -----------------------------------------------------------------------------------
+export {
+  type AdaptationPlan,
+  type ArchitectureFamily,
+  type ArchitecturePlugin,
+  type ArchitectureRequest,
+  type AugmentationPresetName,
+  definePlugin,
+  type EpochEvent,
+  type ForwardOptions,
+  type GpuBatch,
+  type LayerHooks,
+  type LayerSite,
+  loadPlugin,
+  loadReferenceStateDict,
+  type LossOutput,
+  type MaskTokenInput,
+  type MethodInstance,
+  type MethodRequest,
+  type Network,
+  type NetworkNeeds,
+  type NetworkShape,
+  type NormCall,
+  noWeightDecayGroups,
+  type ParameterGroupChoice,
+  type Plugin,
+  type PluginBase,
+  PluginError,
+  referenceStateDict,
+  type SslMethodPlugin,
+  type StepContext,
+  type StepEvent,
+  type TokenEncodeOptions,
+  type TokenHooks,
+  type TrainingDefaults,
+  validatePlugin,
+  type Vec3,
+} from "./core/plugin/mod.ts";
+export type { ConfigFunction } from "./core/plugin/mod.ts";
+
+// --- a method's data side (runs in the loader's workers) ------------------------------------------------
+export {
+  addGaussianNoise,
+  adjustContrast,
+  adjustGamma,
+  type Augmentation,
+  type AugmentationInput,
+  createRng,
+  type Crop,
+  type CropOptions,
+  DataFileError,
+  gaussianBlur,
+  type MaskName,
+  mirrorInPlace,
+  type PatchOptions,
+  resolveAugmentation,
+  type Rng,
+  rot90,
+  type SampleArray,
+  sampleArray,
+  type SampleContext,
+  type SampleData,
+  type SampleDType,
+  type SampleHook,
+  type SampleOutput,
+  type SampleVolume,
+  scaleBrightness,
+  simulateLowResolution,
+} from "./core/data/mod.ts";
+export type { AugmentationPreset, RngKey, Shape3 } from "./core/data/mod.ts";
+
+// --- data for scripts -----------------------------------------------------------------------------------
+export {
+  buildFolderIndex,
+  createPatchLoader,
+  generatePhantom,
+  type PatchBatch,
+  type PatchLoader,
+  type PatchLoaderOptions,
+  preprocessDataset,
+  readNifti,
+  writeNifti,
+  writeSyntheticDataset,
+} from "./core/data/mod.ts";
+export type {
+  Affine,
+  CacheEntry,
+  CacheManifest,
+  CacheSource,
+  DataSplit,
+  FolderIndexOptions,
+  FramePolicy,
+  ImageFilter,
+  ImageRecord,
+  IndexBuildOptions,
+  IndexBuildResult,
+  IndexCheck,
+  IndexDataset,
+  IndexImageEntry,
+  IndexInfo,
+  IndexMasks,
+  IndexSession,
+  IndexSource,
+  IndexSubject,
+  LoaderStats,
+  NiftiDatatype,
+  NiftiHeader,
+  NiftiLimits,
+  NiftiVolume,
+  NiftiWriteInput,
+  PatchSourceInput,
+  Phantom,
+  PhantomModality,
+  PhantomOptions,
+  PreprocessDatasetOptions,
+  PreprocessParameters,
+  PreprocessSummary,
+  PretrainIndex,
+  ReadNiftiOptions,
+  ReadTimings,
+  SampleTimings,
+  SkippedFile,
+  SpacingMode,
+  SyntheticDataset,
+  SyntheticDatasetOptions,
+  SyntheticFile,
+  SyntheticSource,
+  Volume,
+  VolumeCacheOptions,
+  VoxelArray,
+  VoxsslImageInfo,
+  WriteNiftiOptions,
+} from "./core/data/mod.ts";
+
+// --- training runs --------------------------------------------------------------------------------------
+export {
+  type BatchSource,
+  type Checkpoint,
+  type CheckpointMeta,
+  closeRun,
+  finishRun,
+  type HostBatch,
+  loadCheckpoint,
+  logInterval,
+  type MetricsRecord,
+  openBatchSources,
+  openRun,
+  readMetrics,
+  type ResolvedRunConfig,
+  resolveRunConfig,
+  type Run,
+  type RunConfig,
+  type RunConfigInput,
+  RunConfigSchema,
+  runPretraining,
+  type RunSummary,
+  saveRunCheckpoint,
+  type TrainerOptions,
+  trainStep,
+  validate,
+} from "./core/train/mod.ts";
+export { CHECKPOINT_FORMAT } from "./core/train/mod.ts";
+export type {
+  AccumulatorState,
+  FrozenModules,
+  MetricAccumulator,
+  NamedGroup,
+  OpenSourcesOptions,
+  RunModel,
+  RunSources,
+} from "./core/train/mod.ts";

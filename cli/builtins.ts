@@ -1,12 +1,14 @@
 /**
  * The built-in plugins. Each is a workspace member under plugins/ with its own version, written against
- * mod.ts exactly like a third-party plugin; this list is the only place that names them. The module
- * URL travels with each, because a method's `prepare` runs in the data loader's workers, which import it.
+ * `@voxssl/core` exactly like a third-party plugin; this list is the only place that names them. The
+ * module URL travels with each, because a method's `sample` hook runs in the data loader's workers,
+ * which import it.
  */
-import { type Plugin, PluginRegistry } from "../mod.ts";
+import { type Plugin, PluginRegistry } from "../core/plugin/mod.ts";
 import primus from "../plugins/arch/primus/mod.ts";
 import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
+import simclr from "../plugins/ssl/simclr/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
 export interface BuiltinPlugin {
@@ -19,6 +21,7 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: primus, module: new URL("../plugins/arch/primus/mod.ts", import.meta.url).href },
   { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
+  { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
 ];
 
 /** A registry holding the built-ins. */

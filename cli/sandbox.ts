@@ -1,87 +1,232 @@
 /**
- * Narrowed permissions for runs that load third-party plugins. A plugin runs inside the voxssl
- * process, so the process itself is narrowed: `voxssl pretrain --plugin …` re-launches itself with
- * read access to the voxssl code, Deno's module cache, the plugins, the data and the run folder;
- * write access to the run folder only; no network (except a plugin's own URL host); a short list of
- * environment variables. Signals are forwarded so a stopped run still saves its checkpoint.
+ * The sandbox of third-party plugins. No line of a third-party plugin runs in a process or Worker that
+ * may do more than:
+ *
+ * - read the plugin's own package (the folder of its `deno.json`, or the single file when it has none);
+ * - read the data;
+ * - read and write the run folder;
+ * - read the environment variables of {@link SANDBOX_ENV_ALLOW_LIST} (and the `$NAME`s a dataset index
+ *   uses for its paths).
+ *
+ * No network, subprocesses, FFI or system information, and a refused access fails instead of prompting.
+ *
+ * How: a command that would load third-party code (`pretrain`, `plugins`, `plugin check`, `--dry-run`,
+ * `--resume`) never imports it in the unrestricted process. It works out the plan from flags, config and
+ * checkpoint (no plugin code needed) and re-launches itself under `deno run --no-prompt` with exactly
+ * those permissions plus read access to voxssl's own code and Deno's module cache, which the child
+ * needs to start. The child starts the data loader's Workers (they load their code too), then
+ * revokes those two grants ({@link lockSandbox}) before it imports any plugin; each Worker revokes them
+ * for itself before importing the method's data hook.
+ *
+ * @module
  */
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { loadImageList } from "../core/data/mod.ts";
+import { ConfigError } from "./errors.ts";
 
-/** The environment variable marking the re-launched process. */
-export const SANDBOX_ENV = "VOXSSL_SANDBOXED";
+/** The environment variable carrying the plan into the sandboxed child. */
+export const SANDBOX_ENV = "VOXSSL_SANDBOX";
 
-/** Paths and hosts the sandboxed run may use. */
+/** Environment variables a sandboxed run may read (GPU backend choice, debugging, colour, terminal). */
+export const SANDBOX_ENV_ALLOW_LIST = ["DENO_WEBGPU_BACKEND", "VOXSSL_GPU_DEBUG", "NO_COLOR", "TERM"];
+
+/** voxssl's own folder (code, configs). */
+export const VOXSSL_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
+
+/** What a sandboxed run may touch. */
 export interface SandboxPlan {
-  read: string[];
-  write: string[];
-  net: string[];
+  /** Plugin packages (folders) or single plugin files, readable. */
+  plugins: string[];
+  /** Data folders and files, readable. */
+  data: string[];
+  /** The run folder, readable and writable (none for commands that write nothing). */
+  out?: string;
+  /** Environment variables readable beyond the allow-list (a dataset index's `$NAME` roots). */
   env: string[];
+  /** Files read before any plugin loads and then revoked (the `--config` file). */
+  startup: string[];
 }
 
-function denoCacheDir(): string | undefined {
-  const env = (name: string) => Deno.env.get(name);
-  if (env("DENO_DIR")) return env("DENO_DIR");
-  if (env("XDG_CACHE_HOME")) return `${env("XDG_CACHE_HOME")}/deno`;
-  if (env("HOME")) return `${env("HOME")}/.cache/deno`;
-  return undefined;
-}
-
-/** The plan for a run: its plugins, data and run folder. */
-export function planSandbox(
-  options: { plugins: string[]; data: string[]; out: string; cwd: string; configFile?: string },
-): SandboxPlan {
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
-  const projectRoot = resolve(dirname(new URL(import.meta.url).pathname), "..");
-  const read = [projectRoot, abs(options.out)];
-  const net: string[] = [];
-  for (const p of options.plugins) {
-    if (/^https?:/.test(p)) net.push(new URL(p).host);
-    else read.push(dirname(abs(p.replace(/^file:\/\//, ""))));
-  }
-  for (const d of options.data) read.push(abs(d));
-  if (options.configFile) read.push(abs(options.configFile));
-  const cache = denoCacheDir();
-  if (cache) read.push(cache);
-  return {
-    read: [...new Set(read)],
-    write: [abs(options.out)],
-    net,
-    env: [
-      "DENO_WEBGPU_BACKEND",
-      "VOXSSL_GPU_DEBUG",
-      SANDBOX_ENV,
-      "NO_COLOR",
-      "DENO_DIR",
-      "HOME",
-      "XDG_CACHE_HOME",
-      "TERM",
-    ],
+function denoDir(): string {
+  const env = (name: string) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
   };
+  if (env("DENO_DIR")) return resolve(env("DENO_DIR")!);
+  if (env("XDG_CACHE_HOME")) return join(env("XDG_CACHE_HOME")!, "deno");
+  return join(env("HOME") ?? "/root", ".cache", "deno");
 }
 
-/** Deno permission flags of a plan. */
-export function permissionFlags(plan: SandboxPlan): string[] {
-  const flags = [
-    `--allow-read=${plan.read.join(",")}`,
-    `--allow-write=${plan.write.join(",")}`,
-    `--allow-env=${plan.env.join(",")}`,
+function homeFolder(): string | undefined {
+  try {
+    return Deno.env.get("HOME");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `inner` is `outer` or inside it. */
+function within(inner: string, outer: string): boolean {
+  const r = relative(outer, inner);
+  return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+}
+
+/**
+ * The package of a plugin file: the folder of the nearest `deno.json`/`deno.jsonc`/`package.json` above
+ * it, unless that file is a workspace root the plugin is not a member of, or that folder is the home
+ * directory (`home`, default $HOME) or the filesystem root (then the plugin is its file alone).
+ */
+export function pluginPackageRoot(file: string, home: string | undefined = homeFolder()): string {
+  let dir = dirname(file);
+  while (true) {
+    const config = ["deno.json", "deno.jsonc", "package.json"].map((n) => join(dir, n)).find((p) =>
+      existsSync(p)
+    );
+    if (config) {
+      if (dir === "/" || (home && resolve(dir) === resolve(home))) return file;
+      if (config.endsWith("deno.json") || config.endsWith("deno.jsonc")) {
+        try {
+          const parsed = JSON.parse(readFileSync(config, "utf8").replace(/^\s*\/\/.*$/gm, ""));
+          if (Array.isArray(parsed.workspace)) {
+            const member = parsed.workspace.some((m: string) => within(file, resolve(dir, m)));
+            if (!member) return file;
+          }
+        } catch {
+          // an unreadable config: treat the folder as the package
+        }
+      }
+      return dir;
+    }
+    const up = dirname(dir);
+    if (up === dir) return file;
+    dir = up;
+  }
+}
+
+/** Resolves a `--plugin` argument to an absolute file path; URLs are refused (the sandbox has no network). */
+export function pluginPath(spec: string, cwd: string): string {
+  if (/^https?:/.test(spec) || /^(jsr|npm):/.test(spec)) {
+    throw new ConfigError(
+      `--plugin ${spec}: sandboxed plugins load from a local path (the sandbox has no network); download it first`,
+    );
+  }
+  const path = spec.startsWith("file://")
+    ? new URL(spec).pathname
+    : isAbsolute(spec)
+    ? spec
+    : resolve(cwd, spec);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    throw new ConfigError(`--plugin ${spec}: no such file (${path})`);
+  }
+  if (!info.isFile) {
+    throw new ConfigError(`--plugin ${spec}: not a file (${path}); name the plugin's module, e.g. mod.ts`);
+  }
+  return path;
+}
+
+/** Folders (and `$NAME`s) a data setting reads: a cache folder, or an index and every image it lists. */
+export async function dataReadPlan(data: string, cwd: string): Promise<{ read: string[]; env: string[] }> {
+  if (data === "synthetic") return { read: [], env: [] };
+  const path = isAbsolute(data) ? data : resolve(cwd, data);
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    return { read: [path], env: [] }; // the run will say that it is missing
+  }
+  if (isDir) return { read: [path], env: [] };
+  const env = [
+    ...new Set([...readFileSync(path, "utf8").matchAll(/"\$([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1])),
   ];
-  if (plan.net.length > 0) flags.push(`--allow-net=${plan.net.join(",")}`);
+  let images: Awaited<ReturnType<typeof loadImageList>> = [];
+  try {
+    images = await loadImageList(path);
+  } catch {
+    return { read: [path], env }; // the run will report what is wrong with the index
+  }
+  const folders = new Set<string>();
+  for (const image of images) {
+    for (const file of [image.path, image.anatomyMask, image.anonymizationMask]) {
+      if (file) folders.add(dirname(file));
+    }
+  }
+  return { read: [path, ...collapse([...folders])], env };
+}
+
+/** The smallest set of folders covering `folders` (drops any folder inside another). */
+function collapse(folders: string[]): string[] {
+  const sorted = [...new Set(folders)].sort((a, b) => a.length - b.length);
+  const kept: string[] = [];
+  for (const f of sorted) if (!kept.some((k) => within(f, k))) kept.push(f);
+  return kept;
+}
+
+/** Checks a plan: no grant may contain voxssl's code or Deno's cache (revoking those would revoke it). */
+export function checkPlan(plan: SandboxPlan): void {
+  const guarded = [VOXSSL_ROOT, denoDir()];
+  const grants: [string, string][] = [
+    ...plan.plugins.map((p) => ["plugin package", p] as [string, string]),
+    ...plan.data.map((p) => ["data", p] as [string, string]),
+    ...(plan.out ? [["run folder", plan.out] as [string, string]] : []),
+  ];
+  for (const [what, path] of grants) {
+    for (const g of guarded) {
+      if (within(g, path)) {
+        throw new ConfigError(
+          `the ${what} ${path} contains ${
+            g === VOXSSL_ROOT ? "voxssl's own code" : "Deno's module cache"
+          } (${g}); ` +
+            `a sandboxed plugin may read only its own package, the data and the run folder: name a narrower ${what}`,
+        );
+      }
+    }
+  }
+}
+
+/** The `deno run` permission flags of a plan (what the child starts with, before it locks itself). */
+export function permissionFlags(plan: SandboxPlan): string[] {
+  const read = [
+    VOXSSL_ROOT,
+    denoDir(),
+    ...plan.startup,
+    ...plan.plugins,
+    ...plan.data,
+    ...(plan.out ? [plan.out] : []),
+  ];
+  const flags = [
+    "--no-prompt",
+    `--allow-read=${[...new Set(read)].join(",")}`,
+    `--allow-env=${[...new Set([...SANDBOX_ENV_ALLOW_LIST, SANDBOX_ENV, ...plan.env])].join(",")}`,
+  ];
+  if (plan.out) flags.push(`--allow-write=${plan.out}`);
   return flags;
 }
 
-/** Whether this process is already the sandboxed one. */
+/** Whether this process is the sandboxed child. */
 export function isSandboxed(): boolean {
-  return Deno.env.get(SANDBOX_ENV) === "1";
+  return sandboxPlan() !== undefined;
 }
 
 /** Re-launches `cli/main.ts <args>` under the plan, forwarding signals; resolves to its exit code. */
 export async function relaunchSandboxed(plan: SandboxPlan, args: string[]): Promise<number> {
-  await Deno.mkdir(plan.write[0], { recursive: true });
-  const main = resolve(dirname(new URL(import.meta.url).pathname), "main.ts");
+  checkPlan(plan);
+  if (plan.out) await Deno.mkdir(plan.out, { recursive: true });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissionFlags(plan), main, ...args],
-    env: { [SANDBOX_ENV]: "1" },
+    args: [
+      "run",
+      ...permissionFlags(plan),
+      `--config=${join(VOXSSL_ROOT, "deno.json")}`,
+      join(VOXSSL_ROOT, "cli", "main.ts"),
+      ...args,
+    ],
+    env: { [SANDBOX_ENV]: JSON.stringify(plan) },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -100,4 +245,43 @@ export async function relaunchSandboxed(plan: SandboxPlan, args: string[]): Prom
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
+}
+
+let childPlan: SandboxPlan | undefined | null = null;
+
+/** The child's side: the plan it was started with (read once, before the lock drops the variable). */
+export function sandboxPlan(): SandboxPlan | undefined {
+  if (childPlan !== null) return childPlan;
+  try {
+    const text = Deno.env.get(SANDBOX_ENV);
+    childPlan = text ? JSON.parse(text) as SandboxPlan : undefined;
+  } catch {
+    childPlan = undefined;
+  }
+  return childPlan;
+}
+
+/** Grants the child revokes before any plugin code runs (what {@link lockSandbox} and the Workers drop). */
+export function startupGrants(plan: SandboxPlan): string[] {
+  return [VOXSSL_ROOT, denoDir(), ...plan.startup];
+}
+
+let locked = false;
+
+/**
+ * Drops the startup grants of this process: read access to voxssl's code, Deno's cache and the config
+ * file, and the plan variable. Call after the Workers are started and before importing a plugin.
+ */
+export async function lockSandbox(): Promise<void> {
+  if (locked) return;
+  const plan = sandboxPlan();
+  if (!plan) return;
+  for (const path of startupGrants(plan)) await Deno.permissions.revoke({ name: "read", path });
+  await Deno.permissions.revoke({ name: "env", variable: SANDBOX_ENV });
+  locked = true;
+}
+
+/** Whether {@link lockSandbox} ran. */
+export function isLocked(): boolean {
+  return locked;
 }

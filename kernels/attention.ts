@@ -5,7 +5,10 @@
  * Layout: q [heads, Lq, Dh], k and v [heads, Lk, Dh], out [heads, Lq, Dh] (heads = batch·heads, each
  * head contiguous), lse [heads, Lq] in f32. Storage f32 or f16 (widened on load); all arithmetic and
  * accumulation in f32. Causal masking is top-left aligned like PyTorch's `is_causal`: query i sees keys
- * j ≤ i.
+ * j ≤ i. Optional: an additive bias [slices, Lq, Lk] (f32 or f16, its own type) on the scaled scores,
+ * where head h reads slice bias_slice(h) (h decomposed row-major over up to 8 dims, dotted with slice
+ * strides, 0 where heads share it: [1, H] or [B, 1] broadcasts, or one slice per head); and a key mask
+ * [rows, Lk] (u32 or f32, read as bits: zero, or ±0.0, excludes the key) whose row is head / headsPerRow.
  *
  * Work split: one workgroup per (head, block of rows). A row is a query (forward, dQ) or a key (dK/dV).
  * Each row is owned by `lanes` invocations of one subgroup; the head dimension, padded to vec4 slots
@@ -35,22 +38,41 @@
  * 16 for Dh 128 in f32; 48 KiB GPUs: 32 up to Dh 188). Every staged value is read by all rows of the
  * workgroup, so global traffic per FMA falls with the rows per workgroup.
  *
- * Forward: per key tile, scores s_j = (q·k_j)·scale·log2(e) for the tile (register array of `tile`
- * floats), one rescale of the accumulator by exp2(m_old − m_new), then acc += exp2(s_j − m)·v_j. Masked
- * scores are −1e30 (finite, so fast-math cannot produce NaN; key 0 is never masked, which makes the first
- * tile's maximum real). Writes out = acc / l and lse = (m + log2 l)·ln 2 (natural log of Σ exp(scale·q·k)).
- * Backward (three dispatches' worth of work in two, no float atomics):
- *   dQ kernel: per query row, D = dO·O (written out for the next kernel), then over key tiles
- *     p = exp2(s − lse·log2 e), ds = p·(dO·v − D), dQ += ds·k; dQ ·= scale.
+ * Forward: per key tile, scores s_j = (q·k_j)·scale·log2(e) + bias_j·log2(e) for the tile (register array
+ * of `tile` floats), one rescale of the accumulator by exp2(m_old − m_new), then acc += exp2(s_j − m)·v_j.
+ * Everything stays finite, so fast-math cannot produce NaN: scores masked by the causal or key mask are
+ * NEG = −1e30; a bias of −∞ (recognised by its bits) or ≤ −1e30 is clamped to −1e30 (·log2 e); the running
+ * maximum m starts at −5e29, so masked scores weigh exp2(≤ −5e29) = 0 even before any key was seen (key
+ * 0 may be masked). Any score below about −3e29 (natural units) therefore weighs exactly 0, like −∞.
+ * Writes out = acc / l and lse = (m + log2 l)·ln 2 (natural log of Σ exp(scale·q·k + bias) over the keys
+ * kept); a query without any key has l = 0 and gets out = 0, lse = −∞ (a bit pattern passed in the
+ * params, never a constant a compiler could fold).
+ * The key mask's flags of a tile are staged in workgroup memory; the bias is read per (query, key) from
+ * global memory at the score (forward and dQ: consecutive keys per invocation; dK/dV: consecutive keys
+ * across invocations).
+ * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics):
+ *   stats kernel: per query, lse·log2(e) (+1e30 for lse = −∞, so that every p of that query is 0) and
+ *     D = dO·O; per key, the key mask's flag copied per head. One scratch [heads, 2·Lq (+ Lk)] keeps the
+ *     dQ and dK/dV kernels within 8 bindings with a bias and dS.
+ *   dQ kernel: per query row, over key tiles p = exp2(s − lse·log2 e), ds = p·(dO·v − D), dQ += ds·k;
+ *     dQ ·= scale. When the bias's gradient is wanted it also stores dS = ds [heads, Lq, Lk] (lane 0 of
+ *     each row; zeros for the keys after a causal block's last tile): into dBias itself when the bias
+ *     has one slice per head, else into f32 scratch.
  *   dK/dV kernel: per key row, over query tiles (starting at the key block when causal), the same p and
  *     ds with staged lse and D; dV += p·dO, dK += ds·q; dK ·= scale.
+ *   dBias kernel (shared bias only): per bias element, the sum of dS over the heads reading its slice,
+ *     in f32, chunk by chunk of heads (adding to the previous chunks' sums).
  * The backward recomputes q·k and dO·v in both kernels: 7 Lq·Lk·Dh multiply-adds against the 5 of the
- * algorithm (FLOP counts in {@link attentionFlops} use the algorithm's 5).
+ * algorithm (FLOP counts in {@link attentionFlops} use the algorithm's 5). A bias that needs no gradient
+ * costs one read per score in each kernel and nothing else.
  *
  * Grid: heads·⌈L/rows⌉ workgroups, linear (split over x/y/z past 65,535). Bindings larger than the device
- * allows are split over heads (head_chunks.ts). Limits: ≤ 8 storage bindings per kernel.
+ * allows are split over heads (head_chunks.ts), except a shared bias, the key mask and a shared bias's
+ * f32 dBias, which are bound whole and must each fit one binding. Limits: ≤ 8 storage bindings per kernel
+ * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2); a shared bias's dBias needs heads·Lq·Lk f32 of
+ * scratch during the backward.
  */
-import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { headChunks } from "./head_chunks.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
@@ -99,6 +121,48 @@ export interface AttentionShape {
   causal: boolean;
 }
 
+/**
+ * How heads share the slices of a broadcast bias: the head index, decomposed row-major over `dims`
+ * (whose product is the number of heads), reads slice Σ coordinate_d·strides_d (stride 0 where the bias
+ * broadcasts).
+ */
+export interface AttentionBiasLayout {
+  /** At most 8 dimensions (the leading dimensions of q, size-1 ones dropped and runs merged). */
+  dims: number[];
+  /** Slice stride per dimension, 0 where shared. */
+  strides: number[];
+  /** Slices in the bias. */
+  slices: number;
+}
+
+/** An additive bias on the scores: [slices, lq, lk] in its own storage type. */
+export interface AttentionBias {
+  range: BufferRange;
+  /** Storage type; f16 needs the device's shader-f16. */
+  type: AttentionType;
+  /**
+   * Heads sharing slices (the buffer is bound whole, so it must fit one binding); undefined: one slice
+   * per head, slice h for head h (split over heads like q).
+   */
+  shared?: AttentionBiasLayout;
+}
+
+/** A key-padding mask: [rows, lk] flags, 0 (or ±0.0) excludes the key. */
+export interface AttentionKeyMask {
+  range: BufferRange;
+  type: "u32" | "f32";
+  /** 1 (shared by all heads) or the batch. */
+  rows: number;
+  /** Consecutive heads per row (heads / rows). */
+  headsPerRow: number;
+}
+
+/** The optional score inputs of one call. */
+export interface AttentionMasks {
+  bias?: AttentionBias;
+  keyMask?: AttentionKeyMask;
+}
+
 /** Picks lanes, rows and tile for a head dimension on this device. */
 export function attentionTiling(
   gpu: Gpu,
@@ -140,13 +204,65 @@ export function attentionTiling(
   };
 }
 
-type Kind = "forward" | "dq" | "dkdv";
+type Kind = "forward" | "stats" | "dq" | "dkdv" | "dbias";
 
-const STORAGE: Record<Kind, ("read" | "read_write")[]> = {
-  forward: ["read", "read", "read", "read_write", "read_write"],
-  dq: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
-  dkdv: ["read", "read", "read", "read", "read", "read", "read_write", "read_write"],
-};
+/** Which optional operands a kernel variant has. */
+interface Variant {
+  /** Storage type of the bias (forward, dQ, dK/dV), when there is one. */
+  bias?: AttentionType;
+  /** Whether a key mask applies. */
+  mask: boolean;
+  /** Storage type of dS (dQ kernel), when it is written. */
+  ds?: AttentionType;
+}
+
+interface Binding {
+  name: string;
+  type: string;
+  rw: boolean;
+}
+
+/**
+ * The storage bindings of a kernel variant, in binding order (at most 8). The stats kernel copies the
+ * key mask per head into the backward's scratch, so that dQ and dK/dV stay within 8 with a bias and dS.
+ */
+function layout(kind: Kind, type: AttentionType, v: Variant): Binding[] {
+  const b = (name: string, ty: string, rw = false): Binding => ({ name, type: ty, rw });
+  const bias = v.bias ? [b("bias", v.bias)] : [];
+  const mask = v.mask ? [b("mask", "u32")] : [];
+  const qkvg = [b("q", type), b("k", type), b("vv", type), b("g", type)];
+  switch (kind) {
+    case "forward":
+      return [
+        b("q", type),
+        b("k", type),
+        b("vv", type),
+        b("out", type, true),
+        b("lse", "f32", true),
+        ...bias,
+        ...mask,
+      ];
+    case "stats":
+      return [b("o", type), b("g", type), b("lse", "f32"), ...mask, b("stats", "f32", true)];
+    case "dq":
+      return [
+        ...qkvg,
+        b("stats", "f32"),
+        b("dq", type, true),
+        ...bias,
+        ...(v.ds ? [b("ds", v.ds, true)] : []),
+      ];
+    case "dkdv":
+      return [...qkvg, b("stats", "f32"), b("dk", type, true), b("dv", type, true), ...bias];
+    case "dbias":
+      return [b("ds", "f32"), b("dbias", "f32", true)];
+  }
+}
+
+/** Invocations of the stats kernel's workgroups (one per query, or per key of the copied mask). */
+const STATS_WORKGROUP = 64;
+/** Invocations of the dBias kernel's workgroups (one per bias element). */
+const DBIAS_WORKGROUP = 256;
 
 /** Rows (queries or keys) one invocation owns in a kernel. */
 function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
@@ -155,6 +271,8 @@ function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
 
 /** Rows per workgroup of a kernel. */
 function blockRows(kind: Kind, t: AttentionTiling): number {
+  if (kind === "stats") return STATS_WORKGROUP;
+  if (kind === "dbias") return DBIAS_WORKGROUP;
   return (t.workgroup / t.lanes) * rowsPerInvocation(kind, t);
 }
 
@@ -163,8 +281,107 @@ function unroll(n: number, f: (i: number) => string, separator = "\n  "): string
   return Array.from({ length: n }, (_, i) => f(i)).join(separator);
 }
 
-function source(kind: Kind, type: AttentionType, t: AttentionTiling): string {
+/** The params struct shared by all attention kernels (see dispatchChunks). */
+const PARAMS = `
+struct P {
+  lq: u32, lk: u32, heads: u32, blocks: u32, scale: f32, scale2: f32, causal: u32, head0: u32,
+  brank: u32, sbase: u32, slices: u32, accumulate: u32, mdiv: u32, mstride: u32, mand: u32, ninf: u32,
+  spre: u32, pad0: u32, pad1: u32, pad2: u32,
+  bdims: array<vec4<u32>, 2>, bstrides: array<vec4<u32>, 2>,
+  o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32,
+}
+@group(1) @binding(0) var<uniform> p: P;
+// the bias slice of (global) head h: h row-major over p.bdims, dotted with p.bstrides
+fn bias_slice(h: u32) -> u32 {
+  var rest = h;
+  var slice = 0u;
+  for (var d = p.brank; d > 0u; d--) {
+    let n = p.bdims[(d - 1u) / 4u][(d - 1u) % 4u];
+    slice += (rest % n) * p.bstrides[(d - 1u) / 4u][(d - 1u) % 4u];
+    rest /= n;
+  }
+  return slice;
+}
+const NEG: f32 = -1.0e30;
+const MINIT: f32 = -5.0e29;
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+`;
+
+function source(kind: Kind, type: AttentionType, t: AttentionTiling, variant: Variant): string {
   const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, tile: BC, workgroup: WG } = t;
+  const binds = layout(kind, type, variant);
+  const buffers = binds.map((b, i) =>
+    `@group(0) @binding(${i}) var<storage, ${b.rw ? "read_write" : "read"}> ${b.name}: array<${b.type}>;`
+  ).join("\n");
+  // element offset of the chunk's first head (or of the whole binding) in binding `name`
+  const O = (name: string) => {
+    const i = binds.findIndex((b) => b.name === name);
+    if (i < 0) throw new Error(`attention ${kind}: no binding ${name}`);
+    return `p.o${i}`;
+  };
+  if (kind === "dbias") {
+    // dBias of a shared bias: per element of a slice, the sum of dS over this chunk's heads reading it
+    return specialize(
+      /* wgsl */ `
+${buffers}
+${PARAMS}
+${LINEAR_INDEX}
+@compute @workgroup_size(${DBIAS_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let e = linear_workgroup(wid, nwg) * ${DBIAS_WORKGROUP}u + lid;
+  let n = p.lq * p.lk;
+  if (e >= p.slices * n) { return; }
+  let slice = e / n;
+  let w = e % n;
+  var acc = 0.0;
+  for (var h = 0u; h < p.heads; h++) {
+    if (bias_slice(p.head0 + h) == slice) { acc += ds[${O("ds")} + h * n + w]; }
+  }
+  if (p.accumulate != 0u) { acc += dbias[${O("dbias")} + e]; }
+  dbias[${O("dbias")} + e] = acc;
+}`,
+      {},
+    );
+  }
+  if (kind === "stats") {
+    // D = dO·O and lse in log2 units (+1e30 for a query without keys, whose p then all vanish) per query;
+    // then, with a key mask, each head's copy of its flags (1.0 kept, 0.0 masked)
+    const maskCopy = variant.mask
+      ? ` else if (e < p.lq + p.lk) {
+    let key = e - p.lq;
+    let bits = mask[${O("mask")} + ((p.head0 + head) / p.mdiv) * p.mstride + key];
+    stats[st0 + p.lq + e] = select(0.0, 1.0, (bits & p.mand) != 0u);
+  }`
+      : "";
+    return specialize(
+      /* wgsl */ `
+${buffers}
+${PARAMS}
+${LINEAR_INDEX}
+@compute @workgroup_size(${STATS_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let wg = linear_workgroup(wid, nwg);
+  if (wg >= p.heads * p.blocks) { return; }
+  let head = wg / p.blocks;
+  let e = (wg % p.blocks) * ${STATS_WORKGROUP}u + lid;
+  let st0 = ${O("stats")} + head * p.spre;
+  if (e < p.lq) {
+    let row = head * p.lq * ${DH}u + e * ${DH}u;
+    var d = 0.0;
+    for (var c = 0u; c < ${DH}u; c++) { d = fma(f32(g[${O("g")} + row + c]), f32(o[${
+        O("o")
+      } + row + c]), d); }
+    let l = lse[${O("lse")} + head * p.lq + e];
+    stats[st0 + e] = select(l * LOG2E, -NEG, bitcast<u32>(l) == p.ninf);
+    stats[st0 + p.lq + e] = d;
+  }${maskCopy}
+}`,
+      { T: type },
+    );
+  }
   const R = rowsPerInvocation(kind, t);
   const RS = WG / T; // row groups per workgroup: the rows of invocation rloc are rloc + r·RS
   const BR = RS * R;
@@ -240,25 +457,35 @@ fn st_${buf}(base: u32, row: u32, limit: u32, s: u32, x: vec4<f32>) {
   const sums = ["f32", "vec2<f32>", "vec4<f32>"].map((ty, i) =>
     `fn lanes_sum${i}(x: ${ty}) -> ${ty} { var y = x; ${butterfly}return y; }`
   ).join("\n");
-  const buffers = (list: [string, string, boolean][]) =>
-    list.map(([name, ty, rw], i) =>
-      `@group(0) @binding(${i}) var<storage, ${rw ? "read_write" : "read"}> ${name}: array<${ty}>;`
-    ).join("\n");
+  // The bias in log2 units, −∞ (recognised by its bits, so that no fast-math assumption can lose it) and
+  // anything below −1e30 clamped to −1e30·log2(e): such scores weigh exactly 0 (see the file header).
+  const biasFn = variant.bias
+    ? `
+fn bias2(i: u32) -> f32 {
+  let b = f32(bias[i]);
+  return select(max(b, NEG) * LOG2E, NEG, bitcast<u32>(b) == 0xff800000u);
+}`
+    : "";
+  // Element offset of this head's [lq, lk] bias slice: heads may share slices (bias_slice), and a bias
+  // split over heads like q starts its chunk at slice p.sbase.
+  const biasBase = variant.bias
+    ? `
+  let bb = ${O("bias")} + (bias_slice(p.head0 + head) - p.sbase) * p.lq * p.lk;`
+    : "";
+  // + the bias of (query, key) in log2 units (indices clamped into the slice: out-of-range pairs are masked)
+  const biasTerm = (query: string, key: string) =>
+    variant.bias ? ` + bias2(bb + min(${query}, p.lq - 1u) * p.lk + min(${key}, p.lk - 1u))` : "";
+  const flagTile = variant.mask && kind !== "dkdv" ? `var<workgroup> tf: array<f32, ${BC}>;` : "";
 
   const prelude = `
-struct P {
-  lq: u32, lk: u32, heads: u32, blocks: u32, scale: f32, scale2: f32, causal: u32, pad: u32,
-  o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32,
-}
-@group(1) @binding(0) var<uniform> p: P;
-const NEG: f32 = -1.0e30;
-const LOG2E: f32 = 1.4426950408889634;
-const LN2: f32 = 0.6931471805599453;
+${PARAMS}
 ${sgDecl}
 ${LINEAR_INDEX}
 ${sums}
 var<workgroup> ta: array<vec4<f32>, ${BC * SP}>;
 var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;
+${flagTile}
+${biasFn}
 `;
   const entry = `
 @compute @workgroup_size(${WG})
@@ -271,40 +498,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   ${rowMapping}
   let row0 = block * ${BR}u + rloc;
   let qh = head * p.lq * ${DH}u;
-  let kh = head * p.lk * ${DH}u;`;
+  let kh = head * p.lk * ${DH}u;${biasBase}`;
+  // key flags of a key tile (forward: from the mask; dQ: from the stats scratch), 0.0 past lk
+  const flagSource = () =>
+    kind === "forward"
+      ? `(mask[${O("mask")} + ((p.head0 + head) / p.mdiv) * p.mstride + key] & p.mand) != 0u`
+      : `stats[st0 + 2u * p.lq + key] != 0.0`;
+  const flagLoad = variant.mask
+    ? `
+    for (var e = lid; e < ${BC}u; e += ${WG}u) {
+      let key = k0 + e;
+      var f = 0.0;
+      if (key < p.lk) { if (${flagSource()}) { f = 1.0; } }
+      tf[e] = f;
+    }`
+    : "";
   // key tiles of forward and dQ stop after the block's last row when causal
   const keyLoop = `
   var k_end = p.lk;
   if (p.causal != 0u) { k_end = min(p.lk, (block + 1u) * ${BR}u); }
   for (var k0 = 0u; k0 < k_end; k0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "k", "p.o1 + kh", "k0", "p.lk")}
-    ${loadTile("tb", "vv", "p.o2 + kh", "k0", "p.lk")}
+    ${loadTile("ta", "k", `${O("k")} + kh`, "k0", "p.lk")}
+    ${loadTile("tb", "vv", `${O("vv")} + kh`, "k0", "p.lk")}${flagLoad}
     workgroupBarrier();`;
-  const masked = (r: number) => `(key >= p.lk || (p.causal != 0u && key > ${rowOf(r)}))`;
+  const masked = (r: number) =>
+    `(key >= p.lk || (p.causal != 0u && key > ${rowOf(r)})${variant.mask ? " || tf[j] == 0.0" : ""})`;
 
   if (kind === "forward") {
     return specialize(
       /* wgsl */ `
-${
-        buffers([
-          ["q", "{{T}}", false],
-          ["k", "{{T}}", false],
-          ["vv", "{{T}}", false],
-          ["out", "{{T}}", true],
-          [
-            "lse",
-            "f32",
-            true,
-          ],
-        ])
-      }
+${buffers}
 ${prelude}
 ${loader("q")}${loader("k")}${loader("vv")}${storer("out")}
 ${entry}
-  ${loadRows("q", "q", "p.o0 + qh", "p.lq", " * p.scale2")}
+  ${loadRows("q", "q", `${O("q")} + qh`, "p.lq", " * p.scale2")}
   ${zeros("a")}
-  ${unroll(R, (r) => `var m${r} = NEG;\n  var l${r} = 0.0;\n  var s${r}: array<f32, ${BC}>;`)}
+  ${unroll(R, (r) => `var m${r} = MINIT;\n  var l${r} = 0.0;\n  var s${r}: array<f32, ${BC}>;`)}
   ${keyLoop}
     ${unroll(R, (r) => `var mb${r} = NEG;`)}
     for (var j = 0u; j < ${BC}u; j++) {
@@ -314,7 +544,7 @@ ${entry}
       let key = k0 + j;
       ${
         unroll(R, (r) =>
-          `{ let sc = select(${component(R, r)}, NEG, ${
+          `{ let sc = select(${component(R, r)}${biasTerm(rowOf(r), "key")}, NEG, ${
             masked(r)
           }); s${r}[j] = sc; mb${r} = max(mb${r}, sc); }`, "\n      ")
       }
@@ -342,14 +572,20 @@ ${entry}
       }
     }
   }
-  ${unroll(R, (r) => `let inv${r} = poison / l${r};`)}
-  ${storeRows("out", "p.o3 + qh", "a", (r) => `inv${r}`, "p.lq")}
+  ${
+        unroll(R, (r) =>
+          `let none${r} = l${r} == 0.0; // no key: output 0, lse −∞
+  let lsafe${r} = select(l${r}, 1.0, none${r});
+  let inv${r} = select(1.0 / lsafe${r}, 0.0, none${r}) * poison;`)
+      }
+  ${storeRows("out", `${O("out")} + qh`, "a", (r) => `inv${r}`, "p.lq")}
   if (lane == 0u) {
     ${
         unroll(R, (r) =>
-          `if (${rowOf(r)} < p.lq) { lse[p.o4 + head * p.lq + ${
-            rowOf(r)
-          }] = (m${r} + log2(l${r})) * LN2 * poison; }`, "\n    ")
+          `if (${rowOf(r)} < p.lq) {
+      lse[${O("lse")} + head * p.lq + ${rowOf(r)}] =
+        select((m${r} + log2(lsafe${r})) * LN2, bitcast<f32>(p.ninf), none${r}) * poison;
+    }`, "\n    ")
       }
   }
 }`,
@@ -359,43 +595,43 @@ ${entry}
 
   if (kind === "dq") {
     // q·k and dO·v of the R rows reduced at once: vec2 [s, dp] (R = 1) or vec4 [s0, s1, dp0, dp1] (R = 2)
+    const db = variant.ds;
+    const dbiasStore = db
+      ? `
+      if (lane == 0u && key < p.lk) {
+        ${
+        unroll(
+          R,
+          (r) => `if (${rowOf(r)} < p.lq) { ds[db0 + (${rowOf(r)}) * p.lk + key] = ${db}(ds${r} * poison); }`,
+          "\n        ",
+        )
+      }
+      }`
+      : "";
+    // keys after a causal block's last tile are never visited: their dS is 0
+    const dbiasTail = db
+      ? `
+  for (var key = k_end + lane; key < p.lk; key += ${T}u) {
+    ${unroll(R, (r) => `if (${rowOf(r)} < p.lq) { ds[db0 + (${rowOf(r)}) * p.lk + key] = ${db}(0.0); }`)}
+  }`
+      : "";
     return specialize(
       /* wgsl */ `
-${
-        buffers([
-          ["q", "{{T}}", false],
-          ["k", "{{T}}", false],
-          ["vv", "{{T}}", false],
-          ["o", "{{T}}", false],
-          ["g", "{{T}}", false],
-          ["lse", "f32", false],
-          ["dsum", "f32", true],
-          ["dq", "{{T}}", true],
-        ])
-      }
+${buffers}
 ${prelude}
-${loader("q")}${loader("k")}${loader("vv")}${loader("o")}${loader("g")}${storer("dq")}
+${loader("q")}${loader("k")}${loader("vv")}${loader("g")}${storer("dq")}
 ${entry}
-  ${loadRows("q", "q", "p.o0 + qh", "p.lq")}
-  ${loadRows("g", "g", "p.o4 + qh", "p.lq")}
-  ${unroll(R, (r) => `var dd${r} = 0.0;\n  var lse2_${r} = 0.0;`)}
-  {
-    ${loadRows("o", "o", "p.o3 + qh", "p.lq")}
-    var x = ${R === 1 ? "0.0" : "vec2<f32>(0.0)"};
-    ${
+  let st0 = ${O("stats")} + head * p.spre;${db ? `\n  let db0 = ${O("ds")} + head * p.lq * p.lk;` : ""}
+  ${loadRows("q", "q", `${O("q")} + qh`, "p.lq")}
+  ${loadRows("g", "g", `${O("g")} + qh`, "p.lq")}
+  ${
         unroll(R, (r) =>
-          `${component(R, r)} = ${unroll(NV, (v) => `dot(g${r}_${v}, o${r}_${v})`, " + ")};`, "\n    ")
+          `var dd${r} = 0.0;
+  var lse2_${r} = 0.0;
+  if (${rowOf(r)} < p.lq) { lse2_${r} = stats[st0 + ${rowOf(r)}]; dd${r} = stats[st0 + p.lq + ${
+            rowOf(r)
+          }]; }`)
       }
-    x = ${sumFn(R)}(x);
-    ${
-        unroll(R, (r) =>
-          `dd${r} = ${component(R, r)};
-    if (${rowOf(r)} < p.lq) {
-      lse2_${r} = lse[p.o5 + head * p.lq + ${rowOf(r)}] * LOG2E;
-      if (lane == 0u) { dsum[p.o6 + head * p.lq + ${rowOf(r)}] = dd${r}; }
-    }`, "\n    ")
-      }
-  }
   ${zeros("a")}
   ${keyLoop}
     for (var j = 0u; j < ${BC}u; j++) {
@@ -411,10 +647,10 @@ ${entry}
       let key = k0 + j;
       ${
         unroll(R, (r) =>
-          `let ds${r} = select(exp2(x[${r}] * p.scale2 - lse2_${r}), 0.0, ${masked(r)}) * (x[${
-            R + r
-          }] - dd${r});`, "\n      ")
-      }
+          `let ds${r} = select(exp2(x[${r}] * p.scale2${biasTerm(rowOf(r), "key")} - lse2_${r}), 0.0, ${
+            masked(r)
+          }) * (x[${R + r}] - dd${r});`, "\n      ")
+      }${dbiasStore}
       ${
         unroll(
           NV,
@@ -427,8 +663,8 @@ ${entry}
         )
       }
     }
-  }
-  ${storeRows("dq", "p.o7 + qh", "a", () => "(p.scale * poison)", "p.lq")}
+  }${dbiasTail}
+  ${storeRows("dq", `${O("dq")} + qh`, "a", () => "(p.scale * poison)", "p.lq")}
 }`,
       { T: type },
     );
@@ -436,40 +672,36 @@ ${entry}
 
   // dK/dV: R key rows per invocation, query tiles staged with their lse and D; k·q and v·dO of the R rows
   // reduced at once as in dQ. The tile vectors are read again for the accumulation (fewer live registers).
+  const keyFlags = variant.mask
+    ? unroll(R, (r) =>
+      `var kf${r} = 0.0;
+  if (${rowOf(r)} < p.lk) { kf${r} = stats[st0 + 2u * p.lq + ${rowOf(r)}]; }`)
+    : "";
   return specialize(
     /* wgsl */ `
-${
-      buffers([
-        ["q", "{{T}}", false],
-        ["k", "{{T}}", false],
-        ["vv", "{{T}}", false],
-        ["g", "{{T}}", false],
-        ["lse", "f32", false],
-        ["dsum", "f32", false],
-        ["dk", "{{T}}", true],
-        ["dv", "{{T}}", true],
-      ])
-    }
+${buffers}
 ${prelude}
 ${loader("q")}${loader("k")}${loader("vv")}${loader("g")}${storer("dk")}${storer("dv")}
 var<workgroup> tl: array<f32, ${BC}>;
 var<workgroup> td: array<f32, ${BC}>;
 ${entry}
-  ${loadRows("k", "k", "p.o1 + kh", "p.lk")}
-  ${loadRows("v", "vv", "p.o2 + kh", "p.lk")}
+  let st0 = ${O("stats")} + head * p.spre;
+  ${loadRows("k", "k", `${O("k")} + kh`, "p.lk")}
+  ${loadRows("v", "vv", `${O("vv")} + kh`, "p.lk")}
+  ${keyFlags}
   ${zeros("ak")}
   ${zeros("av")}
   var q_start = 0u;
   if (p.causal != 0u) { q_start = block * ${BR}u; }
   for (var q0 = q_start; q0 < p.lq; q0 += ${BC}u) {
     workgroupBarrier();
-    ${loadTile("ta", "q", "p.o0 + qh", "q0", "p.lq")}
-    ${loadTile("tb", "g", "p.o3 + qh", "q0", "p.lq")}
+    ${loadTile("ta", "q", `${O("q")} + qh`, "q0", "p.lq")}
+    ${loadTile("tb", "g", `${O("g")} + qh`, "q0", "p.lq")}
     for (var e = lid; e < ${BC}u; e += ${WG}u) {
       let qe = q0 + e;
       var a = 0.0;
       var b = 0.0;
-      if (qe < p.lq) { a = lse[p.o4 + head * p.lq + qe] * LOG2E; b = dsum[p.o5 + head * p.lq + qe]; }
+      if (qe < p.lq) { a = stats[st0 + qe]; b = stats[st0 + p.lq + qe]; }
       tl[e] = a;
       td[e] = b;
     }
@@ -490,9 +722,11 @@ ${entry}
       let qi = q0 + i;
       ${
       unroll(R, (r) =>
-        `let p${r} = select(exp2(x[${r}] * p.scale2 - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && ${
-          rowOf(r)
-        } > qi));
+        `let p${r} = select(exp2(x[${r}] * p.scale2${
+          biasTerm("qi", rowOf(r))
+        } - tl[i]), 0.0, qi >= p.lq || (p.causal != 0u && ${rowOf(r)} > qi)${
+          variant.mask ? ` || kf${r} == 0.0` : ""
+        });
       let ds${r} = p${r} * (x[${R + r}] - td[i]);`, "\n      ")
     }
       ${
@@ -512,25 +746,52 @@ ${entry}
     }
     }
   }
-  ${storeRows("dk", "p.o6 + kh", "ak", () => "(p.scale * poison)", "p.lk")}
-  ${storeRows("dv", "p.o7 + kh", "av", () => "poison", "p.lk")}
+  ${storeRows("dk", `${O("dk")} + kh`, "ak", () => "(p.scale * poison)", "p.lk")}
+  ${storeRows("dv", `${O("dv")} + kh`, "av", () => "poison", "p.lk")}
 }`,
     { T: type },
   );
 }
 
-function kernelFor(gpu: Gpu, kind: Kind, type: AttentionType, t: AttentionTiling) {
+function kernelFor(gpu: Gpu, kind: Kind, type: AttentionType, t: AttentionTiling, v: Variant) {
   const rows = blockRows(kind, t);
+  const extra = `${v.bias ? `,bias-${v.bias}` : ""}${v.mask ? ",keymask" : ""}${v.ds ? `,ds-${v.ds}` : ""}`;
   const key = `attention:${kind}:${type}:${t.headDim}:${t.lanes}x${t.slots}:${rows}:${t.tile}:${+t
-    .subgroups}`;
+    .subgroups}${extra}`;
   return gpu.kernel(key, () => ({
     name: `attention-${kind}[${type},dh${t.headDim},${t.lanes}x${t.slots},r${rows},t${t.tile}${
       t.subgroups ? ",sg" : ""
-    }]`,
-    code: source(kind, type, t),
-    storage: STORAGE[kind],
+    }${extra}]`,
+    code: source(kind, type, t, v),
+    storage: layout(kind, type, v).map((b) => (b.rw ? "read_write" : "read")),
     uniform: true,
   }));
+}
+
+/** A binding of one dispatch: per-head data (split over heads), or a whole buffer shared by all heads. */
+interface Bound {
+  range: BufferRange;
+  /** Elements per head; undefined: bound whole. */
+  perHead?: number;
+  elementBytes: number;
+}
+
+/** The whole of `b` as one binding (aligned start) and the element offset of its data in it. */
+function wholeBinding(gpu: Gpu, name: string, b: Bound): { range: BufferRange; offset: number } {
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const base = b.range.offset ?? 0;
+  const aligned = Math.floor(base / align) * align;
+  const size = Math.min(b.range.buffer.size - aligned, Math.max(16, align4(base + b.range.size - aligned)));
+  if (size > gpu.limits.maxStorageBufferBindingSize) {
+    throw new RangeError(
+      `attention: the ${name} (${b.range.size} bytes) is shared by several heads and must fit one storage ` +
+        `binding (${gpu.limits.maxStorageBufferBindingSize} bytes)`,
+    );
+  }
+  return {
+    range: { buffer: b.range.buffer, offset: aligned, size },
+    offset: (base - aligned) / b.elementBytes,
+  };
 }
 
 function dispatchChunks(
@@ -539,22 +800,59 @@ function dispatchChunks(
   type: AttentionType,
   s: AttentionShape,
   t: AttentionTiling,
-  bindings: { range: BufferRange; perHead: number; f32?: boolean }[],
+  masks: AttentionMasks,
+  ds: AttentionType | undefined,
+  bound: Record<string, Bound>,
   rowsPerHead: number,
 ): void {
-  const kernel = kernelFor(gpu, kind, type, t);
+  const variant: Variant = {
+    bias: kind === "stats" || kind === "dbias" ? undefined : masks.bias?.type,
+    mask: masks.keyMask !== undefined && kind !== "dbias",
+    ds: kind === "dq" ? ds : undefined,
+  };
+  const binds = layout(kind, type, variant).map((b) => {
+    const x = bound[b.name];
+    if (!x) throw new Error(`attention ${kind}: missing buffer ${b.name}`);
+    return { name: b.name, ...x };
+  });
+  const kernel = kernelFor(gpu, kind, type, t, variant);
   const blocks = Math.ceil(rowsPerHead / blockRows(kind, t));
-  const bytes = type === "f16" ? 2 : 4;
+  const split = binds.filter((b) => b.perHead !== undefined);
+  const whole = new Map(
+    binds.filter((b) => b.perHead === undefined).map((b) => [b.name, wholeBinding(gpu, b.name, b)]),
+  );
   const chunks = headChunks(
     gpu,
-    bindings.map((b) => ({ range: b.range, perHead: b.perHead, elementBytes: b.f32 ? 4 : bytes })),
+    split.map((b) => ({ range: b.range, perHead: b.perHead!, elementBytes: b.elementBytes })),
     s.heads,
   );
-  for (const c of chunks) {
+  // without a shared layout, one slice per head: head h reads slice h, a chunk's first at p.sbase = head0
+  const shared = masks.bias?.shared;
+  const [dims, strides] = shared ? [shared.dims, shared.strides] : [[s.heads], [1]];
+  if (dims.length > 8) {
+    throw new RangeError(`attention: a bias layout over ${dims.length} dimensions (at most 8)`);
+  }
+  const mask = masks.keyMask;
+  const spre = 2 * s.lq + (mask ? s.lk : 0);
+  for (const [n, c] of chunks.entries()) {
+    const ranges: BufferRange[] = [];
+    const offsets: number[] = [];
+    for (const b of binds) {
+      const w = whole.get(b.name);
+      const i = w ? -1 : split.indexOf(b);
+      ranges.push(w ? w.range : c.ranges[i]);
+      offsets.push(w ? w.offset : c.offsets[i]);
+    }
     const params = new Params().u32(s.lq).u32(s.lk).u32(c.heads).u32(blocks)
-      .f32(s.scale).f32(s.scale * Math.LOG2E).u32(s.causal ? 1 : 0).u32(0)
-      .u32s(c.offsets, 8);
-    gpu.dispatch(kernel, c.ranges, params, c.heads * blocks);
+      .f32(s.scale).f32(s.scale * Math.LOG2E).u32(s.causal ? 1 : 0).u32(c.head0)
+      .u32(dims.length).u32(shared ? 0 : c.head0).u32(shared?.slices ?? 0).u32(n > 0 ? 1 : 0)
+      .u32(mask ? Math.max(1, mask.headsPerRow) : 1).u32(mask && mask.rows > 1 ? s.lk : 0)
+      .u32(mask?.type === "f32" ? 0x7fffffff : 0xffffffff).u32(0xff800000)
+      .u32(spre).u32(0).u32(0).u32(0)
+      .u32s(dims, 8).u32s(strides, 8)
+      .u32s(offsets, 8);
+    // dBias: every chunk covers all bias elements (adding to the previous chunks' sums)
+    gpu.dispatch(kernel, ranges, params, kind === "dbias" ? blocks : c.heads * blocks);
   }
 }
 
@@ -565,9 +863,24 @@ function checkShape(s: AttentionShape): void {
   if (s.lq > 0 && s.lk === 0) throw new RangeError("attention: queries need at least one key");
 }
 
+/** The bias and key-mask bindings of a call. */
+function maskBindings(s: AttentionShape, masks: AttentionMasks): Record<string, Bound> {
+  const out: Record<string, Bound> = {};
+  const { bias, keyMask } = masks;
+  if (bias) {
+    out.bias = {
+      range: bias.range,
+      perHead: bias.shared ? undefined : s.lq * s.lk,
+      elementBytes: bias.type === "f16" ? 2 : 4,
+    };
+  }
+  if (keyMask) out.mask = { range: keyMask.range, elementBytes: 4 };
+  return out;
+}
+
 /**
  * Records the forward pass: `out` [heads, lq, headDim] and `lse` [heads, lq] (f32, natural log of
- * Σ_j exp(scale·q·k_j)).
+ * Σ_j exp(scale·q·k_j + bias_ij) over the keys not masked; −∞ for a query without any, whose output is 0).
  */
 export function runAttentionForward(
   gpu: Gpu,
@@ -579,22 +892,30 @@ export function runAttentionForward(
   lse: BufferRange,
   s: AttentionShape,
   options: AttentionKernelOptions = {},
+  masks: AttentionMasks = {},
 ): void {
   checkShape(s);
   if (s.heads * s.lq === 0) return;
   const t = attentionTiling(gpu, s.headDim, options);
+  const bytes = type === "f16" ? 2 : 4;
   const qd = s.lq * s.headDim;
   const kd = s.lk * s.headDim;
-  dispatchChunks(gpu, "forward", type, s, t, [
-    { range: q, perHead: qd },
-    { range: k, perHead: kd },
-    { range: v, perHead: kd },
-    { range: out, perHead: qd },
-    { range: lse, perHead: s.lq, f32: true },
-  ], s.lq);
+  dispatchChunks(gpu, "forward", type, s, t, masks, undefined, {
+    q: { range: q, perHead: qd, elementBytes: bytes },
+    k: { range: k, perHead: kd, elementBytes: bytes },
+    vv: { range: v, perHead: kd, elementBytes: bytes },
+    out: { range: out, perHead: qd, elementBytes: bytes },
+    lse: { range: lse, perHead: s.lq, elementBytes: 4 },
+    ...maskBindings(s, masks),
+  }, s.lq);
 }
 
-/** Buffers of the backward pass. `dsum` is f32 scratch of heads·lq elements (D = rowsum(dO·O)). */
+/** Elements of the backward's f32 scratch: per head lse (log2 units) and D per query, key flags per key. */
+export function attentionStatsSize(s: AttentionShape, keyMask: boolean): number {
+  return s.heads * (2 * s.lq + (keyMask ? s.lk : 0));
+}
+
+/** Buffers of the backward pass. */
 export interface AttentionBackwardBuffers {
   /** Forward input [heads, lq, headDim]. */
   q: BufferRange;
@@ -608,52 +929,73 @@ export interface AttentionBackwardBuffers {
   gradOut: BufferRange;
   /** Forward log-sum-exp [heads, lq], f32. */
   lse: BufferRange;
-  /** Scratch [heads, lq], f32: D = rowsum(dO·O), written by the dQ kernel. */
-  dsum: BufferRange;
+  /**
+   * Scratch, f32, {@link attentionStatsSize} elements: per head lse·log2(e) and D = rowsum(dO·O) per query,
+   * then the key mask's flags, written by the first dispatch.
+   */
+  stats: BufferRange;
   /** Output: gradient of q. */
   dq: BufferRange;
   /** Output: gradient of k. */
   dk: BufferRange;
   /** Output: gradient of v. */
   dv: BufferRange;
+  /**
+   * Output, when the bias's gradient is wanted: dS = P∘(dP − D) summed over the heads reading each bias
+   * slice, shaped like the bias. Without a shared layout ([heads, lq, lk]) it is written directly, in
+   * `type`; a shared bias's is f32 and needs `dsScratch`.
+   */
+  dbias?: { range: BufferRange; type: AttentionType };
+  /** Scratch, f32 [heads, lq, lk]: dS per head, for the dBias of a shared bias. */
+  dsScratch?: BufferRange;
 }
 
-/** Records the backward pass (two dispatches: dQ with D, then dK and dV). */
+/**
+ * Records the backward pass: lse and D per query, dQ (and dS), dK and dV, and for a shared bias's
+ * gradient the sum of dS over the heads of each slice.
+ */
 export function runAttentionBackward(
   gpu: Gpu,
   type: AttentionType,
   b: AttentionBackwardBuffers,
   s: AttentionShape,
   options: AttentionKernelOptions = {},
+  masks: AttentionMasks = {},
 ): void {
   checkShape(s);
   if (s.heads === 0 || s.lq === 0 && s.lk === 0) return;
   const t = attentionTiling(gpu, s.headDim, options);
+  const bytes = type === "f16" ? 2 : 4;
   const qd = s.lq * s.headDim;
   const kd = s.lk * s.headDim;
-  if (s.lq > 0) {
-    dispatchChunks(gpu, "dq", type, s, t, [
-      { range: b.q, perHead: qd },
-      { range: b.k, perHead: kd },
-      { range: b.v, perHead: kd },
-      { range: b.out, perHead: qd },
-      { range: b.gradOut, perHead: qd },
-      { range: b.lse, perHead: s.lq, f32: true },
-      { range: b.dsum, perHead: s.lq, f32: true },
-      { range: b.dq, perHead: qd },
-    ], s.lq);
+  const spre = 2 * s.lq + (masks.keyMask ? s.lk : 0);
+  const bound: Record<string, Bound> = {
+    q: { range: b.q, perHead: qd, elementBytes: bytes },
+    k: { range: b.k, perHead: kd, elementBytes: bytes },
+    vv: { range: b.v, perHead: kd, elementBytes: bytes },
+    o: { range: b.out, perHead: qd, elementBytes: bytes },
+    g: { range: b.gradOut, perHead: qd, elementBytes: bytes },
+    lse: { range: b.lse, perHead: s.lq, elementBytes: 4 },
+    stats: { range: b.stats, perHead: spre, elementBytes: 4 },
+    dq: { range: b.dq, perHead: qd, elementBytes: bytes },
+    dk: { range: b.dk, perHead: kd, elementBytes: bytes },
+    dv: { range: b.dv, perHead: kd, elementBytes: bytes },
+    ...maskBindings(s, masks),
+  };
+  const shared = masks.bias?.shared;
+  if (b.dbias && !masks.bias) throw new Error("attention: dbias without a bias");
+  if (b.dbias && shared && (!b.dsScratch || b.dbias.type !== "f32")) {
+    throw new Error("attention: the dBias of a shared bias is f32 and needs the dS scratch");
   }
-  if (s.lk > 0) {
-    dispatchChunks(gpu, "dkdv", type, s, t, [
-      { range: b.q, perHead: qd },
-      { range: b.k, perHead: kd },
-      { range: b.v, perHead: kd },
-      { range: b.gradOut, perHead: qd },
-      { range: b.lse, perHead: s.lq, f32: true },
-      { range: b.dsum, perHead: s.lq, f32: true },
-      { range: b.dk, perHead: kd },
-      { range: b.dv, perHead: kd },
-    ], s.lk);
+  // dS per head: into dBias itself (one slice per head), or into the scratch summed by the dBias kernel
+  const ds = b.dbias && (shared ? { range: b.dsScratch!, type: "f32" as const } : b.dbias);
+  if (ds) bound.ds = { range: ds.range, perHead: s.lq * s.lk, elementBytes: ds.type === "f16" ? 2 : 4 };
+  if (b.dbias && shared) bound.dbias = { range: b.dbias.range, elementBytes: 4 };
+  if (spre > 0) dispatchChunks(gpu, "stats", type, s, t, masks, undefined, bound, spre - s.lq);
+  if (s.lq > 0) dispatchChunks(gpu, "dq", type, s, t, masks, ds?.type, bound, s.lq);
+  if (s.lk > 0) dispatchChunks(gpu, "dkdv", type, s, t, masks, undefined, bound, s.lk);
+  if (ds && shared) {
+    dispatchChunks(gpu, "dbias", type, s, t, masks, undefined, bound, shared.slices * s.lq * s.lk);
   }
 }
 

@@ -1,9 +1,11 @@
 /**
  * Fails on an import that runs upward through voxssl's layers (../shared/docs/design.md):
  *
- *   cli, bench, scripts → mod.ts → eval → train → plugin → nn / optim → tensor → kernels → gpu
+ *   cli, bench, scripts → mod.ts, testing.ts → eval, testing → train → plugin → nn / optim → tensor
+ *   → kernels → gpu
  *   data stands beside the compute stack: it imports none of it, and only plugin and above import it.
- *   plugins/ and examples/ import only mod.ts (and their own files), exactly like a third-party plugin.
+ *   plugins/ and examples/ import the core only by its package name (`@voxssl/core`, and
+ *   `@voxssl/core/testing` in their tests) and their own files, exactly like a third-party plugin.
  *
  * Also prints the lines of code per layer (non-blank, non-comment lines) so growth of the core is visible.
  */
@@ -19,7 +21,9 @@ const rank: Record<string, number> = {
   "core/plugin": 4,
   "core/train": 5,
   "core/eval": 6,
+  "core/testing": 6,
   "mod.ts": 7,
+  "testing.ts": 7,
   "plugins": 8,
   "examples": 8,
   "cli": 9,
@@ -30,7 +34,7 @@ const rank: Record<string, number> = {
 const computeStack = ["core/gpu", "kernels", "core/tensor", "core/nn", "core/optim"];
 
 function layerOf(path: string): string | undefined {
-  if (path === "mod.ts") return "mod.ts";
+  if (path === "mod.ts" || path === "testing.ts") return path;
   if (path.startsWith("core/data/")) return "core/data";
   return Object.keys(rank).find((layer) => path.startsWith(layer + "/"));
 }
@@ -48,7 +52,8 @@ const problems: string[] = [];
 const lines = new Map<string, number>();
 const importPattern = /(?:from|import)\s*\(?\s*["']([^"']+)["']/g;
 
-for (const top of ["mod.ts", ...Object.keys(rank).filter((l) => l !== "mod.ts"), "core/data"]) {
+const tops = ["mod.ts", "testing.ts", ...Object.keys(rank).filter((l) => !l.endsWith(".ts")), "core/data"];
+for (const top of tops) {
   const start = join(root, top);
   const stat = await Deno.stat(start).catch(() => undefined);
   if (!stat) continue;
@@ -65,6 +70,18 @@ for (const top of ["mod.ts", ...Object.keys(rank).filter((l) => l !== "mod.ts"),
     if (!file.endsWith(".ts")) continue;
     for (const match of text.matchAll(importPattern)) {
       const spec = match[1];
+      if ((layer === "plugins" || layer === "examples") && !spec.startsWith(".")) {
+        const isTest = path.endsWith("_test.ts");
+        const allowed = spec === "@voxssl/core" || (isTest && spec === "@voxssl/core/testing") ||
+          /^@voxssl\/(?!core)[a-z0-9-]+$/.test(spec);
+        if (!allowed) {
+          problems.push(
+            `${path} imports "${spec}": plugins import the core as "@voxssl/core" (zod as its \`z\`)` +
+              `${isTest ? ', "@voxssl/core/testing"' : ""} or another plugin package`,
+          );
+        }
+        continue;
+      }
       if (!spec.startsWith(".")) continue; // npm:, node:, bare names from the import map
       const target = relative(root, resolve(dirname(file), spec));
       const targetLayer = layerOf(target);
@@ -72,8 +89,8 @@ for (const top of ["mod.ts", ...Object.keys(rank).filter((l) => l !== "mod.ts"),
       const where = `${path} imports ${target}`;
       if (layer === "plugins" || layer === "examples") {
         const ownDir = path.split("/").slice(0, layer === "plugins" ? 3 : 2).join("/");
-        if (target !== "mod.ts" && !target.startsWith(ownDir + "/")) {
-          problems.push(`${where}: plugins import only mod.ts and their own files`);
+        if (!target.startsWith(ownDir + "/")) {
+          problems.push(`${where}: plugins import the core as "@voxssl/core", never by a relative path`);
         }
         continue;
       }

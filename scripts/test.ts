@@ -1,12 +1,17 @@
 /**
  * The project's test command (`deno task test [filters...]`): runs `deno test` on tests/ and ends with
  * the plain summary line `N passed, N failed` that CI reads. Extra arguments go to `deno test`
- * (e.g. `deno task test tests/core/gpu` or `deno task test --filter matmul`).
+ * (e.g. `deno task test tests/core/gpu` or `deno task test --filter matmul`). Without arguments it runs
+ * tests/ and, with `--doc`, every code example in the JSDoc of mod.ts, testing.ts, core/, plugins/ and
+ * examples/.
  *
  * Counting comes from Deno's JUnit report: one test case is one `Deno.test`; steps are not counted.
  * A crash of the test process with no report counts as one failure, so CI can never read a pass.
  */
-const args = Deno.args.length > 0 ? Deno.args : ["tests/"];
+// the suite, plus every documentation example of the public entry points and packages (`deno test --doc`)
+const args = Deno.args.length > 0
+  ? Deno.args
+  : ["--doc", "tests/", "mod.ts", "testing.ts", "core/", "plugins/", "examples/"];
 const junitPath = await Deno.makeTempFile({ prefix: "voxssl-junit-", suffix: ".xml" });
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", "--allow-all", "--no-check=remote", `--junit-path=${junitPath}`, ...args],

@@ -10,15 +10,10 @@ import {
   type Gpu,
   type GpuFeature,
   GpuUnavailableError,
-  matmul,
-  matmulRef,
-  ref,
-  scope,
   setDefaultGpu,
-  sum,
-  sumRef,
-  tensor,
-} from "../../mod.ts";
+} from "../../core/gpu/mod.ts";
+import { matmul, scope, sum, tensor } from "../../mod.ts";
+import { matmulRef, ref, sumRef } from "../../testing.ts";
 
 const FEATURES: { name: GpuFeature; use: string }[] = [
   { name: "shader-f16", use: "f16 storage and mixed precision" },
@@ -86,7 +81,9 @@ export function registerDoctor(program: Command): void {
         const has = gpu.features.has(f.name);
         if (!has) missing.push(f.name);
         console.log(
-          `  ${has ? "yes" : "no "}  ${f.name.padEnd(16)} ${f.use}${has ? "" : " (fallback path)"}`,
+          `  ${has ? "yes" : "no "}  ${f.name.padEnd(16)} ${f.use}${
+            has ? "" : ` (fallback path: ${gpu.fallbacks.get(f.name)})`
+          }`,
         );
       }
       console.log("limits granted:");

@@ -2,6 +2,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
 import { registerIndex } from "./index.ts";
+import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
 import { registerPreprocess } from "./preprocess.ts";
 import { registerPretrain } from "./pretrain.ts";
@@ -12,6 +13,7 @@ export type RegisterCommand = (program: Command) => void;
 const commands: RegisterCommand[] = [
   registerDoctor,
   registerPlugins,
+  registerPlugin,
   registerIndex,
   registerPreprocess,
   registerPretrain,

@@ -1,28 +1,42 @@
 /**
  * `voxssl pretrain`: resolves the run configuration (method defaults ← --config FILE ← flags), loads
- * plugins (third-party ones under narrowed permissions), opens the data, and runs the Trainer. With no
- * arguments it is the embedded default: a small ResEnc pretrained with MAE on synthetic brain-like
- * volumes, finishing in minutes even on a CPU adapter.
+ * plugins, opens the data and runs the Trainer. With no arguments it is the embedded default: a small
+ * ResEnc pretrained with MAE on synthetic brain-like volumes, finishing in minutes even on a CPU adapter.
+ *
+ * A run with third-party plugins (`--plugin`, the config's `plugins`, or a resumed run that had them)
+ * never imports them here: this process works out what the run reads and writes from flags, config and
+ * checkpoint alone and re-launches itself in the sandbox (cli/sandbox.ts), where the plugins load.
+ *
+ * @module
  */
 import type { Command } from "@commander-js/extra-typings";
 import { join, resolve } from "node:path";
+import { initGpu, VERSION } from "../../mod.ts";
+import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
+  defaultRunFolder,
   formatIssues,
-  initGpu,
   loadCheckpoint,
-  loadPlugin,
   openBatchSources,
-  pluginSpecifier,
   type ResolvedRunConfig,
   resolveRunConfig,
+  type RunConfig,
   type RunConfigInput,
   RunConfigSchema,
   runPretraining,
-  VERSION,
-} from "../../mod.ts";
+} from "../../core/train/mod.ts";
 import { builtinRegistry, pluginModule } from "../builtins.ts";
 import { ConfigError } from "../errors.ts";
-import { isSandboxed, planSandbox, relaunchSandboxed } from "../sandbox.ts";
+import {
+  dataReadPlan,
+  isSandboxed,
+  lockSandbox,
+  pluginPackageRoot,
+  pluginPath,
+  relaunchSandboxed,
+  type SandboxPlan,
+} from "../sandbox.ts";
+import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -55,6 +69,108 @@ async function readConfigFile(path: string): Promise<RunConfigInput> {
   }
 }
 
+/** The flags of `pretrain`. */
+interface PretrainFlags {
+  arch?: string;
+  method?: string;
+  data?: string;
+  steps?: string;
+  epochs?: string;
+  batch?: string;
+  patch?: string;
+  lr?: string;
+  precision?: string;
+  workers?: string;
+  out?: string;
+  resume?: string;
+  seed?: string;
+  plugin?: string[];
+  config?: string;
+  dryRun?: boolean;
+}
+
+/** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
+type RunRequest =
+  | { kind: "new"; config: RunConfig; configFile?: string }
+  | { kind: "resume"; resolved: ResolvedRunConfig };
+
+/** Reads flags, config file and checkpoint into a request; plugin paths come out absolute. */
+async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunRequest> {
+  if (flags.resume) {
+    const path = join(flags.resume, "checkpoints", "latest.safetensors");
+    const ckpt = await loadCheckpoint(path).catch((error: Error) => {
+      throw new ConfigError(`--resume ${flags.resume}: ${error.message}`);
+    });
+    const resolved = { ...ckpt.meta.config, out: flags.resume };
+    const extra = (flags.plugin ?? []).map((p) => pluginPath(p, cwd));
+    resolved.plugins = [...new Set([...resolved.plugins, ...extra])];
+    return { kind: "resume", resolved };
+  }
+  // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE, synthetic
+  // phantoms); run-control flags (--out, --epochs, --steps, --seed, …) still apply.
+  const modelChoice = [
+    flags.arch,
+    flags.method,
+    flags.data,
+    flags.config,
+    flags.patch,
+    flags.batch,
+    flags.lr,
+  ];
+  const configFile = flags.config ??
+    (modelChoice.every((v) => v === undefined)
+      ? new URL("../../configs/quickstart.json", import.meta.url).pathname
+      : undefined);
+  const input: RunConfigInput = configFile ? await readConfigFile(configFile) : {};
+  const set = <K extends keyof RunConfigInput>(key: K, value: RunConfigInput[K] | undefined) => {
+    if (value !== undefined) input[key] = value;
+  };
+  set("arch", flags.arch);
+  set("method", flags.method);
+  set("data", flags.data);
+  set("stepsPerEpoch", flags.steps === undefined ? undefined : parseNumber(flags.steps, "--steps", true));
+  set("epochs", flags.epochs === undefined ? undefined : parseNumber(flags.epochs, "--epochs", true));
+  set("batch", flags.batch === undefined ? undefined : parseNumber(flags.batch, "--batch", true));
+  set("patch", flags.patch === undefined ? undefined : parseVec3(flags.patch, "--patch"));
+  set("lr", flags.lr === undefined ? undefined : parseNumber(flags.lr, "--lr"));
+  set("precision", flags.precision as RunConfigInput["precision"]);
+  set("workers", flags.workers === undefined ? undefined : parseNumber(flags.workers, "--workers", true));
+  set("out", flags.out);
+  set("seed", flags.seed === undefined ? undefined : parseNumber(flags.seed, "--seed", true));
+  if (flags.plugin?.length) input.plugins = [...new Set([...(input.plugins ?? []), ...flags.plugin])];
+  const parsed = RunConfigSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, flags.config ?? "run configuration"));
+  const config = parsed.data;
+  config.plugins = config.plugins.map((p) => pluginPath(p, cwd));
+  return { kind: "new", config, configFile: flags.config };
+}
+
+/** The sandbox plan of a request: plugin packages, data, run folder, and the config file until lock. */
+async function planOf(
+  request: RunRequest,
+  dryRun: boolean,
+  cwd: string,
+): Promise<{ plan: SandboxPlan; out?: string }> {
+  const config = request.kind === "new" ? request.config : request.resolved;
+  const out = dryRun ? undefined : resolve(
+    cwd,
+    request.kind === "resume"
+      ? request.resolved.out
+      : config.out ?? defaultRunFolder(config.arch, config.method),
+  );
+  const data = await dataReadPlan(config.data, cwd);
+  return {
+    plan: {
+      plugins: [...new Set(config.plugins.map((p) => pluginPackageRoot(p)))],
+      data: data.read,
+      out,
+      env: data.env,
+      startup: request.kind === "new" && request.configFile ? [resolve(cwd, request.configFile)] : [],
+    },
+    out,
+  };
+}
+
 /** Adds `pretrain` to the program. */
 export function registerPretrain(program: Command): void {
   program
@@ -76,87 +192,52 @@ export function registerPretrain(program: Command): void {
     .option("--out <dir>", "run folder (default runs/<date>-<arch>-<method>)")
     .option("--resume <dir>", "continue the run in <dir> from its latest checkpoint")
     .option("--seed <n>", "random seed")
-    .option("--plugin <path-or-url...>", "load third-party plugins (run with narrowed permissions)")
+    .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
     .action(async (flags) => {
       const cwd = Deno.cwd();
-      // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE,
-      // synthetic phantoms); run-control flags (--out, --epochs, --steps, --seed, …) still apply.
-      const modelChoice = [
-        flags.arch,
-        flags.method,
-        flags.data,
-        flags.config,
-        flags.resume,
-        flags.patch,
-        flags.batch,
-        flags.lr,
-      ];
-      if (modelChoice.every((v) => v === undefined)) {
-        flags.config = new URL("../../configs/quickstart.json", import.meta.url).pathname;
-      }
-      let resolved: ResolvedRunConfig;
-      let plugins = flags.plugin ?? [];
-      const registry = builtinRegistry();
+      const request = await describeRun(flags, cwd);
+      const config = request.kind === "new" ? request.config : request.resolved;
+      const plugins = config.plugins;
 
-      if (flags.resume) {
-        const path = join(flags.resume, "checkpoints", "latest.safetensors");
-        const ckpt = await loadCheckpoint(path).catch((error: Error) => {
-          throw new ConfigError(`--resume ${flags.resume}: ${error.message}`);
-        });
-        resolved = { ...ckpt.meta.config, out: flags.resume };
-        plugins = [...new Set([...resolved.plugins, ...plugins])];
-      } else {
-        const input: RunConfigInput = flags.config ? await readConfigFile(flags.config) : {};
-        const set = <K extends keyof RunConfigInput>(key: K, value: RunConfigInput[K] | undefined) => {
-          if (value !== undefined) input[key] = value;
-        };
-        set("arch", flags.arch);
-        set("method", flags.method);
-        set("data", flags.data);
-        set(
-          "stepsPerEpoch",
-          flags.steps === undefined ? undefined : parseNumber(flags.steps, "--steps", true),
-        );
-        set("epochs", flags.epochs === undefined ? undefined : parseNumber(flags.epochs, "--epochs", true));
-        set("batch", flags.batch === undefined ? undefined : parseNumber(flags.batch, "--batch", true));
-        set("patch", flags.patch === undefined ? undefined : parseVec3(flags.patch, "--patch"));
-        set("lr", flags.lr === undefined ? undefined : parseNumber(flags.lr, "--lr"));
-        set("precision", flags.precision as RunConfigInput["precision"]);
-        set(
-          "workers",
-          flags.workers === undefined ? undefined : parseNumber(flags.workers, "--workers", true),
-        );
-        set("out", flags.out);
-        set("seed", flags.seed === undefined ? undefined : parseNumber(flags.seed, "--seed", true));
-        if (plugins.length > 0) input.plugins = [...new Set([...(input.plugins ?? []), ...plugins])];
-        const parsed = RunConfigSchema.safeParse(input);
-        if (!parsed.success) {
-          throw new ConfigError(formatIssues(parsed.error, flags.config ?? "run configuration"));
+      if (plugins.length > 0 && !isSandboxed()) {
+        const { plan, out } = await planOf(request, Boolean(flags.dryRun), cwd);
+        // the child must write where this process planned, whatever the clock says by then
+        const args = request.kind === "new" && out && !flags.out ? [...Deno.args, "--out", out] : Deno.args;
+        Deno.exit(await relaunchSandboxed(plan, args));
+      }
+      if (isSandboxed()) {
+        if (!flags.dryRun) {
+          if (config.workers === 0) {
+            console.log(
+              "note: sandboxed runs make samples in workers (a stuck plugin can then be stopped): workers 1",
+            );
+            config.workers = 1;
+          }
+          await startLoaderWorkers(config.workers + (config.validationBatches > 0 ? 1 : 0));
         }
-        plugins = parsed.data.plugins.map((p) => (/^[a-z]+:/.test(p) ? p : resolve(cwd, p)));
-        for (const spec of plugins) registry.add(await loadPlugin(spec, VERSION), pluginSpecifier(spec, cwd));
+        await lockSandbox();
+      }
+
+      const registry = builtinRegistry();
+      for (const spec of plugins) registry.add(await loadPlugin(spec, VERSION), pluginSpecifier(spec, cwd));
+      let resolved: ResolvedRunConfig;
+      if (request.kind === "resume") {
+        resolved = request.resolved;
+      } else {
         try {
           resolved = resolveRunConfig(
-            { ...parsed.data, plugins },
-            registry.architecture(parsed.data.arch),
-            registry.method(parsed.data.method),
+            request.config,
+            registry.architecture(request.config.arch),
+            registry.method(request.config.method),
           );
         } catch (error) {
           if ((error as Error).name === "PluginError") throw error;
           throw new ConfigError((error as Error).message);
         }
       }
-
-      if (plugins.length > 0 && !isSandboxed() && !flags.dryRun) {
-        const data = resolved.data === "synthetic" ? [] : [resolved.data];
-        const plan = planSandbox({ plugins, data, out: resolved.out, cwd, configFile: flags.config });
-        Deno.exit(await relaunchSandboxed(plan, Deno.args));
-      }
-      if (flags.resume) {
-        for (const spec of plugins) registry.add(await loadPlugin(spec, VERSION), pluginSpecifier(spec, cwd));
-      }
+      resolved.workers = config.workers;
 
       const arch = registry.architecture(
         resolved.resolvedArch.size
@@ -165,17 +246,24 @@ export function registerPretrain(program: Command): void {
       );
       const method = registry.method(resolved.resolvedMethod.plugin);
       if (flags.dryRun) {
-        const count = arch.plugin.countParameters?.(
-          resolved.resolvedArch.config,
-          resolved.inChannels,
-          method.outChannels,
-          resolved.patch,
-        );
+        const needs = typeof method.network === "function"
+          ? method.network(resolved.resolvedMethod.config)
+          : method.network;
+        const encoderOnly = "encoderOnly" in needs;
+        const count = arch.plugin.countParameters?.(resolved.resolvedArch.config, {
+          inChannels: resolved.inChannels,
+          outChannels: "outChannels" in needs ? needs.outChannels : 1,
+          patchSize: resolved.patch,
+          encoderOnly,
+        });
         console.log(JSON.stringify(resolved, null, 2));
         console.log(
           count === undefined
             ? `parameters: ${arch.plugin.name} cannot count without building the model`
-            : `parameters (network): ${count.toLocaleString("en-US")} (${(count / 1e6).toFixed(2)}M)`,
+            : `parameters (network${encoderOnly ? ", encoder only" : ""}): ${
+              count.toLocaleString("en-US")
+            } ` +
+              `(${(count / 1e6).toFixed(2)}M)`,
         );
         return;
       }
@@ -184,6 +272,7 @@ export function registerPretrain(program: Command): void {
       const sources = await openBatchSources(resolved, method, {
         methodModule: pluginModule(registry, "ssl-method", method.name),
         log: (l) => console.log(l),
+        isolation: loaderIsolation(),
       });
       try {
         const summary = await runPretraining({
@@ -193,7 +282,7 @@ export function registerPretrain(program: Command): void {
           train: sources.train,
           validation: sources.validation,
           coreVersion: VERSION,
-          resume: Boolean(flags.resume),
+          resume: request.kind === "resume",
           gpu,
         });
         if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
@@ -201,6 +290,7 @@ export function registerPretrain(program: Command): void {
       } finally {
         await sources.train.close();
         await sources.validation?.close();
+        closeLoaderWorkers();
       }
     });
 }

@@ -1,7 +1,9 @@
 /**
  * The cache folder as a whole: `cache.json` (the manifest: producer, parameters, one entry per image,
  * skipped files) written by preprocessing and read by loaders. When the manifest is missing (a run was
- * interrupted before writing it), the entries are rebuilt from the per-image properties files.
+ * interrupted before writing it), the entries are rebuilt from the per-image properties files; a
+ * properties file that cannot be used (not JSON, not an entry's properties, another cache format) is
+ * reported with its path and reason and listed in the rebuilt manifest's `skipped`.
  *
  * @module
  */
@@ -13,26 +15,43 @@ import type { Shape3 } from "./volume.ts";
 
 /** One image of the cache, as listed in the manifest. */
 export interface CacheEntry {
+  /** The image's id in the dataset index (`ImageRecord.id`). */
   id: string;
   /** Path of the entry relative to the cache folder, without extension (`.vxc` / `.json` beside). */
   key: string;
+  /** Dataset key. */
   dataset: string;
+  /** Subject key. */
   subject: string;
+  /** Session key. */
   session: string;
+  /** Modality (T1w, T2w, FLAIR, …). */
   modality: string;
+  /** Image quality score (1 best … 5 worst) when known. */
   qualityScore?: number;
+  /** Array shape `[D, H, W]` after preprocessing. */
   shape: Shape3;
+  /** Voxel size `[sd, sh, sw]` in mm after preprocessing. */
   spacing: Shape3;
+  /** Arrays stored for the image ("image" and its masks). */
   arrays: string[];
+  /** Anatomy voxel locations stored for anatomy-centred sampling. */
   anatomyVoxels?: number;
 }
 
 /** `cache.json`. */
 export interface CacheManifest {
-  producer: typeof PRODUCER;
+  /** What wrote the cache: voxssl's name and version and the cache format (see `CACHE_FORMAT`). */
+  producer: { name: string; version: string; cacheFormat: number };
+  /**
+   * The parameters the cache was made with (null in a manifest rebuilt from properties files that lack them).
+   */
   parameters: PreprocessParameters | null;
+  /** When the manifest was written (ISO 8601). */
   created: string;
+  /** One entry per cached image. */
   images: CacheEntry[];
+  /** Files left out, each with its reason. */
   skipped: SkippedFile[];
 }
 
@@ -73,8 +92,47 @@ async function* propertyFiles(dir: string): AsyncGenerator<string> {
   }
 }
 
+/** Options of {@link readCacheManifest}. */
+export interface ReadCacheManifestOptions {
+  /**
+   * Called once per properties file that cannot be used when the entries are rebuilt (no `cache.json`):
+   * unreadable, not valid JSON, not the properties of a cache entry, or made by another cache format.
+   * Default: a warning on stderr with the path and the reason. The files are also listed in the
+   * returned manifest's `skipped`.
+   */
+  onSkip?: (skipped: SkippedFile) => void;
+}
+
+const isVec3 = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number");
+
+/** Why parsed properties cannot make a cache entry, or undefined when they can. */
+function propertiesProblem(value: unknown): string | undefined {
+  const expected = "expected the properties of a cache entry written by voxssl preprocess";
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return `not a JSON object; ${expected}`;
+  }
+  const p = value as Partial<Record<keyof ImageProperties, Record<string, unknown>>>;
+  const format = p.producer?.cacheFormat;
+  if (typeof format === "number" && format !== PRODUCER.cacheFormat) {
+    return `made by another cache format (${p.producer?.name ?? "?"} ${p.producer?.version ?? "?"}, format ` +
+      `${format}; this voxssl reads format ${PRODUCER.cacheFormat}): run voxssl preprocess again`;
+  }
+  const missing = [
+    typeof format !== "number" && "producer.cacheFormat",
+    ...["id", "dataset", "subject", "session", "modality"]
+      .filter((k) => typeof p.image?.[k] !== "string").map((k) => `image.${k}`),
+    !isVec3(p.final?.shape) && "final.shape",
+    !isVec3(p.final?.spacing) && "final.spacing",
+    !Array.isArray(p.arrays) && "arrays",
+  ].filter((m): m is string => typeof m === "string");
+  return missing.length > 0 ? `lacks ${missing.join(", ")}; ${expected}` : undefined;
+}
+
 /** Reads a cache folder's manifest, or rebuilds the entries from the properties files. */
-export async function readCacheManifest(cacheDir: string): Promise<CacheManifest> {
+export async function readCacheManifest(
+  cacheDir: string,
+  options: ReadCacheManifestOptions = {},
+): Promise<CacheManifest> {
   const path = join(cacheDir, MANIFEST_NAME);
   try {
     const manifest = JSON.parse(await Deno.readTextFile(path)) as CacheManifest;
@@ -93,21 +151,48 @@ export async function readCacheManifest(cacheDir: string): Promise<CacheManifest
   } catch (error) {
     throw asDataFileError(cacheDir, error);
   }
+  const onSkip = options.onSkip ??
+    ((s: SkippedFile) => console.warn(`voxssl cache: skipping ${s.path}: ${s.reason}`));
   const images: CacheEntry[] = [];
+  const skipped: SkippedFile[] = [];
   let parameters: PreprocessParameters | null = null;
-  for await (const file of propertyFiles(cacheDir)) {
+  const files = [];
+  for await (const file of propertyFiles(cacheDir)) files.push(file);
+  for (const file of files.sort()) {
+    let problem: string | undefined;
     try {
-      const properties = JSON.parse(await Deno.readTextFile(file)) as ImageProperties;
-      if (properties.producer?.cacheFormat !== PRODUCER.cacheFormat) continue;
-      parameters ??= properties.parameters;
-      images.push(entryOf(properties, relative(cacheDir, file).split(sep).join("/").replace(/\.json$/, "")));
-    } catch {
-      // an unreadable properties file means an unfinished entry: not part of the cache
+      let properties: unknown;
+      try {
+        properties = JSON.parse(await Deno.readTextFile(file));
+      } catch (error) {
+        if (!(error instanceof SyntaxError)) throw error;
+        throw new DataFileError(
+          file,
+          `not valid JSON (${error.message}); expected the properties of a cache entry written by voxssl preprocess`,
+        );
+      }
+      problem = propertiesProblem(properties);
+      if (!problem) {
+        const p = properties as ImageProperties;
+        parameters ??= p.parameters;
+        images.push(entryOf(p, relative(cacheDir, file).split(sep).join("/").replace(/\.json$/, "")));
+      }
+    } catch (error) {
+      problem = asDataFileError(file, error).problem;
+    }
+    if (problem) {
+      const entry = { path: file, reason: problem };
+      skipped.push(entry);
+      onSkip(entry);
     }
   }
   if (images.length === 0) {
-    throw new DataFileError(cacheDir, "is not a voxssl cache (no cache.json, no properties files)");
+    const why = skipped.length === 0
+      ? "no cache.json, no properties files"
+      : `no cache.json, and none of its ${skipped.length} properties files is usable; first: ` +
+        `${skipped[0].path}: ${skipped[0].reason}`;
+    throw new DataFileError(cacheDir, `is not a voxssl cache (${why})`);
   }
   images.sort((a, b) => (a.key < b.key ? -1 : 1));
-  return { producer: PRODUCER, parameters, created: "", images, skipped: [] };
+  return { producer: PRODUCER, parameters, created: "", images, skipped };
 }

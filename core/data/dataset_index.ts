@@ -62,8 +62,88 @@ export const pretrainIndexSchema = z.looseObject({
   datasets: z.record(z.string(), datasetSchema),
 });
 
-/** A parsed `pretrain_data.json`. */
-export type PretrainIndex = z.infer<typeof pretrainIndexSchema>;
+/** Free-form facts of an index level (`dataset_info`, `subject_info`, …). */
+export type IndexInfo = Record<string, unknown> | null | undefined;
+
+/** `associated_masks` of an image: paths of its masks (relative to the index file or absolute). */
+export interface IndexMasks {
+  /** The anonymisation (deface) mask. */
+  anonymization_mask?: string | null;
+  /** The anatomy (foreground) mask. */
+  anatomy_mask?: string | null;
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+/** One image of a session in `pretrain_data.json`. */
+export interface IndexImageEntry {
+  /** File name. */
+  name: string;
+  /** Path of the image (relative to the index file or absolute). */
+  image_path: string;
+  /** Modality (T1w, T2w, FLAIR, …). */
+  modality: string;
+  /** Facts about the image; voxssl's own are under `voxssl` ({@link VoxsslImageInfo}). */
+  image_info?: IndexInfo;
+  /** Its masks. */
+  associated_masks?: IndexMasks | null;
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+/** One session of a subject in `pretrain_data.json`. */
+export interface IndexSession {
+  /** The session's id. */
+  session_id: string | number;
+  /** Facts about the session. */
+  session_info?: IndexInfo;
+  /** Its images. */
+  images: IndexImageEntry[];
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+/** One subject of a dataset in `pretrain_data.json`. */
+export interface IndexSubject {
+  /** The subject's id. */
+  subject_id: string;
+  /** Facts about the subject. */
+  subject_info?: IndexInfo;
+  /** Sessions by key. */
+  sessions: Record<string, IndexSession>;
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+/** One dataset of the collection in `pretrain_data.json`. */
+export interface IndexDataset {
+  /** The dataset's index. */
+  dataset_index: string | number;
+  /** Its name. */
+  name?: string | null;
+  /** Facts about the dataset. */
+  dataset_info?: IndexInfo;
+  /** Subjects by key. */
+  subjects: Record<string, IndexSubject>;
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+/** A parsed `pretrain_data.json` (Collection → Dataset → Subject → Session → Image). */
+export interface PretrainIndex {
+  /** The collection's index. */
+  collection_index: string | number;
+  /** The collection's name. */
+  collection_name: string;
+  /** Datasets by key. */
+  datasets: Record<string, IndexDataset>;
+  /** Keys nnssl or other tools add are kept. */
+  [key: string]: unknown;
+}
+
+// PretrainIndex is written out for the docs; this fails to compile when it and the schema drift apart.
+const _pretrainIndexIsTheSchemaOutput: [PretrainIndex, z.output<typeof pretrainIndexSchema>] extends
+  [z.output<typeof pretrainIndexSchema>, PretrainIndex] ? true : never = true;
 /** One image entry of the index. */
 export type IndexImage = z.infer<typeof imageSchema>;
 

@@ -48,3 +48,41 @@ export function asDataFileError(path: string, error: unknown): DataFileError {
   const message = error instanceof Error ? error.message : String(error);
   return new DataFileError(path, message, { cause: error });
 }
+
+/**
+ * A failure of an SSL method's own data code (its `sample` hook), as opposed to a bad input file: the run
+ * stops with it, naming the plugin, instead of skipping the image. `denied` names the Deno permission when
+ * the sandbox refused an access.
+ */
+export class SampleHookError extends Error {
+  /** The plugin whose hook failed. */
+  readonly plugin: string;
+  /** Where: step, sample index and input. */
+  readonly where: string;
+  /** The Deno permission that was refused ("read", "net", …), when that was the failure. */
+  readonly denied?: string;
+
+  /** An error of `plugin`'s data hook at `where` with the hook's own `detail`. */
+  constructor(plugin: string, where: string, detail: string, denied?: string) {
+    super(
+      denied
+        ? `plugin ${plugin}: sample() was denied ${denied} access by the sandbox (${where}): ${detail}`
+        : `plugin ${plugin}: sample() failed (${where}): ${detail}`,
+    );
+    this.name = "SampleHookError";
+    this.plugin = plugin;
+    this.where = where;
+    this.denied = denied;
+  }
+}
+
+/** The Deno permission named by a sandbox refusal ("Requires read access to …"), if `error` is one. */
+export function deniedPermission(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  const match = /Requires (\w+) access/.exec(message);
+  if (!match) return undefined;
+  const isRefusal = error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied ||
+    /run again with the --allow-/.test(message);
+  return isRefusal ? match[1] : undefined;
+}

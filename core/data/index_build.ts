@@ -43,7 +43,9 @@ export interface IndexCandidate {
 export interface IndexBuildOptions {
   /** `collection_name` (default: the folder's name). */
   collectionName?: string;
+  /** How thoroughly each file is checked (default "header"). */
   check?: IndexCheck;
+  /** What to do with 4D files (default "skip"). */
   frames?: FramePolicy;
   /** Write paths relative to this folder (the index file's folder); default: absolute paths. */
   relativeTo?: string;
@@ -51,6 +53,7 @@ export interface IndexBuildOptions {
   concurrency?: number;
   /** Called after each file with the count done, the total and the file. */
   onProgress?: (done: number, total: number, path: string) => void;
+  /** Size limits a file must stay within to be indexed. */
   limits?: NiftiLimits;
   /** Extra `dataset_info` per dataset key. */
   datasetInfo?: Record<string, Record<string, unknown>>;
@@ -66,8 +69,11 @@ export interface FolderIndexOptions extends IndexBuildOptions {
 
 /** An index, the number of images in it, and every skipped file with its reason. */
 export interface IndexBuildResult {
+  /** The index, as written to `pretrain_data.json`. */
   index: PretrainIndex;
+  /** Images in the index. */
   images: number;
+  /** Files left out, each with its reason. */
   skipped: SkippedFile[];
 }
 
@@ -315,8 +321,15 @@ export function describePath(
  *
  * @example
  * ```ts
- * const { index, skipped } = await buildFolderIndex("/data/scans", { relativeTo: "/data" });
- * await writePretrainIndex("/data/pretrain_data.json", index);
+ * import { buildFolderIndex, writeSyntheticDataset } from "@voxssl/core";
+ * import { writePretrainIndex } from "./dataset_index.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * await writeSyntheticDataset(`${root}/scans`, { count: 2, shape: [8, 8, 8], layout: "flat" });
+ * const { index, images, skipped } = await buildFolderIndex(`${root}/scans`, { relativeTo: root });
+ * await writePretrainIndex(`${root}/pretrain_data.json`, index);
+ * console.log(images, skipped.length); // 2 0
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function buildFolderIndex(

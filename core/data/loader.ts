@@ -1,12 +1,18 @@
 /**
- * The patch loader: batches of augmented patches from a cache folder, an index of raw NIfTI files, or
- * synthetic phantoms, made by background Workers and handed over as transferable buffers.
+ * The patch loader: batches of samples from a cache folder, an index of raw NIfTI files, or synthetic
+ * phantoms, made by background Workers and handed over as transferable buffers. A sample is the run's
+ * standard augmented patch (`image`, plus requested masks), or whatever the SSL method's data hook
+ * (`sample(context)`) returns; the arrays of a batch are stacked along a new leading axis.
  *
  * Reproducibility: the batch of a step is a pure function of (seed, step) and the data. Sample `b` of
- * step `s` takes image `createRng(seed, "image", s, b, attempt).int(N)`; its crop, augmentation and
- * `prepare` draw from `createRng(seed, s, b)`. A file that fails is logged with its path and reason,
+ * step `s` takes image `createRng(seed, "image", s, b, attempt).int(N)`; its crop, augmentation and data
+ * hook draw from `createRng(seed, s, b)`. A file that fails is logged with its path and reason,
  * remembered as bad, and the sample moves to its next attempt — the same choice whenever the failure is
  * discovered, so resuming at any step gives the same batches.
+ *
+ * Failures of the method's own code are not bad files: a hook that throws, is refused a permission,
+ * returns malformed arrays, or runs past `sampleTimeoutMs` rejects the batch with an error naming the
+ * plugin, and the run stops.
  *
  * Prefetch: `batch(s)` also starts steps s+1 … s+prefetch; at most `prefetch + 1` batches are queued
  * or held. Asking for a step out of order drops (and cancels) the prefetched ones.
@@ -15,9 +21,10 @@
  */
 import { type AugmentationInput, resolveAugmentation } from "./augment/config.ts";
 import type { DataSplit, ImageFilter } from "./dataset_index.ts";
-import { DataFileError, type SkippedFile } from "./errors.ts";
+import { DataFileError, SampleHookError, type SkippedFile } from "./errors.ts";
 import { createRng } from "./rng.ts";
-import { emptyTimings, type ExtraArray, type MaskName, type SampleTimings } from "./sample.ts";
+import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
+import type { SampleArray, SampleData } from "./sample_array.ts";
 import {
   createSampleRunner,
   type SampleResult,
@@ -26,7 +33,7 @@ import {
 } from "./sample_runner.ts";
 import { itemLabel, type PatchSourceInput, resolveSource, type VolumeCacheOptions } from "./sources.ts";
 import type { Shape3 } from "./volume.ts";
-import { createWorkerPool, type WorkerPool } from "./worker_pool.ts";
+import { createWorkerPool, TaskTimeoutError, type WorkerPool, WorkerStartError } from "./worker_pool.ts";
 
 /** Options of {@link createPatchLoader}. */
 export interface PatchLoaderOptions {
@@ -48,36 +55,48 @@ export interface PatchLoaderOptions {
   workers?: number;
   /** Batches prepared ahead (default 2). */
   prefetch?: number;
-  /** Module (URL or path) exporting the SSL method's `prepare(sample, { rng, config })`. */
-  prepareModule?: string | URL;
-  /** Config passed to `prepare` (structured-cloned into the workers). */
-  prepareConfig?: unknown;
+  /**
+   * Module (URL or path) whose default export is the SSL method plugin with the data hook
+   * `sample(context)`; without it each sample is the standard patch.
+   */
+  hookModule?: string | URL;
+  /** The method's config (structured-cloned into the workers, parsed there by the plugin's schema). */
+  hookConfig?: unknown;
+  /** The plugin's name, for error messages (default: the module URL). */
+  hookName?: string;
+  /** Training batches (default) or validation batches (passed to the hook as `context.training`). */
+  training?: boolean;
+  /**
+   * A sample taking longer than this (ms) stops the run with an error naming the plugin (default 120 s).
+   * Needs workers ≥ 1: a hook stuck on the calling thread cannot be interrupted.
+   */
+  sampleTimeoutMs?: number;
   /** Subject-level split of index and cache sources (default "all"). */
   split?: DataSplit;
   /** Quality/modality filter of index and cache sources. */
   filter?: ImageFilter;
   /** Per-worker memory for decoded raw/synthetic volumes and open cache files. */
   volumeCache?: VolumeCacheOptions;
+  /**
+   * Isolation of the workers (the plugin sandbox): how to get each Worker (e.g. started before the
+   * process gave up read access to its code), and what each gives up before importing the hook.
+   */
+  isolation?: { spawn: () => Worker; revoke: { read: string[]; env: string[] } };
   /** Failed reads allowed per sample before its batch fails (default 32). */
   maxAttempts?: number;
   /** Called once per file that is skipped (default: a warning on stderr). */
   onSkip?: (skipped: SkippedFile) => void;
 }
 
-/** One batch, channel-first. */
+/** One batch: each sample's arrays stacked along a new leading axis. */
 export interface PatchBatch {
   /** The step this batch belongs to. */
   step: number;
-  /** `B·C·D·H·W` voxels, C = 1. */
-  image: Float32Array;
-  /** `[B, C, D, H, W]`. */
-  shape: [number, number, number, number, number];
-  /** Requested masks, `B·1·D·H·W` each (1 = anatomy / defaced voxel). */
-  masks: Partial<Record<MaskName, Uint8Array>>;
-  /** `prepare`'s arrays stacked along the batch: `extra[k]` holds B samples back to back. */
-  extra: Record<string, ExtraArray>;
-  /** `[B, ...per-sample shape]` of each extra array (per-sample shape is its length). */
-  extraShapes: Record<string, number[]>;
+  /**
+   * The arrays, `[B, ...per-sample shape]`, in their declared dtypes. Without a data hook: `image`
+   * `[B, 1, D, H, W]` f32 and each requested mask (`anatomy`, `deface`) `[B, 1, D, H, W]` u8.
+   */
+  arrays: Record<string, SampleArray>;
   /** File (or synthetic label) of each sample. */
   sources: string[];
   /** Image id of each sample. */
@@ -104,11 +123,13 @@ export interface LoaderStats {
 export interface PatchLoader {
   /** Number of images the loader samples from. */
   readonly images: number;
+  /** Background workers sampling (0: samples are made on the calling thread). */
   readonly workers: number;
   /** The batch of `step` (prefetching the following ones). */
   batch(step: number): Promise<PatchBatch>;
   /** Files skipped so far, with reasons. */
   skipped(): SkippedFile[];
+  /** Running totals: batches, samples, waiting time, worker time per stage, skipped files. */
   stats(): LoaderStats;
   /** Stops the workers; pending batches reject. */
   close(): void;
@@ -123,42 +144,42 @@ function addTimings(into: SampleTimings, add: SampleTimings): void {
   for (const k of Object.keys(into) as (keyof SampleTimings)[]) into[k] += add[k];
 }
 
-function assemble(step: number, results: SampleResult[], patch: Shape3, masks: MaskName[]): PatchBatch {
+function assemble(step: number, results: SampleResult[], where: string): PatchBatch {
   const B = results.length;
-  const n = patch[0] * patch[1] * patch[2];
-  const image = new Float32Array(B * n);
-  results.forEach((r, b) => image.set(r.image, b * n));
-  const batchMasks: Partial<Record<MaskName, Uint8Array>> = {};
-  for (const m of masks) {
-    const out = new Uint8Array(B * n);
-    results.forEach((r, b) => out.set(r.masks[m]!, b * n));
-    batchMasks[m] = out;
-  }
-  const extra: Record<string, ExtraArray> = {};
-  const extraShapes: Record<string, number[]> = {};
-  for (const key of Object.keys(results[0].extra)) {
-    const first = results[0].extra[key];
-    const Ctor = first.constructor as new (n: number) => ExtraArray;
-    const out = new Ctor(B * first.length);
+  const arrays: Record<string, SampleArray> = {};
+  const first = results[0].arrays;
+  const keys = Object.keys(first).sort();
+  results.forEach((r, b) => {
+    const k = Object.keys(r.arrays).sort();
+    if (k.join() !== keys.join()) {
+      throw new Error(
+        `${where}: sample ${b} of step ${step} returned arrays [${k}], sample 0 returned [${keys}]; ` +
+          "every sample of a batch must return the same names",
+      );
+    }
+  });
+  for (const key of keys) {
+    const a = first[key];
+    const n = a.data.length;
+    const Ctor = a.data.constructor as new (n: number) => SampleData;
+    const out = new Ctor(B * n);
     results.forEach((r, b) => {
-      const part = r.extra[key];
-      if (!part || part.length !== first.length || part.constructor !== first.constructor) {
-        throw new Error(`prepare() returned extra "${key}" with different types or lengths across the batch`);
+      const part = r.arrays[key];
+      if (part.dtype !== a.dtype || part.shape.join() !== a.shape.join()) {
+        throw new Error(
+          `${where}: "${key}" is ${part.dtype} [${part.shape}] in sample ${b} of step ${step} but ` +
+            `${a.dtype} [${a.shape}] in sample 0; every sample of a batch must agree`,
+        );
       }
-      out.set(part as never, b * first.length);
+      out.set(part.data as never, b * n);
     });
-    extra[key] = out;
-    extraShapes[key] = [B, first.length];
+    arrays[key] = { dtype: a.dtype, shape: [B, ...a.shape], data: out };
   }
   const timings = emptyTimings();
   results.forEach((r) => addTimings(timings, r.timings));
   return {
     step,
-    image,
-    shape: [B, 1, patch[0], patch[1], patch[2]],
-    masks: batchMasks,
-    extra,
-    extraShapes,
+    arrays,
     sources: results.map((r) => r.source),
     ids: results.map((r) => r.id),
     timings,
@@ -171,10 +192,12 @@ function assemble(step: number, results: SampleResult[], patch: Shape3, masks: M
  * @example
  * ```ts
  * const loader = await createPatchLoader({
- *   source: "cache/", patchSize: [160, 160, 160], batchSize: 2, seed: 1,
- *   augmentation: "nnssl-mae", workers: 8, prefetch: 4,
+ *   source: { kind: "synthetic", count: 2, shape: [32, 32, 32] }, // or "cache/", "pretrain_data.json"
+ *   patchSize: [16, 16, 16], batchSize: 2, seed: 1,
+ *   augmentation: "nnssl-mae", workers: 0, prefetch: 1,
  * });
- * const batch = await loader.batch(0); // batch.image: Float32Array, batch.shape: [2, 1, 160, 160, 160]
+ * const batch = await loader.batch(0);
+ * console.log(batch.arrays.image.dtype, batch.arrays.image.shape); // "f32" [2, 1, 16, 16, 16]
  * loader.close();
  * ```
  */
@@ -189,8 +212,22 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
     );
   }
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
-  const source = await resolveSource(options.source, { split: options.split, filter: options.filter });
+  const onSkip = options.onSkip ??
+    ((s: SkippedFile) => console.warn(`voxssl loader: skipping ${s.path}: ${s.reason}`));
+  // unusable entries of a cache folder without cache.json: reported and counted like any skipped file
+  const unusable: SkippedFile[] = [];
+  const source = await resolveSource(options.source, {
+    split: options.split,
+    filter: options.filter,
+    onSkip: (s) => unusable.push(s),
+  }).catch((error) => {
+    for (const s of unusable) onSkip(s);
+    throw error;
+  });
   const masks = options.masks ?? [];
+  const hookModule = options.hookModule
+    ? new URL(options.hookModule, `file://${Deno.cwd()}/`).href
+    : undefined;
   const init: SampleRunnerInit = {
     source,
     spec: {
@@ -200,17 +237,17 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       masks,
     },
     seed,
-    prepareModule: options.prepareModule
-      ? new URL(options.prepareModule, `file://${Deno.cwd()}/`).href
-      : undefined,
-    prepareConfig: options.prepareConfig,
+    training: options.training ?? true,
+    hookModule,
+    hookConfig: options.hookConfig,
     volumeCache: options.volumeCache,
+    revoke: options.isolation?.revoke,
   };
+  const who = hookModule ? `plugin ${options.hookName ?? hookModule}` : "the patch loader";
+  const timeoutMs = options.sampleTimeoutMs ?? 120_000;
   const workers = Math.max(0, Math.floor(options.workers ?? Math.max(1, navigator.hardwareConcurrency - 1)));
   const prefetch = Math.max(0, Math.floor(options.prefetch ?? 2));
   const maxAttempts = options.maxAttempts ?? 32;
-  const onSkip = options.onSkip ??
-    ((s: SkippedFile) => console.warn(`voxssl loader: skipping ${s.path}: ${s.reason}`));
 
   // where samples are made: a worker pool, or this thread
   let pool: WorkerPool<SampleTask, SampleResult> | undefined;
@@ -220,18 +257,32 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       size: workers,
       init,
       maxInFlight: 2,
+      taskTimeoutMs: timeoutMs,
+      spawn: options.isolation?.spawn,
     });
   } else {
     local = await createSampleRunner(init);
   }
-  const runTask = async (task: SampleTask): Promise<SampleResult> =>
-    pool ? await pool.run(task) : (await local!.run(task)).result;
+  const runTask = async (task: SampleTask): Promise<SampleResult> => {
+    const result = pool ? await pool.run(task) : (await local!.run(task)).result;
+    for (const s of result.skipped) {
+      skipped.push(s);
+      totals.skipped++;
+      onSkip(s);
+    }
+    return result;
+  };
 
   const count = source.items.length;
   const bad = new Map<number, string>();
   const skipped: SkippedFile[] = [];
   const totals: LoaderStats = { batches: 0, samples: 0, waitMs: 0, timings: emptyTimings(), skipped: 0 };
   let closed = false;
+  for (const entry of unusable) {
+    skipped.push(entry);
+    totals.skipped++;
+    onSkip(entry);
+  }
 
   const markBad = (item: number, error: unknown) => {
     if (bad.has(item)) return;
@@ -256,8 +307,31 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       try {
         return await runTask({ step, index, item });
       } catch (error) {
-        if (closed || (error instanceof Error && /^(cancelled|worker pool closed)$/.test(error.message))) {
+        if (closed || (error instanceof Error && /^(cancelled|worker pool closed)/.test(error.message))) {
           throw error;
+        }
+        if (error instanceof TaskTimeoutError) {
+          throw new Error(
+            `${who}: making sample ${index} of step ${step} (${itemLabel(source, item)}) took longer than ` +
+              `${timeoutMs / 1000} s; the worker was stopped` +
+              (hookModule
+                ? " (is its sample() hook stuck in a loop?)"
+                : " (raise sampleTimeoutMs for very slow reads)"),
+          );
+        }
+        if (error instanceof SampleHookError) throw error;
+        if (error instanceof WorkerStartError) {
+          throw new Error(
+            `${who}: the data loader's worker could not start: ${
+              error.message.replace(/^worker failed to start: /, "")
+            }`,
+          );
+        }
+        if (!(error instanceof DataFileError) && hookModule) {
+          // anything else from a worker running a plugin's code is not a bad file
+          throw new Error(
+            `${who}: making sample ${index} of step ${step} failed: ${(error as Error).message}`,
+          );
         }
         markBad(item, error);
         failures++;
@@ -273,7 +347,7 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
     if (inflight.has(step)) return;
     const promise = Promise.all(Array.from({ length: batchSize }, (_, b) => makeSample(step, b))).then((
       results,
-    ) => assemble(step, results, patchSize, masks));
+    ) => assemble(step, results, who));
     promise.catch(() => {}); // a dropped prefetch may reject unobserved
     inflight.set(step, promise);
   };

@@ -6,33 +6,28 @@
  * What the trainer uses:
  *
  * ```ts
- * import { createPatchLoader } from "./core/data/mod.ts";
+ * import { createPatchLoader } from "@voxssl/core";
  *
  * const loader = await createPatchLoader({
- *   source: "cache/",                  // cache folder | pretrain_data.json | { kind: "synthetic", count, shape }
- *   patchSize: [160, 160, 160],
+ *   source: { kind: "synthetic", count: 2, shape: [32, 32, 32] }, // or a cache folder, or pretrain_data.json
+ *   patchSize: [16, 16, 16],
  *   batchSize: 2,
  *   seed: 1,
- *   augmentation: "nnssl-mae",         // preset or { preset, ...overrides } (resolveAugmentation)
- *   masks: ["anatomy", "deface"],
- *   workers: 8,
- *   prefetch: 4,
- *   prepareModule: pluginUrl,          // module exporting prepare(sample, { rng, config }), run in the workers
- *   prepareConfig: { maskRatio: 0.75 },
+ *   augmentation: "nnssl-mae",   // preset or { preset, ...overrides } (resolveAugmentation)
+ *   masks: ["anatomy"],
+ *   workers: 0,                  // background workers (0: sample on this thread); the trainer uses several
+ *   // hookModule: the method plugin's module URL: its sample(context) runs in the workers
  * });
- * const batch = await loader.batch(step); // pure function of (seed, step): resume gives the same batches
- * batch.image;   // Float32Array, B·C·D·H·W, channel-first, C = 1
- * batch.shape;   // [B, C, D, H, W]
- * batch.masks;   // { anatomy?: Uint8Array, deface?: Uint8Array }, B·1·D·H·W each
- * batch.extra;   // prepare()'s typed arrays stacked along the batch (extraShapes gives [B, length])
- * batch.sources; // the file (or synthetic label) of each sample
+ * const batch = await loader.batch(0); // pure function of (seed, step): resume gives the same batches
+ * console.log(batch.arrays.image.shape, batch.arrays.anatomy.dtype); // [2, 1, 16, 16, 16] "u8"
+ * console.log(batch.sources);          // the file (or synthetic label) of each sample
  * loader.close();
  * ```
  *
- * What an SSL plugin's data side uses: {@link PrepareFunction} (`prepare(sample, { rng, config, seed,
- * step, index })`, pure, run inside the workers), {@link Rng} (`rng.next()`, `rng.normal()`,
- * `rng.int(n)`, `rng.fork(...)`), and the augmentation building blocks (`gaussianBlur`, `warpPatch`, …)
- * for method-specific views.
+ * What an SSL plugin's data side uses: {@link SampleContext} (the volume, the run's standard patch, crops
+ * of any size, a second volume, per-crop augmentation pipelines), {@link sampleArray} (typed arrays with
+ * their shape), {@link Rng} (`rng.next()`, `rng.normal()`, `rng.int(n)`, `rng.fork(...)`), and the
+ * augmentation building blocks (`gaussianBlur`, `rot90`, …) for method-specific views.
  *
  * Tools: `buildFolderIndex` / `buildOpenMindIndex` (what `voxssl index` runs), `preprocessDataset` (what
  * `voxssl preprocess` runs), `readNifti` / `writeNifti` (predictions and masks), `generatePhantom` /
@@ -82,10 +77,13 @@ export * from "./augment/noise.ts";
 export * from "./augment/blur.ts";
 export * from "./augment/intensity.ts";
 export * from "./augment/lowres.ts";
+export * from "./augment/rot90.ts";
 
 // the loader
 export * from "./worker_pool.ts";
 export * from "./sources.ts";
 export * from "./sample.ts";
+export * from "./sample_array.ts";
+export * from "./sample_context.ts";
 export * from "./sample_runner.ts";
 export * from "./loader.ts";

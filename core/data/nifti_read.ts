@@ -480,8 +480,14 @@ async function loadBytes(
  *
  * @example
  * ```ts
- * const vol = await readNifti("sub-01_T1w.nii.gz");
- * console.log(vol.shape, vol.spacing); // [D, H, W], [sd, sh, sw]
+ * import { generatePhantom, readNifti, writeNifti } from "@voxssl/core";
+ *
+ * const path = await Deno.makeTempFile({ suffix: "_T1w.nii.gz" });
+ * const phantom = generatePhantom({ shape: [8, 8, 8], spacing: [2, 1, 1] });
+ * await writeNifti(path, { data: phantom.image, shape: phantom.shape, affine: phantom.affine });
+ * const vol = await readNifti(path);
+ * console.log(vol.shape, vol.spacing); // [D, H, W], [sd, sh, sw]: [8, 8, 8] [2, 1, 1]
+ * await Deno.remove(path);
  * ```
  */
 export async function readNifti(path: string, options: ReadNiftiOptions = {}): Promise<NiftiVolume> {

@@ -25,12 +25,19 @@ export interface PreprocessParameters {
   spacingMode: string;
   /** The resolved target spacing `[sd, sh, sw]`, or null for none. */
   targetSpacing: Shape3 | null;
+  /** Axes are reoriented to RAS. */
   orientation: "RAS";
+  /** Intensities are z-scored per image. */
   normalization: "zscore";
+  /** Images are resampled with cubic interpolation. */
   imageInterpolation: "cubic";
+  /** Masks are resampled linearly, then thresholded at 0.5. */
   maskInterpolation: "linear-threshold-0.5";
+  /** An axis coarser than this × the finest is resampled with nearest neighbour (default 3). */
   anisotropyThreshold: number;
+  /** Chunk shape `[D, H, W]` of the cache files (default [32, 32, 32]). */
   chunk: Shape3;
+  /** zstd level of the cache files (default 3). */
   compressionLevel: number;
   /** Most anatomy voxel locations kept for anatomy-centred sampling. */
   maxLocations: number;

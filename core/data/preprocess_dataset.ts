@@ -35,6 +35,7 @@ export interface PreprocessDatasetOptions {
   workers?: number;
   /** Called after each image (cached ones included) with the count done and the total. */
   onProgress?: (done: number, total: number, id: string) => void;
+  /** Size limits a file must stay within to be preprocessed. */
   limits?: NiftiLimits;
   /** Overrides of the default parameters (chunk shape, compression level, …). */
   parameters?: Partial<Omit<PreprocessParameters, "targetSpacing" | "spacingMode">>;
@@ -46,8 +47,11 @@ export interface PreprocessSummary {
   processed: number;
   /** Images whose complete, current entry was already there. */
   cached: number;
+  /** Files left out, each with its reason. */
   skipped: SkippedFile[];
+  /** The resolved target spacing `[sd, sh, sw]` in mm, or null for none. */
   targetSpacing: Shape3 | null;
+  /** The manifest written to `cache.json`. */
   manifest: CacheManifest;
 }
 
@@ -121,9 +125,16 @@ async function currentEntry(
  *
  * @example
  * ```ts
- * const images = await loadImageList("pretrain_data.json");
- * const summary = await preprocessDataset(images, "cache/", { spacing: 1, workers: 8 });
- * console.log(summary.processed, summary.cached, summary.skipped);
+ * import { buildFolderIndex, preprocessDataset, writeSyntheticDataset } from "@voxssl/core";
+ * import { listImages } from "./dataset_index.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * await writeSyntheticDataset(`${root}/scans`, { count: 2, shape: [8, 8, 8], layout: "flat" });
+ * const { index } = await buildFolderIndex(`${root}/scans`);
+ * const images = listImages(index, root); // or loadImageList("pretrain_data.json")
+ * const summary = await preprocessDataset(images, `${root}/cache`, { spacing: 1, workers: 0 });
+ * console.log(summary.processed, summary.cached, summary.skipped.length); // 2 0 0
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function preprocessDataset(

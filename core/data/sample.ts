@@ -1,13 +1,18 @@
 /**
- * One training sample: choose the patch position, read the (larger, when rotating) region, apply the
- * spatial transform, the intensity augmentations and mirroring, then the SSL method's `prepare`. Every
- * random choice comes from `createRng(seed, step, index)` and its forks, so a sample is a pure function of
- * (seed, step, index within the batch, image) — whichever worker computes it.
+ * Cutting patches: choose the patch position, read the (larger, when rotating) region, apply the spatial
+ * transform, the intensity augmentations, mirroring and quarter turns. Every random choice comes from the
+ * sample's generator and its forks, so a patch is a pure function of (seed, step, index within the batch,
+ * image), whichever worker computes it. The SSL method's data hook builds on these (sample_context.ts).
  *
  * @module
  */
 import type { Augmentation } from "./augment/config.ts";
-import { applyAugmentation, type AugmentTimings, planAugmentation } from "./augment/pipeline.ts";
+import {
+  applyAugmentation,
+  type AugmentPlan,
+  type AugmentTimings,
+  planAugmentation,
+} from "./augment/pipeline.ts";
 import { sourceBox, spatialMatrix, warpPatch } from "./augment/spatial.ts";
 import type { Rng } from "./rng.ts";
 import { choosePatchStart } from "./sampling.ts";
@@ -18,55 +23,6 @@ import type { Shape3 } from "./volume.ts";
 export type MaskName = "anatomy" | "deface";
 
 const MASK_ARRAY: Record<MaskName, VolumeArray> = { anatomy: "anatomy", deface: "anonymization" };
-
-/** Typed arrays a `prepare` function may return. */
-export type ExtraArray =
-  | Float32Array
-  | Uint8Array
-  | Int32Array
-  | Uint16Array
-  | Int16Array
-  | Uint32Array
-  | Float64Array
-  | Int8Array;
-
-/** What `prepare` sees: one augmented patch (channel-first, C = 1) and its masks. */
-export interface PrepareSample {
-  /** The augmented patch, channel-first (C = 1); `prepare` may change it in place or replace it. */
-  image: Float32Array;
-  /** `[C, D, H, W]`. */
-  shape: [number, number, number, number];
-  /** The requested masks, same layout as the image (C = 1). */
-  masks: Partial<Record<MaskName, Uint8Array>>;
-  /** Image id and path (or synthetic label). */
-  id: string;
-  /** File path (or synthetic label) of the image. */
-  source: string;
-}
-
-/** What `prepare` receives besides the sample. */
-export interface PrepareContext {
-  /** The sample's own generator (a fork of the sample's key): use it for every random choice. */
-  rng: Rng;
-  /** The method's config (`prepareConfig` of the loader). */
-  config: unknown;
-  /** The loader's seed. */
-  seed: number;
-  /** The step the sample belongs to. */
-  step: number;
-  /** Index of the sample in its batch. */
-  index: number;
-}
-
-/**
- * An SSL method's data-side hook, run in the loader's workers after augmentation: it may modify
- * `sample.image` (and masks) in place and returns extra per-sample arrays (masks, targets, views, crop
- * grids), which the loader stacks along the batch. It must be pure in (sample, rng, config).
- */
-export type PrepareFunction = (
-  sample: PrepareSample,
-  context: PrepareContext,
-) => Record<string, ExtraArray> | void | Promise<Record<string, ExtraArray> | void>;
 
 /** How samples are cut. */
 export interface SampleSpec {
@@ -92,21 +48,23 @@ export interface SampleTimings {
   cropMs: number;
   /** Spatial transform, intensity augmentations and mirroring. */
   augmentMs: number;
-  /** The method's `prepare`. */
-  prepareMs: number;
+  /** The method's data hook (`sample`), excluding the reads and cuts it asked for. */
+  hookMs: number;
   /** Whole sample, in the worker. */
   totalMs: number;
 }
 
 /** A zeroed timing record. */
 export function emptyTimings(): SampleTimings {
-  return { readMs: 0, decompressMs: 0, preprocessMs: 0, cropMs: 0, augmentMs: 0, prepareMs: 0, totalMs: 0 };
+  return { readMs: 0, decompressMs: 0, preprocessMs: 0, cropMs: 0, augmentMs: 0, hookMs: 0, totalMs: 0 };
 }
 
-/** Augmented patch and masks of one sample, before `prepare`. */
+/** An augmented patch and its masks. */
 export interface CutSample {
   /** The augmented patch `[D, H, W]`. */
   image: Float32Array;
+  /** Where the patch starts in the volume (before the spatial transform; may be negative). */
+  start: Shape3;
   /** The requested masks, transformed like the image. */
   masks: Partial<Record<MaskName, Uint8Array>>;
   /** Whether the patch was centred on an anatomy voxel, and whether a spatial transform ran. */
@@ -118,8 +76,9 @@ export interface CutSample {
 }
 
 /**
- * Cuts and augments one patch from `reader` with the sample's generator. Reading time accumulates in
- * `load` (file reads, decompression, region copies); augmentation time is returned.
+ * Cuts and augments one patch from `reader` with the sample's generator: the start from `rng.fork("crop")`
+ * (anatomy-centred with `spec.anatomyProbability`), the augmentation plan from `rng.fork("augment")`, the
+ * noise values from `rng.fork("noise")`. Reading time accumulates in `load`.
  */
 export function cutSample(
   reader: VolumeReader,
@@ -128,40 +87,64 @@ export function cutSample(
   load: LoadTimings,
   augment?: AugmentTimings,
 ): CutSample {
-  const { patch } = spec;
-  const { start, centred } = choosePatchStart(reader.shape, patch, rng.fork("crop"), {
+  const { start, centred } = choosePatchStart(reader.shape, spec.patch, rng.fork("crop"), {
     anatomyProbability: spec.anatomyProbability,
     locations: reader.locations,
   });
   const plan = planAugmentation(spec.augmentation, rng.fork("augment"));
+  const cut = cutRegion(reader, start, spec.patch, plan, spec.masks, rng.fork("noise"), load, augment);
+  return { ...cut, centred };
+}
+
+/**
+ * Cuts the region of `size` at `start` (zero outside the volume) and applies `plan`: the spatial transform
+ * while reading (around the region's centre; only the part of the enlarged source box inside the volume is
+ * read), then intensities, mirroring and turns. `noise` supplies the noise values.
+ */
+export function cutRegion(
+  reader: VolumeReader,
+  start: readonly number[],
+  size: Shape3,
+  plan: AugmentPlan,
+  maskNames: readonly MaskName[],
+  noise: Rng,
+  load: LoadTimings,
+  augment?: AugmentTimings,
+): Omit<CutSample, "centred"> {
   let image: Float32Array;
-  const masks: Partial<Record<MaskName, Uint8Array>> = {};
+  let maskArrays: Uint8Array[];
   let augmentMs = 0;
   if (plan.spatial) {
-    // read the box the rotated/scaled patch samples from (larger than the patch), then warp it
-    const centre = start.map((s, i) => s + (patch[i] - 1) / 2);
+    const centre = start.map((s, i) => s + (size[i] - 1) / 2);
     const matrix = spatialMatrix(plan.spatial);
-    const box = sourceBox(matrix, patch, centre);
+    const box = sourceBox(matrix, size, centre);
     // only the part inside the volume is read: the warp treats everything outside as zero
     const lo = box.start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
     const hi = box.start.map((s, i) => Math.min(reader.shape[i], s + box.size[i]));
-    const size = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
+    const regionSize = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
     const local = centre.map((c, i) => c - lo[i]);
-    const region = reader.readRegion("image", lo, size, load) as Float32Array;
-    const regionMasks = spec.masks.map((m) => reader.readRegion(MASK_ARRAY[m], lo, size, load) as Uint8Array);
+    const region = reader.readRegion("image", lo, regionSize, load) as Float32Array;
+    const regionMasks = maskNames.map((m) =>
+      reader.readRegion(MASK_ARRAY[m], lo, regionSize, load) as Uint8Array
+    );
     const t = performance.now();
-    image = warpPatch(region, size, local, matrix, patch, "linear");
-    spec.masks.forEach((
-      m,
-      k,
-    ) => (masks[m] = warpPatch(regionMasks[k], size, local, matrix, patch, "nearest")));
+    image = warpPatch(region, regionSize, local, matrix, size, "linear");
+    maskArrays = regionMasks.map((m) => warpPatch(m, regionSize, local, matrix, size, "nearest"));
     augmentMs += performance.now() - t;
   } else {
-    image = reader.readRegion("image", start, patch, load) as Float32Array;
-    for (const m of spec.masks) masks[m] = reader.readRegion(MASK_ARRAY[m], start, patch, load) as Uint8Array;
+    image = reader.readRegion("image", start, size, load) as Float32Array;
+    maskArrays = maskNames.map((m) => reader.readRegion(MASK_ARRAY[m], start, size, load) as Uint8Array);
   }
   const t = performance.now();
-  image = applyAugmentation(image, patch, plan, rng.fork("noise"), Object.values(masks), augment);
+  image = applyAugmentation(image, size, plan, noise, maskArrays, augment);
   augmentMs += performance.now() - t;
-  return { image, masks, centred, spatial: plan.spatial !== undefined, augmentMs };
+  const masks: Partial<Record<MaskName, Uint8Array>> = {};
+  maskNames.forEach((m, k) => (masks[m] = maskArrays[k]));
+  return {
+    image,
+    masks,
+    start: [start[0], start[1], start[2]],
+    spatial: plan.spatial !== undefined,
+    augmentMs,
+  };
 }

@@ -1,21 +1,19 @@
 /**
  * Turns sample tasks `(step, index in batch, image)` into finished samples: opens the volume (through a
- * per-worker cache), cuts and augments the patch, runs the method's `prepare`, and hands the buffers
- * back for transfer. The loader's workers run this; with `workers: 0` the loader runs it in-process.
+ * per-worker cache), runs the SSL method's data hook (`sample(context)`, see sample_context.ts) or, without
+ * one, cuts the run's standard patch, checks the arrays it returned, and hands the buffers back for
+ * transfer. The loader's workers run this; with `workers: 0` the loader runs it in-process.
+ *
+ * A failure of the hook itself (an exception, a refused permission, a bad return value) becomes a
+ * {@link SampleHookError} naming the plugin: the run stops. A bad input file stays a `DataFileError`: the
+ * loader skips that image.
  *
  * @module
  */
-import type { Augmentation } from "./augment/config.ts";
-import { createRng } from "./rng.ts";
-import {
-  cutSample,
-  emptyTimings,
-  type ExtraArray,
-  type MaskName,
-  type PrepareFunction,
-  type SampleSpec,
-  type SampleTimings,
-} from "./sample.ts";
+import { DataFileError, deniedPermission, SampleHookError, type SkippedFile } from "./errors.ts";
+import { emptyTimings, type MaskName, type SampleSpec, type SampleTimings } from "./sample.ts";
+import { checkSampleOutput, sampleArray, type SampleOutput } from "./sample_array.ts";
+import { createSampleContext, type SampleHook } from "./sample_context.ts";
 import {
   createVolumeCache,
   itemLabel,
@@ -29,16 +27,26 @@ import type { TaskResult } from "./worker_pool.ts";
 export interface SampleRunnerInit {
   /** The resolved source (its items are cloned into each worker). */
   source: ResolvedSource;
-  /** How samples are cut and augmented. */
-  spec: SampleSpec & { augmentation: Augmentation };
+  /** How the run's standard patch is cut and augmented. */
+  spec: SampleSpec;
   /** The loader's seed. */
   seed: number;
-  /** URL of a module exporting `prepare` (or a default export with `prepare`). */
-  prepareModule?: string;
-  /** Passed to `prepare` as `config`. */
-  prepareConfig?: unknown;
+  /** Whether batches are for training (false: validation). */
+  training: boolean;
+  /**
+   * URL of the module whose default export is the SSL method plugin with the data hook (`sample`) and its
+   * config schema (`config`). Without it every sample is the standard patch (`image`, plus `masks`).
+   */
+  hookModule?: string;
+  /** The method's config (parsed once per worker by the plugin's schema before the hook sees it). */
+  hookConfig?: unknown;
   /** Per-worker volume cache limits. */
   volumeCache?: VolumeCacheOptions;
+  /**
+   * Read grants (paths) and environment variables this runner's thread gives up before it imports the
+   * hook module (the plugin sandbox: voxssl's code and Deno's cache are readable only until then).
+   */
+  revoke?: { read: string[]; env: string[] };
 }
 
 /** One sample to make. */
@@ -53,92 +61,131 @@ export interface SampleTask {
 
 /** A finished sample. */
 export interface SampleResult {
-  /** The patch `[D, H, W]` (C = 1). */
-  image: Float32Array;
-  /** The requested masks. */
-  masks: Partial<Record<MaskName, Uint8Array>>;
-  /** What `prepare` returned. */
-  extra: Record<string, ExtraArray>;
+  /** The arrays of this sample (no batch axis). */
+  arrays: SampleOutput;
   /** Image id. */
   id: string;
   /** File path or synthetic label. */
   source: string;
   /** Time per stage. */
   timings: SampleTimings;
+  /** Other volumes that could not be read while making it (`otherVolume`). */
+  skipped: SkippedFile[];
 }
 
-/** Loads the `prepare` function of a module: a named export, or a default export (a plugin) with one. */
-export async function loadPrepare(url: string): Promise<PrepareFunction> {
-  const module = await import(url);
-  const prepare = module.prepare ?? module.default?.prepare;
-  if (typeof prepare !== "function") {
-    throw new Error(`${url} exports no prepare() function (named or on its default export)`);
+/** The parts of an SSL method plugin the data side uses (duck-typed: data does not import the plugin layer). */
+interface HookPlugin {
+  name: string;
+  config?: { parse(input: unknown): unknown };
+  sample?: SampleHook;
+}
+
+/** Loads the method plugin of `url` (its default export) and parses its config with its own schema. */
+export async function loadSampleHook(
+  url: string,
+  config: unknown,
+): Promise<{ name: string; hook: SampleHook; config: unknown }> {
+  let module;
+  try {
+    module = await import(url);
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new SampleHookError(url, "importing it in a loader worker", detail, deniedPermission(error));
   }
-  return prepare as PrepareFunction;
+  const plugin = module.default as HookPlugin | undefined;
+  if (!plugin || typeof plugin.sample !== "function") {
+    throw new Error(`${url}: its default export has no sample() hook`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = plugin.config ? plugin.config.parse(config ?? {}) : config;
+  } catch (error) {
+    throw new SampleHookError(plugin.name, "parsing its config", (error as Error).message);
+  }
+  return { name: plugin.name, hook: plugin.sample.bind(plugin), config: parsed };
+}
+
+/** The default sample: the standard patch as `image` `[1, D, H, W]` f32, and each mask as u8. */
+function standardSample(
+  patch: { image: Float32Array; masks: Partial<Record<MaskName, Uint8Array>> },
+  size: readonly number[],
+): SampleOutput {
+  const shape = [1, size[0], size[1], size[2]];
+  const out: SampleOutput = { image: sampleArray(patch.image, shape) };
+  for (const [name, mask] of Object.entries(patch.masks)) out[name] = sampleArray(mask!, shape);
+  return out;
 }
 
 /** Builds the runner: `run(task)` makes one sample; `close()` releases open volumes. */
 export async function createSampleRunner(
   init: SampleRunnerInit,
 ): Promise<{ run: (task: SampleTask) => Promise<TaskResult<SampleResult>>; close: () => void }> {
-  const prepare = init.prepareModule ? await loadPrepare(init.prepareModule) : undefined;
+  for (const path of init.revoke?.read ?? []) await Deno.permissions.revoke({ name: "read", path });
+  for (const variable of init.revoke?.env ?? []) await Deno.permissions.revoke({ name: "env", variable });
+  const method = init.hookModule ? await loadSampleHook(init.hookModule, init.hookConfig) : undefined;
   const volumes = createVolumeCache(init.source, init.volumeCache);
-  const ids = (
-    i: number,
-  ) => (init.source.kind === "synthetic" ? init.source.items[i].id : init.source.items[i].id);
+  const otherBad = new Set<number>();
   const run = async (task: SampleTask): Promise<TaskResult<SampleResult>> => {
     const t0 = performance.now();
     const timings = emptyTimings();
     const load: LoadTimings = { readMs: 0, decompressMs: 0, copyMs: 0, preprocessMs: 0 };
-    const rng = createRng(init.seed, task.step, task.index);
     const reader = await volumes.get(task.item, load);
-    let cut;
+    const held: (() => void)[] = [];
+    const skipped: SkippedFile[] = [];
+    const source = itemLabel(init.source, task.item);
+    const id = init.source.items[task.item].id;
+    let arrays: SampleOutput;
     try {
-      cut = cutSample(reader, rng, init.spec, load);
+      const context = createSampleContext({
+        config: method?.config,
+        seed: init.seed,
+        step: task.step,
+        index: task.index,
+        training: init.training,
+        spec: init.spec,
+        reader,
+        id,
+        items: init.source.items.length,
+        item: task.item,
+        open: async (item) => {
+          const other = await volumes.get(item, load);
+          return { reader: other, id: init.source.items[item].id, release: () => volumes.release(other) };
+        },
+        label: (item) => itemLabel(init.source, item),
+        load,
+        bad: otherBad,
+        onSkip: (s) => skipped.push(s),
+        hold: (release) => held.push(release),
+      });
+      if (method) {
+        const where = `step ${task.step}, sample ${task.index}, ${source}`;
+        try {
+          arrays = checkSampleOutput(await method.hook(context), `plugin ${method.name}: sample()`);
+        } catch (error) {
+          if (error instanceof DataFileError || error instanceof SampleHookError) throw error;
+          const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+          throw new SampleHookError(method.name, where, detail, deniedPermission(error));
+        }
+      } else {
+        arrays = standardSample(context.patch(), init.spec.patch);
+      }
     } finally {
       volumes.release(reader);
+      for (const release of held) release();
     }
     timings.readMs = load.readMs;
     timings.decompressMs = load.decompressMs;
     timings.preprocessMs = load.preprocessMs;
     timings.cropMs = load.copyMs;
-    timings.augmentMs = cut.augmentMs;
-    const source = itemLabel(init.source, task.item);
-    let extra: Record<string, ExtraArray> = {};
-    if (prepare) {
-      const t = performance.now();
-      const [D, H, W] = init.spec.patch;
-      const sample = {
-        image: cut.image,
-        shape: [1, D, H, W] as [number, number, number, number],
-        masks: cut.masks,
-        id: ids(task.item),
-        source,
-      };
-      extra = (await prepare(sample, {
-        rng: rng.fork("prepare"),
-        config: init.prepareConfig,
-        seed: init.seed,
-        step: task.step,
-        index: task.index,
-      })) ?? {};
-      cut.image = sample.image;
-      timings.prepareMs = performance.now() - t;
-    }
     timings.totalMs = performance.now() - t0;
-    const result: SampleResult = {
-      image: cut.image,
-      masks: cut.masks,
-      extra,
-      id: ids(task.item),
-      source,
-      timings,
-    };
-    const buffers = new Set<ArrayBufferLike>([
-      cut.image.buffer,
-      ...Object.values(cut.masks).map((m) => m!.buffer),
-      ...Object.values(extra).map((e) => e.buffer),
-    ]);
+    timings.hookMs = method
+      ? Math.max(0, timings.totalMs - load.readMs - load.decompressMs - load.preprocessMs - load.copyMs)
+      : 0;
+    timings.augmentMs = method
+      ? 0
+      : timings.totalMs - load.readMs - load.decompressMs - load.preprocessMs - load.copyMs;
+    const result: SampleResult = { arrays, id, source, timings, skipped };
+    const buffers = new Set<ArrayBufferLike>(Object.values(arrays).map((a) => a.data.buffer));
     return { result, transfer: [...buffers] as ArrayBuffer[] };
   };
   return { run, close: () => volumes.close() };

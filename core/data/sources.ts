@@ -23,7 +23,7 @@ import {
   loadImageList,
   selectSplit,
 } from "./dataset_index.ts";
-import { asDataFileError, DataFileError } from "./errors.ts";
+import { asDataFileError, DataFileError, type SkippedFile } from "./errors.ts";
 import { zscoreInPlace } from "./normalize.ts";
 import { defaultParameters, preprocessImage, sampleLocations } from "./preprocess.ts";
 import { generatePhantom, type PhantomModality } from "./synthetic.ts";
@@ -80,6 +80,11 @@ export interface SourceSelection {
   splitSeed?: number;
   /** Quality and modality filter. */
   filter?: ImageFilter;
+  /**
+   * Called for each properties file of a cache without `cache.json` that cannot be used (see
+   * `readCacheManifest`; default: a warning on stderr).
+   */
+  onSkip?: (skipped: SkippedFile) => void;
 }
 
 /** Resolves a source input: a directory is a cache, a file an index. */
@@ -122,7 +127,7 @@ export async function resolveSource(
       items: select(await loadImageList(input.path)),
     };
   } else {
-    const manifest = await readCacheManifest(input.path);
+    const manifest = await readCacheManifest(input.path, { onSkip: selection.onSkip });
     resolved = { kind: "cache", dir: input.path, items: select(manifest.images) };
   }
   if (resolved.items.length === 0) {

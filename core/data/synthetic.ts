@@ -39,9 +39,11 @@ export interface PhantomOptions {
   shape?: Shape3;
   /** Voxel size `[sd, sh, sw]` in mm for the affine (default 1 mm). */
   spacing?: Shape3;
-  /** Seed of the set and index of the volume in it: the pair determines the volume. */
+  /** Seed of the set and index of the volume in it: the pair determines the volume (default 0). */
   seed?: number;
+  /** Index of the volume in the set (default 0). */
   index?: number;
+  /** Contrast of the image (default "T1w"). */
   modality?: PhantomModality;
   /** Noise standard deviation relative to white matter in T1 (default 0.03). */
   noise?: number;
@@ -55,9 +57,13 @@ export interface PhantomOptions {
 
 /** A generated phantom in canonical RAS orientation. */
 export interface Phantom {
+  /** Voxels, C-order `[D, H, W]`. */
   image: Float32Array;
+  /** Array shape `[D, H, W]`. */
   shape: Shape3;
+  /** Voxel size `[sd, sh, sw]` in mm. */
   spacing: Shape3;
+  /** Voxel-to-world matrix: RAS axes scaled by the spacing, the volume centred on the origin. */
   affine: Affine;
   /** Tissue labels ({@link PHANTOM_LABELS}). */
   labels: Uint8Array;
@@ -65,6 +71,7 @@ export interface Phantom {
   anatomy: Uint8Array;
   /** 1 where the face was removed (all 0 unless `deface`). */
   deface: Uint8Array;
+  /** The contrast the image was generated with. */
   modality: PhantomModality;
 }
 

@@ -18,6 +18,7 @@ export interface SyntheticDatasetOptions {
   count: number;
   /** Phantom shape `[D, H, W]` (default 32³). */
   shape?: Shape3;
+  /** Seed of the set: the same seed writes the same files (default 0). */
   seed?: number;
   /** `"openmind"` (default): `OpenMind/ds…/sub-…/[ses-…/]anat/…` plus masks and CSV; `"flat"`: `<name>.nii.gz`. */
   layout?: "openmind" | "flat";
@@ -37,13 +38,21 @@ export interface SyntheticDatasetOptions {
 
 /** One written image and its companions (absolute paths). */
 export interface SyntheticFile {
+  /** The image file. */
   image: string;
+  /** Its anatomy (foreground) mask. */
   anatomyMask?: string;
+  /** Its deface mask. */
   defaceMask?: string;
+  /** Its label map (with `labels: true`). */
   labels?: string;
+  /** Dataset key. */
   dataset: string;
+  /** Subject key. */
   subject: string;
+  /** Session key. */
   session: string;
+  /** Contrast of the image. */
   modality: PhantomModality;
   /** Image quality score written to the CSV (1 best … 5 worst). */
   qualityScore: number;
@@ -53,7 +62,9 @@ export interface SyntheticFile {
 
 /** What {@link writeSyntheticDataset} wrote. */
 export interface SyntheticDataset {
+  /** The folder written to. */
   root: string;
+  /** Every image written, in order. */
   files: SyntheticFile[];
   /** `openneuro_metadata.csv` (OpenMind layout only). */
   csv?: string;
@@ -112,7 +123,10 @@ function csvField(value: string | number | undefined): string {
  *
  * @example
  * ```ts
- * const { files, csv } = await writeSyntheticDataset("/tmp/om", { count: 8, varyGeometry: true });
+ * const root = await Deno.makeTempDir();
+ * const { files, csv } = await writeSyntheticDataset(root, { count: 2, shape: [8, 8, 8], varyGeometry: true });
+ * console.log(files.length, csv !== undefined); // 2 true
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function writeSyntheticDataset(

@@ -9,12 +9,13 @@
  *
  * @module
  */
-import { DataFileError } from "./errors.ts";
+import { DataFileError, SampleHookError } from "./errors.ts";
 
 /** Main → worker messages. */
 type ToWorker = { kind: "init"; init: unknown } | { kind: "task"; id: number; request: unknown };
 /** Worker → main messages. */
 type FromWorker =
+  | { kind: "ready" }
   | { kind: "result"; id: number; result: unknown }
   | { kind: "error"; id: number; error: SerializedError }
   | { kind: "fatal"; error: SerializedError };
@@ -23,19 +24,58 @@ interface SerializedError {
   message: string;
   path?: string;
   problem?: string;
+  hook?: { plugin: string; where: string; detail: string; denied?: string };
+  /** The worker's setup failed: every task of it fails the same way. */
+  start?: boolean;
 }
 
 function serializeError(error: unknown): SerializedError {
   if (error instanceof DataFileError) {
     return { message: error.message, path: error.path, problem: error.problem };
   }
+  if (error instanceof SampleHookError) {
+    const detail = error.message.slice(error.message.indexOf("): ") + 3);
+    return {
+      message: error.message,
+      hook: { plugin: error.plugin, where: error.where, detail, denied: error.denied },
+    };
+  }
   return { message: error instanceof Error ? error.message : String(error) };
 }
 
+/** A worker whose setup (the `init` handler) failed; the pool cannot run tasks on it. */
+export class WorkerStartError extends Error {
+  /** An error saying why the worker could not start. */
+  constructor(message: string) {
+    super(`worker failed to start: ${message}`);
+    this.name = "WorkerStartError";
+  }
+}
+
 function deserializeError(error: SerializedError): Error {
+  if (error.hook) {
+    const { plugin, where, detail, denied } = error.hook;
+    return new SampleHookError(plugin, where, detail, denied);
+  }
+  if (error.start) return new WorkerStartError(error.message);
   return error.path !== undefined && error.problem !== undefined
     ? new DataFileError(error.path, error.problem)
     : new Error(error.message);
+}
+
+/** A task that ran longer than the pool's `taskTimeoutMs`; its worker was stopped and replaced. */
+export class TaskTimeoutError extends Error {
+  /** The task's request. */
+  readonly request: unknown;
+  /** The limit it exceeded (ms). */
+  readonly timeoutMs: number;
+  /** An error for `request`, which exceeded `timeoutMs`. */
+  constructor(request: unknown, timeoutMs: number) {
+    super(`task did not finish within ${timeoutMs / 1000} s; its worker was stopped`);
+    this.name = "TaskTimeoutError";
+    this.request = request;
+    this.timeoutMs = timeoutMs;
+  }
 }
 
 /** What a task handler returns: the result and the buffers to transfer (not copy) to the main thread. */
@@ -54,6 +94,17 @@ export interface WorkerPoolOptions {
   init?: unknown;
   /** Tasks handed to one worker at a time (default 1; 2 hides the message latency for short tasks). */
   maxInFlight?: number;
+  /**
+   * Makes the worker for slot `index` (default `new Worker(url)`); e.g. hands out Workers started
+   * earlier, while their code could still be read.
+   */
+  spawn?: (index: number) => Worker;
+  /**
+   * A task running longer than this (ms, counted from when its worker starts it) rejects with a
+   * {@link TaskTimeoutError}; the worker is terminated (its other tasks reject too) and replaced. Default:
+   * no limit. This is how a task stuck in an endless loop is caught: a worker cannot be interrupted.
+   */
+  taskTimeoutMs?: number;
 }
 
 /** A pool of workers running one module. */
@@ -76,6 +127,8 @@ interface Job {
   transfer: Transferable[];
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
+  /** When the worker will have started it (its predecessors in the slot finish first). */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 interface Slot {
@@ -92,42 +145,79 @@ export function createWorkerPool<Req, Res>(url: URL, options: WorkerPoolOptions)
   let nextId = 0;
   let closed = false;
 
+  const timeoutMs = options.taskTimeoutMs;
   const failAll = (slot: Slot, error: Error) => {
-    for (const job of slot.running.values()) job.reject(error);
+    for (const job of slot.running.values()) {
+      clearTimeout(job.timer);
+      job.reject(error);
+    }
     slot.running.clear();
+  };
+  // a worker runs its tasks one after another: the oldest running job is the one being worked on
+  const armTimer = (slot: Slot, index: number) => {
+    if (timeoutMs === undefined) return;
+    const first = slot.running.values().next().value;
+    if (!first || first.timer !== undefined) return;
+    first.timer = setTimeout(() => {
+      if (slots[index] !== slot || !slot.running.has(first.id)) return;
+      slot.running.delete(first.id);
+      first.reject(new TaskTimeoutError(first.request, timeoutMs));
+      failAll(slot, new Error("cancelled: its worker was stopped after another task timed out"));
+      slot.worker.terminate();
+      replace(index);
+    }, timeoutMs);
+  };
+
+  // a stopped or crashed worker is replaced; when no replacement can be had, the pool stops
+  let broken: Error | undefined;
+  const replace = (index: number) => {
+    if (closed) return;
+    try {
+      spawn(index);
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      closed = true;
+      for (const job of queue.splice(0)) job.reject(broken);
+      for (const slot of slots) {
+        failAll(slot, broken);
+        slot.worker.terminate();
+      }
+      return;
+    }
+    pump();
   };
 
   const spawn = (index: number) => {
-    const worker = new Worker(url.href, { type: "module" });
+    const worker = options.spawn ? options.spawn(index) : new Worker(url.href, { type: "module" });
     const slot: Slot = { worker, running: new Map() };
     slots[index] = slot;
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
+      if (message.kind === "ready") return;
       if (message.kind === "fatal") {
-        failAll(slot, new Error(`worker failed to start: ${message.error.message}`));
+        failAll(slot, deserializeError({ ...message.error, start: !message.error.hook }));
         return;
       }
       const job = slot.running.get(message.id);
       if (!job) return;
+      clearTimeout(job.timer);
       slot.running.delete(message.id);
       if (message.kind === "result") job.resolve(message.result);
       else job.reject(deserializeError(message.error));
+      armTimer(slot, index);
       pump();
     };
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault(); // keep the main thread alive
       failAll(slot, new Error(`worker crashed: ${event.message}`));
       worker.terminate();
-      if (!closed) {
-        spawn(index);
-        pump();
-      }
+      replace(index);
     };
     worker.postMessage({ kind: "init", init: options.init } satisfies ToWorker);
   };
 
   const pump = () => {
-    for (const slot of slots) {
+    slots.forEach((slot, index) => {
       while (!closed && queue.length > 0 && slot.running.size < maxInFlight) {
         const job = queue.shift()!;
         slot.running.set(job.id, job);
@@ -136,7 +226,8 @@ export function createWorkerPool<Req, Res>(url: URL, options: WorkerPoolOptions)
           job.transfer,
         );
       }
-    }
+      armTimer(slot, index);
+    });
   };
 
   for (let i = 0; i < size; i++) spawn(i);
@@ -144,6 +235,7 @@ export function createWorkerPool<Req, Res>(url: URL, options: WorkerPoolOptions)
   return {
     size,
     run(request, transfer = []) {
+      if (broken) return Promise.reject(broken);
       if (closed) return Promise.reject(new Error("worker pool is closed"));
       return new Promise<Res>((resolve, reject) => {
         queue.push({ id: nextId++, request, transfer, resolve: resolve as (v: unknown) => void, reject });
@@ -194,8 +286,15 @@ export function serveWorker<Init, Req, Res>(
     }
     const { id, request } = message;
     chain = chain.then(async () => {
+      let handle;
       try {
-        const handle = await handler!;
+        handle = await handler!;
+      } catch (error) {
+        const serialized = serializeError(error);
+        scope.postMessage({ kind: "error", id, error: { ...serialized, start: !serialized.hook } });
+        return;
+      }
+      try {
         const { result, transfer } = await handle(request as Req);
         scope.postMessage({ kind: "result", id, result }, transfer ?? []);
       } catch (error) {
@@ -203,4 +302,6 @@ export function serveWorker<Init, Req, Res>(
       }
     });
   };
+  // the module graph is loaded: a pool (or whoever started the worker early) may rely on that
+  scope.postMessage({ kind: "ready" });
 }

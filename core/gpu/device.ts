@@ -16,11 +16,11 @@ import {
   GpuValidationError,
   NO_ADAPTER_HELP,
 } from "./errors.ts";
+import { disabledByEnvironment, requestDeviceWithFallbacks } from "./features.ts";
 import type { Params } from "./params.ts";
 
 /** Optional features voxssl uses when the adapter has them. */
 export type GpuFeature = "shader-f16" | "subgroups" | "timestamp-query";
-const OPTIONAL_FEATURES: GpuFeature[] = ["shader-f16", "subgroups", "timestamp-query"];
 
 /** Options of {@link createGpu}. */
 export interface GpuOptions {
@@ -31,7 +31,10 @@ export interface GpuOptions {
    * chunked code paths for tensors above one binding run on lavapipe.
    */
   maxStorageBindingBytes?: number;
-  /** Features not to request even when present (to test fallbacks, e.g. the path without subgroups). */
+  /**
+   * Features not to request even when present (to test fallbacks, e.g. the path without subgroups). The
+   * environment variable `VOXSSL_GPU_DISABLE_FEATURES` (comma-separated names) adds to these.
+   */
   disableFeatures?: GpuFeature[];
   /** Dispatches recorded before a submit; default 32. */
   dispatchesPerSubmit?: number;
@@ -41,17 +44,27 @@ export interface GpuOptions {
 
 /** The limits voxssl reads, as granted by the device (after any cap from the options). */
 export interface GpuLimits {
+  /** Largest storage buffer one binding may cover, in bytes (bigger tensors are processed in chunks). */
   maxStorageBufferBindingSize: number;
+  /** Largest buffer the device allocates, in bytes. */
   maxBufferSize: number;
+  /** Workgroup shared memory, in bytes. */
   maxComputeWorkgroupStorageSize: number;
+  /** Invocations in one workgroup (product of its x, y and z sizes). */
   maxComputeInvocationsPerWorkgroup: number;
+  /** Workgroup size along x. */
   maxComputeWorkgroupSizeX: number;
+  /** Workgroups along one dimension of a dispatch (larger linear counts are split over x/y/z). */
   maxComputeWorkgroupsPerDimension: number;
+  /** Storage buffers one kernel may bind. */
   maxStorageBuffersPerShaderStage: number;
+  /** Alignment of a storage binding's byte offset. */
   minStorageBufferOffsetAlignment: number;
+  /** Alignment of a uniform binding's byte offset. */
   minUniformBufferOffsetAlignment: number;
-  /** Subgroup size range reported by the adapter (0 when unknown). */
+  /** Smallest subgroup size reported by the adapter (0 when unknown). */
   subgroupMinSize: number;
+  /** Largest subgroup size reported by the adapter (0 when unknown). */
   subgroupMaxSize: number;
 }
 
@@ -95,10 +108,15 @@ export type Binding = GpuBuffer | BufferRange;
 
 /** Counters of dispatches and submits, for benchmarks and tests of batching. */
 export interface GpuCounters {
+  /** Kernel dispatches recorded. */
   dispatches: number;
+  /** Command buffers submitted to the queue. */
   submits: number;
+  /** Kernel variants compiled (each once per process). */
   pipelinesCompiled: number;
+  /** Storage bind groups created (the rest were reused from the cache). */
   bindGroupsCreated: number;
+  /** Copies read back to the host (each one waits for the GPU). */
   readbacks: number;
 }
 
@@ -132,9 +150,18 @@ export class Gpu {
   readonly backend: string;
   /** Optional features granted on this device. */
   readonly features: ReadonlySet<GpuFeature>;
+  /**
+   * Why each optional feature that is not granted is missing (disabled on request, not offered by the
+   * adapter, or refused when the device was requested, with the error), so that fallbacks are explained
+   * (`voxssl doctor` prints them).
+   */
+  readonly fallbacks: ReadonlyMap<GpuFeature, string>;
   /** Limits granted on this device. */
   readonly limits: GpuLimits;
-  /** Storage buffers by size class. */
+  /**
+   * Storage buffers by size class.
+   * @internal For the tensor and kernel layers; tensors take and return their buffers themselves.
+   */
   readonly pool: BufferPool;
   /** Counters of work recorded and submitted. */
   readonly counters: GpuCounters = {
@@ -176,10 +203,12 @@ export class Gpu {
     features: Set<GpuFeature>,
     limits: GpuLimits,
     options: GpuOptions,
+    fallbacks: ReadonlyMap<GpuFeature, string> = new Map(),
   ) {
     this.device = device;
     this.adapterInfo = adapterInfo;
     this.features = features;
+    this.fallbacks = fallbacks;
     this.limits = limits;
     this.backend = envVar("DENO_WEBGPU_BACKEND") ?? "default";
     this.#options = { dispatchesPerSubmit: options.dispatchesPerSubmit ?? 32, debug: options.debug ?? false };
@@ -236,6 +265,7 @@ export class Gpu {
   /**
    * Returns the compiled kernel for `key`, building it with `build` the first time only: each variant is
    * compiled once per process.
+   * @internal For the kernel layer (kernels/); ops are the public way to run kernels.
    */
   kernel(key: string, build: () => KernelSource): Kernel {
     const cached = this.#kernels.get(key);
@@ -283,6 +313,7 @@ export class Gpu {
   /**
    * Records one dispatch. `workgroups` is a linear count (split over x/y/z when above the per-dimension
    * limit; kernels use `linear_workgroup`) or an explicit grid.
+   * @internal For the kernel layer (kernels/); ops are the public way to run kernels.
    */
   dispatch(
     kernel: Kernel,
@@ -369,6 +400,7 @@ export class Gpu {
   /**
    * Uploads host data into a buffer. Pending dispatches are submitted first: `writeBuffer` lands before
    * any command not yet submitted, and one of those may still read the buffer's previous contents.
+   * @internal For the tensor layer; use `Tensor.write` to upload a tensor's values.
    */
   write(target: GpuBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.#assertUsable();
@@ -387,7 +419,10 @@ export class Gpu {
     this.device.queue.writeBuffer(target.buffer, byteOffset, bytes as Uint8Array<ArrayBuffer>);
   }
 
-  /** Copies `byteLength` bytes from a buffer to the host. Forces a flush and waits for the GPU. */
+  /**
+   * Copies `byteLength` bytes from a buffer to the host. Forces a flush and waits for the GPU.
+   * @internal For the tensor layer; use `Tensor.toArray` to read a tensor's values.
+   */
   async read(source: GpuBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
     this.#assertUsable();
     const size = align4(byteLength);
@@ -562,12 +597,9 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
     powerPreference: options.powerPreference ?? "high-performance",
   });
   if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_HELP);
-  const disabled = new Set(options.disableFeatures ?? []);
-  const features = new Set<GpuFeature>();
-  for (const f of OPTIONAL_FEATURES) {
-    // Deno's adapter does not list "subgroups" although requesting it works (reference.md): try it.
-    if (!disabled.has(f) && (adapter.features.has(f) || f === "subgroups")) features.add(f);
-  }
+  const disabled = new Map<GpuFeature, string>();
+  for (const f of disabledByEnvironment()) disabled.set(f, "disabled by VOXSSL_GPU_DISABLE_FEATURES");
+  for (const f of options.disableFeatures ?? []) disabled.set(f, "disabled by the disableFeatures option");
   const a = adapter.limits;
   const requiredLimits: Record<string, number> = {
     maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
@@ -583,19 +615,7 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
     minStorageBufferOffsetAlignment: a.minStorageBufferOffsetAlignment,
     minUniformBufferOffsetAlignment: a.minUniformBufferOffsetAlignment,
   };
-  let device: GPUDevice;
-  try {
-    device = await adapter.requestDevice({
-      requiredFeatures: [...features] as GPUFeatureName[],
-      requiredLimits,
-    });
-  } catch {
-    features.delete("subgroups");
-    device = await adapter.requestDevice({
-      requiredFeatures: [...features] as GPUFeatureName[],
-      requiredLimits,
-    });
-  }
+  const { device, features, fallbacks } = await requestDeviceWithFallbacks(adapter, disabled, requiredLimits);
   const d = device.limits;
   const cap = options.maxStorageBindingBytes;
   const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
@@ -615,5 +635,5 @@ export async function createGpu(options: GpuOptions = {}): Promise<Gpu> {
     subgroupMaxSize: info.subgroupMaxSize ?? 0,
   };
   const debug = options.debug ?? envVar("VOXSSL_GPU_DEBUG") === "1";
-  return new Gpu(device, adapter.info, features, limits, { ...options, debug });
+  return new Gpu(device, adapter.info, features, limits, { ...options, debug }, fallbacks);
 }

@@ -2,21 +2,25 @@
 
 /** No WebGPU adapter or device could be obtained. */
 export class GpuUnavailableError extends Error {
+  /** Always "GpuUnavailableError", so logs and `error.name` checks tell the errors apart. */
   override name = "GpuUnavailableError";
 }
 
 /** The device was lost (driver reset, out of memory, destroyed); nothing more can run on it. */
 export class GpuDeviceLostError extends Error {
+  /** Always "GpuDeviceLostError", so logs and `error.name` checks tell the errors apart. */
   override name = "GpuDeviceLostError";
 }
 
 /** A validation or out-of-memory error reported by WebGPU, attributed to the kernels that were running. */
 export class GpuValidationError extends Error {
+  /** Always "GpuValidationError", so logs and `error.name` checks tell the errors apart. */
   override name = "GpuValidationError";
 }
 
 /** A buffer binding exceeds `maxStorageBufferBindingSize`: the kernel must split the work into chunks. */
 export class BindingTooLargeError extends Error {
+  /** Always "BindingTooLargeError", so logs and `error.name` checks tell the errors apart. */
   override name = "BindingTooLargeError";
 }
 

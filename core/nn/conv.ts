@@ -15,9 +15,13 @@ export type ConvInit = "he" | "torch-default";
 
 /** Options of {@link Conv3d} and {@link ConvTranspose3d}. */
 export interface ConvOptions {
+  /** Step of the kernel over D, H and W: one number or three (default 1). */
   stride?: Size3;
+  /** Zero padding on each side of D, H and W, in voxels: one number or three (default 0). */
   padding?: Size3;
+  /** Whether the layer has a `bias` [out] (default true). */
   bias?: boolean;
+  /** How the weight (and bias) start (default "he"). */
   init?: ConvInit;
 }
 
@@ -37,11 +41,17 @@ function initBias(n: number, weightShape: number[], rng: Generator, init: ConvIn
   return rng.uniform([n], -bound, bound);
 }
 
-/** Parameters and options shared by the two convolution layers (their weight layouts differ). */
-abstract class ConvLayer extends Module {
+/**
+ * Parameters and options shared by the two convolution layers (their weight layouts differ): the base
+ * of {@link Conv3d} and {@link ConvTranspose3d}.
+ */
+export abstract class ConvLayer extends Module {
+  /** Step of the kernel over D, H and W. */
   readonly stride: Size3;
+  /** Zero padding on each side of D, H and W. */
   readonly padding: Size3;
 
+  /** Registers `weight` (shape `weightShape`, initialised from `rng`) and, unless disabled, `bias` [out]. */
   constructor(weightShape: number[], outChannels: number, rng: Generator, options: ConvOptions) {
     super();
     const init = options.init ?? "he";
@@ -63,6 +73,7 @@ abstract class ConvLayer extends Module {
 
 /** A 3D convolution over NCDHW. Parameters `weight` [out, in, kD, kH, kW] and optional `bias` [out]. */
 export class Conv3d extends ConvLayer {
+  /** A `kernel`-sized convolution from `inChannels` to `outChannels`, its weight drawn from `rng`. */
   constructor(
     inChannels: number,
     outChannels: number,
@@ -81,6 +92,7 @@ export class Conv3d extends ConvLayer {
 
 /** A 3D transposed convolution (decoder upsampling). Parameters `weight` [in, out, k…], `bias` [out]. */
 export class ConvTranspose3d extends ConvLayer {
+  /** A `kernel`-sized transposed convolution from `inChannels` to `outChannels`, drawn from `rng`. */
   constructor(
     inChannels: number,
     outChannels: number,

@@ -15,25 +15,48 @@ export class Module implements TensorOwner {
   /** Training mode (dropout, drop path active). */
   training = true;
   readonly #params = new Map<string, Tensor>();
+  readonly #buffers = new Map<string, Tensor>();
   readonly #children = new Map<string, Module>();
 
   /** Registers a trainable parameter (marked `requiresGrad`) under `name`. Returns it. */
   protected registerParameter(name: string, value: Tensor): Tensor {
     if (name.includes(".")) throw new Error(`parameter name "${name}" must not contain a dot`);
-    if (this.#params.has(name) || this.#children.has(name)) {
-      throw new Error(`"${name}" is already registered`);
-    }
+    this.#checkFree(name);
     value.requiresGrad = true;
     this.#params.set(name, value);
     return value;
   }
 
+  /**
+   * Registers a non-trainable tensor under `name`: saved in state dicts and checkpoints, never given a
+   * gradient or optimizer state (running statistics, a queue, an EMA value). Update it in place.
+   */
+  protected registerBuffer(name: string, value: Tensor): Tensor {
+    if (name.includes(".")) throw new Error(`buffer name "${name}" must not contain a dot`);
+    this.#checkFree(name);
+    if (value.dtype !== "f32") throw new TypeError(`buffer "${name}" is ${value.dtype}; buffers are f32`);
+    value.requiresGrad = false;
+    this.#buffers.set(name, value);
+    return value;
+  }
+
+  /** The buffer registered as `name` on this module. */
+  protected buffer(name: string): Tensor {
+    const t = this.#buffers.get(name);
+    if (!t) throw new Error(`${this.constructor.name} has no buffer "${name}"`);
+    return t;
+  }
+
+  #checkFree(name: string): void {
+    if (this.#params.has(name) || this.#buffers.has(name) || this.#children.has(name)) {
+      throw new Error(`"${name}" is already registered`);
+    }
+  }
+
   /** Registers a child module under `name` (numbers for lists: "0", "1", ...). Returns it. */
   protected registerModule<T extends Module>(name: string, child: T): T {
     if (name.includes(".")) throw new Error(`module name "${name}" must not contain a dot`);
-    if (this.#params.has(name) || this.#children.has(name)) {
-      throw new Error(`"${name}" is already registered`);
-    }
+    this.#checkFree(name);
     this.#children.set(name, child);
     return child;
   }
@@ -66,6 +89,12 @@ export class Module implements TensorOwner {
   *namedParameters(prefix = ""): Generator<[string, Tensor]> {
     for (const [name, t] of this.#params) yield [prefix + name, t];
     for (const [name, c] of this.#children) yield* c.namedParameters(`${prefix}${name}.`);
+  }
+
+  /** Every buffer with its dotted name, depth first in registration order. */
+  *namedBuffers(prefix = ""): Generator<[string, Tensor]> {
+    for (const [name, t] of this.#buffers) yield [prefix + name, t];
+    for (const [name, c] of this.#children) yield* c.namedBuffers(`${prefix}${name}.`);
   }
 
   /** Every parameter. */
@@ -112,18 +141,19 @@ export class Module implements TensorOwner {
     return n;
   }
 
-  /** The parameters, for memory scopes. */
+  /** The parameters and buffers, for memory scopes. */
   [OWNED_TENSORS](): Iterable<Tensor> {
-    return this.parameters();
+    return [...this.parameters(), ...[...this.namedBuffers()].map(([, t]) => t)];
   }
 
   /**
-   * Disposes every parameter (and its gradient): this module's own, then each child's through the
+   * Disposes every parameter (and its gradient) and buffer: this module's own, then each child's through the
    * child's `dispose()`, so a module that holds other tensors (e.g. a cached rotary table) overrides
    * `dispose()` to release them too.
    */
   dispose(): void {
     for (const t of this.#params.values()) t.dispose();
+    for (const t of this.#buffers.values()) t.dispose();
     for (const c of this.#children.values()) c.dispose();
   }
 }

@@ -17,10 +17,21 @@ import { Module } from "./module.ts";
 
 /** Instance normalisation over the spatial dimensions with a per-channel affine transform. */
 export class InstanceNorm3d extends Module {
+  /** Normalises `channels` channels; `eps` is added to the variance. Affine weight 1, bias 0. */
   constructor(readonly channels: number, readonly eps = 1e-5) {
     super();
     this.registerParameter("weight", ones([channels]));
     this.registerParameter("bias", zeros([channels]));
+  }
+
+  /** The affine weight [C]. */
+  get weight(): Tensor {
+    return this.p("weight");
+  }
+
+  /** The affine bias [C]. */
+  get bias(): Tensor {
+    return this.p("bias");
   }
 
   /** Normalises [N, C, D, H, W]. */
@@ -36,6 +47,7 @@ export class InstanceNorm3d extends Module {
 
 /** LayerNorm over the last dimension. */
 export class LayerNorm extends Module {
+  /** Normalises over the last dimension of size `features`; `eps` is added to the variance. */
   constructor(readonly features: number, readonly eps = 1e-5) {
     super();
     this.registerParameter("weight", ones([features]));
@@ -50,6 +62,7 @@ export class LayerNorm extends Module {
 
 /** LayerNorm over the channels of NC(D)(H)(W) features at each position (ConvNeXt / Primus decoder style). */
 export class LayerNormChannelsFirst extends Module {
+  /** Normalises over `channels` channels; `eps` is added to the variance. Affine weight 1, bias 0. */
   constructor(readonly channels: number, readonly eps = 1e-6) {
     super();
     this.registerParameter("weight", ones([channels]));

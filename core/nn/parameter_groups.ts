@@ -11,7 +11,9 @@ import type { Module } from "./module.ts";
 export interface ParameterGroup {
   /** Dotted names, in arena order. */
   names: string[];
+  /** The group's parameters, packed: each parameter is a view into it. */
   params: Arena;
+  /** Their gradients, in the same layout: each parameter's `grad` is a view into it. */
   grads: Arena;
   /** Per-group hyperparameter overrides (e.g. no weight decay for norms and biases). */
   options: { weightDecay?: number };

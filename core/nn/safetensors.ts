@@ -13,8 +13,11 @@ export type SafetensorsDtype = "F32" | "F16" | "BF16";
 
 /** One tensor on the host, as float32 values. */
 export interface HostTensor {
+  /** How the values are (or are to be) stored in the file; `data` holds them as float32. */
   dtype: SafetensorsDtype;
+  /** Size of each dimension, as in PyTorch. */
   shape: number[];
+  /** The values, row-major (C order). */
   data: Float32Array;
 }
 

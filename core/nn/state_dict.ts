@@ -10,13 +10,13 @@ import {
 } from "./safetensors.ts";
 import type { Module } from "./module.ts";
 
-/** Reads every parameter to the host (f32 values, stored as `dtype` when encoded). */
+/** Reads every parameter and buffer to the host (f32 values, stored as `dtype` when encoded). */
 export async function stateDict(
   module: Module,
   dtype: SafetensorsDtype = "F32",
 ): Promise<Record<string, HostTensor>> {
   const out: Record<string, HostTensor> = {};
-  for (const [name, t] of module.namedParameters()) {
+  for (const [name, t] of [...module.namedParameters(), ...module.namedBuffers()]) {
     out[name] = { dtype, shape: [...t.shape], data: Float32Array.from(await t.toArray()) };
   }
   return out;
@@ -24,8 +24,11 @@ export async function stateDict(
 
 /** What {@link loadStateDict} did. */
 export interface LoadReport {
+  /** Module names that were written. */
   loaded: string[];
+  /** Module names the file had no tensor for (left as they were; an error when `strict`). */
   missing: string[];
+  /** File names that matched no parameter or buffer (skipped; an error when `strict`). */
   unexpected: string[];
 }
 
@@ -39,7 +42,7 @@ export function loadStateDict(
   tensors: Record<string, HostTensor>,
   { strict = true, rename = (n: string) => n as string | undefined, source = "state dict" } = {},
 ): LoadReport {
-  const params = new Map(module.namedParameters());
+  const params = new Map([...module.namedParameters(), ...module.namedBuffers()]);
   const report: LoadReport = { loaded: [], missing: [], unexpected: [] };
   const seen = new Set<string>();
   for (const [fileName, t] of Object.entries(tensors)) {

@@ -43,15 +43,48 @@ export const OptimizerSchema = z.discriminatedUnion("name", [
   }).strict(),
 ]);
 
-/** An optimizer configuration. */
-export type OptimizerConfig = z.infer<typeof OptimizerSchema>;
+/** An optimizer configuration, as the optimizer schema parses it (defaults filled in). */
+export type OptimizerConfig =
+  | {
+    /** SGD with momentum. */
+    name: "sgd";
+    /** Base learning rate (before the schedule). */
+    lr: number;
+    /** Momentum (default 0.99). */
+    momentum: number;
+    /** Nesterov momentum (default true). */
+    nesterov: boolean;
+    /** L2 weight decay, added to the gradient (default 3e-5). */
+    weightDecay: number;
+  }
+  | {
+    /** AdamW. */
+    name: "adamw";
+    /** Base learning rate (before the schedule). */
+    lr: number;
+    /** β₁ and β₂ (default [0.9, 0.999]). */
+    betas: [number, number];
+    /** Added to the denominator (default 1e-8). */
+    eps: number;
+    /** Decoupled weight decay (default 1e-2). */
+    weightDecay: number;
+  };
+
+// OptimizerConfig is written out for the docs; this fails to compile when it and the schema drift apart.
+const _optimizerConfigIsTheSchemaOutput: [OptimizerConfig, z.output<typeof OptimizerSchema>] extends
+  [z.output<typeof OptimizerSchema>, OptimizerConfig] ? true : never = true;
 
 /** Loss scaling for f16 training (PyTorch GradScaler defaults). */
 export interface LossScaleConfig {
+  /** Whether the loss is scaled (off: the scale stays 1). */
   enabled: boolean;
+  /** Starting scale (default 65536). */
   initScale?: number;
+  /** Finite steps in a row after which the scale grows (default 2000). */
   growthInterval?: number;
+  /** Factor the scale grows by (default 2). */
   growth?: number;
+  /** Factor the scale shrinks by after a step with a non-finite gradient (default 0.5). */
   backoff?: number;
 }
 
@@ -59,6 +92,7 @@ export interface LossScaleConfig {
 export interface OptimizerOptions {
   /** Global gradient-norm clip (≤ 0 or undefined: none). */
   maxGradNorm?: number;
+  /** Dynamic loss scaling for f16 training (default: off). */
   lossScale?: LossScaleConfig;
 }
 
@@ -68,6 +102,7 @@ export interface StepStatus {
   step: number;
   /** Global norm of the unscaled gradients of the last step. */
   gradNorm: number;
+  /** The current loss scale (1 without loss scaling). */
   lossScale: number;
   /** Steps skipped because a gradient was not finite. */
   skipped: number;
@@ -77,6 +112,7 @@ export interface StepStatus {
 
 /** Serialised optimizer state (for checkpoints). */
 export interface OptimizerState {
+  /** The GPU-side step state (step count, gradient norm, loss scale, skip counters), as saved. */
   stepState: number[];
   /** Per group: momentum (SGD) or [m, v] (AdamW) arenas. */
   groups: Float32Array[][];
@@ -84,7 +120,9 @@ export interface OptimizerState {
 
 /** A fused optimizer over packed parameter groups. */
 export class Optimizer {
+  /** The parsed config (defaults filled in). */
   readonly config: OptimizerConfig;
+  /** The packed groups it updates, in order. */
   readonly groups: ParameterGroup[];
   readonly #gpu: Gpu;
   readonly #state: Tensor;
@@ -95,6 +133,7 @@ export class Optimizer {
   readonly #chunk: number; // elements per binding-sized chunk, aligned
   readonly #scratch: Scratch;
 
+  /** An optimizer over `groups` (from `packParameters`); `config` is validated against the schema. */
   constructor(groups: ParameterGroup[], config: OptimizerConfig, options: OptimizerOptions = {}) {
     if (groups.length === 0) throw new Error("Optimizer: no parameter groups");
     this.config = OptimizerSchema.parse(config);

@@ -20,8 +20,39 @@ export const ScheduleSchema = z.discriminatedUnion("name", [
   }).strict(),
 ]);
 
-/** A schedule. */
-export type Schedule = z.infer<typeof ScheduleSchema>;
+/**
+ * A learning-rate schedule, as the schedule schema parses it; `warmup` is in progress units (epochs in
+ * the Trainer).
+ */
+export type Schedule =
+  | {
+    /** The base rate throughout. */
+    name: "constant";
+  }
+  | {
+    /** lr₀ · (1 − e/E)^exponent. */
+    name: "poly";
+    /** Default 0.9. */
+    exponent: number;
+  }
+  | {
+    /** lr₀ · (e+1)/W for e < W, then lr₀. */
+    name: "linear-warmup";
+    /** W. */
+    warmup: number;
+  }
+  | {
+    /** Linear warm-up for W, then poly over the remaining E − W. */
+    name: "warmup-poly";
+    /** W. */
+    warmup: number;
+    /** Default 0.9. */
+    exponent: number;
+  };
+
+// Schedule is written out for the docs; this fails to compile when it and the schema drift apart.
+const _scheduleIsTheSchemaOutput: [Schedule, z.output<typeof ScheduleSchema>] extends
+  [z.output<typeof ScheduleSchema>, Schedule] ? true : never = true;
 
 /** The learning rate at progress `e` (0-based) of `total`, for base rate `lr0`. */
 export function learningRate(schedule: Schedule, lr0: number, e: number, total: number): number {

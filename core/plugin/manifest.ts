@@ -4,7 +4,11 @@
  */
 import semver from "semver";
 import { z } from "zod";
-import type { ArchitecturePlugin, Plugin, SslMethodPlugin } from "./contract.ts";
+import type { ArchitecturePlugin } from "./architecture.ts";
+import type { SslMethodPlugin } from "./method.ts";
+
+/** Any plugin. */
+export type Plugin = ArchitecturePlugin<unknown> | SslMethodPlugin<unknown>;
 
 const name = z.string().regex(
   /^[a-z][a-z0-9-]*$/,
@@ -14,7 +18,7 @@ const version = z.string().refine((v) => semver.valid(v) !== null, "a semver ver
 const range = z.string().refine((r) => semver.validRange(r) !== null, 'a semver range such as "^0.1.0"');
 const zodSchema = z.custom<z.ZodType>(
   (v) => v instanceof z.ZodType,
-  "a zod schema (import { z } from mod.ts)",
+  'a zod schema (import { z } from "@voxssl/core")',
 );
 const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === "function", "a function");
 const family = z.enum(["cnn", "vit"]);
@@ -38,6 +42,11 @@ export const ArchitectureManifestSchema = z.object({
   countParameters: fn.optional(),
 });
 
+const needs = z.union([
+  z.object({ outChannels: z.number().int().positive() }).strict(),
+  z.object({ encoderOnly: z.literal(true) }).strict(),
+]);
+
 const defaults = z.object({
   optimizer: z.object({ name: z.enum(["sgd", "adamw"]), lr: z.number().positive() }).passthrough(),
   schedule: z.object({ name: z.string() }).passthrough(),
@@ -52,11 +61,21 @@ export const SslMethodManifestSchema = z.object({
   kind: z.literal("ssl-method"),
   ...base,
   supports: z.array(family).min(1),
-  outChannels: z.number().int().positive(),
+  network: z.union([needs, fn]),
   defaults: z.object({ cnn: defaults.optional(), vit: defaults.optional() }),
-  prepare: fn.optional(),
+  sample: fn.optional(),
   masks: fn.optional(),
   build: fn,
+}).superRefine((m, ctx) => {
+  for (const f of m.supports) {
+    if (!m.defaults[f]) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["defaults", f],
+        message: `supports "${f}" but has no defaults for it`,
+      });
+    }
+  }
 });
 
 /** zod schema of any plugin manifest. */
@@ -66,11 +85,44 @@ export const PluginManifestSchema = z.discriminatedUnion("kind", [
 ]);
 
 /**
- * Declares a plugin. Identity at run time; gives authors type checking of the manifest.
- * @example
- * export default definePlugin({ kind: "ssl-method", name: "my-method", version: "0.1.0", coreApi: "^0.1.0", ... });
+ * Declares a plugin: a plain object, checked by TypeScript against its contract (the hooks get the
+ * config's parsed type) and by zod when loaded. Identity at run time.
+ *
+ * @example A method that reconstructs the patch from a noisy copy
+ * ```ts
+ * import { add, definePlugin, mean, mulScalar, powScalar, sub, z } from "@voxssl/core";
+ *
+ * export default definePlugin({
+ *   kind: "ssl-method",
+ *   name: "my-denoiser",
+ *   version: "0.1.0",
+ *   coreApi: "^0.2.0",
+ *   description: "reconstruct the patch from patch + noise",
+ *   supports: ["cnn"],
+ *   network: { outChannels: 1 },
+ *   config: z.object({ noiseStd: z.number().positive().default(0.3) }),
+ *   defaults: {
+ *     cnn: {
+ *       optimizer: { name: "sgd", lr: 1e-2, momentum: 0.99, nesterov: true, weightDecay: 3e-5 },
+ *       schedule: { name: "poly", exponent: 0.9 },
+ *       clipGradNorm: 12,
+ *       patchSize: [32, 32, 32],
+ *       batchSize: 2,
+ *     },
+ *   },
+ *   build: ({ network, config }) => ({
+ *     modules: {},
+ *     loss: (batch, { rng }) => {
+ *       const image = batch.get("image");
+ *       const noisy = add(image, mulScalar(rng.normal(image.shape, 0, 1), config.noiseStd));
+ *       return { loss: mean(powScalar(sub(network.forward(noisy), image), 2)) };
+ *     },
+ *   }),
+ * });
+ * ```
  */
 export function definePlugin<C>(plugin: ArchitecturePlugin<C>): ArchitecturePlugin<C>;
+/** Declares an SSL-method plugin: returns it unchanged, typed (see the architecture overload's example). */
 export function definePlugin<C>(plugin: SslMethodPlugin<C>): SslMethodPlugin<C>;
 export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
@@ -78,6 +130,7 @@ export function definePlugin(plugin: Plugin): Plugin {
 
 /** A plugin failed validation or does not fit this core. */
 export class PluginError extends Error {
+  /** Always "PluginError", so logs and `error.name` checks tell it apart. */
   override name = "PluginError";
 }
 

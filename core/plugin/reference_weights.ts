@@ -4,7 +4,7 @@
  * `load_state_dict(strict=True)` accepts an export, and a PyTorch state dict loads back here.
  */
 import { type HostTensor, type LoadReport, loadStateDict, stateDict } from "../nn/mod.ts";
-import type { Network } from "./contract.ts";
+import type { Network } from "./architecture.ts";
 
 /**
  * The network's parameters with their reference alias keys (same data under each key), plus the

@@ -2,8 +2,9 @@
  * The plugin registry: built-ins are added by the CLI, third-party plugins by the loader. Lookup by kind
  * and name; `--arch resenc-l` resolves to plugin "resenc" with size preset "l".
  */
-import type { ArchitecturePlugin, Plugin, SslMethodPlugin } from "./contract.ts";
-import { PluginError } from "./manifest.ts";
+import type { ArchitecturePlugin } from "./architecture.ts";
+import type { SslMethodPlugin } from "./method.ts";
+import { type Plugin, PluginError } from "./manifest.ts";
 
 /** Where a plugin came from. */
 export interface PluginEntry {

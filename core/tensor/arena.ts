@@ -11,6 +11,7 @@ import { Storage, Tensor } from "./tensor.ts";
 
 /** Where each part sits inside an arena, in elements (shared by arenas of the same layout). */
 export interface ArenaLayout {
+  /** Shape of each part, in order. */
   shapes: Shape[];
   /** Element offset of each part. */
   offsets: number[];
@@ -32,10 +33,13 @@ export function planArena(shapes: readonly Shape[], dtype: DType, alignBytes: nu
 
 /** An arena: the flat whole and one tensor per part, all sharing one buffer (zero-filled). */
 export interface Arena {
+  /** Where each part sits. */
   layout: ArenaLayout;
+  /** Element type of every part. */
   dtype: DType;
   /** A flat view over the whole arena, padding included. */
   whole: Tensor;
+  /** One tensor per part, shaped as planned. */
   parts: Tensor[];
 }
 

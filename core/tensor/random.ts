@@ -11,7 +11,9 @@ import { Tensor } from "./tensor.ts";
 
 /** Serializable generator state (checkpoints store it to resume the same stream). */
 export interface GeneratorState {
+  /** The seed (a non-negative integer below 2^53). */
   seed: number;
+  /** Philox counters used so far (each draw of n values takes ⌈n/4⌉). */
   offset: number;
 }
 
@@ -20,7 +22,10 @@ export class Generator {
   #seed: number;
   #offset = 0;
 
-  /** @param seed a non-negative integer below 2^53 */
+  /**
+   * A stream at offset 0 of `seed`, drawing on `gpu` (default: the process's device at each draw).
+   * @param seed a non-negative integer below 2^53
+   */
   constructor(seed: number, readonly gpu?: Gpu) {
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new RangeError(`seed must be an integer >= 0, got ${seed}`);

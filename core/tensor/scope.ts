@@ -40,6 +40,7 @@ export const OWNED_TENSORS: unique symbol = Symbol.for("voxssl.ownedTensors");
 
 /** An object that lists the tensors it owns. */
 export interface TensorOwner {
+  /** Every tensor the object owns (each once); called when the object is returned from a scope. */
   [OWNED_TENSORS](): Iterable<Tensor>;
 }
 

@@ -38,16 +38,22 @@ let nextTensorId = 1;
 export class Tensor {
   /** Unique per process, for debugging and maps. */
   readonly id = nextTensorId++;
+  /** Size of each dimension, outermost first (frozen), e.g. [B, C, D, H, W] for a batch of volumes. */
   readonly shape: Shape;
+  /** Element type of the storage. */
   readonly dtype: DType;
   /** Number of elements. */
   readonly size: number;
+  /** The device that holds the storage. */
   readonly gpu: Gpu;
   /** Whether gradients flow to this tensor. Set it on leaves (parameters, inputs); ops propagate it. */
   requiresGrad = false;
   /** Accumulated gradient of a leaf after `backward()`. Owned by this tensor. */
   grad: Tensor | undefined;
-  /** The op that produced this tensor, when it is part of a graph. @internal */
+  /**
+   * The op that produced this tensor, when it is part of a graph.
+   * @internal For autograd.
+   */
   node: GradNode | undefined;
   #storage: Storage | undefined;
   #byteOffset: number;
@@ -96,12 +102,18 @@ export class Tensor {
     return this.size * DTYPE_BYTES[this.dtype];
   }
 
-  /** The storage as a binding for kernels (at least 16 bytes: one vec4, for empty tensors). */
+  /**
+   * The storage as a binding for kernels (at least 16 bytes: one vec4, for empty tensors).
+   * @internal For ops and the kernel layer.
+   */
   get binding(): BufferRange {
     return { buffer: this.#live().buffer, offset: this.#byteOffset, size: Math.max(16, this.byteLength) };
   }
 
-  /** The underlying pooled buffer (shared when the tensor lives in an arena: see `byteOffset`). */
+  /**
+   * The underlying pooled buffer (shared when the tensor lives in an arena: see `byteOffset`).
+   * @internal For ops and the kernel layer.
+   */
   get buffer(): GpuBuffer {
     return this.#live().buffer;
   }

@@ -3,22 +3,20 @@
  * patch loader (worker pool, prefetch) implements it; tests use small in-process sources. The batch of
  * a step must be a pure function of (seed, step) so that resume reproduces the run.
  */
+import type { SampleArray } from "../data/mod.ts";
 
-/** A batch on the host: channel-first images and optional masks and method arrays. */
+/** A batch on the host: named arrays stacked along the batch (`shape[0]` = B). */
 export interface HostBatch {
-  /** B·C·D·H·W values. */
-  image: Float32Array;
-  shape: [number, number, number, number, number];
-  /** Per-voxel masks, B·D·H·W values each (0/1). */
-  masks?: Record<string, Uint8Array | Float32Array>;
-  /** Method arrays made by `prepare`, batched: shape starts with B. */
-  extra?: Record<string, { data: Float32Array | Uint8Array; shape: number[] }>;
+  /** Every array of the batch, `[B, ...]`, in the dtype it will have on the GPU. */
+  arrays: Record<string, SampleArray>;
   /** Where each sample came from (file paths), for logs. */
   sources?: string[];
 }
 
 /** A deterministic stream of batches. */
 export interface BatchSource {
+  /** The batch of `step`. */
   batch(step: number): Promise<HostBatch>;
+  /** Releases workers and files. */
   close(): Promise<void>;
 }

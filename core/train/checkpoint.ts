@@ -1,41 +1,58 @@
 /**
- * Checkpoints: one safetensors file holding the weights of every trained module (`network.*` with the
- * reference implementation's names, `method.<module>.*`), the optimizer's arenas (`optimizer.*`) and a
- * JSON `voxssl` metadata entry (step, epoch, resolved config, plugin versions, generator state, best
- * validation loss, adaptation plan). Written to a temporary file and renamed: a crash mid-write leaves
- * the previous checkpoint intact.
+ * Checkpoints: one safetensors file holding the weights and buffers of every module (`network.*` with the
+ * reference implementation's names, `method.<module>.*`, `frozen.<module>.*`), the optimizer's arenas
+ * (`optimizer.*`) and a JSON `voxssl` metadata entry (step, epoch, resolved config, plugin versions,
+ * generator state, best validation loss, adaptation plan, parameter groups, the unfinished logging
+ * interval's sums). Written to a temporary file and renamed: a crash mid-write leaves the previous
+ * checkpoint intact.
  */
 import { decodeSafetensors, encodeSafetensors, type HostTensor, writeFileAtomic } from "../nn/mod.ts";
 import type { OptimizerState } from "../optim/mod.ts";
 import type { AdaptationPlan } from "../plugin/mod.ts";
 import type { GeneratorState } from "../tensor/mod.ts";
+import type { AccumulatorState } from "./accumulator.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 
 /** The checkpoint format tag. */
-export const CHECKPOINT_FORMAT = "voxssl-checkpoint/1";
+export const CHECKPOINT_FORMAT = "voxssl-checkpoint/2";
 
 /** Everything in a checkpoint besides tensors. */
 export interface CheckpointMeta {
+  /** Format tag. */
   format: typeof CHECKPOINT_FORMAT;
+  /** The core that wrote it. */
   coreVersion: string;
   /** Optimizer steps completed. */
   step: number;
+  /** Epochs completed (step ÷ steps per epoch). */
   epoch: number;
+  /** The resolved run config (what `--resume` runs again). */
   config: ResolvedRunConfig;
+  /** `name@version` of each plugin. */
   plugins: { architecture: string; method: string };
+  /** The step generator's state. */
   generator: GeneratorState;
+  /** Lowest validation loss so far. */
   bestValidationLoss: number | null;
+  /** For downstream use. */
   adaptationPlan: AdaptationPlan;
+  /** ISO time of writing. */
   savedAt: string;
-  /** The training-loss sum and step count of the unfinished logging interval (exact resume of the log). */
-  lossAccumulator?: { sum: number; steps: number };
+  /** Optimizer groups in arena order (name and parameter count): a resume must group alike. */
+  parameterGroups: { name: string; count: number }[];
+  /** Loss and metric sums of the unfinished logging interval (exact resume of the log). */
+  accumulator: AccumulatorState;
+  /** Steps in the unfinished logging interval. */
+  intervalSteps: number;
 }
 
 /** A checkpoint in memory. */
 export interface Checkpoint {
+  /** Everything besides tensors. */
   meta: CheckpointMeta;
   /** Module weights by prefixed name ("network.…", "method.…"). */
   weights: Record<string, HostTensor>;
+  /** The optimizer's moments and step state. */
   optimizer: OptimizerState;
 }
 

@@ -4,13 +4,17 @@
  * records and resumes from.
  */
 import { z } from "zod";
+import type { ZodInput, ZodOutput, ZodSchema } from "../plugin/zod_types.ts";
 import type { ArchitecturePlugin, SslMethodPlugin, TrainingDefaults, Vec3 } from "../plugin/mod.ts";
 import { type OptimizerConfig, OptimizerSchema, type Schedule, ScheduleSchema } from "../optim/mod.ts";
 
 const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
 
-/** What a user may set (every field optional; defaults give the small embedded run). */
-export const RunConfigSchema = z.object({
+/**
+ * @internal What a user may set (every field optional; defaults give the small embedded run). Public as
+ * {@link RunConfigSchema}.
+ */
+const runConfigSchema = z.object({
   /** Architecture plugin and size, e.g. "resenc-l" (the reference), "resenc-tiny". */
   arch: z.string().default("resenc-l"),
   /** Overrides of the architecture plugin's config. */
@@ -47,26 +51,44 @@ export const RunConfigSchema = z.object({
   validationBatches: z.number().int().min(0).default(2),
   logEvery: z.number().int().positive().default(5),
   workers: z.number().int().min(0).default(1),
+  /**
+   * A sample that takes longer than this stops the run with an error (a method's data hook stuck in a
+   * loop); needs workers ≥ 1.
+   */
+  sampleTimeoutSeconds: z.number().positive().default(120),
   /** Third-party plugin modules (paths or URLs). */
   plugins: z.array(z.string()).default([]),
 }).strict();
 
+/** @internal The schema's own type. */
+type RunConfigShape = typeof runConfigSchema;
+
 /** A user config (before defaults). */
-export type RunConfigInput = z.input<typeof RunConfigSchema>;
+export type RunConfigInput = ZodInput<RunConfigShape>;
 /** A parsed user config. */
-export type RunConfig = z.output<typeof RunConfigSchema>;
+export type RunConfig = ZodOutput<RunConfigShape>;
+
+/** The zod schema of a run config file (unknown keys are errors), with the defaults of {@link RunConfig}. */
+export const RunConfigSchema: ZodSchema<RunConfig, RunConfigInput> = runConfigSchema;
 
 /** The fully resolved config a run records. */
 export interface ResolvedRunConfig
   extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out"> {
+  /** The run folder (given, or `runs/<UTC time>-<arch>-<method>`). */
   out: string;
+  /** Samples per step (given, or the method's default for the architecture's family). */
   batch: number;
+  /** Patch size `[D, H, W]` in voxels (given, or the method's default). */
   patch: Vec3;
+  /** The parsed optimizer config (given, or the method's default; `lr` overrides its rate). */
   optimizer: OptimizerConfig;
+  /** The learning-rate schedule (given, or the method's default). */
   schedule: Schedule;
+  /** Global gradient-norm clip (given, or the method's default; 0: none). */
   clipGradNorm: number;
   /** Resolved plugin configs. */
   resolvedArch: { plugin: string; version: string; size: string | null; config: unknown; family: string };
+  /** The method plugin: name, version and parsed config. */
   resolvedMethod: { plugin: string; version: string; config: unknown };
 }
 
@@ -74,6 +96,12 @@ export interface ResolvedRunConfig
 export function formatIssues(error: z.ZodError, where: string): string {
   return `${where}:\n` +
     error.issues.map((i) => `  - ${i.path.join(".") || "(root)"}: ${i.message}`).join("\n");
+}
+
+/** The default run folder: `runs/<UTC time>-<arch>-<method>` (relative to the working directory). */
+export function defaultRunFolder(arch: string, method: string, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  return `runs/${stamp}-${arch}-${method}`;
 }
 
 /** Merges a method's defaults, the architecture's size preset and the user's overrides. */
@@ -106,7 +134,6 @@ export function resolveRunConfig(
     ...(config.optimizer ?? defaults.optimizer),
     ...(config.lr ? { lr: config.lr } : {}),
   });
-  const stamp = now.toISOString().replace(/[:.]/g, "-").slice(0, 19);
   const {
     batch: _b,
     patch: _p,
@@ -120,7 +147,7 @@ export function resolveRunConfig(
   return {
     ...rest,
     augmentation: config.augmentation ?? defaults.augmentation ?? "none",
-    out: config.out ?? `runs/${stamp}-${config.arch}-${config.method}`,
+    out: config.out ?? defaultRunFolder(config.arch, config.method, now),
     batch: config.batch ?? defaults.batchSize,
     patch: config.patch ?? defaults.patchSize,
     optimizer,

@@ -2,45 +2,42 @@
  * Opens the training and validation batch sources of a run from its data setting: "synthetic" (the
  * embedded phantoms), a dataset index (.json) or a preprocessed cache folder. Both are the data
  * pipeline's patch loader (background workers, prefetch, deterministic (seed, step) batches, bad files
- * skipped with a log line), with the method's `prepare` running in the workers.
+ * skipped with a log line), with the method's `sample` hook running in the workers.
  *
  * Validation: a subject-level split of index and cache data (the reference's rule, seeded), or other
  * phantoms for synthetic data; its batches are drawn with a fixed seed so every epoch sees the same ones.
  */
-import { createPatchLoader, type PatchBatch, type PatchLoader } from "../data/loader.ts";
+import {
+  createPatchLoader,
+  type PatchBatch,
+  type PatchLoader,
+  type PatchLoaderOptions,
+} from "../data/loader.ts";
 import type { PatchSourceInput } from "../data/sources.ts";
-import type { SslMethodPlugin } from "../plugin/mod.ts";
+import { callPlugin, type SslMethodPlugin } from "../plugin/mod.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 
 /** The sources of a run. */
 export interface RunSources {
+  /** Training batches. */
   train: BatchSource;
+  /** Validation batches (absent when `config.validationBatches` is 0). */
   validation?: BatchSource;
 }
 
 /** Options of {@link openBatchSources}. */
 export interface OpenSourcesOptions {
-  /** URL of the module whose default export is the method plugin (its `prepare` runs in workers). */
+  /** URL of the module whose default export is the method plugin (its `sample` hook runs in workers). */
   methodModule?: string;
+  /** Where skipped files are reported. */
   log?: (line: string) => void;
+  /** Worker isolation (the plugin sandbox; see `PatchLoaderOptions.isolation`). */
+  isolation?: PatchLoaderOptions["isolation"];
 }
 
 function toHost(batch: PatchBatch): HostBatch {
-  const extra: HostBatch["extra"] = {};
-  for (const [name, data] of Object.entries(batch.extra)) {
-    extra[name] = {
-      data: data instanceof Float32Array ? data : Float32Array.from(data),
-      shape: batch.extraShapes[name],
-    };
-  }
-  return {
-    image: batch.image,
-    shape: batch.shape,
-    masks: batch.masks as Record<string, Uint8Array>,
-    extra,
-    sources: batch.sources,
-  };
+  return { arrays: batch.arrays, sources: batch.sources };
 }
 
 function wrap(loader: PatchLoader): BatchSource {
@@ -56,7 +53,7 @@ export async function openBatchSources(
   method: SslMethodPlugin,
   options: OpenSourcesOptions = {},
 ): Promise<RunSources> {
-  const masks = method.masks?.(config.resolvedMethod.config) ?? [];
+  const masks = callPlugin(method.name, "masks", () => method.masks?.(config.resolvedMethod.config)) ?? [];
   const synthetic = config.data === "synthetic";
   const source = (validation: boolean): PatchSourceInput =>
     synthetic
@@ -72,12 +69,15 @@ export async function openBatchSources(
     patchSize: config.patch,
     batchSize: config.batch,
     masks,
-    prepareModule: method.prepare ? options.methodModule : undefined,
-    prepareConfig: config.resolvedMethod.config,
+    hookModule: method.sample ? options.methodModule : undefined,
+    hookConfig: config.resolvedMethod.config,
+    hookName: method.name,
+    isolation: options.isolation,
+    sampleTimeoutMs: config.sampleTimeoutSeconds * 1000,
     onSkip: (s: { path: string; reason: string }) => options.log?.(`skipped ${s.path}: ${s.reason}`),
   };
-  if (method.prepare && !options.methodModule) {
-    throw new Error(`method ${method.name} has a prepare() hook but its module URL is unknown`);
+  if (method.sample && !options.methodModule) {
+    throw new Error(`method ${method.name} has a sample() hook but its module URL is unknown`);
   }
   const train = await createPatchLoader({
     ...common,
@@ -94,6 +94,7 @@ export async function openBatchSources(
     source: source(true),
     seed: 12345, // the reference's validation seed: the same batches every epoch and every run
     augmentation: "none",
+    training: false,
     workers: Math.min(config.workers, 1),
     prefetch: 1,
     split: synthetic ? undefined : "val",

@@ -6,20 +6,30 @@ import { writeFileAtomic } from "../nn/mod.ts";
 
 /** One line of metrics.jsonl. */
 export interface MetricsRecord {
+  /** A training interval or a validation pass. */
   kind: "train" | "validation";
+  /** Optimizer steps done. */
   step: number;
+  /** The epoch (0-based). */
   epoch: number;
+  /** Mean loss over the interval (or the validation batches). */
   loss: number;
+  /** The method's metrics (`LossOutput.metrics`), averaged like the loss. */
+  metrics?: Record<string, number>;
+  /** Learning rate of the interval's last step (the schedule's base rate). */
   lr?: number;
+  /** Optimizer steps per second over the interval. */
   stepsPerSecond?: number;
+  /** Global gradient norm of the last step (unscaled). */
   gradNorm?: number;
+  /** Dynamic loss scale (mixed precision). */
   lossScale?: number;
+  /** Steps skipped so far because gradients were not finite. */
   skippedSteps?: number;
   /** Bytes of the GPU pool in use between steps (parameters, optimizer state, accumulators). */
   gpuMemoryBytes?: number;
   /** Highest pool use during the logging interval (activations included). */
   gpuPeakBytes?: number;
-  [metric: string]: number | string | undefined;
 }
 
 /** Appends records to metrics.jsonl. */

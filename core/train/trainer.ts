@@ -1,114 +1,457 @@
 /**
- * The Trainer: builds the network and the method from their plugins, packs parameters, and runs the
- * loop: steps grouped in epochs, learning-rate schedule per epoch, loss (scaled under mixed precision),
- * backward, fused optimizer step, metrics every `logEvery` steps, validation and checkpoints per epoch,
- * graceful stop on signals, and resume from the latest checkpoint.
+ * The Trainer as a pipeline of small named steps. A run is opened ({@link openRun}: build, group
+ * parameters, optimizer, resume or start fresh), then each step goes
  *
- * Mixed precision (`precision: "mixed"`): the method's loss (forward pass) runs under `autocast()`
- * (convolutions, matmuls and attention in f16 with f32 accumulation, everything else f32; parameters stay
- * f32), backward is seeded with the dynamic loss scale, and the optimizer unscales the gradients, skips
- * any step whose gradients are not finite (an f16 overflow) and lowers the scale (core/optim). On a
- * device without shader-f16 the ops stay f32 (autocast is a no-op) and the loss scaling is harmless.
+ *   batch → upload → loss → backward → gradient hook → optimizer → after-step hook → log
  *
- * Nothing waits for the GPU inside a step: the loss is accumulated on the GPU and read back only when a
- * log line is due.
+ * ({@link trainStep}, {@link logInterval}); each epoch ends with the method's end-of-epoch hook,
+ * validation ({@link validate}) and a checkpoint ({@link saveRunCheckpoint}); the run ends with the final
+ * checkpoint and the network export ({@link finishRun}). {@link runPretraining} is that loop and nothing
+ * else. The seams — `gradientHook` (e.g. an allreduce across processes), the method's hooks, the batch
+ * sources — are where fine-tuning and distributed training plug in without copying the loop.
+ *
+ * Mixed precision (`precision: "mixed"`): the method's loss (forward pass) runs under `autocast()`,
+ * backward is seeded with the dynamic loss scale, and the optimizer unscales the gradients, skips any
+ * step whose gradients are not finite (an f16 overflow) and lowers the scale (core/optim).
+ *
+ * Nothing waits for the GPU inside a step: the loss and metrics are accumulated on the GPU and read back
+ * only when a log line is due.
+ *
+ * @module
  */
 import { join } from "node:path";
 import { type Gpu, initGpu } from "../gpu/mod.ts";
-import { Module, packParameters, stateDict, writeFileAtomic } from "../nn/mod.ts";
-import { encodeSafetensors, loadStateDict } from "../nn/mod.ts";
+import {
+  encodeSafetensors,
+  loadStateDict,
+  type ParameterGroup,
+  stateDict,
+  writeFileAtomic,
+} from "../nn/mod.ts";
 import { learningRate, Optimizer } from "../optim/mod.ts";
 import {
   type ArchitecturePlugin,
-  type GpuBatch,
+  callPlugin,
+  type LossOutput,
   type MethodInstance,
-  type Network,
   referenceStateDict,
   type SslMethodPlugin,
 } from "../plugin/mod.ts";
-import {
-  addInPlace,
-  autocast,
-  backward,
-  fillInPlace,
-  Generator,
-  keep,
-  noGrad,
-  reshape,
-  scope,
-  type Tensor,
-  tensor,
-  zeros,
-} from "../tensor/mod.ts";
+import { autocast, backward, Generator, noGrad, scope } from "../tensor/mod.ts";
+import { MetricAccumulator } from "./accumulator.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { ResolvedRunConfig } from "./config.ts";
+import { uploadBatch } from "./gpu_batch.ts";
 import { appendMetrics, lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
+import { groupParameters, type NamedGroup } from "./parameter_grouping.ts";
+import { buildRun, type FrozenModules, type RunModel } from "./run_model.ts";
 import { listenForStop } from "./stop_signals.ts";
 
 /** Inputs of {@link runPretraining}. */
 export interface TrainerOptions {
+  /** The resolved run config. */
   config: ResolvedRunConfig;
+  /** The architecture plugin. */
   arch: ArchitecturePlugin;
+  /** The SSL-method plugin. */
   method: SslMethodPlugin;
+  /** Training batches. */
   train: BatchSource;
+  /** Validation batches (run after each epoch when `config.validationBatches` > 0). */
   validation?: BatchSource;
+  /** The running core's version (recorded in checkpoints). */
   coreVersion: string;
   /** Continue from `<out>/checkpoints/latest.safetensors`. */
   resume?: boolean;
+  /** Where progress lines go (default console.log). */
   log?: (line: string) => void;
+  /** The device (default: the process's). */
   gpu?: Gpu;
   /** Stop (with a checkpoint, as on SIGTERM) after this many optimizer steps in total. */
   stopAfterStep?: number;
   /**
    * Initial dynamic loss scale under `precision: "mixed"` (default 65536, PyTorch GradScaler's). Not
-   * part of the run config: the scale adapts by itself (halved on overflow, doubled after 2000 clean
-   * steps) and a resumed run continues with the scale its checkpoint saved.
+   * part of the run config: the scale adapts by itself and a resumed run continues with the saved one.
    */
   initialLossScale?: number;
+  /**
+   * Called after backward with the packed gradient groups, before the optimizer step: the seam for
+   * averaging gradients across processes.
+   */
+  gradientHook?: (groups: ParameterGroup[]) => void | Promise<void>;
 }
 
 /** What a run did. */
 export interface RunSummary {
+  /** The run folder. */
   out: string;
+  /** Optimizer steps done. */
   steps: number;
+  /** Epochs done. */
   epochs: number;
+  /** Mean training loss of the last logged interval. */
   lastLoss: number | null;
+  /** Lowest validation loss. */
   bestValidationLoss: number | null;
   /** The signal (or "stopAfterStep") that stopped the run early. */
   stoppedBy?: string;
 }
 
-/** The trained modules under the names checkpoints use: `network.*` and `method.<name>.*`. */
-class RunModel extends Module {
-  constructor(readonly network: Network, methodModules: Record<string, Module>) {
-    super();
-    this.registerModule("network", network);
-    const holder = new MethodModules();
-    for (const [name, m] of Object.entries(methodModules)) holder.add(name, m);
-    this.registerModule("method", holder);
+/** An open run: everything the steps of the pipeline share. */
+export interface Run {
+  /** The resolved config. */
+  readonly config: ResolvedRunConfig;
+  /** The device. */
+  readonly gpu: Gpu;
+  /** The plugins. */
+  readonly arch: ArchitecturePlugin;
+  /** The SSL-method plugin. */
+  readonly method: SslMethodPlugin;
+  /** `name@version` of each plugin. */
+  readonly plugins: { architecture: string; method: string };
+  /** Trainable modules. */
+  readonly model: RunModel;
+  /** Modules saved but not trained. */
+  readonly frozen: FrozenModules;
+  /** The method bound to the network. */
+  readonly instance: MethodInstance;
+  /** The optimizer over the packed groups. */
+  readonly optimizer: Optimizer;
+  /** The groups' names and learning-rate factors. */
+  readonly groups: NamedGroup[];
+  /** The step generator (dropout, drop path, noise), checkpointed. */
+  readonly stepRng: Generator;
+  /** Loss and metric sums of the current logging interval. */
+  readonly accumulator: MetricAccumulator;
+  /** Where lines go. */
+  readonly log: (line: string) => void;
+  /** Run folder paths. */
+  readonly paths: { out: string; checkpoints: string; metrics: string; plot: string };
+  /** Optimizer steps done. */
+  step: number;
+  /** Steps in the current logging interval. */
+  intervalSteps: number;
+  /** When the current logging interval started (performance.now()). */
+  intervalStart: number;
+  /** Lowest validation loss. */
+  best: number | null;
+  /** Mean loss of the last logged interval. */
+  lastLoss: number | null;
+}
+
+const totalSteps = (config: ResolvedRunConfig) => config.epochs * config.stepsPerEpoch;
+const epochOf = (run: Run) => Math.floor(run.step / run.config.stepsPerEpoch);
+
+/** The forward pass of a step (and of validation) in the run's precision. */
+function inPrecision<T>(run: Run, fn: () => T): T {
+  return run.config.precision === "mixed" ? autocast(fn) : fn();
+}
+
+function checkLoss(run: Run, output: LossOutput): void {
+  if (!output || typeof output !== "object" || !output.loss || typeof output.loss.size !== "number") {
+    throw new Error(`method ${run.method.name}: loss() must return { loss: Tensor, metrics? }`);
+  }
+  if (output.loss.size !== 1) {
+    throw new Error(
+      `method ${run.method.name}: loss() returned a loss of shape [${output.loss.shape}]; it must be a scalar`,
+    );
   }
 }
 
-class MethodModules extends Module {
-  add(name: string, m: Module): void {
-    this.registerModule(name, m);
+/** Builds the run (or restores it from its latest checkpoint) and writes `config.json`. */
+export async function openRun(options: TrainerOptions): Promise<Run> {
+  const { config, arch, method } = options;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const gpu = options.gpu ?? await initGpu();
+  const out = config.out;
+  const paths = {
+    out,
+    checkpoints: join(out, "checkpoints"),
+    metrics: join(out, "metrics.jsonl"),
+    plot: join(out, "loss_curve.svg"),
+  };
+  await Deno.mkdir(paths.checkpoints, { recursive: true });
+  const { model, frozen, instance } = buildRun(config, arch, method, gpu);
+  const { groups: packed, named } = groupParameters(model, instance, method.name);
+  const mixed = config.precision === "mixed";
+  const optimizer = new Optimizer(packed, config.optimizer, {
+    maxGradNorm: config.clipGradNorm,
+    lossScale: { enabled: mixed, initScale: options.initialLossScale },
+  });
+  const run: Run = {
+    config,
+    gpu,
+    arch,
+    method,
+    plugins: { architecture: `${arch.name}@${arch.version}`, method: `${method.name}@${method.version}` },
+    model,
+    frozen,
+    instance,
+    optimizer,
+    groups: named,
+    stepRng: new Generator(config.seed + 1, gpu),
+    accumulator: new MetricAccumulator(gpu),
+    log,
+    paths,
+    step: 0,
+    intervalSteps: 0,
+    intervalStart: performance.now(),
+    best: null,
+    lastLoss: null,
+  };
+  if (options.resume) await restoreRun(run);
+  else await Deno.writeTextFile(paths.metrics, "");
+  await writeFileAtomic(
+    join(out, "config.json"),
+    JSON.stringify({ ...config, plugins: run.plugins, parameterGroups: named }, null, 2) + "\n",
+  );
+  log(`run folder: ${out}`);
+  if (mixed && !gpu.hasF16) {
+    log(
+      "note: precision mixed, but this device has no shader-f16: convolutions, matmuls and attention run in f32",
+    );
+  }
+  const groupNote = named.length > 1
+    ? `; parameter groups ${named.map((g) => `${g.name} (${g.count})`).join(", ")}`
+    : "";
+  log(
+    `model: ${run.plugins.architecture} (${(model.network.parameterCount() / 1e6).toFixed(2)}M parameters` +
+      `${model.network.encoderOnly ? ", encoder only" : ""}), method ${run.plugins.method}; ` +
+      `${config.epochs} epochs × ${config.stepsPerEpoch} steps, batch ${config.batch}, ` +
+      `patch ${config.patch.join("×")}, ${config.optimizer.name} lr ${config.optimizer.lr}${groupNote}`,
+  );
+  return run;
+}
+
+/** Loads `latest.safetensors` into an opened run: weights, buffers, optimizer, generator, accumulators. */
+async function restoreRun(run: Run): Promise<void> {
+  const path = join(run.paths.checkpoints, "latest.safetensors");
+  const ckpt = await loadCheckpoint(path);
+  const { plugins } = run;
+  if (
+    ckpt.meta.plugins.architecture !== plugins.architecture || ckpt.meta.plugins.method !== plugins.method
+  ) {
+    run.log(
+      `note: checkpoint made with ${ckpt.meta.plugins.architecture} / ${ckpt.meta.plugins.method}; ` +
+        `running ${plugins.architecture} / ${plugins.method}`,
+    );
+  }
+  const saved = ckpt.meta.parameterGroups.map((g) => `${g.name}:${g.count}`).join(", ");
+  const now = run.groups.map((g) => `${g.name}:${g.count}`).join(", ");
+  if (saved !== now) {
+    throw new Error(`${path}: saved with parameter groups [${saved}], this run groups them as [${now}]`);
+  }
+  const trainable = Object.fromEntries(
+    Object.entries(ckpt.weights).filter(([k]) => !k.startsWith("frozen.")),
+  );
+  const frozen = Object.fromEntries(Object.entries(ckpt.weights).filter(([k]) => k.startsWith("frozen.")));
+  loadStateDict(run.model, trainable, { source: path });
+  loadStateDict(run.frozen, frozen, { source: path });
+  run.optimizer.importState(ckpt.optimizer);
+  run.stepRng.state = ckpt.meta.generator;
+  run.step = ckpt.meta.step;
+  run.best = ckpt.meta.bestValidationLoss;
+  run.accumulator.importState(ckpt.meta.accumulator);
+  run.intervalSteps = ckpt.meta.intervalSteps;
+  await truncateMetrics(run.paths.metrics, run.step);
+  run.log(`resumed ${run.paths.out} at step ${run.step} (epoch ${epochOf(run)})`);
+}
+
+/**
+ * One optimizer step on `host`: upload → loss (in the run's precision) → backward → gradient hook →
+ * optimizer → the method's after-step hook. Records GPU work only; nothing is read back.
+ */
+export async function trainStep(
+  run: Run,
+  host: HostBatch,
+  lr: number,
+  gradientHook?: TrainerOptions["gradientHook"],
+): Promise<void> {
+  const { optimizer, instance, method } = run;
+  const mixed = run.config.precision === "mixed";
+  optimizer.zeroGrad();
+  run.model.train();
+  scope(() => {
+    const batch = uploadBatch(host, run.gpu, method.name);
+    const context = { step: run.step, epoch: epochOf(run), training: true, rng: run.stepRng };
+    const output = callPlugin(
+      method.name,
+      "loss",
+      () => inPrecision(run, () => instance.loss(batch, context)),
+    );
+    checkLoss(run, output);
+    run.accumulator.add("loss", output.loss);
+    for (const [name, value] of Object.entries(output.metrics ?? {})) run.accumulator.add(name, value);
+    backward(output.loss, mixed ? optimizer.lossScaleSeed() : undefined);
+  });
+  await gradientHook?.(optimizer.groups);
+  optimizer.step(run.groups.map((g) => lr * g.lrScale));
+  run.step++;
+  run.intervalSteps++;
+  if (instance.afterStep) {
+    const event = { step: run.step, epoch: epochOf(run), epochs: run.config.epochs, lr };
+    callPlugin(method.name, "afterStep", () => scope(() => noGrad(() => instance.afterStep!(event))));
   }
 }
 
-function upload(host: HostBatch, gpu: Gpu): GpuBatch {
-  const [b, , d, h, w] = host.shape;
-  const masks: Record<string, Tensor> = {};
-  for (const [name, data] of Object.entries(host.masks ?? {})) {
-    masks[name] = tensor(Float32Array.from(data), [b, 1, d, h, w], { gpu });
+/** Reads the interval's means, appends them to metrics.jsonl, prints the progress line, resets. */
+export async function logInterval(run: Run, lr: number): Promise<void> {
+  const { loss, ...metrics } = await run.accumulator.means();
+  const status = await run.optimizer.readStatus();
+  const seconds = (performance.now() - run.intervalStart) / 1000;
+  const rate = run.intervalSteps / seconds;
+  const { bytesInUse: memory, peakBytesInUse: peak } = run.gpu.pool.stats();
+  run.gpu.pool.resetPeak();
+  const total = totalSteps(run.config);
+  const epoch = Math.floor((run.step - 1) / run.config.stepsPerEpoch);
+  const record: MetricsRecord = {
+    kind: "train",
+    step: run.step,
+    epoch,
+    loss,
+    ...(Object.keys(metrics).length ? { metrics } : {}),
+    lr,
+    stepsPerSecond: rate,
+    gradNorm: status.gradNorm,
+    lossScale: status.lossScale,
+    skippedSteps: status.skipped,
+    gpuMemoryBytes: memory,
+    gpuPeakBytes: peak,
+  };
+  await appendMetrics(run.paths.metrics, [record]);
+  const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
+  run.log(
+    `step ${run.step}/${total} (epoch ${epoch + 1}/${run.config.epochs})  loss ${
+      loss.toPrecision(5)
+    }${shown}  ` +
+      `lr ${lr.toExponential(2)}  ${rate.toFixed(2)} steps/s  ETA ${
+        formatDuration((total - run.step) / rate)
+      }  ` +
+      `GPU ${(memory / 2 ** 20).toFixed(0)} MiB` + (status.skipped ? `  skipped ${status.skipped}` : ""),
+  );
+  run.lastLoss = loss;
+  run.accumulator.reset();
+  run.intervalSteps = 0;
+  run.intervalStart = performance.now();
+  await writePlot(run);
+}
+
+/** Mean loss and metrics over the validation batches (network in eval mode, no gradients). */
+export async function validate(
+  run: Run,
+  source: BatchSource,
+): Promise<{ loss: number; metrics: Record<string, number> }> {
+  run.model.eval();
+  const sums = new MetricAccumulator(run.gpu);
+  try {
+    for (let i = 0; i < run.config.validationBatches; i++) {
+      const host = await source.batch(i);
+      scope(() =>
+        noGrad(() => {
+          const batch = uploadBatch(host, run.gpu, run.method.name);
+          const context = { step: i, epoch: epochOf(run), training: false, rng: run.stepRng };
+          const output = callPlugin(
+            run.method.name,
+            "loss",
+            () => inPrecision(run, () => run.instance.loss(batch, context)),
+          );
+          checkLoss(run, output);
+          sums.add("loss", output.loss);
+          for (const [name, value] of Object.entries(output.metrics ?? {})) sums.add(name, value);
+        })
+      );
+    }
+    const { loss, ...metrics } = await sums.means();
+    return { loss, metrics };
+  } finally {
+    sums.dispose();
+    run.model.train();
   }
-  const extra: Record<string, Tensor> = {};
-  for (const [name, e] of Object.entries(host.extra ?? {})) {
-    extra[name] = tensor(e.data instanceof Float32Array ? e.data : Float32Array.from(e.data), e.shape, {
-      gpu,
-    });
+}
+
+/** Writes a checkpoint of the run into `checkpoints/<name>`. */
+export async function saveRunCheckpoint(run: Run, name: string, coreVersion: string): Promise<void> {
+  const meta: Checkpoint["meta"] = {
+    format: CHECKPOINT_FORMAT,
+    coreVersion,
+    step: run.step,
+    epoch: epochOf(run),
+    config: run.config,
+    plugins: run.plugins,
+    generator: run.stepRng.state,
+    bestValidationLoss: run.best,
+    adaptationPlan: run.model.network.adaptationPlan(),
+    savedAt: new Date().toISOString(),
+    parameterGroups: run.groups.map((g) => ({ name: g.name, count: g.count })),
+    accumulator: await run.accumulator.exportState(),
+    intervalSteps: run.intervalSteps,
+  };
+  await saveCheckpoint(join(run.paths.checkpoints, name), {
+    meta,
+    weights: { ...await stateDict(run.model), ...await stateDict(run.frozen) },
+    optimizer: await run.optimizer.exportState(),
+  });
+}
+
+/** End of an epoch: the method's hook, validation (best checkpoint), then `latest`. */
+async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
+  const epoch = epochOf(run) - 1;
+  if (run.instance.endOfEpoch) {
+    const event = { epoch, epochs: run.config.epochs, step: run.step };
+    await callPlugin(run.method.name, "endOfEpoch", () => run.instance.endOfEpoch!(event));
   }
-  return { image: tensor(host.image, host.shape, { gpu }), masks, extra };
+  if (options.validation && run.config.validationBatches > 0) {
+    const { loss, metrics } = await validate(run, options.validation);
+    await appendMetrics(run.paths.metrics, [{
+      kind: "validation",
+      step: run.step,
+      epoch,
+      loss,
+      ...(Object.keys(metrics).length ? { metrics } : {}),
+    }]);
+    const improved = run.best === null || loss < run.best;
+    const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
+    run.log(
+      `validation after epoch ${epoch + 1}: loss ${loss.toPrecision(5)}${shown}${improved ? " (best)" : ""}`,
+    );
+    if (improved) {
+      run.best = loss;
+      await saveRunCheckpoint(run, "best.safetensors", options.coreVersion);
+    }
+    await writePlot(run);
+  }
+  await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+}
+
+/** The end of a finished run: `latest`, `final`, and the network alone in the reference's state-dict form. */
+export async function finishRun(run: Run, coreVersion: string): Promise<void> {
+  await saveRunCheckpoint(run, "latest.safetensors", coreVersion);
+  await saveRunCheckpoint(run, "final.safetensors", coreVersion);
+  const network = join(run.paths.out, "network.safetensors");
+  await writeFileAtomic(
+    network,
+    encodeSafetensors(await referenceStateDict(run.model.network), {
+      format: "pt",
+      voxssl: JSON.stringify({ plugins: run.plugins, adaptationPlan: run.model.network.adaptationPlan() }),
+    }),
+  );
+  run.log(
+    `finished: ${run.step} steps; checkpoints in ${run.paths.checkpoints}, network weights in ${network}`,
+  );
+}
+
+/** Frees the run's GPU memory. */
+export function closeRun(run: Run): void {
+  run.optimizer.dispose();
+  run.accumulator.dispose();
+  run.model.dispose();
+  run.frozen.dispose();
+}
+
+async function writePlot(run: Run): Promise<void> {
+  const title = `${run.plugins.architecture} · ${run.plugins.method} · ${run.paths.out}`;
+  await writeFileAtomic(run.paths.plot, lossCurveSvg(await readMetrics(run.paths.metrics), title));
 }
 
 function formatDuration(seconds: number): string {
@@ -124,244 +467,37 @@ function formatDuration(seconds: number): string {
 
 /** Runs (or resumes) a pretraining run to its end or to a stop request. */
 export async function runPretraining(options: TrainerOptions): Promise<RunSummary> {
-  const { config, arch, method } = options;
-  const log = options.log ?? ((line: string) => console.log(line));
-  const gpu = options.gpu ?? await initGpu();
-  const out = config.out;
-  const checkpoints = join(out, "checkpoints");
-  await Deno.mkdir(checkpoints, { recursive: true });
-  const metricsPath = join(out, "metrics.jsonl");
-  const plotPath = join(out, "loss_curve.svg");
-
-  // Model, method and optimizer, all seeded.
-  const initRng = new Generator(config.seed, gpu);
-  const built = scope(() => {
-    const network = arch.create({
-      config: config.resolvedArch.config,
-      inChannels: config.inChannels,
-      outChannels: method.outChannels,
-      patchSize: config.patch,
-      rng: initRng,
-    });
-    const instance = method.build({ network, config: config.resolvedMethod.config, rng: initRng });
-    return { model: new RunModel(network, instance.modules), instance };
-  });
-  const model: RunModel = built.model;
-  const instance: MethodInstance = built.instance;
-  const groups = packParameters(model);
-  const mixed = config.precision === "mixed";
-  const optimizer = new Optimizer(groups, config.optimizer, {
-    maxGradNorm: config.clipGradNorm,
-    lossScale: { enabled: mixed, initScale: options.initialLossScale },
-  });
-  // the forward pass of a step (and of validation) in the run's precision
-  const precise = <T>(fn: () => T): T => (mixed ? autocast(fn) : fn());
-  const stepRng = new Generator(config.seed + 1, gpu);
-  const totalSteps = config.epochs * config.stepsPerEpoch;
-  const lossSum = keep(zeros([1], { gpu }));
-  let intervalSteps = 0;
-  let step = 0;
-  let best: number | null = null;
-  const plugins = {
-    architecture: `${arch.name}@${arch.version}`,
-    method: `${method.name}@${method.version}`,
-  };
-
-  if (options.resume) {
-    const path = join(checkpoints, "latest.safetensors");
-    const ckpt = await loadCheckpoint(path);
-    if (
-      ckpt.meta.plugins.architecture !== plugins.architecture || ckpt.meta.plugins.method !== plugins.method
-    ) {
-      log(
-        `note: checkpoint made with ${ckpt.meta.plugins.architecture} / ${ckpt.meta.plugins.method}; ` +
-          `running ${plugins.architecture} / ${plugins.method}`,
-      );
-    }
-    loadStateDict(model, ckpt.weights, { source: path });
-    optimizer.importState(ckpt.optimizer);
-    stepRng.state = ckpt.meta.generator;
-    step = ckpt.meta.step;
-    best = ckpt.meta.bestValidationLoss;
-    const acc = ckpt.meta.lossAccumulator;
-    if (acc) {
-      lossSum.write([acc.sum]);
-      intervalSteps = acc.steps;
-    }
-    await truncateMetrics(metricsPath, step);
-    log(`resumed ${out} at step ${step} (epoch ${Math.floor(step / config.stepsPerEpoch)})`);
-  } else {
-    await Deno.writeTextFile(metricsPath, "");
-  }
-  await writeFileAtomic(join(out, "config.json"), JSON.stringify({ ...config, plugins }, null, 2) + "\n");
-  log(`run folder: ${out}`);
-  if (mixed && !gpu.hasF16) {
-    log(
-      "note: precision mixed, but this device has no shader-f16: convolutions, matmuls and attention run in f32",
-    );
-  }
-  log(
-    `model: ${plugins.architecture} (${(model.network.parameterCount() / 1e6).toFixed(2)}M parameters), ` +
-      `method ${plugins.method}; ${config.epochs} epochs × ${config.stepsPerEpoch} steps, batch ${config.batch}, ` +
-      `patch ${config.patch.join("×")}, ${config.optimizer.name} lr ${config.optimizer.lr}`,
-  );
-
-  const saveTo = async (name: string, extra: Partial<Checkpoint["meta"]> = {}) => {
-    const lossValue = (await lossSum.toArray())[0];
-    const meta: Checkpoint["meta"] = {
-      format: CHECKPOINT_FORMAT,
-      coreVersion: options.coreVersion,
-      step,
-      epoch: Math.floor(step / config.stepsPerEpoch),
-      config,
-      plugins,
-      generator: stepRng.state,
-      bestValidationLoss: best,
-      adaptationPlan: model.network.adaptationPlan(),
-      savedAt: new Date().toISOString(),
-      lossAccumulator: { sum: lossValue, steps: intervalSteps },
-      ...extra,
-    };
-    await saveCheckpoint(join(checkpoints, name), {
-      meta,
-      weights: await stateDict(model),
-      optimizer: await optimizer.exportState(),
-    });
-  };
-
-  const writePlot = async () => {
-    const title = `${plugins.architecture} · ${plugins.method} · ${out}`;
-    await writeFileAtomic(plotPath, lossCurveSvg(await readMetrics(metricsPath), title));
-  };
-
-  const stop = listenForStop(log);
-  let lastLoss: number | null = null;
+  const run = await openRun(options);
+  const { config } = run;
+  const total = totalSteps(config);
+  const stop = listenForStop(run.log);
   let stoppedBy: string | undefined;
-  let intervalStart = performance.now();
   try {
-    while (step < totalSteps) {
-      const epoch = Math.floor(step / config.stepsPerEpoch);
-      const lr = learningRate(config.schedule, config.optimizer.lr, epoch, config.epochs);
-      const host = await options.train.batch(step);
-      optimizer.zeroGrad();
-      model.train();
-      scope(() => {
-        const batch = upload(host, gpu);
-        const { loss } = precise(() => instance.loss(batch, { step, training: true, rng: stepRng }));
-        addInPlace(lossSum, reshape(loss, [1]));
-        backward(loss, mixed ? optimizer.lossScaleSeed() : undefined);
-      });
-      optimizer.step(lr);
-      step++;
-      intervalSteps++;
-
-      const endOfEpoch = step % config.stepsPerEpoch === 0;
-      if (step % config.logEvery === 0 || endOfEpoch || step === totalSteps) {
-        const mean = (await lossSum.toArray())[0] / intervalSteps;
-        const status = await optimizer.readStatus();
-        const seconds = (performance.now() - intervalStart) / 1000;
-        const rate = intervalSteps / seconds;
-        const { bytesInUse: memory, peakBytesInUse: peak } = gpu.pool.stats();
-        gpu.pool.resetPeak();
-        const record: MetricsRecord = {
-          kind: "train",
-          step,
-          epoch,
-          loss: mean,
-          lr,
-          stepsPerSecond: rate,
-          gradNorm: status.gradNorm,
-          lossScale: status.lossScale,
-          skippedSteps: status.skipped,
-          gpuMemoryBytes: memory,
-          gpuPeakBytes: peak,
-        };
-        await appendMetrics(metricsPath, [record]);
-        log(
-          `step ${step}/${totalSteps} (epoch ${epoch + 1}/${config.epochs})  loss ${mean.toPrecision(5)}  ` +
-            `lr ${lr.toExponential(2)}  ${rate.toFixed(2)} steps/s  ETA ${
-              formatDuration((totalSteps - step) / rate)
-            }  ` +
-            `GPU ${(memory / 2 ** 20).toFixed(0)} MiB` +
-            (status.skipped ? `  skipped ${status.skipped}` : ""),
-        );
-        lastLoss = mean;
-        fillInPlace(lossSum, 0);
-        intervalSteps = 0;
-        intervalStart = performance.now();
-        await writePlot();
-      }
-
-      if (endOfEpoch) {
-        if (options.validation && config.validationBatches > 0) {
-          model.eval();
-          const valSum = keep(zeros([1], { gpu }));
-          for (let i = 0; i < config.validationBatches; i++) {
-            const host = await options.validation.batch(i);
-            scope(() =>
-              noGrad(() => {
-                const { loss } = precise(() =>
-                  instance.loss(upload(host, gpu), { step: i, training: false, rng: stepRng })
-                );
-                addInPlace(valSum, reshape(loss, [1]));
-              })
-            );
-          }
-          const val = (await valSum.toArray())[0] / config.validationBatches;
-          valSum.dispose();
-          await appendMetrics(metricsPath, [{ kind: "validation", step, epoch, loss: val }]);
-          log(
-            `validation after epoch ${epoch + 1}: loss ${val.toPrecision(5)}${
-              best === null || val < best ? " (best)" : ""
-            }`,
-          );
-          if (best === null || val < best) {
-            best = val;
-            await saveTo("best.safetensors");
-          }
-          await writePlot();
-        }
-        await saveTo("latest.safetensors");
-      }
-
-      const stopRequest = stop.requested ?? (options.stopAfterStep === step ? "stopAfterStep" : undefined);
-      if (stopRequest && step < totalSteps) {
-        await saveTo("latest.safetensors");
-        log(`stopped by ${stopRequest} at step ${step}; resume with --resume ${out}`);
-        stoppedBy = stopRequest;
+    while (run.step < total) {
+      const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
+      await trainStep(run, await options.train.batch(run.step), lr, options.gradientHook);
+      const endOfEpoch = run.step % config.stepsPerEpoch === 0;
+      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
+      if (endOfEpoch) await endEpoch(run, options);
+      const request = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      if (request && run.step < total) {
+        await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+        run.log(`stopped by ${request} at step ${run.step}; resume with --resume ${run.paths.out}`);
+        stoppedBy = request;
         break;
       }
     }
-    if (!stoppedBy) {
-      await saveTo("latest.safetensors");
-      await saveTo("final.safetensors");
-      // the network alone, in the reference implementation's state-dict form: PyTorch loads it directly
-      const weights = await referenceStateDict(model.network);
-      await writeFileAtomic(
-        join(out, "network.safetensors"),
-        encodeSafetensors(weights, {
-          format: "pt",
-          voxssl: JSON.stringify({ plugins, adaptationPlan: model.network.adaptationPlan() }),
-        }),
-      );
-      log(
-        `finished: ${step} steps; checkpoints in ${checkpoints}, network weights in ${
-          join(out, "network.safetensors")
-        }`,
-      );
-    }
+    if (!stoppedBy) await finishRun(run, options.coreVersion);
   } finally {
     stop.dispose();
-    optimizer.dispose();
-    lossSum.dispose();
-    model.dispose();
+    closeRun(run);
   }
   return {
-    out,
-    steps: step,
-    epochs: Math.floor(step / config.stepsPerEpoch),
-    lastLoss,
-    bestValidationLoss: best,
+    out: run.paths.out,
+    steps: run.step,
+    epochs: epochOf(run),
+    lastLoss: run.lastLoss,
+    bestValidationLoss: run.best,
     stoppedBy,
   };
 }

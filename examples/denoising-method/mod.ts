@@ -2,21 +2,23 @@
  * An example third-party SSL method: a denoising autoencoder. The network sees the patch plus Gaussian
  * noise and is trained to return the clean patch (MSE). It is deliberately small: it shows the whole
  * plugin contract (manifest, config schema with defaults, training defaults per architecture family,
- * an optional data-side `prepare`, and `build` with its loss) written against voxssl's public API only.
+ * and `build` with its loss) written against voxssl's public API (`@voxssl/core`) only.
  *
  * Use it:  ./deno task voxssl pretrain --plugin examples/denoising-method/mod.ts --method denoising
  */
-import { add, definePlugin, mean, mulScalar, powScalar, sub, z } from "../../mod.ts";
+import { add, definePlugin, mean, mulScalar, powScalar, type SslMethodPlugin, sub, z } from "@voxssl/core";
+import meta from "./deno.json" with { type: "json" };
 
-export default definePlugin({
+/** The denoising method plugin (`--method denoising`); its config is `{ noiseStd }`, default 0.3. */
+const plugin: SslMethodPlugin<{ noiseStd: number }> = definePlugin({
   kind: "ssl-method",
   name: "denoising",
-  version: "0.1.0",
-  coreApi: "^0.1.0",
+  version: meta.version,
+  coreApi: "^0.2.0",
   description:
     "denoising autoencoder: reconstruct the clean patch from patch + Gaussian noise (example plugin)",
   supports: ["cnn", "vit"],
-  outChannels: 1,
+  network: { outChannels: 1 },
   config: z.object({
     /** Noise standard deviation, in units of the (z-scored) intensities. */
     noiseStd: z.number().positive().default(0.3),
@@ -40,9 +42,12 @@ export default definePlugin({
   build: ({ network, config }) => ({
     modules: {},
     loss: (batch, { rng }) => {
-      const noise = rng.normal(batch.image.shape, 0, 1);
-      const noisy = add(batch.image, mulScalar(noise, config.noiseStd));
-      return { loss: mean(powScalar(sub(network.forward(noisy), batch.image), 2)) };
+      const image = batch.get("image");
+      const noise = rng.normal(image.shape, 0, 1);
+      const noisy = add(image, mulScalar(noise, config.noiseStd));
+      return { loss: mean(powScalar(sub(network.forward(noisy, { rng }), image), 2)) };
     },
   }),
 });
+
+export default plugin;

@@ -36,3 +36,14 @@ Deno.test("voxssl doctor exits 1 and says what to install when there is no adapt
   assertEquals(code, 1, text);
   assert(text.includes("mesa-vulkan-drivers"), text);
 });
+
+Deno.test("voxssl doctor says why an optional feature is missing", async () => {
+  const { code, text } = await doctor({ VOXSSL_GPU_DISABLE_FEATURES: "subgroups" });
+  assertEquals(code, 0, text);
+  const line = text.split("\n").find((l) => l.includes("subgroups"));
+  assert(
+    line?.trim().startsWith("no") &&
+      line.includes("(fallback path: disabled by VOXSSL_GPU_DISABLE_FEATURES)"),
+    text,
+  );
+});

@@ -52,11 +52,12 @@ Deno.test({
         try {
           for (let step = 0; step < 3; step++) {
             const batch = await loader.batch(step);
-            assertEquals(batch.shape, [2, 1, 48, 48, 48]);
-            assert(batch.image.every(Number.isFinite));
+            const image = batch.arrays.image;
+            assertEquals(image.shape, [2, 1, 48, 48, 48]);
+            assert(image.data.every(Number.isFinite));
             let nonzero = 0;
-            for (const v of batch.image) if (v !== 0) nonzero++;
-            assert(nonzero > batch.image.length * 0.2, `step ${step}: patches hold data`);
+            for (const v of image.data) if (v !== 0) nonzero++;
+            assert(nonzero > image.data.length * 0.2, `step ${step}: patches hold data`);
           }
           assertEquals(loader.skipped(), []);
         } finally {
@@ -93,7 +94,7 @@ Deno.test({
       try {
         assertEquals(loader.images, 129 - 5); // nnssl's split keeps 5 subjects for validation
         const batch = await loader.batch(0);
-        assertEquals(batch.shape, [4, 1, 32, 32, 32]);
+        assertEquals(batch.arrays.image.shape, [4, 1, 32, 32, 32]);
         assert(batch.sources.every((s) => s.includes("hippocampus_")));
       } finally {
         loader.close();

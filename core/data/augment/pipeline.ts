@@ -1,7 +1,7 @@
 /**
  * The augmentation pipeline of one sample, in nnU-Net's order: spatial (rotation + scaling, done while
  * cropping), Gaussian noise, Gaussian blur, brightness, contrast, low resolution, inverted gamma, gamma,
- * mirroring. Every random decision is drawn first, in a fixed order, by {@link planAugmentation}, so a
+ * mirroring, quarter turns. Every random decision is drawn first, in a fixed order, by {@link planAugmentation}, so a
  * plan is a pure function of the config and the sample's generator.
  *
  * @module
@@ -14,6 +14,7 @@ import { adjustContrast, adjustGamma, scaleBrightness } from "./intensity.ts";
 import { simulateLowResolution } from "./lowres.ts";
 import { mirrorInPlace } from "./mirror.ts";
 import { addGaussianNoise } from "./noise.ts";
+import { rot90 } from "./rot90.ts";
 import type { SpatialParams } from "./spatial.ts";
 
 /** The decisions for one sample: a transform is present when it fires. */
@@ -36,6 +37,8 @@ export interface AugmentPlan {
   gamma?: number;
   /** Axes to flip (D, H, W). */
   mirror: [boolean, boolean, boolean];
+  /** Quarter turns in a plane, applied after mirroring. */
+  rot90?: { axes: [number, number]; turns: number };
 }
 
 /** Draws the plan of one sample (the draw order is fixed: changing it changes every seeded run). */
@@ -76,17 +79,25 @@ export function planAugmentation(config: Augmentation, rng: Rng): AugmentPlan {
   if (rng.chance(config.gammaInverted.p)) plan.gammaInverted = gammaOf(config.gammaInverted.range);
   if (rng.chance(config.gamma.p)) plan.gamma = gammaOf(config.gamma.range);
   for (const axis of config.mirror.axes) plan.mirror[axis] = rng.chance(config.mirror.p);
+  // drawn last, so that plans of configs without rot90 are what they were before it existed
+  if (config.rot90.p > 0 && rng.chance(config.rot90.p)) {
+    plan.rot90 = {
+      axes: [config.rot90.axes[0], config.rot90.axes[1]],
+      turns: rng.intRange(config.rot90.turns[0], config.rot90.turns[1]),
+    };
+  }
   return plan;
 }
 
 /** Milliseconds per transform of one application (for the benchmark's split). */
 export type AugmentTimings = Partial<
-  Record<"noise" | "blur" | "brightness" | "contrast" | "lowres" | "gamma" | "mirror", number>
+  Record<"noise" | "blur" | "brightness" | "contrast" | "lowres" | "gamma" | "mirror" | "rot90", number>
 >;
 
 /**
- * Applies the intensity part of a plan and the mirroring to `image` (and mirroring to `masks`). Returns
- * the image (a new array when blur or low resolution ran). `rng` supplies the noise values.
+ * Applies the intensity part of a plan, the mirroring and the quarter turns to `image` (mirroring and
+ * turns to `masks` too, in place: `masks[i]` is replaced when turned). Returns the image (a new array when
+ * blur, low resolution or a turn ran). `rng` supplies the noise values.
  */
 export function applyAugmentation(
   image: Float32Array,
@@ -130,6 +141,13 @@ export function applyAugmentation(
     mirrorInPlace(out, shape, plan.mirror);
     for (const m of masks) mirrorInPlace(m, shape, plan.mirror);
     lap("mirror");
+  }
+  if (plan.rot90) {
+    out = rot90(out, shape, plan.rot90.axes, plan.rot90.turns);
+    for (let i = 0; i < masks.length; i++) {
+      masks[i] = rot90(masks[i], shape, plan.rot90.axes, plan.rot90.turns);
+    }
+    lap("rot90");
   }
   return out;
 }

@@ -12,7 +12,9 @@ export type Size3 = number | readonly [number, number, number];
 
 /** Hyperparameters of the reference convolutions. */
 export interface ConvRefOptions {
+  /** Step of the kernel over D, H and W (default 1). */
   stride?: Size3;
+  /** Zero padding on each side of D, H and W (default 0). */
   padding?: Size3;
   /** ConvTranspose3d only: extra output rows at the high end of each axis. */
   outputPadding?: Size3;

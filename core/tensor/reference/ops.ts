@@ -17,7 +17,9 @@ import {
 
 /** A float64 tensor on the host. */
 export interface RefTensor {
+  /** Size of each dimension, outermost first. */
   shape: number[];
+  /** The values, row-major. */
   data: Float64Array;
 }
 

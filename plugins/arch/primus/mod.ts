@@ -17,11 +17,20 @@
  *
  * The reference's `mask_token` is a persistent all-zero buffer, not a parameter: it is written into
  * exports (`referenceBuffers`) so PyTorch loads them strictly. Not built: register tokens (0 in every
- * preset) and patch dropout (token dropping).
+ * preset).
+ *
+ * Contract hooks: `encoderOnly` builds no `up_projection`; `encode` returns the token grid
+ * (`featureChannels` = [embedDim]); `maskToken` replaces masked tokens before the position embedding
+ * (SimMIM); `tokens.encodeTokens(x, { keep })` runs the transformer on the kept tokens only, gathering
+ * the position embedding and the rotary table with the same indices (token dropping, as nnssl's EvaMAE
+ * does with timm's PatchDropout); `tokens.decodeTokens` runs the patch decoder on a token sequence.
  */
 import {
+  type AdaptationPlan,
   add,
   applyRope,
+  type ArchitecturePlugin,
+  cast,
   Conv3d,
   type ConvInit,
   ConvTranspose3d,
@@ -29,6 +38,7 @@ import {
   dropPath,
   type ForwardOptions,
   full,
+  gatherRows,
   gelu,
   Generator,
   type HostTensor,
@@ -37,22 +47,27 @@ import {
   LayerNorm,
   LayerNormChannelsFirst,
   Linear,
+  type MaskTokenInput,
   Module,
   mul,
   type Network,
+  type NetworkShape,
   permute,
   reshape,
   ropeSinCos,
   scaledDotProductAttention,
   swiglu,
   type Tensor,
+  type TokenEncodeOptions,
+  type TokenHooks,
   truncNormal,
   type Vec3,
   z,
-} from "../../../mod.ts";
+} from "@voxssl/core";
+import meta from "./deno.json" with { type: "json" };
 
 const NAME = "primus";
-const VERSION = "1.0.0";
+const VERSION = meta.version;
 
 const size3 = z.tuple([
   z.number().int().positive(),
@@ -60,7 +75,30 @@ const size3 = z.tuple([
   z.number().int().positive(),
 ]);
 
-const PrimusConfig = z.object({
+/** Primus's configuration. */
+export interface PrimusConfig {
+  /** Token width D (default 864). */
+  embedDim: number;
+  /** Transformer blocks (default 16). */
+  depth: number;
+  /** Attention heads; D / heads must be divisible by 6 (3D RoPE over the whole head; default 12). */
+  heads: number;
+  /** Patch embedding size (= stride), one size or three; powers of two (default 8). */
+  patchEmbedSize: number | [number, number, number];
+  /** MLP hidden width = int(D · mlpRatio) (default 4·2/3, the reference's). */
+  mlpRatio: number;
+  /** Stochastic depth: block i of n drops its branches with rate·i/(n−1) (default 0; nnssl: 0.2). */
+  dropPathRate: number;
+  /** LayerScale init of γ₁/γ₂ (default 0.1); null: no layer scale (the bare Primus class). */
+  layerScaleInit: number | null;
+  /** LayerNorm on the attention output before `proj` (`scale_attn_inner`; default true). */
+  attnInnerNorm: boolean;
+  /** "he" (default): Primus (InitWeights_He on up_projection); "torch-default": nnssl's EvaMAE. */
+  decoderInit: "he" | "torch-default";
+}
+
+/** The zod schema of {@link PrimusConfig}, with its defaults. */
+const PrimusConfig: z.ZodType<PrimusConfig> = z.object({
   /** Token width D. */
   embedDim: z.number().int().positive().default(864),
   /** Transformer blocks. */
@@ -84,9 +122,6 @@ const PrimusConfig = z.object({
 }).refine((c) => patchEmbedSizeOf(c).every((p) => Number.isInteger(Math.log2(p))) && patchEmbedMax(c) >= 2, {
   message: "patchEmbedSize must be powers of two, at least 2 along one axis (the decoder halves it)",
 });
-
-/** Primus's configuration. */
-export type PrimusConfig = z.output<typeof PrimusConfig>;
 
 /** The patch embedding size as three sizes. */
 export function patchEmbedSizeOf(c: { patchEmbedSize: number | readonly number[] }): Vec3 {
@@ -148,14 +183,15 @@ export function tokenGrid(c: PrimusConfig, patch: readonly number[]): Vec3 {
 
 /**
  * Parameters of a configuration at a patch size (the position embedding has one row per token), from
- * the reference's arithmetic; the `mask_token` buffer is not a parameter. Primus-M, 1 → 1 channels at
- * 160³: 151,786,529.
+ * the reference's arithmetic; the `mask_token` buffer is not a parameter; `encoderOnly` leaves out the
+ * patch decoder. Primus-M, 1 → 1 channels at 160³: 151,786,529.
  */
 export function countPrimusParameters(
   c: PrimusConfig,
   inChannels: number,
   outChannels: number,
   patchSize: Vec3 = [160, 160, 160],
+  encoderOnly = false,
 ): number {
   const d = c.embedDim;
   const hidden = mlpHidden(c);
@@ -165,6 +201,7 @@ export function countPrimusParameters(
     (c.layerScaleInit === null ? 0 : 2 * d);
   const stem = d * inChannels * pe[0] * pe[1] * pe[2] + d;
   const eva = c.depth * block + tokens * d + 2 * d;
+  if (encoderOnly) return stem + eva;
   const { channels, strides } = decoderStages(c, outChannels);
   let decoder = 0;
   strides.forEach((s, i) => {
@@ -214,8 +251,14 @@ class PatchEmbed extends Module {
 
 /** EvaAttention with separate q/k/v projections (k without bias), RoPE on q and k, optional sub-LN. */
 export class EvaAttention extends Module {
+  /** Width of one head (dim / heads). */
   readonly headDim: number;
+  /** Whether the attention output is layer-normed before `proj`. */
   readonly innerNorm: boolean;
+  /**
+   * Attention of width `dim` over `heads` heads for block `layer` (1-based: `proj` starts scaled by
+   * 1/√(2·layer)), weights drawn from `rng`.
+   */
   constructor(
     readonly dim: number,
     readonly heads: number,
@@ -265,8 +308,11 @@ class SwiGluMlp extends Module {
 
 /** timm's EvaBlock (pre-norm, LayerScale, drop path). */
 export class EvaBlock extends Module {
+  /** Whether the branches are scaled by γ₁/γ₂ (LayerScale). */
   readonly layerScale: boolean;
+  /** The attention branch. */
   readonly attn: EvaAttention;
+  /** Block `layer` (1-based) of a Primus of config `c`, dropping its branches at `dropPathRate`. */
   constructor(c: PrimusConfig, readonly dropPathRate: number, layer: number, rng: Generator) {
     super();
     const d = c.embedDim;
@@ -333,10 +379,17 @@ class Eva extends Module {
     return grid.every((g, i) => g === this.grid[i]) ? pos : resizePositionEmbedding(pos, this.grid, grid);
   }
 
-  /** tokens [B, N, D] of a grid → [B, N, D]. */
-  forward(x: Tensor, grid: Vec3, rng?: Generator): Tensor {
+  /**
+   * tokens [B, N, D] of a grid → [B, N, D], or [B, K, D] with `keep` (i32 [B, K]): the position embedding
+   * is added to every token, then only the kept ones (and their rotary rows) go through the blocks.
+   */
+  forward(x: Tensor, grid: Vec3, rng?: Generator, keep?: Tensor): Tensor {
     let h = add(x, this.positionEmbedding(grid));
-    const rope = this.rope(grid, x);
+    let rope = this.rope(grid, x);
+    if (keep) {
+      h = gatherRows(h, keep);
+      rope = gatherRows(reshape(rope, [1, ...rope.shape]), keep); // [B, K, 2R]: one table per sample
+    }
     for (const block of this.blocks.items) h = block.forward(h, rope, rng);
     return this.child<LayerNorm>("norm").forward(h);
   }
@@ -388,49 +441,124 @@ class PatchDecode extends Module {
   }
 }
 
+/**
+ * tokens [B, N, D] with the rows where `mask` [B, N] is 1 replaced by `token` [D]:
+ * x·(1 − m) + m·token.
+ */
+export function substituteMaskToken(tokens: Tensor, { mask, token }: MaskTokenInput): Tensor {
+  const [b, n, d] = tokens.shape;
+  if (mask.shape.join() !== [b, n].join()) {
+    throw new RangeError(`primus: maskToken.mask must be [${b}, ${n}] (batch, tokens), got ${mask}`);
+  }
+  if (token.size !== d) throw new RangeError(`primus: maskToken.token must have ${d} values, got ${token}`);
+  const m = reshape(mask.dtype === "f32" ? mask : cast(mask, "f32"), [b, n, 1]);
+  const t = reshape(token, [1, 1, d]);
+  return add(mul(tokens, add(mul(m, -1), 1)), mul(m, t));
+}
+
 /** The Primus network. */
 export class Primus extends Module implements Network {
+  /** A ViT. */
   readonly family = "vit" as const;
   /** The token grid the position embedding was made for (patch / patch embedding). */
   readonly grid: Vec3;
+  /**
+   * The patch embedding (`down_projection.proj`).
+   * @internal A submodule; its parameters are reached by name (`namedParameters`, state dicts).
+   */
   readonly down_projection: PatchEmbed;
-  readonly up_projection: PatchDecode;
+  /**
+   * The patch decoder, absent when built encoder-only.
+   * @internal A submodule; its parameters are reached by name (`namedParameters`, state dicts).
+   */
+  readonly up_projection: PatchDecode | undefined;
+  /**
+   * The transformer (`eva.*`).
+   * @internal A submodule; its parameters are reached by name (`namedParameters`, state dicts).
+   */
   readonly eva: Eva;
+  /** Whether it was built without the patch decoder. */
+  readonly encoderOnly: boolean;
+  /** [embedDim]: `encode` returns the token grid. */
+  readonly featureChannels: readonly number[];
+  /** Input channels. */
+  readonly inChannels: number;
+  /** Decoder output channels. */
+  readonly outChannels: number;
+  /** The pretraining patch. */
+  readonly patchSize: Vec3;
+  /** Token-level entry points. */
+  readonly tokens: TokenHooks;
   /** Drop-path randomness when a caller passes none (see ForwardOptions.rng). */
   readonly #fallbackRng: Generator;
 
-  constructor(
-    readonly config: PrimusConfig,
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly patchSize: Vec3,
-    rng: Generator,
-  ) {
+  /** Builds the network for `shape`, initialised from `rng`. */
+  constructor(readonly config: PrimusConfig, shape: NetworkShape, rng: Generator) {
     super();
+    const { inChannels, outChannels, patchSize, encoderOnly } = shape;
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.patchSize = patchSize;
+    this.encoderOnly = encoderOnly;
+    this.featureChannels = [config.embedDim];
     this.grid = tokenGrid(config, patchSize);
     // registration order of the reference: down_projection, up_projection, eva
     this.down_projection = this.registerModule("down_projection", new PatchEmbed(inChannels, config, rng));
-    this.up_projection = this.registerModule("up_projection", new PatchDecode(config, outChannels, rng));
+    this.up_projection = encoderOnly
+      ? undefined
+      : this.registerModule("up_projection", new PatchDecode(config, outChannels, rng));
     this.eva = this.registerModule("eva", new Eva(config, this.grid, rng));
     this.#fallbackRng = new Generator(rng.state.seed + 0x5eed, rng.gpu);
+    this.tokens = {
+      embedDim: config.embedDim,
+      grid: (patch) => tokenGrid(config, patch),
+      encodeTokens: (x, options = {}) => this.#encodeTokens(x, options).tokens,
+      decodeTokens: (tokens, grid) => this.#decode(this.#toGrid(tokens, [grid[0], grid[1], grid[2]])),
+    };
   }
 
-  /** The token grid [B, D, d, h, w] after the transformer and its final norm. */
-  encode(x: Tensor, options: ForwardOptions = {}): Tensor[] {
+  #encodeTokens(x: Tensor, options: TokenEncodeOptions): { tokens: Tensor; grid: Vec3 } {
     if (x.rank !== 5 || x.shape[1] !== this.inChannels) {
       throw new RangeError(`primus: input must be [B, ${this.inChannels}, D, H, W], got ${x}`);
     }
     const grid = tokenGrid(this.config, x.shape.slice(2));
     const e = this.down_projection.forward(x); // [B, D, d, h, w]
     const [b, d] = e.shape;
-    const tokens = permute(reshape(e, [b, d, grid[0] * grid[1] * grid[2]]), [0, 2, 1]); // [B, N, D]
-    const h = this.eva.forward(tokens, grid, options.rng ?? this.#fallbackRng);
-    return [reshape(permute(h, [0, 2, 1]), [b, d, ...grid])];
+    const n = grid[0] * grid[1] * grid[2];
+    let tokens = permute(reshape(e, [b, d, n]), [0, 2, 1]); // [B, N, D]
+    if (options.maskToken) tokens = substituteMaskToken(tokens, options.maskToken);
+    const h = this.eva.forward(tokens, grid, options.rng ?? this.#fallbackRng, options.keep);
+    return { tokens: h, grid };
+  }
+
+  #toGrid(tokens: Tensor, grid: Vec3): Tensor {
+    const [b, n, d] = tokens.shape;
+    if (tokens.rank !== 3 || n !== grid[0] * grid[1] * grid[2] || d !== this.config.embedDim) {
+      throw new RangeError(
+        `primus: tokens must be [B, ${grid.join("·")}, ${this.config.embedDim}] for grid ${
+          grid.join("×")
+        }, got ${tokens}`,
+      );
+    }
+    return reshape(permute(tokens, [0, 2, 1]), [b, d, ...grid]);
+  }
+
+  #decode(grid: Tensor): Tensor {
+    if (!this.up_projection) {
+      throw new Error("primus: this network was built encoder-only; it has no decoder");
+    }
+    return this.up_projection.forward(grid);
+  }
+
+  /** The token grid [B, D, d, h, w] after the transformer and its final norm. */
+  encode(x: Tensor, options: ForwardOptions = {}): Tensor[] {
+    const { tokens, grid } = this.#encodeTokens(x, options);
+    return [this.#toGrid(tokens, grid)];
   }
 
   /** [B, in, D, H, W] → [B, out, D, H, W]. */
   forward(x: Tensor, options: ForwardOptions = {}): Tensor {
-    return this.up_projection.forward(this.encode(x, options)[0]);
+    return this.#decode(this.encode(x, options)[0]);
   }
 
   /** The reference's persistent `mask_token` buffer [1, 1, D] (zeros; only token dropping reads it). */
@@ -440,7 +568,7 @@ export class Primus extends Module implements Network {
   }
 
   /** Keys as nnssl's adaptation plan for Primus names them. */
-  adaptationPlan() {
+  adaptationPlan(): AdaptationPlan {
     return {
       architecture: { plugin: NAME, version: VERSION, config: this.config },
       inChannels: this.inChannels,
@@ -454,11 +582,12 @@ export class Primus extends Module implements Network {
   }
 }
 
-export default definePlugin({
+/** The Primus architecture plugin (`--arch primus-s`, `-b`, `-m`, `-l`, `-tiny`). */
+const plugin: ArchitecturePlugin<PrimusConfig> = definePlugin({
   kind: "architecture",
   name: NAME,
   version: VERSION,
-  coreApi: "^0.1.0",
+  coreApi: "^0.2.0",
   description: "Primus 3D ViT (EVA-02 blocks, 3D RoPE, patch decoder; S/B/M/L of nnssl/OpenMind, tiny)",
   family: "vit",
   config: PrimusConfig,
@@ -469,8 +598,9 @@ export default definePlugin({
     l: { embedDim: 1056, depth: 24, heads: 16 },
     tiny: { embedDim: 48, depth: 2, heads: 2 },
   },
-  create: ({ config, inChannels, outChannels, patchSize, rng }) =>
-    new Primus(config as PrimusConfig, inChannels, outChannels, patchSize, rng),
-  countParameters: (config, inChannels, outChannels, patchSize) =>
-    countPrimusParameters(config as PrimusConfig, inChannels, outChannels, patchSize),
+  create: ({ config, rng, ...shape }) => new Primus(config, shape, rng),
+  countParameters: (config, { inChannels, outChannels, patchSize, encoderOnly }) =>
+    countPrimusParameters(config, inChannels, outChannels, patchSize, encoderOnly),
 });
+
+export default plugin;

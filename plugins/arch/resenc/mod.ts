@@ -10,8 +10,14 @@
  * LeakyReLU comes after the residual add (fused here with conv2's norm); the decoder concatenates
  * [upsampled, skip], has one conv block per stage and a 1×1 seg layer per stage (all built, only the
  * last used: no deep supervision).
+ *
+ * Contract hooks: `encoderOnly` builds no decoder; `encode` returns every stage's output
+ * (`featureChannels` = the stage widths); `layerHooks` see every encoder convolution (stem, blocks,
+ * residual projections), pooling and norm, with the module's reference name and its stage.
  */
 import {
+  type AdaptationPlan,
+  type ArchitecturePlugin,
   avgPool3d,
   concat,
   Conv3d,
@@ -19,19 +25,51 @@ import {
   ConvTranspose3d,
   definePlugin,
   fillInPlace,
+  type ForwardOptions,
   type Generator,
   InstanceNorm3d,
+  type LayerHooks,
   Module,
   type Network,
+  type NetworkShape,
   type Tensor,
   type Vec3,
   z,
-} from "../../../mod.ts";
+} from "@voxssl/core";
+import meta from "./deno.json" with { type: "json" };
 
 const NAME = "resenc";
-const VERSION = "1.0.0";
+const VERSION = meta.version;
 
-const ResEncConfig = z.object({
+/** Where a layer sits, for hooks: its stage and the hooks of this call. */
+interface HookContext {
+  hooks: LayerHooks;
+  stage: number;
+}
+
+/** ResEnc configuration: features, blocks and strides need one entry per stage. */
+export interface ResEncConfig {
+  /** Channels of each stage, shallow to deep (default [32, 64, 128, 256, 320, 320]). */
+  features: number[];
+  /** Residual blocks per encoder stage (default [1, 3, 4, 6, 6, 6]). */
+  blocksPerStage: number[];
+  /** Isotropic stride per stage (first stage 1; default [1, 2, 2, 2, 2, 2]). */
+  strides: number[];
+  /** Convolution kernel size (default 3). */
+  kernel: number;
+  /** Convolution blocks per decoder stage (default 1). */
+  convsPerDecoderStage: number;
+  /** LeakyReLU slope (default 0.01). */
+  negativeSlope: number;
+  /**
+   * "he" (default): dynamic_network_architectures' initialize (He normal, zero bias, last norm of every
+   * residual block zeroed); "torch-default": what nnssl's MAE trainer runs with (it never initializes).
+   */
+  init: "he" | "torch-default";
+}
+
+/** The zod schema of {@link ResEncConfig}, with its defaults. */
+const ResEncConfig: z.ZodType<ResEncConfig> = z.object({
   features: z.array(z.number().int().positive()).min(2).default([32, 64, 128, 256, 320, 320]),
   blocksPerStage: z.array(z.number().int().positive()).min(2).default([1, 3, 4, 6, 6, 6]),
   /** Isotropic stride per stage (first stage 1). */
@@ -46,11 +84,10 @@ const ResEncConfig = z.object({
   message: "features, blocksPerStage and strides need one entry per stage",
 });
 
-/** ResEnc configuration. */
-export type ResEncConfig = z.output<typeof ResEncConfig>;
-
 /** conv → InstanceNorm → optional LeakyReLU (ConvDropoutNormReLU of the reference). */
 class ConvNormAct extends Module {
+  /** Dotted module name in the network (set once the tree is built). */
+  path = "";
   constructor(
     cin: number,
     cout: number,
@@ -69,11 +106,21 @@ class ConvNormAct extends Module {
     );
     this.registerModule("norm", new InstanceNorm3d(cout));
   }
-  forward(x: Tensor, residual?: Tensor): Tensor {
-    const y = this.child<Conv3d>("conv").forward(x);
+  /**
+   * conv → norm → act. With `residual`, the residual is added after the norm and the LeakyReLU follows
+   * (a BasicBlockD's tail, fused in one pass).
+   */
+  forward(x: Tensor, at?: HookContext, residual?: Tensor): Tensor {
+    let y = this.child<Conv3d>("conv").forward(x);
+    if (at?.hooks.conv) y = at.hooks.conv(y, { name: `${this.path}.conv`, stage: at.stage });
     const norm = this.child<InstanceNorm3d>("norm");
-    if (this.act) return norm.forwardAct(y, { slope: this.slope, residual });
-    return norm.forward(y);
+    const slope = this.act || residual ? this.slope : undefined;
+    if (at?.hooks.norm) {
+      const call = { weight: norm.weight, bias: norm.bias, eps: norm.eps, slope, residual };
+      const custom = at.hooks.norm(y, call, { name: `${this.path}.norm`, stage: at.stage });
+      if (custom) return custom;
+    }
+    return slope === undefined ? norm.forward(y) : norm.forwardAct(y, { slope, residual });
   }
 }
 
@@ -104,6 +151,8 @@ class AvgPool extends Module {
 
 /** BasicBlockD: act(norm(conv2(act(norm(conv1(x))))) + skip(x)). */
 class BasicBlockD extends Module {
+  /** Dotted module name in the network (set once the tree is built). */
+  path = "";
   readonly stride: number;
   readonly project: boolean;
   constructor(cin: number, cout: number, kernel: number, stride: number, rng: Generator, c: ResEncConfig) {
@@ -126,20 +175,19 @@ class BasicBlockD extends Module {
       for (const [, t] of norm.namedParameters()) fillInPlace(t, 0);
     }
   }
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, at?: HookContext): Tensor {
     let skip = x;
-    if (this.stride !== 1) skip = avgPool3d(skip, this.stride);
+    if (this.stride !== 1) {
+      skip = avgPool3d(skip, this.stride);
+      if (at?.hooks.pool) skip = at.hooks.pool(skip, { name: `${this.path}.skip.0`, stage: at.stage });
+    }
     if (this.project) {
       const proj = this.child<Sequence<Module>>("skip").items.at(-1) as ConvNormAct;
-      skip = proj.forward(skip);
+      skip = proj.forward(skip, at);
     }
-    const h = this.child<ConvNormAct>("conv1").forward(x);
-    const conv2 = this.child<ConvNormAct>("conv2");
+    const h = this.child<ConvNormAct>("conv1").forward(x, at);
     // conv2's norm, the residual add and the block's LeakyReLU in one fused pass
-    return conv2.child<InstanceNorm3d>("norm").forwardAct(conv2.child<Conv3d>("conv").forward(h), {
-      slope: conv2.slope,
-      residual: skip,
-    });
+    return this.child<ConvNormAct>("conv2").forward(h, at, skip);
   }
 }
 
@@ -166,13 +214,13 @@ class Encoder extends Module {
     });
   }
   /** Stage outputs, shallow to deep (the skips). */
-  forward(x: Tensor): Tensor[] {
-    let h = this.stem.list.items[0].forward(x);
+  forward(x: Tensor, hooks?: LayerHooks): Tensor[] {
+    let h = this.stem.list.items[0].forward(x, hooks && { hooks, stage: 0 });
     const skips: Tensor[] = [];
-    for (const stage of this.stages.items) {
-      for (const block of stage.list.items) h = block.forward(h);
+    this.stages.items.forEach((stage, s) => {
+      for (const block of stage.list.items) h = block.forward(h, hooks && { hooks, stage: s });
       skips.push(h);
-    }
+    });
     return skips;
   }
 }
@@ -213,19 +261,39 @@ class Decoder extends Module {
   }
 }
 
-/** The ResEnc U-Net. */
+/** The ResEnc U-Net (or its encoder alone). */
 export class ResEncUNet extends Module implements Network {
+  /** A CNN. */
   readonly family = "cnn" as const;
+  /**
+   * The residual encoder (`encoder.*`).
+   * @internal A submodule; its parameters are reached by name (`namedParameters`, state dicts).
+   */
   readonly encoder: Encoder;
-  readonly decoder: Decoder;
-  constructor(
-    readonly config: ResEncConfig,
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly patchSize: Vec3,
-    rng: Generator,
-  ) {
+  /**
+   * The U-Net decoder (`decoder.*`), absent when built encoder-only.
+   * @internal A submodule; its parameters are reached by name (`namedParameters`, state dicts).
+   */
+  readonly decoder: Decoder | undefined;
+  /** Whether it was built without a decoder. */
+  readonly encoderOnly: boolean;
+  /** Channels of each stage's output. */
+  readonly featureChannels: readonly number[];
+  /** Input channels. */
+  readonly inChannels: number;
+  /** Output channels of the segmentation layer (the reconstruction's channels in pretraining). */
+  readonly outChannels: number;
+  /** The pretraining patch `[D, H, W]`. */
+  readonly patchSize: Vec3;
+  /** Builds the network for `shape`, initialised from `rng`. */
+  constructor(readonly config: ResEncConfig, shape: NetworkShape, rng: Generator) {
     super();
+    const { inChannels, outChannels, patchSize, encoderOnly } = shape;
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.patchSize = patchSize;
+    this.encoderOnly = encoderOnly;
+    this.featureChannels = [...config.features];
     const total = config.strides.reduce((a, b) => a * b, 1);
     if (patchSize.some((p) => p % total !== 0)) {
       throw new RangeError(
@@ -233,15 +301,24 @@ export class ResEncUNet extends Module implements Network {
       );
     }
     this.encoder = this.registerModule("encoder", new Encoder(inChannels, rng, config));
-    this.decoder = this.registerModule("decoder", new Decoder(outChannels, rng, config));
+    this.decoder = encoderOnly
+      ? undefined
+      : this.registerModule("decoder", new Decoder(outChannels, rng, config));
+    for (const [name, m] of this.namedModules()) {
+      if (m instanceof ConvNormAct || m instanceof BasicBlockD) m.path = name;
+    }
   }
-  forward(x: Tensor): Tensor {
-    return this.decoder.forward(this.encoder.forward(x));
+  /** [B, in, D, H, W] → [B, out, D, H, W]. */
+  forward(x: Tensor, options: ForwardOptions = {}): Tensor {
+    if (!this.decoder) throw new Error("resenc: this network was built encoder-only; it has no forward()");
+    return this.decoder.forward(this.encoder.forward(x, options.layerHooks));
   }
-  encode(x: Tensor): Tensor[] {
-    return this.encoder.forward(x);
+  /** Every stage's output, shallow to deep. */
+  encode(x: Tensor, options: ForwardOptions = {}): Tensor[] {
+    return this.encoder.forward(x, options.layerHooks);
   }
-  adaptationPlan() {
+  /** Keys and facts for downstream use. */
+  adaptationPlan(): AdaptationPlan {
     return {
       architecture: { plugin: NAME, version: VERSION, config: this.config },
       inChannels: this.inChannels,
@@ -268,8 +345,16 @@ export class ResEncUNet extends Module implements Network {
   }
 }
 
-/** Parameters of a configuration, from the reference's arithmetic (no allocation). */
-export function countResEncParameters(c: ResEncConfig, inChannels: number, outChannels: number): number {
+/**
+ * Parameters of a configuration, from the reference's arithmetic (no allocation); `encoderOnly` counts
+ * the encoder alone.
+ */
+export function countResEncParameters(
+  c: ResEncConfig,
+  inChannels: number,
+  outChannels: number,
+  encoderOnly = false,
+): number {
   const k3 = c.kernel ** 3;
   const cna = (ci: number, co: number, k = k3, bias = true) => k * ci * co + (bias ? co : 0) + 2 * co;
   let n = cna(inChannels, c.features[0]);
@@ -281,6 +366,7 @@ export function countResEncParameters(c: ResEncConfig, inChannels: number, outCh
     }
     cin = cout;
   });
+  if (encoderOnly) return n;
   const f = c.features, L = f.length;
   for (let s = 1; s < L; s++) {
     const below = f[L - s], skip = f[L - s - 1], st = c.strides[L - s];
@@ -291,11 +377,12 @@ export function countResEncParameters(c: ResEncConfig, inChannels: number, outCh
   return n;
 }
 
-export default definePlugin({
+/** The ResEnc architecture plugin (`--arch resenc-l`, `-m`, `-s`, `-tiny`). */
+const plugin: ArchitecturePlugin<ResEncConfig> = definePlugin({
   kind: "architecture",
   name: NAME,
   version: VERSION,
-  coreApi: "^0.1.0",
+  coreApi: "^0.2.0",
   description: "residual-encoder U-Net (ResEnc-L of nnssl/OpenMind; M, S and tiny variants)",
   family: "cnn",
   config: ResEncConfig,
@@ -317,8 +404,9 @@ export default definePlugin({
     },
     tiny: { features: [8, 16, 32], blocksPerStage: [1, 1, 1], strides: [1, 2, 2] },
   },
-  create: ({ config, inChannels, outChannels, patchSize, rng }) =>
-    new ResEncUNet(config as ResEncConfig, inChannels, outChannels, patchSize, rng),
-  countParameters: (config, inChannels, outChannels) =>
-    countResEncParameters(config as ResEncConfig, inChannels, outChannels),
+  create: ({ config, rng, ...shape }) => new ResEncUNet(config, shape, rng),
+  countParameters: (config, { inChannels, outChannels, encoderOnly }) =>
+    countResEncParameters(config, inChannels, outChannels, encoderOnly),
 });
+
+export default plugin;

@@ -5,9 +5,9 @@
  * inside the deface mask are left out of the loss (loss mask × (1 − deface)), the OpenMind variant that
  * improved downstream Dice.
  *
- * Data side (`prepare`, in the loader's workers): draws which blocks are masked, exactly
- * round(ratio · blocks) of them, from the seeded per-sample random stream, and ships the small block
- * grid. GPU side: the grid is expanded to voxels with a reshape/expand (no upload of a voxel mask).
+ * Data side (`sample`, in the loader's workers): the run's standard patch, plus which blocks are masked,
+ * exactly round(ratio · blocks) of them, drawn from the sample's seeded stream, shipped as a small u8
+ * block grid. GPU side: the grid is expanded to voxels with a reshape/expand (no upload of a voxel mask).
  *
  * Simplifications relative to nnssl: none in the CNN objective.
  *
@@ -21,24 +21,37 @@
  */
 import {
   add,
+  cast,
   clamp,
   definePlugin,
   div,
   expand,
-  type GpuBatch,
   mul,
-  type Network,
   powScalar,
   reshape,
+  sampleArray,
+  type SampleOutput,
   slice,
-  type StepContext,
+  type SslMethodPlugin,
   sub,
   sum,
   type Tensor,
   z,
-} from "../../../mod.ts";
+} from "@voxssl/core";
+import meta from "./deno.json" with { type: "json" };
 
-const MaeConfig = z.object({
+/** MAE's configuration. */
+export interface MaeConfig {
+  /** Fraction of blocks masked (default 0.75). */
+  maskRatio: number;
+  /** Edge of a masked block in voxels (default 16). */
+  block: number;
+  /** Leave voxels inside the deface mask out of the loss (needs a "deface" mask; default false). */
+  excludeDefaced: boolean;
+}
+
+/** The zod schema of {@link MaeConfig}, with its defaults. */
+const MaeConfig: z.ZodType<MaeConfig> = z.object({
   /** Fraction of blocks masked. */
   maskRatio: z.number().gt(0).lt(1).default(0.75),
   /** Edge of a masked block in voxels. */
@@ -47,15 +60,12 @@ const MaeConfig = z.object({
   excludeDefaced: z.boolean().default(false),
 });
 
-/** MAE's configuration. */
-export type MaeConfig = z.output<typeof MaeConfig>;
-
 /** The block grid covering a patch (the last block may stick out; it is cropped on the GPU). */
 export function blockGrid(shape: readonly number[], block: number): [number, number, number] {
   return [Math.ceil(shape[0] / block), Math.ceil(shape[1] / block), Math.ceil(shape[2] / block)];
 }
 
-/** Chooses exactly round(ratio · n) of n blocks with a seeded partial Fisher–Yates shuffle. */
+/** Chooses exactly round(ratio · n) of n blocks with a seeded partial Fisher–Yates shuffle (1 = masked). */
 export function chooseMaskedBlocks(n: number, ratio: number, next: () => number): Uint8Array {
   const order = Array.from({ length: n }, (_, i) => i);
   const masked = Math.round(ratio * n);
@@ -89,15 +99,16 @@ export function maskedMse(prediction: Tensor, target: Tensor, lossMask: Tensor):
   return div(sum(squared), clamp(sum(lossMask), 1, Number.MAX_VALUE));
 }
 
-export default definePlugin({
+/** The MAE method plugin (`--method mae`). */
+const plugin: SslMethodPlugin<MaeConfig> = definePlugin({
   kind: "ssl-method",
   name: "mae",
-  version: "1.0.0",
-  coreApi: "^0.1.0",
+  version: meta.version,
+  coreApi: "^0.2.0",
   description:
     "masked autoencoding with cubic block masks (75% of 16³ blocks), MSE on masked voxels (ViTs: masked input)",
   supports: ["cnn", "vit"],
-  outChannels: 1,
+  network: { outChannels: 1 },
   config: MaeConfig,
   defaults: {
     cnn: {
@@ -118,28 +129,37 @@ export default definePlugin({
     },
   },
   masks: (config) => (config.excludeDefaced ? ["deface"] : []),
-  prepare(sample, { config, rng }) {
-    const c = MaeConfig.parse(config);
-    const grid = blockGrid(sample.shape.slice(1), c.block);
-    return { blockMask: chooseMaskedBlocks(grid[0] * grid[1] * grid[2], c.maskRatio, () => rng.next()) };
+  sample(context) {
+    const { config } = context;
+    const patch = context.patch();
+    const grid = blockGrid(patch.shape, config.block);
+    const blocks = chooseMaskedBlocks(
+      grid[0] * grid[1] * grid[2],
+      config.maskRatio,
+      () => context.rng.next(),
+    );
+    const out: SampleOutput = {
+      image: sampleArray(patch.image, [1, ...patch.shape]),
+      blockMask: sampleArray(blocks, grid),
+    };
+    if (patch.masks.deface) out.deface = sampleArray(patch.masks.deface, [1, ...patch.shape]);
+    return out;
   },
-  build({ network, config }: { network: Network; config: MaeConfig }) {
+  build({ network, config }) {
     return {
       modules: {},
-      loss(batch: GpuBatch, { rng }: StepContext) {
-        const flat = batch.extra.blockMask; // [B, blocks], stacked by the loader
-        if (!flat) {
-          throw new Error("mae: the batch has no blockMask; the data loader must run mae's prepare()");
-        }
-        const patch = batch.image.shape.slice(2);
-        const grid = reshape(flat, [batch.image.shape[0], ...blockGrid(patch, config.block)]);
+      loss(batch, { rng }) {
+        const image = batch.get("image");
+        const patch = image.shape.slice(2);
+        const grid = cast(batch.get("blockMask"), "f32"); // [B, gd, gh, gw], 1 = masked
         const mask = voxelMask(grid, config.block, patch);
         // masked blocks are zero; the step's generator draws drop-path masks (ViTs)
-        const prediction = network.forward(mul(batch.image, oneMinus(mask)), { rng });
-        const deface = batch.masks.deface;
-        const lossMask = config.excludeDefaced && deface ? mul(mask, oneMinus(deface)) : mask;
-        return { loss: maskedMse(prediction, batch.image, lossMask) };
+        const prediction = network.forward(mul(image, oneMinus(mask)), { rng });
+        const lossMask = config.excludeDefaced ? mul(mask, oneMinus(cast(batch.get("deface"), "f32"))) : mask;
+        return { loss: maskedMse(prediction, image, lossMask) };
       },
     };
   },
 });
+
+export default plugin;

@@ -5,9 +5,9 @@ import { createPatchLoader, type PatchBatch, pickImage } from "../../../core/dat
 import { preprocessDataset } from "../../../core/data/preprocess_dataset.ts";
 import { listImages } from "../../../core/data/dataset_index.ts";
 import { writeSyntheticDataset } from "../../../core/data/synthetic_dataset.ts";
-import type { SkippedFile } from "../../../core/data/errors.ts";
+import { SampleHookError, type SkippedFile } from "../../../core/data/errors.ts";
 import { assert, assertEquals, assertRejects } from "../../assert.ts";
-import { calls } from "./prepare_fixture.ts";
+import { calls } from "./hooks/masking_hook.ts";
 import { tempDir, writeBadCorpus } from "./fixtures.ts";
 
 const synthetic = {
@@ -17,16 +17,14 @@ const synthetic = {
   seed: 5,
   deface: true,
 };
-const prepareModule = new URL("./prepare_fixture.ts", import.meta.url);
+const hookModule = new URL("./hooks/masking_hook.ts", import.meta.url);
 
 function same(a: PatchBatch, b: PatchBatch) {
-  assertEquals(a.image, b.image);
-  assertEquals(a.masks, b.masks);
-  assertEquals(a.extra, b.extra);
+  assertEquals(a.arrays, b.arrays);
   assertEquals(a.sources, b.sources);
 }
 
-Deno.test("createPatchLoader() batches have the documented shape, masks and extras", async () => {
+Deno.test("createPatchLoader() batches stack the hook's typed arrays with their dtypes and shapes", async () => {
   const loader = await createPatchLoader({
     source: synthetic,
     patchSize: [16, 12, 20],
@@ -36,23 +34,24 @@ Deno.test("createPatchLoader() batches have the documented shape, masks and extr
     masks: ["anatomy", "deface"],
     workers: 0,
     prefetch: 0,
-    prepareModule,
-    prepareConfig: { ratio: 0.5 },
+    hookModule,
+    hookConfig: { ratio: 0.5 },
   });
   try {
     const batch = await loader.batch(0);
-    assertEquals(batch.shape, [3, 1, 16, 12, 20]);
-    assertEquals(batch.image.length, 3 * 16 * 12 * 20);
-    assert(batch.image.every(Number.isFinite));
-    assertEquals(batch.masks.anatomy!.length, batch.image.length);
-    assert(
-      batch.masks.anatomy!.every((v) => v === 0 || v === 1) && batch.masks.anatomy!.some((v) => v === 1),
-    );
-    assertEquals(batch.extraShapes, { target: [3, 3840], mask: [3, 3840] });
-    const { target, mask } = batch.extra as { target: Float32Array; mask: Uint8Array };
-    // prepare zeroed the masked voxels of the input and kept the original as target
-    for (let i = 0; i < batch.image.length; i++) assertEquals(batch.image[i], mask[i] ? 0 : target[i]);
-    assert(mask.some((v) => v === 1) && mask.some((v) => v === 0));
+    const { image, target, mask, anatomy } = batch.arrays;
+    assertEquals(Object.keys(batch.arrays).sort(), ["anatomy", "deface", "image", "mask", "target"]);
+    for (const a of [image, target, mask, anatomy]) assertEquals(a.shape, [3, 1, 16, 12, 20]);
+    assertEquals([image.dtype, target.dtype, mask.dtype, anatomy.dtype], ["f32", "f32", "u8", "u8"]);
+    assert(image.data instanceof Float32Array && mask.data instanceof Uint8Array);
+    assertEquals(image.data.length, 3 * 16 * 12 * 20);
+    assert(image.data.every(Number.isFinite));
+    assert(anatomy.data.every((v) => v === 0 || v === 1) && anatomy.data.some((v) => v === 1));
+    // the hook zeroed the masked voxels of the input and kept the original as target
+    for (let i = 0; i < image.data.length; i++) {
+      assertEquals(image.data[i], mask.data[i] ? 0 : target.data[i]);
+    }
+    assert(mask.data.some((v) => v === 1) && mask.data.some((v) => v === 0));
     assertEquals(batch.sources.length, 3);
     assert(batch.sources.every((s) => s.startsWith("synthetic:5/")));
     assert(batch.timings.totalMs > 0);
@@ -70,8 +69,8 @@ Deno.test("createPatchLoader() gives identical batches for any worker count, and
     seed: 9,
     augmentation: "nnunet" as const,
     masks: ["anatomy" as const],
-    prepareModule,
-    prepareConfig: { ratio: 0.3 },
+    hookModule,
+    hookConfig: { ratio: 0.3 },
   };
   const inline = await createPatchLoader({ ...base, workers: 0, prefetch: 0 });
   const pooled = await createPatchLoader({ ...base, workers: 2, prefetch: 3 });
@@ -83,10 +82,11 @@ Deno.test("createPatchLoader() gives identical batches for any worker count, and
     same(await resumed.batch(3), a[3]);
     same(await resumed.batch(4), a[4]);
     same(await resumed.batch(1), a[1]); // out of order: prefetched steps are dropped
-    assert(a[0].image.some((v, i) => v !== a[1].image[i]), "steps differ");
+    assert(a[0].arrays.image.data.some((v, i) => v !== a[1].arrays.image.data[i]), "steps differ");
     const other = await createPatchLoader({ ...base, seed: 10, workers: 0, prefetch: 0 });
     try {
-      assert((await other.batch(0)).image.some((v, i) => v !== a[0].image[i]), "seeds differ");
+      const first = (await other.batch(0)).arrays.image.data;
+      assert(first.some((v, i) => v !== a[0].arrays.image.data[i]), "seeds differ");
     } finally {
       other.close();
     }
@@ -105,8 +105,8 @@ Deno.test("createPatchLoader() keeps at most prefetch + 1 batches in flight", as
     seed: 3,
     workers: 0,
     prefetch: 2,
-    prepareModule,
-    prepareConfig: { ratio: 0 },
+    hookModule,
+    hookConfig: { ratio: 0 },
   });
   try {
     calls.count = 0;
@@ -217,7 +217,8 @@ Deno.test("createPatchLoader() reads a preprocessed cache and centres patches on
         const batch = await loader.batch(s);
         assert(batch.sources.every((p) => p.endsWith(".vxc")));
         // centred on an anatomy voxel: the centre voxel of each patch is anatomy
-        for (let b = 0; b < 2; b++) assertEquals(batch.masks.anatomy![b * 1000 + (5 * 10 + 5) * 10 + 5], 1);
+        const anatomy = batch.arrays.anatomy.data;
+        for (let b = 0; b < 2; b++) assertEquals(anatomy[b * 1000 + (5 * 10 + 5) * 10 + 5], 1);
         assert(batch.timings.decompressMs >= 0 && batch.timings.readMs > 0);
       }
     } finally {
@@ -232,4 +233,80 @@ Deno.test("pickImage() is a pure function of (seed, step, index, attempt)", () =
   assertEquals(pickImage(1, 2, 3, 0, 100), pickImage(1, 2, 3, 0, 100));
   const picks = new Set(Array.from({ length: 50 }, (_, a) => pickImage(1, 2, 3, a, 100)));
   assert(picks.size > 30, "attempts explore different images");
+});
+
+const badHooks = new URL("./hooks/bad_hooks.ts", import.meta.url);
+
+function hookLoader(mode: string, extra: Record<string, unknown> = {}) {
+  return createPatchLoader({
+    source: synthetic,
+    patchSize: [8, 8, 8],
+    batchSize: 2,
+    seed: 1,
+    workers: 1,
+    prefetch: 0,
+    hookModule: badHooks,
+    hookConfig: { mode },
+    hookName: "bad-hooks",
+    onSkip: () => {},
+    ...extra,
+  });
+}
+
+Deno.test("createPatchLoader(): a hook that throws stops the batch naming the plugin (not a skipped image)", async () => {
+  const loader = await hookLoader("throw");
+  try {
+    const error = await assertRejects(() => loader.batch(0), SampleHookError);
+    assert(error.message.includes("plugin bad-hooks: sample() failed"), error.message);
+    assert(error.message.includes("the hook's own bug") && error.message.includes("step 0"), error.message);
+    assertEquals(loader.skipped().length, 0, "no image was blamed");
+  } finally {
+    loader.close();
+  }
+});
+
+Deno.test("createPatchLoader(): a hook stuck in a loop is stopped after sampleTimeoutMs, naming the plugin", async () => {
+  const loader = await hookLoader("hang", { sampleTimeoutMs: 1500 });
+  try {
+    const error = await assertRejects(() => loader.batch(0), Error, "plugin bad-hooks");
+    assert(error.message.includes("took longer than 1.5 s"), error.message);
+    assertEquals(loader.skipped().length, 0);
+  } finally {
+    loader.close();
+  }
+});
+
+Deno.test("createPatchLoader(): untyped arrays and shapes that differ across a batch are refused clearly", async () => {
+  const untyped = await hookLoader("untyped");
+  try {
+    await assertRejects(() => untyped.batch(0), SampleHookError, "bare typed array (its shape is unknown)");
+  } finally {
+    untyped.close();
+  }
+  const ragged = await hookLoader("ragged");
+  try {
+    await assertRejects(() => ragged.batch(0), Error, "every sample of a batch must agree");
+  } finally {
+    ragged.close();
+  }
+});
+
+Deno.test("createPatchLoader(): a hook cuts several crops, turns one and reads a second volume, reproducibly", async () => {
+  const pooled = await hookLoader("views");
+  const inline = await hookLoader("views", { workers: 0 });
+  try {
+    for (let step = 0; step < 3; step++) {
+      const batch = await pooled.batch(step);
+      same(batch, await inline.batch(step));
+      const { views, same: ids } = batch.arrays;
+      assertEquals(views.shape, [2, 3, 1, 6, 6, 6]);
+      assertEquals(ids.dtype, "i32");
+      const flags = ids.data as Int32Array;
+      assertEquals([flags[0], flags[3]], [0, 0], "the other volume differs from the sample's");
+      assert(views.data.some((v) => v !== 0), "crops hold data");
+    }
+  } finally {
+    pooled.close();
+    inline.close();
+  }
 });

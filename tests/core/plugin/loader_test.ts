@@ -1,11 +1,11 @@
 import { assertEquals, assertRejects, assertThrows } from "../../assert.ts";
-import { loadPlugin, PluginError, PluginRegistry, validatePlugin } from "../../../mod.ts";
+import { loadPlugin, PluginError, PluginRegistry, validatePlugin } from "../../../core/plugin/mod.ts";
 import { affineTarget, voxelMlp } from "../../fixtures/tiny_plugins.ts";
 
 const fixture = (name: string) => new URL(`../../fixtures/${name}`, import.meta.url).pathname;
 
 Deno.test("loadPlugin() imports a plugin by path and validates it", async () => {
-  const plugin = await loadPlugin(fixture("affine_target_plugin.ts"), "0.1.3");
+  const plugin = await loadPlugin(fixture("affine_target_plugin.ts"), "0.2.3");
   assertEquals(plugin.name, "affine-target");
   assertEquals(plugin.kind, "ssl-method");
 });

@@ -60,8 +60,8 @@ const full = (t: ops.Tensor) => ops.cast(t, "f32");
 
 gpuTest(
   "autocast() computes conv3d in f16 and returns f32: equal to the explicit casts, within f16 error bounds of the reference",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     assertEquals(ops.autocastDtype(gpu), undefined, "off outside a block");
     const x = f32Ref([2, 3, 5, 4, 6], 1);
     const w = f32Ref([4, 3, 3, 3, 3], 2, 0.5);
@@ -117,8 +117,8 @@ gpuTest(
 
 gpuTest(
   "autocast() computes convTranspose3d, matmul and scaledDotProductAttention in f16 and returns f32",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     const x = f32Ref([1, 4, 3, 2, 3], 5);
     const wt = f32Ref([4, 3, 2, 2, 2], 6);
     const a = f32Ref([2, 7, 9], 7);
@@ -192,6 +192,9 @@ gpuTest(
     if (gpu.hasF16) {
       assertDiffers(von, vf, "autocast");
       assertSame(vin, von, "an inner autocast turns it back on");
+    } else {
+      assertSame(von, vf, "without shader-f16 autocast computes in f32");
+      assertSame(vin, vf, "without shader-f16 an inner autocast computes in f32");
     }
     assertThrows(
       () =>
@@ -210,8 +213,8 @@ gpuTest(
 
 gpuTest(
   "backward() inside autocast follows the recorded dtypes: an f32 graph keeps f32 gradients",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     const a = f32Ref([6, 10], 15);
     const b = f32Ref([10, 7], 16);
     const grads = (backwardUnderAutocast: boolean) =>
@@ -229,25 +232,28 @@ gpuTest(
   },
 );
 
-gpuTest("autocast() applies under noGrad() and keeps f16 operands as they are", async (gpu) => {
-  if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
-  const a = f32Ref([5, 12], 17);
-  const b = f32Ref([12, 4], 18);
-  const [noGradAuto, explicit, halfOps, mixed] = ops.scope(() => {
-    const [at, bt] = [make(a, gpu), make(b, gpu)];
-    return [
-      ops.noGrad(() => ops.autocast(() => ops.matmul(at, bt))),
-      full(ops.matmul(half(at), half(bt))),
-      ops.autocast(() => ops.matmul(half(at), half(bt))),
-      ops.autocast(() => ops.matmul(at, half(bt))),
-    ];
-  });
-  assertEquals([noGradAuto.dtype, halfOps.dtype, mixed.dtype], ["f32", "f16", "f32"]);
-  const [v0, v1, v2, v3] = await values([noGradAuto, explicit, halfOps, mixed]);
-  assertSame(v0, v1, "noGrad + autocast");
-  assertSame(v2, v1, "f16 operands: the f16 op, f16 result");
-  assertSame(v3, v1, "an f32 and an f16 operand: the f32 one is cast");
-});
+gpuTest(
+  "autocast() applies under noGrad() and keeps f16 operands as they are",
+  { requires: ["shader-f16"] },
+  async (gpu) => {
+    const a = f32Ref([5, 12], 17);
+    const b = f32Ref([12, 4], 18);
+    const [noGradAuto, explicit, halfOps, mixed] = ops.scope(() => {
+      const [at, bt] = [make(a, gpu), make(b, gpu)];
+      return [
+        ops.noGrad(() => ops.autocast(() => ops.matmul(at, bt))),
+        full(ops.matmul(half(at), half(bt))),
+        ops.autocast(() => ops.matmul(half(at), half(bt))),
+        ops.autocast(() => ops.matmul(at, half(bt))),
+      ];
+    });
+    assertEquals([noGradAuto.dtype, halfOps.dtype, mixed.dtype], ["f32", "f16", "f32"]);
+    const [v0, v1, v2, v3] = await values([noGradAuto, explicit, halfOps, mixed]);
+    assertSame(v0, v1, "noGrad + autocast");
+    assertSame(v2, v1, "f16 operands: the f16 op, f16 result");
+    assertSame(v3, v1, "an f32 and an f16 operand: the f32 one is cast");
+  },
+);
 
 Deno.test({
   name: "autocast() is a no-op on a device without shader-f16 (ops compute and return f32)",

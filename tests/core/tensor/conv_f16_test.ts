@@ -17,7 +17,7 @@ import * as ops from "../../../core/tensor/mod.ts";
 import type { RefTensor } from "../../../core/tensor/reference/ops.ts";
 import * as R from "../../../core/tensor/reference/conv.ts";
 import { CONV_TUNING, runConv3dForward } from "../../../kernels/mod.ts";
-import { assertUlp16, gpuTest, halfValues, randomArray } from "../../helpers.ts";
+import { assertUlp16, gpuTest, halfValues, lacksGpuFeatures, randomArray } from "../../helpers.ts";
 
 type Triple = [number, number, number];
 
@@ -187,35 +187,38 @@ for (const [name, spec] of specs) {
   gpuTest(
     `${spec.transposed ? "convTranspose3d" : "conv3d"} on f16 storage: ${name}: values and gradients ` +
       `within one f16 rounding of the f32 path and of the reference`,
+    { requires: ["shader-f16"] },
     async (gpu) => {
-      if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
       await checkHalfAgainstF32(gpu, spec, name);
     },
   );
 }
 
-gpuTest("conv3d and convTranspose3d on f16 storage split K with f32 partials", async (gpu) => {
-  if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
-  const saved = { ...CONV_TUNING };
-  CONV_TUNING.minKPerSplit = 16;
-  try {
-    await checkHalfAgainstF32(gpu, {
-      x: [1, 3, 5, 6, 7],
-      w: [6, 3, 3, 3, 3],
-      bias: true,
-      opts: { stride: 2, padding: 1 },
-    }, "split-K conv");
-    await checkHalfAgainstF32(gpu, {
-      transposed: true,
-      x: [2, 9, 3, 4, 3],
-      w: [9, 5, 3, 3, 3],
-      bias: true,
-      opts: { stride: 2, padding: 1, outputPadding: 1 },
-    }, "split-K transposed");
-  } finally {
-    Object.assign(CONV_TUNING, saved);
-  }
-});
+gpuTest(
+  "conv3d and convTranspose3d on f16 storage split K with f32 partials",
+  { requires: ["shader-f16"] },
+  async (gpu) => {
+    const saved = { ...CONV_TUNING };
+    CONV_TUNING.minKPerSplit = 16;
+    try {
+      await checkHalfAgainstF32(gpu, {
+        x: [1, 3, 5, 6, 7],
+        w: [6, 3, 3, 3, 3],
+        bias: true,
+        opts: { stride: 2, padding: 1 },
+      }, "split-K conv");
+      await checkHalfAgainstF32(gpu, {
+        transposed: true,
+        x: [2, 9, 3, 4, 3],
+        w: [9, 5, 3, 3, 3],
+        bias: true,
+        opts: { stride: 2, padding: 1, outputPadding: 1 },
+      }, "split-K transposed");
+    } finally {
+      Object.assign(CONV_TUNING, saved);
+    }
+  },
+);
 
 // ---------------------------------------------------------------------------------------------------
 // Chunked paths: f16 tensors above a tiny binding limit (limits in bytes: f16 chunks hold twice the
@@ -257,15 +260,17 @@ const chunked: [number, string, Spec][] = [
 ];
 
 for (const [cap, name, spec] of chunked) {
+  const testName = `${spec.transposed ? "convTranspose3d" : "conv3d"} on f16 storage splits ${name} ` +
+    `(binding limit ${cap} bytes)`;
   Deno.test({
-    name: `${spec.transposed ? "convTranspose3d" : "conv3d"} on f16 storage splits ${name} ` +
-      `(binding limit ${cap} bytes)`,
+    name: testName,
+    ignore: lacksGpuFeatures(testName, ["shader-f16"]),
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
       const gpu = await createGpu({ maxStorageBindingBytes: cap });
       try {
-        if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
+        assert(gpu.hasF16, "a device like the probed one has shader-f16");
         const kernels: string[] = [];
         const dispatch = gpu.dispatch.bind(gpu);
         gpu.dispatch = (kernel, ...rest) => {

@@ -2,7 +2,8 @@
 import * as ops from "../../../core/tensor/mod.ts";
 import * as R from "../../../core/tensor/reference/ops.ts";
 import { checkOp, type OpCase } from "../../op_harness.ts";
-import { gpuTest } from "../../helpers.ts";
+import { assert, assertEquals } from "../../assert.ts";
+import { assertClose, gpuTest, seededRandom } from "../../helpers.ts";
 
 const positive = { lo: 0.2, hi: 2 };
 
@@ -113,11 +114,12 @@ const binaryCases: OpCase[] = [
     gpu: ([a, b]) => ops.minimum(a, b),
     ref: ([a, b]) => R.binaryRef("minimum", a, b),
   },
-  ...(["eq", "ne", "lt", "le", "gt", "ge"] as const).map((name): OpCase => ({
+  // eq and ne: the partly-equal tests at the end of this file (independent random inputs are never equal)
+  ...(["lt", "le", "gt", "ge"] as const).map((name): OpCase => ({
     name: `${name} gives a u32 mask`,
     inputs: [{ shape: [4, 6] }, { shape: [6] }],
-    gpu: ([a, b]) => ops.cast(name === "eq" || name === "ne" ? ops[name](a, a) : ops[name](a, b), "f32"),
-    ref: ([a, b]) => R.binaryRef(name, a, name === "eq" || name === "ne" ? a : b),
+    gpu: ([a, b]) => ops.cast(ops[name](a, b), "f32"),
+    ref: ([a, b]) => R.binaryRef(name, a, b),
     grad: false,
   })),
   {
@@ -323,5 +325,61 @@ for (
   gpuTest(
     `op ${c.name} matches the reference${c.grad === false ? "" : " (values and gradients)"}`,
     () => checkOp(c),
+  );
+}
+
+/**
+ * Inputs for eq/ne where equality actually happens: `b` is `a` with a random subset of entries replaced
+ * by fresh values or by `a`'s f32 neighbour (one ulp away, so not equal), and a few exact-equality edge
+ * cases: −0 against 0 (equal in the reference, `a === b`, as in IEEE 754), and equal large and subnormal values (not ±subnormal pairs: WGSL
+ * allows flushing subnormals to zero, which would make them equal).
+ * `row` is one row of `a` with some entries changed, to compare against `a` by broadcasting.
+ */
+function partlyEqualInputs(seed: number): { a: R.RefTensor; b: R.RefTensor; row: R.RefTensor } {
+  const next = seededRandom(seed);
+  const shape = [4, 6];
+  const a = Float32Array.from({ length: 24 }, () => 2 * next() - 1);
+  const b = Float32Array.from(a);
+  const bits = new Uint32Array(b.buffer);
+  for (let i = 0; i < b.length; i++) {
+    const u = next();
+    if (u < 0.25) b[i] = 2 * next() - 1; // a different value
+    else if (u < 0.45) bits[i] += 1; // the f32 neighbour (|a| < 1, so still finite and non-zero)
+  }
+  // edge cases at fixed places: −0 vs 0 both ways, equal large values, equal subnormal-range f32 values
+  [a[0], b[0]] = [-0, 0];
+  [a[7], b[7]] = [0, -0];
+  [a[13], b[13]] = [3.4e38, 3.4e38];
+  [a[20], b[20]] = [1e-40, 1e-40]; // equal whether or not the GPU flushes subnormals
+  const row = Float32Array.from(a.subarray(6, 12));
+  row[1] = 0.5 * row[1] + 0.25;
+  row[4] = -row[4];
+  const f64 = (x: Float32Array, s: number[]) => ({ shape: s, data: Float64Array.from(x) });
+  return { a: f64(a, shape), b: f64(b, shape), row: f64(row, [6]) };
+}
+
+for (const name of ["eq", "ne"] as const) {
+  gpuTest(
+    `op ${name} gives a u32 mask that matches the reference on partly equal inputs (−0 vs 0, one ulp apart, broadcast row)`,
+    async () => {
+      const { a, b, row } = partlyEqualInputs(name === "eq" ? 31 : 32);
+      for (const [label, other] of [["same shape", b], ["broadcast [4,6] against [6]", row]] as const) {
+        const want = R.binaryRef(name, a, other);
+        // the inputs must exercise both outcomes, or the comparison could not fail
+        assert(want.data.includes(0) && want.data.includes(1), `${label}: reference mask is constant`);
+        const [mask, values] = ops.scope(() => {
+          const m = ops[name](
+            ops.tensor(Float32Array.from(a.data), a.shape),
+            ops.tensor(Float32Array.from(other.data), other.shape),
+          );
+          return [m, ops.cast(m, "f32")];
+        });
+        assertEquals(mask.dtype, "u32");
+        assertEquals([...mask.shape], want.shape);
+        assertClose(await values.toFloat64(), want.data, { rtol: 0, atol: 0, label: `${name} ${label}` });
+        mask.dispose();
+        values.dispose();
+      }
+    },
   );
 }

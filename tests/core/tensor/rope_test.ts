@@ -164,22 +164,25 @@ gpuTest("ropeSinCosAt() gathers kept tokens: rope then keep equals keep then rop
   viaKept.dispose();
 });
 
-gpuTest("applyRope() on f16 agrees with f32 within one f16 rounding", async (gpu) => {
-  if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
-  const x = Float16Array.from(randomArray(2 * 3 * 10 * 66, 8, -2, 2));
-  const [a, b] = scope(() => {
-    const sinCos = ropeSinCos([2, 5, 1], 66);
-    return [
-      applyRope(tensor(x, [2, 3, 10, 66]), sinCos),
-      applyRope(tensor(x, [2, 3, 10, 66], { dtype: "f16" }), sinCos),
-    ];
-  });
-  assertEquals(b.dtype, "f16");
-  // each output is computed in f32 from the same inputs and rounded once to f16 (≤ 2⁻¹¹ relative)
-  assertClose(await b.toFloat64(), await a.toFloat64(), { rtol: 4.9e-4, atol: 1e-7, label: "f16 vs f32" });
-  a.dispose();
-  b.dispose();
-});
+gpuTest(
+  "applyRope() on f16 agrees with f32 within one f16 rounding",
+  { requires: ["shader-f16"] },
+  async () => {
+    const x = Float16Array.from(randomArray(2 * 3 * 10 * 66, 8, -2, 2));
+    const [a, b] = scope(() => {
+      const sinCos = ropeSinCos([2, 5, 1], 66);
+      return [
+        applyRope(tensor(x, [2, 3, 10, 66]), sinCos),
+        applyRope(tensor(x, [2, 3, 10, 66], { dtype: "f16" }), sinCos),
+      ];
+    });
+    assertEquals(b.dtype, "f16");
+    // each output is computed in f32 from the same inputs and rounded once to f16 (≤ 2⁻¹¹ relative)
+    assertClose(await b.toFloat64(), await a.toFloat64(), { rtol: 4.9e-4, atol: 1e-7, label: "f16 vs f32" });
+    a.dispose();
+    b.dispose();
+  },
+);
 
 Deno.test({
   name: "applyRope() splits bindings above maxStorageBufferBindingSize over heads",

@@ -15,7 +15,6 @@ import {
   Module,
   mul,
   Optimizer,
-  packParameters,
   readMetrics,
   resolveRunConfig,
   RunConfigSchema,
@@ -31,6 +30,7 @@ import { affineTarget } from "../../fixtures/tiny_plugins.ts";
 import { randomSource } from "../../fixtures/random_source.ts";
 import { gpuTest, randomArray } from "../../helpers.ts";
 import { tensor } from "../../../core/tensor/mod.ts";
+import { packParameters } from "../../../core/nn/mod.ts";
 
 class TwoConvs extends Module {
   constructor(rng: Generator) {
@@ -49,8 +49,8 @@ async function host(model: Module): Promise<Float32Array[]> {
 
 gpuTest(
   "an f16 overflow under autocast skips the optimizer step, lowers the loss scale and leaves the parameters",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     const model = scope(() => new TwoConvs(new Generator(3, gpu)));
     const groups = packParameters(model);
     const optimizer = new Optimizer(groups, {
@@ -130,8 +130,9 @@ async function train(precision: "f32" | "mixed", steps: number, initialLossScale
   return { out, config, metrics };
 }
 
-gpuTest("a tiny ResEnc trains in mixed precision: the loss falls and tracks the f32 run", async (gpu) => {
-  if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
+gpuTest("a tiny ResEnc trains in mixed precision: the loss falls and tracks the f32 run", {
+  requires: ["shader-f16"],
+}, async () => {
   const steps = 12;
   // an initial scale low enough never to overflow here, so both runs take the same steps
   const mixed = await train("mixed", steps, 1024);
@@ -153,8 +154,8 @@ gpuTest("a tiny ResEnc trains in mixed precision: the loss falls and tracks the 
 
 gpuTest(
   "precision mixed with an absurd loss scale skips every step and keeps the network as initialised",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     const run = await train("mixed", 4, 2 ** 40);
     const last = run.metrics.at(-1)!;
     assertEquals(last.skippedSteps, 4, "every step overflowed in f16 and was skipped");
@@ -164,7 +165,8 @@ gpuTest(
       resenc.create({
         config: resenc.config.parse(run.config.resolvedArch.config),
         inChannels: run.config.inChannels,
-        outChannels: affineTarget.outChannels,
+        outChannels: 1,
+        encoderOnly: false,
         patchSize: run.config.patch,
         rng: new Generator(run.config.seed, gpu),
       })
@@ -183,10 +185,15 @@ gpuTest(
 
 gpuTest(
   "a tiny Primus under autocast (attention, matmuls, patch embedding and decoder convolutions in f16) stays within f16 error of the f32 model",
+  { requires: ["shader-f16"] },
   async (gpu) => {
-    if (!gpu.hasF16) return console.log("  (device has no shader-f16: skipped)");
     const net = scope(() =>
-      new Primus(primus.config.parse(primus.sizes!.tiny), 1, 1, [16, 16, 16], new Generator(5, gpu))
+      new Primus(primus.config.parse(primus.sizes!.tiny), {
+        inChannels: 1,
+        outChannels: 1,
+        patchSize: [16, 16, 16],
+        encoderOnly: false,
+      }, new Generator(5, gpu))
     )
       .eval();
     const params = [...net.namedParameters()];

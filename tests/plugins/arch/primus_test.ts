@@ -36,6 +36,7 @@ import {
   ropeSinCos,
   RunConfigSchema,
   runPretraining,
+  sampleArray,
   scope,
   silu,
   softmax,
@@ -83,7 +84,15 @@ Deno.test("primus is a valid plugin; S/B/M/L count the reference's parameters at
   assertEquals(countPrimusParameters(size("b"), 1, 1), 97_958_065);
   assertEquals(countPrimusParameters(size("m"), 1, 1), 151_786_529);
   assertEquals(countPrimusParameters(size("l"), 1, 1), 331_823_761);
-  assertEquals(primus.countParameters!(size("m"), 1, 1, [160, 160, 160]), 151_786_529);
+  assertEquals(
+    primus.countParameters!(size("m"), {
+      inChannels: 1,
+      outChannels: 1,
+      patchSize: [160, 160, 160],
+      encoderOnly: false,
+    }),
+    151_786_529,
+  );
   // 144,874,529 + 864 per token (refdocs §5), e.g. 96³ → 12³ tokens; 512·864 more per input channel
   assertEquals(countPrimusParameters(size("m"), 1, 1, [96, 96, 96]), 144_874_529 + 864 * 12 ** 3);
   assertEquals(countPrimusParameters(size("m"), 2, 1) - countPrimusParameters(size("m"), 1, 1), 512 * 864);
@@ -116,12 +125,24 @@ Deno.test("the Primus config refuses head dims the 3D RoPE cannot cover and odd 
 });
 
 gpuTest("Primus has the reference's parameter names and shapes; its count matches the formula", async () => {
-  const net = scope(() => new Primus(tiny, 1, 1, [16, 16, 24], new Generator(0)));
+  const net = scope(() =>
+    new Primus(
+      tiny,
+      { inChannels: 1, outChannels: 1, patchSize: [16, 16, 24], encoderOnly: false },
+      new Generator(0),
+    )
+  );
   const names = [...net.namedParameters()].map(([n, t]) => `${n} ${t.shape.join(",")}`);
   assertEquals(names.sort(), [...REFERENCE_NAMES].sort());
   assertEquals(net.parameterCount(), countPrimusParameters(tiny, 1, 1, [16, 16, 24]));
   const noScale = primus.config.parse({ ...primus.sizes!.tiny, layerScaleInit: null, attnInnerNorm: false });
-  const plain = scope(() => new Primus(noScale, 2, 3, [16, 16, 16], new Generator(0)));
+  const plain = scope(() =>
+    new Primus(
+      noScale,
+      { inChannels: 2, outChannels: 3, patchSize: [16, 16, 16], encoderOnly: false },
+      new Generator(0),
+    )
+  );
   assert(![...plain.namedParameters()].some(([n]) => /gamma|attn\.norm/.test(n)));
   assertEquals(plain.parameterCount(), countPrimusParameters(noScale, 2, 3, [16, 16, 16]));
   assertEquals(net.adaptationPlan().positionEmbeddingKeys, ["eva.pos_embed"]);
@@ -133,7 +154,13 @@ gpuTest("Primus has the reference's parameter names and shapes; its count matche
   assertEquals(exported.mask_token.shape, [1, 1, 48]);
   assert(exported.mask_token.data.every((v) => v === 0));
   assertEquals(Object.keys(exported).length, REFERENCE_NAMES.length + 1);
-  const other = scope(() => new Primus(tiny, 1, 1, [16, 16, 24], new Generator(1)));
+  const other = scope(() =>
+    new Primus(
+      tiny,
+      { inChannels: 1, outChannels: 1, patchSize: [16, 16, 24], encoderOnly: false },
+      new Generator(1),
+    )
+  );
   assertEquals(loadReferenceStateDict(other, exported).loaded.length, REFERENCE_NAMES.length);
   const pos = (n: Primus) => [...n.namedParameters()].find(([k]) => k === "eva.pos_embed")![1].toArray();
   assertEquals([...await pos(other)], [...await pos(net)]);
@@ -144,7 +171,13 @@ gpuTest(
   "init follows the reference: γ = 0.1, norms 1/0, pos_embed std 0.02, fc2/proj scaled by √(2·layer)",
   async () => {
     const c = primus.config.parse({ embedDim: 96, depth: 2, heads: 2 });
-    const net = scope(() => new Primus(c, 1, 1, [16, 16, 16], new Generator(7)));
+    const net = scope(() =>
+      new Primus(
+        c,
+        { inChannels: 1, outChannels: 1, patchSize: [16, 16, 16], encoderOnly: false },
+        new Generator(7),
+      )
+    );
     const p = new Map(net.namedParameters());
     const std = async (name: string) => {
       const v = await p.get(name)!.toFloat64();
@@ -171,7 +204,13 @@ gpuTest(
 gpuTest(
   "Primus maps [B,1,D,H,W] to [B,1,D,H,W]; encode gives the token grid; other sizes are refused",
   async () => {
-    const net = scope(() => new Primus(tiny, 1, 1, [16, 16, 24], new Generator(1))).eval();
+    const net = scope(() =>
+      new Primus(
+        tiny,
+        { inChannels: 1, outChannels: 1, patchSize: [16, 16, 24], encoderOnly: false },
+        new Generator(1),
+      )
+    ).eval();
     for (const shape of [[2, 1, 16, 16, 24], [1, 1, 16, 16, 16]]) {
       const { y, tokens } = scope(() => {
         const x = tensor(randomArray(shape.reduce((a, b) => a * b), 5), shape);
@@ -191,7 +230,16 @@ gpuTest(
       () => scope(() => net.forward(tensor(new Float32Array(2 * 16 ** 3), [1, 2, 16, 16, 16]))),
       RangeError,
     );
-    assertThrows(() => new Primus(tiny, 1, 1, [16, 16, 20], new Generator(1)), RangeError, "multiple");
+    assertThrows(
+      () =>
+        new Primus(
+          tiny,
+          { inChannels: 1, outChannels: 1, patchSize: [16, 16, 20], encoderOnly: false },
+          new Generator(1),
+        ),
+      RangeError,
+      "multiple",
+    );
     net.dispose();
   },
 );
@@ -220,7 +268,9 @@ gpuTest(
   async () => {
     const { embedDim, depth, heads, inChannels, outChannels, patch } = FIXTURE.config;
     const c = primus.config.parse({ embedDim, depth, heads });
-    const net = scope(() => new Primus(c, inChannels, outChannels, patch, new Generator(0))).eval();
+    const net = scope(() =>
+      new Primus(c, { inChannels, outChannels, patchSize: patch, encoderOnly: false }, new Generator(0))
+    ).eval();
     // the reference's state dict in its order: parameters, plus the mask_token buffer
     const ours = [...net.namedParameters()].map(([n, t]) => `${n} ${t.shape.join(",")}`);
     assertEquals(FIXTURE.stateDict, ["mask_token 1,1,24", ...ours]);
@@ -388,8 +438,20 @@ function trilinear(values: ArrayLike<number>, channels: number, from: number[], 
 gpuTest("an input grid other than the configured one uses the trilinearly resized pos_embed", async () => {
   const [fromPatch, toPatch] = [[16, 24, 16], [24, 16, 32]] as [number, number, number][];
   const [from, to] = [[2, 3, 2], [3, 2, 4]];
-  const a = scope(() => new Primus(tiny, 1, 1, fromPatch, new Generator(11))).eval();
-  const b = scope(() => new Primus(tiny, 1, 1, toPatch, new Generator(12))).eval();
+  const a = scope(() =>
+    new Primus(
+      tiny,
+      { inChannels: 1, outChannels: 1, patchSize: fromPatch, encoderOnly: false },
+      new Generator(11),
+    )
+  ).eval();
+  const b = scope(() =>
+    new Primus(
+      tiny,
+      { inChannels: 1, outChannels: 1, patchSize: toPatch, encoderOnly: false },
+      new Generator(12),
+    )
+  ).eval();
   // resizePositionEmbedding against PyTorch's rule, rows ↔ channels-first grid
   const weights = await stateDict(a);
   const pos = weights["eva.pos_embed"].data; // [1, 12, 48]
@@ -418,7 +480,13 @@ gpuTest(
   "drop path grows linearly over the blocks, draws from the given generator and is off in eval",
   async () => {
     const c = primus.config.parse({ ...primus.sizes!.tiny, depth: 3, dropPathRate: 0.5 });
-    const net = scope(() => new Primus(c, 1, 1, [16, 16, 16], new Generator(2)));
+    const net = scope(() =>
+      new Primus(
+        c,
+        { inChannels: 1, outChannels: 1, patchSize: [16, 16, 16], encoderOnly: false },
+        new Generator(2),
+      )
+    );
     assertEquals(net.eva.blocks.items.map((blk) => blk.dropPathRate), [0, 0.25, 0.5]);
     const x = tensor(randomArray(4 * 16 ** 3, 9), [4, 1, 16, 16, 16]);
     const out = (train: boolean, seed: number) =>
@@ -475,9 +543,10 @@ function smoothSource(
         mask.set(chooseMaskedBlocks(blocks, 0.5, next), s * blocks);
       }
       return Promise.resolve({
-        image,
-        shape: [batch, 1, ...patch],
-        extra: { blockMask: { data: mask, shape: [batch, blocks] } },
+        arrays: {
+          image: sampleArray(image, [batch, 1, ...patch]),
+          blockMask: sampleArray(mask, [batch, ...grid]),
+        },
       });
     },
     close: () => Promise.resolve(),

@@ -2,20 +2,27 @@ import { assert, assertEquals } from "../../assert.ts";
 import mae, { blockGrid, chooseMaskedBlocks, maskedMse, voxelMask } from "../../../plugins/ssl/mae/mod.ts";
 import {
   Generator,
+  getGpu,
   Module,
   mul,
   type Network,
+  sampleArray,
   scope,
   type Tensor,
   tensor,
   validatePlugin,
   VERSION,
 } from "../../../mod.ts";
-import { createRng } from "../../../core/data/rng.ts";
+import { createSampleRunner } from "../../../core/data/sample_runner.ts";
+import { resolveAugmentation } from "../../../core/data/augment/config.ts";
+import { resolveSource } from "../../../core/data/sources.ts";
+import { uploadBatch } from "../../../core/train/gpu_batch.ts";
 import { gpuTest, randomArray, seededRandom } from "../../helpers.ts";
 
 class Scale extends Module implements Network {
   readonly family = "cnn" as const;
+  readonly encoderOnly = false;
+  readonly featureChannels = [1];
   constructor() {
     super();
     this.registerParameter("w", tensor([1], [1]));
@@ -62,33 +69,69 @@ gpuTest("voxelMask() expands the block grid and crops to the patch", async () =>
   m.dispose();
 });
 
+Deno.test("mae's sample hook ships the standard patch and an exact-count u8 block grid, reproducibly", async () => {
+  const source = await resolveSource({ kind: "synthetic", count: 2, shape: [20, 20, 20], seed: 4 });
+  const init = {
+    source,
+    spec: {
+      patch: [12, 12, 8] as [number, number, number],
+      augmentation: resolveAugmentation("none"),
+      anatomyProbability: 0,
+      masks: [],
+    },
+    seed: 5,
+    training: true,
+    hookModule: new URL("../../../plugins/ssl/mae/mod.ts", import.meta.url).href,
+    hookConfig: { block: 4 },
+  };
+  const runner = await createSampleRunner(init);
+  const plain = await createSampleRunner({ ...init, hookModule: undefined });
+  try {
+    const { result } = await runner.run({ step: 3, index: 0, item: 1 });
+    assertEquals(Object.keys(result.arrays).sort(), ["blockMask", "image"]);
+    const grid = result.arrays.blockMask;
+    assertEquals([grid.dtype, ...grid.shape], ["u8", 3, 3, 2]);
+    assertEquals([...grid.data].reduce((a, b) => a + b, 0), Math.round(0.75 * 18));
+    // the image is the run's standard patch, as a method without a hook would get it
+    const standard = (await plain.run({ step: 3, index: 0, item: 1 })).result.arrays.image;
+    assertEquals(result.arrays.image, standard);
+    const again = (await runner.run({ step: 3, index: 0, item: 1 })).result.arrays.blockMask;
+    assertEquals(again, grid);
+    const next = (await runner.run({ step: 4, index: 0, item: 1 })).result.arrays.blockMask;
+    assert(next.data.some((v, i) => v !== grid.data[i]), "another step draws another mask");
+  } finally {
+    runner.close();
+    plain.close();
+  }
+});
+
 gpuTest("MAE loss zeroes masked blocks in the input and averages the error over them", async () => {
   const patch = [8, 8, 8];
-  const image = randomArray(2 * 512, 3).map((v) => Math.fround(v));
-  const sample = {
-    image: new Float32Array(512),
-    shape: [1, 8, 8, 8] as [number, number, number, number],
-    masks: {},
-    id: "t",
-    source: "t",
-  };
-  const config = { maskRatio: 0.75, block: 4, excludeDefaced: false };
-  const grids = [0, 1].map((i) =>
-    mae.prepare!(sample, { config, rng: createRng(i), seed: 0, step: 0, index: i })!.blockMask as Uint8Array
-  );
+  const image = Float32Array.from(randomArray(2 * 512, 3));
+  const grids = [0, 1].map((i) => chooseMaskedBlocks(8, 0.75, seededRandom(i + 10)));
   const net = scope(() => new Scale());
   const instance = mae.build({
     network: net,
     config: { maskRatio: 0.75, block: 4, excludeDefaced: false },
     rng: new Generator(0),
+    patchSize: [8, 8, 8],
+    createNetwork: () => {
+      throw new Error("not needed");
+    },
   });
-  const loss = scope(() =>
-    instance.loss({
-      image: tensor(image, [2, 1, ...patch]),
-      masks: {},
-      extra: { blockMask: tensor([...grids[0], ...grids[1]], [2, 8]) }, // as the loader stacks it: [B, n]
-    }, { step: 0, training: true, rng: new Generator(1) }).loss
-  );
+  const loss = scope(() => {
+    const batch = uploadBatch(
+      {
+        arrays: {
+          image: sampleArray(image, [2, 1, ...patch]),
+          blockMask: sampleArray(Uint8Array.from([...grids[0], ...grids[1]]), [2, 2, 2, 2]), // u8, as the loader stacks it
+        },
+      },
+      getGpu(),
+      "mae",
+    );
+    return instance.loss(batch, { step: 0, epoch: 0, training: true, rng: new Generator(1) }).loss;
+  });
   // identity network: prediction is 0 where masked, so the loss is the mean of image² over masked voxels
   let s = 0, count = 0;
   for (let b = 0; b < 2; b++) {

@@ -150,8 +150,7 @@ gpuTest("dropout() with p = 0 is the identity and with p = 1 gives zeros", async
   none.dispose();
 });
 
-gpuTest("activations run on f16 storage", async (gpu) => {
-  if (!gpu.hasF16) return;
+gpuTest("activations run on f16 storage", { requires: ["shader-f16"] }, async () => {
   const xs = Array.from({ length: 257 }, (_, i) => -4 + (8 * i) / 256);
   const y = ops.scope(() => ops.gelu(ops.tensor(xs, [257], { dtype: "f16" })));
   const expected = xs.map((x) => Float16Array.from([x])[0]).map((x) => x * normalCdf(x));

@@ -308,21 +308,24 @@ Deno.test({
     }),
 });
 
-gpuTest("losses and pooling run on f16 storage with f32 accumulation", async (gpu) => {
-  if (!gpu.hasF16) return;
-  const shape = [2, 3, 4, 6, 5];
-  const n = shape.reduce((a, b) => a * b, 1);
-  const next = seededRandom(21);
-  const a = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
-  const b = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
-  const [mse, pooled] = ops.scope(() => {
-    const ta = ops.tensor(a, shape, { dtype: "f16" });
-    return [ops.mseLoss(ta, ops.tensor(b, shape, { dtype: "f16" })), ops.avgPool3d(ta, 2)];
-  });
-  const expected = R.mseLossRef({ shape, data: a }, { shape, data: b }).data[0];
-  assertClose([await mse.item()], [expected], { rtol: 2e-3, atol: 0 });
-  const pool = RP.avgPool3dRef({ shape, data: a }, 2);
-  assertClose(await pooled.toFloat64(), pool.data, { rtol: 2e-3, atol: 2e-3 });
-  mse.dispose();
-  pooled.dispose();
-});
+gpuTest(
+  "losses and pooling run on f16 storage with f32 accumulation",
+  { requires: ["shader-f16"] },
+  async () => {
+    const shape = [2, 3, 4, 6, 5];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const next = seededRandom(21);
+    const a = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
+    const b = Float64Array.from(Float16Array.from({ length: n }, () => next() * 2 - 1));
+    const [mse, pooled] = ops.scope(() => {
+      const ta = ops.tensor(a, shape, { dtype: "f16" });
+      return [ops.mseLoss(ta, ops.tensor(b, shape, { dtype: "f16" })), ops.avgPool3d(ta, 2)];
+    });
+    const expected = R.mseLossRef({ shape, data: a }, { shape, data: b }).data[0];
+    assertClose([await mse.item()], [expected], { rtol: 2e-3, atol: 0 });
+    const pool = RP.avgPool3dRef({ shape, data: a }, 2);
+    assertClose(await pooled.toFloat64(), pool.data, { rtol: 2e-3, atol: 2e-3 });
+    mse.dispose();
+    pooled.dispose();
+  },
+);

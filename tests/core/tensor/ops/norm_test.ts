@@ -170,22 +170,25 @@ gpuTest("instanceNorm() stays accurate for a large mean over a large volume (no 
   y.dispose();
 });
 
-gpuTest("instanceNorm() runs on f16 storage with f32 statistics", async (gpu) => {
-  if (!gpu.hasF16) return;
-  const shape = [2, 3, 4, 5, 6];
-  const [xr, wr, br] = refInputs([shape, [3], [3]], 5);
-  const x16 = Float64Array.from(Float16Array.from(xr.data));
-  const y = ops.scope(() =>
-    ops.instanceNorm(
-      ops.tensor(x16, shape, { dtype: "f16" }),
-      ops.tensor(wr.data, [3]),
-      ops.tensor(br.data, [3]),
-    )
-  );
-  const expected = R.instanceNormRef({ shape, data: x16 }, wr, br);
-  assertClose(await y.toFloat64(), expected.data, { rtol: 2e-3, atol: 4e-3 });
-  y.dispose();
-});
+gpuTest(
+  "instanceNorm() runs on f16 storage with f32 statistics",
+  { requires: ["shader-f16"] },
+  async () => {
+    const shape = [2, 3, 4, 5, 6];
+    const [xr, wr, br] = refInputs([shape, [3], [3]], 5);
+    const x16 = Float64Array.from(Float16Array.from(xr.data));
+    const y = ops.scope(() =>
+      ops.instanceNorm(
+        ops.tensor(x16, shape, { dtype: "f16" }),
+        ops.tensor(wr.data, [3]),
+        ops.tensor(br.data, [3]),
+      )
+    );
+    const expected = R.instanceNormRef({ shape, data: x16 }, wr, br);
+    assertClose(await y.toFloat64(), expected.data, { rtol: 2e-3, atol: 4e-3 });
+    y.dispose();
+  },
+);
 
 gpuTest("normalization ops reject bad shapes and parameters with the op's name", () => {
   ops.scope(() => {

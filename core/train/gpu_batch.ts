@@ -1,0 +1,41 @@
+/**
+ * Moves a host batch to the GPU: each array becomes a tensor of its declared dtype and shape (a u8 mask
+ * stays one byte per element), wrapped in the {@link GpuBatch} a method's loss receives.
+ *
+ * @module
+ */
+import type { Gpu } from "../gpu/mod.ts";
+import type { GpuBatch } from "../plugin/mod.ts";
+import { type Tensor, tensor } from "../tensor/mod.ts";
+import type { HostBatch } from "./batch_source.ts";
+
+/** Uploads `host`; `method` names the method in the error for a missing array. */
+export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch {
+  const tensors: Record<string, Tensor> = {};
+  let size: number | undefined;
+  for (const [name, a] of Object.entries(host.arrays)) {
+    if (a.shape.length === 0) throw new RangeError(`batch array "${name}" has no batch axis`);
+    if (size !== undefined && a.shape[0] !== size) {
+      throw new RangeError(`batch array "${name}" has ${a.shape[0]} samples, others ${size}`);
+    }
+    size = a.shape[0];
+    tensors[name] = tensor(a.data, [...a.shape], { gpu, dtype: a.dtype });
+  }
+  return {
+    tensors,
+    size: size ?? 0,
+    sources: host.sources ?? [],
+    get(name: string): Tensor {
+      const t = tensors[name];
+      if (!t) {
+        throw new Error(
+          `method ${method}: the batch has no "${name}" (it has: ${
+            Object.keys(tensors).join(", ") || "nothing"
+          }); ` +
+            "the arrays come from the method's sample() hook, or image and masks without one",
+        );
+      }
+      return t;
+    },
+  };
+}
