@@ -8,12 +8,12 @@
  * for it (which receives no gradient), `scatterRows` drops that source row (base keeps the row; the
  * source row's gradient is zero).
  */
-import { runElementwise, runGatherRows, runGatherRowsGrad, runScatterRows } from "../../../kernels/mod.ts";
+import { runGatherRows, runGatherRowsGrad, runScatterRows } from "../../../kernels/mod.ts";
 import type { RowsShape } from "../../../kernels/mod.ts";
-import { record } from "../autograd.ts";
-import { contiguousStrides } from "../shape.ts";
+import { noGrad, record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
+import { clone } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype } from "./internal.ts";
 
 function checkIndex(op: string, index: Tensor): void {
@@ -23,16 +23,9 @@ function checkIndex(op: string, index: Tensor): void {
   if (index.rank !== 2) throw new RangeError(`${op}(): index must be [B, K], got [${index.shape}]`);
 }
 
+/** A plain copy (not recorded: the op records itself). */
 function copyOf(x: Tensor): Tensor {
-  const out = emptyOn(x, x.shape);
-  runElementwise(
-    x.gpu,
-    { name: "copy", expr: "a", inputs: [x.dtype], output: x.dtype },
-    [{ binding: x.binding, strides: contiguousStrides(x.shape) }],
-    out.binding,
-    x.shape,
-  );
-  return out;
+  return noGrad(() => clone(x));
 }
 
 function gatherRaw(x: Tensor, index: Tensor, s: RowsShape): Tensor {

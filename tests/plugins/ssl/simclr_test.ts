@@ -14,11 +14,13 @@ import simclr, {
 import resenc from "../../../plugins/arch/resenc/mod.ts";
 import primus from "../../../plugins/arch/primus/mod.ts";
 import {
+  type ArchitecturePlugin,
   createRng,
   loadCheckpoint,
   openBatchSources,
   readMetrics,
   resolveAugmentation,
+  type ResolvedRunConfig,
   resolveRunConfig,
   RunConfigSchema,
   runPretraining,
@@ -138,6 +140,27 @@ Deno.test("simclr's sample hook returns 2·pairs augmented crops and their start
   }
 });
 
+/** Runs SimCLR with the real loader (its sample hook in a worker) to the end. */
+async function runSimclr(config: ResolvedRunConfig, arch: ArchitecturePlugin) {
+  const sources = await openBatchSources(config, simclr, {
+    methodModule: new URL("../../../plugins/ssl/simclr/mod.ts", import.meta.url).href,
+  });
+  try {
+    return await runPretraining({
+      config,
+      arch,
+      method: simclr,
+      train: sources.train,
+      validation: sources.validation,
+      coreVersion: VERSION,
+      log: () => {},
+    });
+  } finally {
+    await sources.train.close();
+    await sources.validation?.close();
+  }
+}
+
 gpuTest("a short SimCLR run on synthetic volumes (ResEnc encoder only): the loss falls", async () => {
   const out = await Deno.makeTempDir();
   const parsed = RunConfigSchema.parse({
@@ -158,24 +181,7 @@ gpuTest("a short SimCLR run on synthetic volumes (ResEnc encoder only): the loss
     schedule: { name: "constant" },
     out,
   });
-  const config = resolveRunConfig(parsed, { plugin: resenc, size: "tiny" }, simclr);
-  const sources = await openBatchSources(config, simclr, {
-    methodModule: new URL("../../../plugins/ssl/simclr/mod.ts", import.meta.url).href,
-  });
-  try {
-    await runPretraining({
-      config,
-      arch: resenc,
-      method: simclr,
-      train: sources.train,
-      validation: sources.validation,
-      coreVersion: VERSION,
-      log: () => {},
-    });
-  } finally {
-    await sources.train.close();
-    await sources.validation?.close();
-  }
+  await runSimclr(resolveRunConfig(parsed, { plugin: resenc, size: "tiny" }, simclr), resenc);
   const records = await readMetrics(`${out}/metrics.jsonl`);
   const train = records.filter((r) => r.kind === "train").map((r) => r.loss);
   const val = records.filter((r) => r.kind === "validation").map((r) => r.loss);
@@ -207,27 +213,11 @@ gpuTest("SimCLR trains a Primus encoder too (ViT family: GAP of the token grid, 
   const config = resolveRunConfig(parsed, { plugin: primus, size: "tiny" }, simclr);
   assertEquals(config.optimizer.name, "adamw", "the ViT defaults");
   assertEquals(config.clipGradNorm, 1);
-  const sources = await openBatchSources(config, simclr, {
-    methodModule: new URL("../../../plugins/ssl/simclr/mod.ts", import.meta.url).href,
-  });
-  try {
-    const summary = await runPretraining({
-      config,
-      arch: primus,
-      method: simclr,
-      train: sources.train,
-      validation: sources.validation,
-      coreVersion: VERSION,
-      log: () => {},
-    });
-    assert(
-      Number.isFinite(summary.lastLoss) && Number.isFinite(summary.bestValidationLoss),
-      JSON.stringify(summary),
-    );
-  } finally {
-    await sources.train.close();
-    await sources.validation?.close();
-  }
+  const summary = await runSimclr(config, primus);
+  assert(
+    Number.isFinite(summary.lastLoss) && Number.isFinite(summary.bestValidationLoss),
+    JSON.stringify(summary),
+  );
   const ckpt = await loadCheckpoint(`${out}/checkpoints/final.safetensors`);
   assert(!Object.keys(ckpt.weights).some((k) => k.startsWith("network.up_projection")), "no decoder stored");
   assert("method.projector.fc1.weight" in ckpt.weights);
