@@ -19,7 +19,7 @@ async function values(t: Tensor): Promise<number[]> {
 
 gpuTest(
   "an encoder-only Primus has no up_projection and exactly the full network's other parameters",
-  async () => {
+  () => {
     const full = scope(() => new Primus(tiny, shape(false), new Generator(1)));
     const enc = scope(() => new Primus(tiny, shape(true), new Generator(1)));
     const kept = [...full.namedParameters()].filter(([n]) => !n.startsWith("up_projection.")).map(([n]) => n);

@@ -18,7 +18,7 @@ const shape = (encoderOnly: boolean) => ({
 
 gpuTest(
   "an encoder-only ResEnc holds exactly the full network's encoder.* parameters and has no forward()",
-  async () => {
+  () => {
     const full = scope(() => new ResEncUNet(tiny, shape(false), new Generator(1)));
     const enc = scope(() => new ResEncUNet(tiny, shape(true), new Generator(1)));
     const encoderNames = [...full.namedParameters()].filter(([n]) => n.startsWith("encoder.")).map(([n, t]) =>
