@@ -130,6 +130,11 @@ export interface Network extends Module {
   forward(x: Tensor, options?: ForwardOptions): Tensor;
   /** Encoder features: CNN, one per stage (shallow to deep); ViT, the token grid [B, C, d, h, w]. */
   encode(x: Tensor, options?: ForwardOptions): Tensor[];
+  /**
+   * The decoder on encoder features shaped as `encode` returns them (possibly changed by the method, e.g.
+   * SparK's densified stages): `forward(x)` is `decode(encode(x))`. Throws when built encoder-only.
+   */
+  decode?(features: Tensor[]): Tensor;
   /** ViTs: token-level entry points. */
   readonly tokens?: TokenHooks;
   /** The adaptation plan for downstream use. */

@@ -561,6 +561,14 @@ export class Primus extends Module implements Network {
     return this.#decode(this.encode(x, options)[0]);
   }
 
+  /** The patch decoder on the token grid [B, D, d, h, w] (`encode`'s one feature). */
+  decode(features: Tensor[]): Tensor {
+    if (features.length !== 1) {
+      throw new RangeError(`primus: decode() needs the token grid alone, got ${features.length}`);
+    }
+    return this.#decode(features[0]);
+  }
+
   /** The reference's persistent `mask_token` buffer [1, 1, D] (zeros; only token dropping reads it). */
   referenceBuffers(): Record<string, HostTensor> {
     const d = this.config.embedDim;

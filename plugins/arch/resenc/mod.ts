@@ -310,8 +310,17 @@ export class ResEncUNet extends Module implements Network {
   }
   /** [B, in, D, H, W] → [B, out, D, H, W]. */
   forward(x: Tensor, options: ForwardOptions = {}): Tensor {
-    if (!this.decoder) throw new Error("resenc: this network was built encoder-only; it has no forward()");
-    return this.decoder.forward(this.encoder.forward(x, options.layerHooks));
+    return this.decode(this.encoder.forward(x, options.layerHooks));
+  }
+  /** The U-Net decoder on the stage outputs (the skips), shallow to deep. */
+  decode(features: Tensor[]): Tensor {
+    if (!this.decoder) throw new Error("resenc: this network was built encoder-only; it has no decoder");
+    if (features.length !== this.featureChannels.length) {
+      throw new RangeError(
+        `resenc: decode() needs ${this.featureChannels.length} stage outputs, got ${features.length}`,
+      );
+    }
+    return this.decoder.forward(features);
   }
   /** Every stage's output, shallow to deep. */
   encode(x: Tensor, options: ForwardOptions = {}): Tensor[] {

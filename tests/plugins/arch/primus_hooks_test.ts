@@ -104,13 +104,20 @@ gpuTest(
   },
 );
 
-gpuTest("decodeTokens of the full token sequence equals forward()", async () => {
-  const net = scope(() => new Primus(tiny, shape(false), new Generator(4))).eval();
-  const x = tensor(randomArray(8 * 8 * 12, 5), [1, 1, ...patch]);
-  const direct = scope(() => net.forward(x));
-  const viaTokens = scope(() => net.tokens.decodeTokens(net.tokens.encodeTokens(x), net.tokens.grid(patch)));
-  assertEquals(viaTokens.shape, [1, 2, ...patch]);
-  assertEquals(await values(viaTokens), await values(direct));
-  for (const t of [x, direct, viaTokens]) t.dispose();
-  net.dispose();
-});
+gpuTest(
+  "decodeTokens of the full token sequence, and decode of the token grid, equal forward()",
+  async () => {
+    const net = scope(() => new Primus(tiny, shape(false), new Generator(4))).eval();
+    const x = tensor(randomArray(8 * 8 * 12, 5), [1, 1, ...patch]);
+    const direct = scope(() => net.forward(x));
+    const viaTokens = scope(() =>
+      net.tokens.decodeTokens(net.tokens.encodeTokens(x), net.tokens.grid(patch))
+    );
+    assertEquals(viaTokens.shape, [1, 2, ...patch]);
+    assertEquals(await values(viaTokens), await values(direct));
+    const viaGrid = scope(() => net.decode(net.encode(x)));
+    assertEquals(await values(viaGrid), await values(direct));
+    for (const t of [x, direct, viaTokens, viaGrid]) t.dispose();
+    net.dispose();
+  },
+);

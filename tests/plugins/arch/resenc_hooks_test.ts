@@ -90,3 +90,28 @@ gpuTest(
     net.dispose();
   },
 );
+
+gpuTest(
+  "decode(encode(x)) is forward(x); decode takes changed features (SparK's densified stages)",
+  async () => {
+    const net = scope(() => new ResEncUNet(tiny, shape(false), new Generator(5)));
+    const x = tensor(randomArray(512, 6), [1, 1, 8, 8, 8]);
+    const direct = scope(() => net.forward(x));
+    const features = scope(() => net.encode(x));
+    const decoded = scope(() => net.decode(features));
+    assertEquals([...await decoded.toArray()], [...await direct.toArray()]);
+    // the decoder uses what it is given: zeroing the deepest stage changes the output
+    const zeroDeep = scope(() =>
+      net.decode([
+        features[0],
+        features[1],
+        tensor(new Float32Array(features[2].size), [...features[2].shape]),
+      ])
+    );
+    const a = await zeroDeep.toArray(), b = await direct.toArray();
+    assert(a.some((v, i) => v !== b[i]), "the changed feature reached the output");
+    assertThrows(() => net.decode(features.slice(0, 2)), RangeError, "needs 3 stage outputs");
+    for (const t of [x, direct, ...features, decoded, zeroDeep]) t.dispose();
+    net.dispose();
+  },
+);
