@@ -4,7 +4,15 @@ import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
+import { methodSuite } from "./method_bench.ts";
 import { normSuite } from "./norm_bench.ts";
 
 /** Every suite. */
-export const suites: BenchSuite[] = [matmulSuite, convSuite, normSuite, attentionSuite, dataSuite];
+export const suites: BenchSuite[] = [
+  matmulSuite,
+  convSuite,
+  normSuite,
+  attentionSuite,
+  dataSuite,
+  methodSuite,
+];
