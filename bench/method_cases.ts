@@ -69,4 +69,15 @@ export const METHOD_CASES: MethodCase[] = [
     preset: "gpu",
     config: { arch: "primus-m", method: "simclr", precision: "mixed" },
   },
+
+  {
+    name: "voco resenc-l 64³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "voco", precision: "mixed" },
+  },
+  {
+    name: "voco primus-m 64³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "voco", precision: "mixed" },
+  },
 ];
