@@ -39,6 +39,24 @@ export const METHOD_CASES: MethodCase[] = [
     },
   },
   {
+    // Primus-M's depth (16 blocks) at tiny width: the encoder's share of the work as in Primus-M
+    name: "mae primus-tiny×16 token dropping",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", archConfig: { depth: 16 }, method: "mae", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "mae primus-tiny×16 masked input",
+    preset: "lavapipe",
+    config: {
+      arch: "primus-tiny",
+      archConfig: { depth: 16 },
+      method: "mae",
+      methodConfig: { vitVariant: "masked-input", block: 8 },
+      patch: [32, 32, 32],
+      batch: 2,
+    },
+  },
+  {
     name: "simmim primus-tiny",
     preset: "lavapipe",
     config: { arch: "primus-tiny", method: "simmim", patch: [32, 32, 32], batch: 2 },
