@@ -23,9 +23,43 @@ export const METHOD_CASES: MethodCase[] = [
     config: { arch: "resenc-tiny", method: "mae", methodConfig: { block: 8 }, patch: [32, 32, 32], batch: 2 },
   },
   {
-    name: "mae primus-tiny",
+    name: "mae primus-tiny token dropping",
     preset: "lavapipe",
-    config: { arch: "primus-tiny", method: "mae", methodConfig: { block: 8 }, patch: [32, 32, 32], batch: 2 },
+    config: { arch: "primus-tiny", method: "mae", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "mae primus-tiny masked input",
+    preset: "lavapipe",
+    config: {
+      arch: "primus-tiny",
+      method: "mae",
+      methodConfig: { vitVariant: "masked-input", block: 8 },
+      patch: [32, 32, 32],
+      batch: 2,
+    },
+  },
+  {
+    // Primus-M's depth (16 blocks) at tiny width: the encoder's share of the work as in Primus-M
+    name: "mae primus-tiny×16 token dropping",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", archConfig: { depth: 16 }, method: "mae", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "mae primus-tiny×16 masked input",
+    preset: "lavapipe",
+    config: {
+      arch: "primus-tiny",
+      archConfig: { depth: 16 },
+      method: "mae",
+      methodConfig: { vitVariant: "masked-input", block: 8 },
+      patch: [32, 32, 32],
+      batch: 2,
+    },
+  },
+  {
+    name: "simmim primus-tiny",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", method: "simmim", patch: [32, 32, 32], batch: 2 },
   },
   {
     name: "simclr resenc-tiny",
@@ -55,9 +89,24 @@ export const METHOD_CASES: MethodCase[] = [
     config: { arch: "resenc-l", method: "mae", precision: "mixed" },
   },
   {
-    name: "mae primus-m 160³",
+    name: "mae primus-m 160³ token dropping",
     preset: "gpu",
     config: { arch: "primus-m", method: "mae", precision: "mixed" },
+  },
+  {
+    name: "mae primus-m 160³ masked input",
+    preset: "gpu",
+    config: {
+      arch: "primus-m",
+      method: "mae",
+      methodConfig: { vitVariant: "masked-input", block: 8 },
+      precision: "mixed",
+    },
+  },
+  {
+    name: "simmim primus-m 160³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "simmim", precision: "mixed" },
   },
   {
     name: "simclr resenc-l 64³",

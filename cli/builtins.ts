@@ -10,6 +10,7 @@ import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
 import simclr from "../plugins/ssl/simclr/mod.ts";
 import voco from "../plugins/ssl/voco/mod.ts";
+import simmim from "../plugins/ssl/simmim/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
 export interface BuiltinPlugin {
@@ -24,6 +25,7 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
   { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
   { plugin: voco, module: new URL("../plugins/ssl/voco/mod.ts", import.meta.url).href },
+  { plugin: simmim, module: new URL("../plugins/ssl/simmim/mod.ts", import.meta.url).href },
 ];
 
 /** A registry holding the built-ins. */

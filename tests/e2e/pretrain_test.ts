@@ -18,7 +18,7 @@ Deno.test("voxssl pretrain runs MAE on ResEnc and leaves metrics, plot, checkpoi
   assertEquals(metrics.filter((m) => m.kind === "validation").length, 2);
   assert((await Deno.readTextFile(`${out}/loss_curve.svg`)).includes("<path"));
   const ckpt = await loadCheckpoint(`${out}/checkpoints/final.safetensors`);
-  assertEquals(ckpt.meta.plugins, { architecture: "resenc@2.0.0", method: "mae@2.0.0" });
+  assertEquals(ckpt.meta.plugins, { architecture: "resenc@2.0.0", method: "mae@3.0.0" });
   assertEquals(ckpt.meta.adaptationPlan.stemKeys, ["encoder.stem"]);
   const weights = decodeSafetensors(await Deno.readFile(`${out}/network.safetensors`));
   assert("encoder.stem.convs.0.conv.weight" in weights.tensors);

@@ -28,7 +28,7 @@ Deno.test("voxssl pretrain runs MAE on Primus-tiny and exports the reference's s
   assertEquals(metrics.filter((m) => m.kind === "train").length, 1);
   assert(metrics.every((m) => Number.isFinite(m.loss)), JSON.stringify(metrics));
   const ckpt = await loadCheckpoint(`${out}/checkpoints/final.safetensors`);
-  assertEquals(ckpt.meta.plugins, { architecture: "primus@2.0.0", method: "mae@2.0.0" });
+  assertEquals(ckpt.meta.plugins, { architecture: "primus@2.0.0", method: "mae@3.0.0" });
   assertEquals(ckpt.meta.adaptationPlan.positionEmbeddingKeys, ["eva.pos_embed"]);
   const weights = decodeSafetensors(await Deno.readFile(`${out}/network.safetensors`));
   assertEquals(weights.tensors["eva.pos_embed"].shape, [1, 8, 48]); // 16³ / 8³ tokens

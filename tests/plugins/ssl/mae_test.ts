@@ -112,7 +112,7 @@ gpuTest("MAE loss zeroes masked blocks in the input and averages the error over 
   const net = scope(() => new Scale());
   const instance = mae.build({
     network: net,
-    config: { maskRatio: 0.75, block: 4, excludeDefaced: false },
+    config: mae.config.parse({ maskRatio: 0.75, block: 4 }),
     rng: new Generator(0),
     patchSize: [8, 8, 8],
     createNetwork: () => {
