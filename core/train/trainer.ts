@@ -443,9 +443,15 @@ export async function finishRun(run: Run, coreVersion: string): Promise<void> {
 
 /** Frees the run's GPU memory. */
 export function closeRun(run: Run): void {
+  const groups = run.optimizer.groups;
   run.optimizer.dispose();
   run.accumulator.dispose();
-  run.model.dispose();
+  run.model.dispose(); // the parameters and gradients: views into the group arenas
+  for (const g of groups) {
+    // the arenas' own references (packParameters made them)
+    g.params.whole.dispose();
+    g.grads.whole.dispose();
+  }
   run.frozen.dispose();
 }
 

@@ -6,13 +6,16 @@
  */
 import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import {
+  closeRun,
   getGpu,
   loadCheckpoint,
+  openRun,
   readMetrics,
   resolveRunConfig,
   RunConfigSchema,
   runPretraining,
   stateDict,
+  trainStep,
   VERSION,
 } from "../../../mod.ts";
 import { buildRun } from "../../../core/train/run_model.ts";
@@ -130,5 +133,25 @@ gpuTest("an architecture that ignores an encoder-only request is refused by name
     Error,
     "architecture voxel-mlp ignored the request for an encoder-only network (method needs-encoder)",
   );
+  await Deno.remove(out, { recursive: true });
+});
+
+gpuTest("openRun() then closeRun() gives back every byte of GPU memory the run took", async (gpu) => {
+  const out = await Deno.makeTempDir();
+  const config = configFor(out);
+  const before = gpu.pool.stats().bytesInUse;
+  const run = await openRun({
+    config,
+    arch: voxelMlp,
+    method: hookedTarget,
+    train: randomSource(3, config.batch, config.patch),
+    coreVersion: VERSION,
+    log: () => {},
+  });
+  await trainStep(run, await randomSource(3, config.batch, config.patch).batch(0), 1e-2);
+  assert(gpu.pool.stats().bytesInUse > before, "the run holds memory while open");
+  closeRun(run);
+  await gpu.sync();
+  assertEquals(gpu.pool.stats().bytesInUse, before);
   await Deno.remove(out, { recursive: true });
 });
