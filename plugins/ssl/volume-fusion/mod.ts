@@ -75,14 +75,16 @@ const VolumeFusionConfig: z.ZodType<VolumeFusionConfig> = z.object({
 
 /**
  * nnssl's VolumeFusion augmentation, applied to each crop on its own before the fusion: Gaussian noise
- * p 0.1, blur p 0.2, brightness p 0.15, contrast p 0.15, low resolution p 0.25, inverted gamma p 0.1,
- * gamma p 0.3, mirroring p 0.5 per axis; no rotation or scaling.
+ * p 0.1, blur p 0.2 per sample × 0.5 per channel, brightness p 0.15, contrast p 0.15, low resolution p 0.25
+ * per sample × 0.5 per channel, inverted gamma p 0.1, gamma p 0.3, mirroring p 0.5 per axis; no rotation or
+ * scaling. On one-channel images blur and low resolution therefore fire with p 0.1 and 0.125.
  */
 export const VOLUME_FUSION_AUGMENTATION: AugmentationInput = {
   preset: "nnunet",
   rotation: { p: 0 },
   scale: { p: 0 },
-  lowres: { p: 0.25 },
+  blur: { p: 0.2 * 0.5 },
+  lowres: { p: 0.25 * 0.5 },
   rot90: { p: 0 },
 };
 
