@@ -5,6 +5,7 @@
  * - 160³ patches per second through the patch loader for 1, 2, … workers, from the chunked cache and
  *   from raw `.nii.gz` (decoded and preprocessed on every read), with the per-patch time split into
  *   read, decompress, preprocess (raw only), crop and augment;
+ * - the SSL methods' data hooks (`SAMPLED_METHODS`): samples per second per worker from the cache;
  * - the number of workers one GPU step needs, for a few assumed step times.
  *
  * The data are brain-sized synthetic phantoms written to a temp folder (raw `.nii.gz`, int16 like most
@@ -39,7 +40,11 @@ import {
   writePretrainIndex,
   writeSyntheticDataset,
 } from "../core/data/mod.ts";
+import { builtinRegistry, pluginModule } from "../cli/builtins.ts";
 import type { BenchSuite } from "./harness.ts";
+
+/** SSL methods whose data hook (`sample`) gets a row: samples per second per worker, 160³ patches. */
+const SAMPLED_METHODS = ["volume-fusion", "swinunetr-pretext"];
 
 /** What {@link runDataBench} takes. */
 export interface DataBenchOptions {
@@ -121,12 +126,21 @@ interface LoaderRun {
   perPatch: SampleTimings;
 }
 
+/** An SSL method's data hook, by its module (its default export is the plugin). */
+interface Sampler {
+  /** The method's name (for error messages). */
+  name: string;
+  /** The module URL. */
+  module: string;
+}
+
 async function measureLoader(
   source: string,
   workers: number,
   batches: number,
-  augmentation: "nnssl-mae" | "nnunet",
+  augmentation: "none" | "nnssl-mae" | "nnunet",
   raw: boolean,
+  sampler?: Sampler,
 ): Promise<LoaderRun> {
   const batchSize = 2;
   const loader = await createPatchLoader({
@@ -139,6 +153,7 @@ async function measureLoader(
     workers,
     prefetch: Math.max(2, workers),
     volumeCache: raw ? { maxBytes: 0 } : undefined,
+    ...(sampler ? { hookModule: sampler.module, hookName: sampler.name, hookConfig: {} } : {}),
   });
   try {
     await loader.batch(0); // worker start-up and JIT warm-up are not part of the figure
@@ -314,6 +329,36 @@ export async function runDataBench(options: DataBenchOptions): Promise<Record<st
             `, crop ${p.cropMs.toFixed(0)} ms, augment ${p.augmentMs.toFixed(0)} ms, total ${
               p.totalMs.toFixed(0)
             } ms`,
+        );
+      }
+    }
+
+    // the SSL methods' own data hooks (their default config, the run's standard patch without augmentation)
+    const registry = builtinRegistry();
+    for (const name of SAMPLED_METHODS) {
+      const sampler = { name, module: pluginModule(registry, "ssl-method", name) };
+      log(`\nsamples of ${name} (its sample hook, default config) from the cache, batch 2:`);
+      for (const w of gpu ? [1, Math.min(cores, 8)] : [1]) {
+        const run = await measureLoader(
+          join(dir, "cache"),
+          w,
+          Math.max(batches, 2 * w),
+          "none",
+          false,
+          sampler,
+        );
+        figures[`sampler.${name}.w${w}.samples_per_s`] = run.patchesPerSecond;
+        figures[`sampler.${name}.w${w}.samples_per_s_per_worker`] = run.patchesPerSecond / w;
+        figures[`sampler.${name}.w${w}.cpu_ms_per_sample`] = run.cpuMsPerPatch;
+        // wall time of one worker per sample (reported by the suite, like the other *_ms figures)
+        figures[`sampler.${name}.w${w}.sample_ms`] = (1000 * w) / run.patchesPerSecond;
+        log(
+          `  ${String(w).padStart(2)} worker${w > 1 ? "s" : " "}: ${
+            run.patchesPerSecond.toFixed(2).padStart(6)
+          } samples/s` +
+            ` (${(run.patchesPerSecond / w).toFixed(2)} per worker), ${
+              run.cpuMsPerPatch.toFixed(0)
+            } CPU-ms per sample`,
         );
       }
     }

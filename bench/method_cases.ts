@@ -84,6 +84,26 @@ export const METHOD_CASES: MethodCase[] = [
     },
   },
   {
+    name: "volume-fusion resenc-tiny",
+    preset: "lavapipe",
+    config: { arch: "resenc-tiny", method: "volume-fusion", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "volume-fusion primus-tiny",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", method: "volume-fusion", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "swinunetr-pretext resenc-tiny",
+    preset: "lavapipe",
+    config: { arch: "resenc-tiny", method: "swinunetr-pretext", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "swinunetr-pretext primus-tiny",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", method: "swinunetr-pretext", patch: [32, 32, 32], batch: 2 },
+  },
+  {
     name: "mae resenc-l 160³",
     preset: "gpu",
     config: { arch: "resenc-l", method: "mae", precision: "mixed" },
@@ -128,5 +148,25 @@ export const METHOD_CASES: MethodCase[] = [
     name: "voco primus-m 64³",
     preset: "gpu",
     config: { arch: "primus-m", method: "voco", precision: "mixed" },
+  },
+  {
+    name: "volume-fusion resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "volume-fusion", precision: "mixed" },
+  },
+  {
+    name: "volume-fusion primus-m 160³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "volume-fusion", precision: "mixed" },
+  },
+  {
+    name: "swinunetr-pretext resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "swinunetr-pretext", precision: "mixed" },
+  },
+  {
+    name: "swinunetr-pretext primus-m 160³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "swinunetr-pretext", precision: "mixed" },
   },
 ];

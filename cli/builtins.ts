@@ -11,6 +11,8 @@ import mae from "../plugins/ssl/mae/mod.ts";
 import simclr from "../plugins/ssl/simclr/mod.ts";
 import voco from "../plugins/ssl/voco/mod.ts";
 import simmim from "../plugins/ssl/simmim/mod.ts";
+import swinunetrPretext from "../plugins/ssl/swinunetr-pretext/mod.ts";
+import volumeFusion from "../plugins/ssl/volume-fusion/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
 export interface BuiltinPlugin {
@@ -26,6 +28,11 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
   { plugin: voco, module: new URL("../plugins/ssl/voco/mod.ts", import.meta.url).href },
   { plugin: simmim, module: new URL("../plugins/ssl/simmim/mod.ts", import.meta.url).href },
+  {
+    plugin: swinunetrPretext,
+    module: new URL("../plugins/ssl/swinunetr-pretext/mod.ts", import.meta.url).href,
+  },
+  { plugin: volumeFusion, module: new URL("../plugins/ssl/volume-fusion/mod.ts", import.meta.url).href },
 ];
 
 /** A registry holding the built-ins. */
