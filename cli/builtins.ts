@@ -9,6 +9,7 @@ import primus from "../plugins/arch/primus/mod.ts";
 import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
 import simclr from "../plugins/ssl/simclr/mod.ts";
+import spark from "../plugins/ssl/spark/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
 export interface BuiltinPlugin {
@@ -22,6 +23,7 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
   { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
+  { plugin: spark, module: new URL("../plugins/ssl/spark/mod.ts", import.meta.url).href },
 ];
 
 /** A registry holding the built-ins. */
