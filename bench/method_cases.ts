@@ -50,9 +50,25 @@ export const METHOD_CASES: MethodCase[] = [
     },
   },
   {
+    name: "spark resenc-tiny",
+    preset: "lavapipe",
+    config: {
+      arch: "resenc-tiny",
+      method: "spark",
+      methodConfig: { block: 8 },
+      patch: [32, 32, 32],
+      batch: 2,
+    },
+  },
+  {
     name: "mae resenc-l 160³",
     preset: "gpu",
     config: { arch: "resenc-l", method: "mae", precision: "mixed" },
+  },
+  {
+    name: "spark resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "spark", precision: "mixed" },
   },
   {
     name: "mae primus-m 160³",
