@@ -21,6 +21,7 @@ import spark, {
 } from "../../../plugins/ssl/spark/mod.ts";
 import resenc, { ResEncUNet } from "../../../plugins/arch/resenc/mod.ts";
 import {
+  closeRun,
   decodeSafetensors,
   Generator,
   getGpu,
@@ -28,10 +29,12 @@ import {
   type LayerHooks,
   type LayerSite,
   loadCheckpoint,
+  openRun,
   readMetrics,
   resolveAugmentation,
   sampleArray,
   scope,
+  stateDict,
   type Tensor,
   tensor,
   validatePlugin,
@@ -546,5 +549,26 @@ Deno.test("voxssl pretrain --method spark: the loss falls; network.safetensors i
     decodeSafetensors(await Deno.readFile(`${out}/network.safetensors`)).metadata.voxssl,
   );
   assertEquals(plan.adaptationPlan.stemKeys, ["encoder.stem"]);
+  // the checkpoint round-trips: resuming the finished run loads every weight of it, the method's included
+  const resumed = await openRun({
+    config: ckpt.meta.config,
+    arch: resenc,
+    method: spark,
+    train: { batch: () => Promise.reject(new Error("no steps")), close: () => Promise.resolve() },
+    coreVersion: VERSION,
+    resume: true,
+    log: () => {},
+  });
+  try {
+    assertEquals(resumed.step, 12);
+    const loaded = await stateDict(resumed.model);
+    assertEquals(
+      Object.keys(loaded).sort(),
+      Object.keys(ckpt.weights).filter((k) => !k.startsWith("optimizer.")).sort(),
+    );
+    for (const [k, t] of Object.entries(loaded)) assertEquals(t.data, ckpt.weights[k].data, k);
+  } finally {
+    closeRun(resumed);
+  }
   await Deno.remove(dir, { recursive: true });
 });
