@@ -30,6 +30,7 @@ import {
   definePlugin,
   div,
   expand,
+  full,
   type Generator,
   instanceNorm,
   type LayerHooks,
@@ -47,6 +48,7 @@ import {
   type Tensor,
   truncNormal,
   type Vec3,
+  where,
   z,
 } from "@voxssl/core";
 import meta from "./deno.json" with { type: "json" };
@@ -116,9 +118,10 @@ export function chooseMaskedBlocks(
 }
 
 /**
- * The visible mask of a batch at any feature grid, cached per grid: `at(spatial)` is the visible block
- * grid nearest-upsampled to `spatial` ([B, 1, ...spatial], 1 = visible), or undefined (dense, i.e. all
- * ones) where the grid is smaller than the block grid on every axis, as nnssl's `_get_active_ex_or_ii`.
+ * The visible mask of a batch at any feature grid, cached per grid and dtype: `at(spatial)` is the
+ * visible block grid nearest-upsampled to `spatial` ([B, 1, ...spatial], 1 = visible), or undefined
+ * (dense, i.e. all ones) where the grid is smaller than the block grid on every axis, as nnssl's
+ * `_get_active_ex_or_ii`.
  */
 export class VisibleMask {
   readonly #cache = new Map<string, Tensor | undefined>();
@@ -129,37 +132,39 @@ export class VisibleMask {
     this.visible = visible;
   }
 
-  /** The mask at a feature grid `spatial` (undefined: dense), in `dtype`. */
-  at(
-    spatial: readonly number[],
-    dtype: "f32" | "f16" = "f32",
-  ): Tensor | undefined {
+  /** The mask at a feature grid `spatial` (undefined: dense), in `dtype` (u8: a `where` condition). */
+  at(spatial: readonly number[], dtype: "f32" | "f16" | "u8" = "f32"): Tensor | undefined {
     const key = `${spatial.join("x")}:${dtype}`;
     if (this.#cache.has(key)) return this.#cache.get(key);
-    const [b, ...grid] = this.visible.shape;
     let out: Tensor | undefined;
-    if (!spatial.every((s, a) => s < grid[a])) {
-      const ratio = spatial.map((s, a) => s / grid[a]);
-      if (!ratio.every((r) => Number.isInteger(r) && r >= 1)) {
-        throw new RangeError(
-          `spark: a feature map of ${spatial.join("×")} is not a whole multiple of the ${
-            grid.join("×")
-          } mask grid (nor smaller on every axis)`,
-        );
+    if (dtype !== "f32") {
+      const base = this.at(spatial);
+      out = base && cast(base, dtype);
+    } else {
+      const [b, ...grid] = this.visible.shape;
+      if (!spatial.every((s, a) => s < grid[a])) {
+        const ratio = spatial.map((s, a) => s / grid[a]);
+        if (!ratio.every((r) => Number.isInteger(r) && r >= 1)) {
+          throw new RangeError(
+            `spark: a feature map of ${spatial.join("×")} is not a whole multiple of the ${
+              grid.join("×")
+            } mask grid (nor smaller on every axis)`,
+          );
+        }
+        const [gd, gh, gw] = grid;
+        const [rd, rh, rw] = ratio;
+        const wide = expand(reshape(this.visible, [b, 1, gd, 1, gh, 1, gw, 1]), [
+          b,
+          1,
+          gd,
+          rd,
+          gh,
+          rh,
+          gw,
+          rw,
+        ]);
+        out = reshape(wide, [b, 1, ...spatial]);
       }
-      const [gd, gh, gw] = grid;
-      const [rd, rh, rw] = ratio;
-      const wide = expand(reshape(this.visible, [b, 1, gd, 1, gh, 1, gw, 1]), [
-        b,
-        1,
-        gd,
-        rd,
-        gh,
-        rh,
-        gw,
-        rw,
-      ]);
-      out = cast(reshape(wide, [b, 1, ...spatial]), dtype);
     }
     this.#cache.set(key, out);
     return out;
@@ -177,9 +182,11 @@ function maskFor(mask: VisibleMask, t: Tensor): Tensor | undefined {
  * same parameters; dense grids are left to the network.
  */
 export function sparseHooks(mask: VisibleMask): LayerHooks {
+  // where(visible, y, 0) rather than y·mask: the same values, and autograd keeps the small u8 condition
+  // instead of y (the convolution's output would otherwise stay alive for backward beside the norm's input)
   const apply = (y: Tensor) => {
-    const m = maskFor(mask, y);
-    return m ? mul(y, m) : y;
+    const visible = mask.at(y.shape.slice(2), "u8");
+    return visible ? where(visible, y, full([], 0, { dtype: y.dtype, gpu: y.gpu })) : y;
   };
   return {
     conv: apply,
@@ -249,8 +256,13 @@ export function densify(
 ): Tensor[] {
   return features.map((f, i) => {
     const m = maskFor(mask, f);
+    const token = tokens.token(i);
     const filled = m
-      ? add(maskedInstanceNorm(f, m), mul(tokens.token(i), oneMinus(m))) // the norm is 0 where masked
+      ? where(
+        mask.at(f.shape.slice(2), "u8")!,
+        maskedInstanceNorm(f, m),
+        token.dtype === f.dtype ? token : cast(token, f.dtype),
+      )
       : instanceNorm(f);
     return projections.project(i, filled);
   });
