@@ -143,6 +143,11 @@ Deno.test("spark's sample hook ships the standard patch and an exact-count u8 bl
     );
     const next = (await runner.run({ step: 4, index: 0, item: 1 })).result.arrays.blockMask;
     assert(next.data.some((v, i) => v !== grid.data[i]), "another step draws another mask");
+    // over many samples: always the grid of patch/block and exactly 24 of its 32 blocks
+    for (let step = 0; step < 40; step++) {
+      const m = (await runner.run({ step, index: step % 3, item: step % 2 })).result.arrays.blockMask;
+      assertEquals([m.dtype, ...m.shape, [...m.data].reduce((a, b) => a + b, 0)], ["u8", 4, 4, 2, 24]);
+    }
   } finally {
     runner.close();
     plain.close();
