@@ -293,6 +293,17 @@ gpuTest("the conv and pool hooks zero masked voxels of any tensor and keep the v
     values.forEach((v, i) => assertEquals(v, visibleAt(i, 3, 8) ? Math.fround(x[i]) : 0, `voxel ${i}`));
     out.dispose();
   }
+  // an odd grid (5³, as the original variant's at 160³): the u8 condition's samples start mid-word
+  const odd = [0, 1].map((b) => chooseMaskedBlocks(125, 0.75, seededRandom(40 + b)));
+  const y = randomArray(B * 3 * 125, 14, 1, 2);
+  const out = scope(() => {
+    const grid = tensor(Float32Array.from([...odd[0], ...odd[1]], (v) => 1 - v), [B, 5, 5, 5]);
+    return sparseHooks(new VisibleMask(grid)).conv!(tensor(y, [B, 3, 5, 5, 5]), { name: "c", stage: 5 });
+  });
+  const values = await out.toArray();
+  const visible = visibility(odd, 5);
+  values.forEach((v, i) => assertEquals(v, visible(i, 3, 5) ? Math.fround(y[i]) : 0, `5³ voxel ${i}`));
+  out.dispose();
 });
 
 gpuTest(
