@@ -81,18 +81,14 @@ const SparkConfig: z.ZodType<SparkConfig> = z.object({
 });
 
 /** The block edge a config masks with: `block`, else 16 ("nnssl") or 32 ("original": ResEnc's total stride). */
-export function maskBlock(
-  config: Pick<SparkConfig, "block" | "variant">,
-): number {
+export function maskBlock(config: Pick<SparkConfig, "block" | "variant">): number {
   return config.block ?? (config.variant === "original" ? 32 : 16);
 }
 
 /** The block grid of a patch (patch / block per axis); the patch must be a multiple of the block. */
 export function blockGrid(patch: readonly number[], block: number): Vec3 {
   if (patch.some((p) => p % block !== 0)) {
-    throw new RangeError(
-      `spark: the patch ${patch.join("×")} is not a multiple of the mask block ${block}`,
-    );
+    throw new RangeError(`spark: the patch ${patch.join("×")} is not a multiple of the mask block ${block}`);
   }
   return [patch[0] / block, patch[1] / block, patch[2] / block];
 }
@@ -101,11 +97,7 @@ export function blockGrid(patch: readonly number[], block: number): Vec3 {
  * Chooses exactly ⌊ratio · n⌋ of n blocks (nnssl's `int(sparsity · n)`), uniformly without replacement
  * by a partial Fisher–Yates shuffle driven by `next` (uniform in [0, 1)); 1 = masked.
  */
-export function chooseMaskedBlocks(
-  n: number,
-  ratio: number,
-  next: () => number,
-): Uint8Array {
+export function chooseMaskedBlocks(n: number, ratio: number, next: () => number): Uint8Array {
   const order = Array.from({ length: n }, (_, i) => i);
   const masked = Math.floor(ratio * n);
   const mask = new Uint8Array(n);
@@ -153,16 +145,8 @@ export class VisibleMask {
         }
         const [gd, gh, gw] = grid;
         const [rd, rh, rw] = ratio;
-        const wide = expand(reshape(this.visible, [b, 1, gd, 1, gh, 1, gw, 1]), [
-          b,
-          1,
-          gd,
-          rd,
-          gh,
-          rh,
-          gw,
-          rw,
-        ]);
+        const column = reshape(this.visible, [b, 1, gd, 1, gh, 1, gw, 1]);
+        const wide = expand(column, [b, 1, gd, rd, gh, rh, gw, rw]);
         out = reshape(wide, [b, 1, ...spatial]);
       }
     }
@@ -208,10 +192,7 @@ export class MaskTokens extends Module {
   constructor(channels: readonly number[], rng: Generator) {
     super();
     channels.forEach((c, i) =>
-      this.registerParameter(
-        String(i),
-        truncNormal([1, c, 1, 1, 1], rng, 0.02, -0.02, 0.02),
-      )
+      this.registerParameter(String(i), truncNormal([1, c, 1, 1, 1], rng, 0.02, -0.02, 0.02))
     );
   }
   /** The token of stage `i`. */
@@ -230,10 +211,7 @@ export class DensifyProjections extends Module {
     super();
     channels.forEach((c, i) => {
       if (i > 0) {
-        this.registerModule(
-          String(i),
-          new Conv3d(c, c, 3, rng, { padding: 1, init: "torch-default" }),
-        );
+        this.registerModule(String(i), new Conv3d(c, c, 3, rng, { padding: 1, init: "torch-default" }));
       }
     });
   }
@@ -274,11 +252,7 @@ function oneMinus(t: Tensor): Tensor {
 }
 
 /** The masked reconstruction loss: Σ (pred − target)² · m / max(Σ m, 1). */
-export function maskedMse(
-  prediction: Tensor,
-  target: Tensor,
-  lossMask: Tensor,
-): Tensor {
+export function maskedMse(prediction: Tensor, target: Tensor, lossMask: Tensor): Tensor {
   const squared = mul(powScalar(sub(prediction, target), 2), lossMask);
   return div(sum(squared), clamp(sum(lossMask), 1, Number.MAX_VALUE));
 }
@@ -307,27 +281,18 @@ export function sparkForward(
   config: SparkConfig,
   rng?: Generator,
 ): SparkOutput {
-  if (!network.decode) {
-    throw new Error(
-      "spark: the network has no decode(); SparK needs a CNN U-Net",
-    );
-  }
+  if (!network.decode) throw new Error("spark: the network has no decode(); SparK needs a CNN U-Net");
   const patch = image.shape.slice(2);
   const grid = blockGrid(patch, maskBlock(config));
   if (blockMask.shape.slice(1).join() !== grid.join()) {
-    throw new RangeError(
-      `spark: blockMask is [${blockMask.shape}], expected [B, ${grid}]`,
-    );
+    throw new RangeError(`spark: blockMask is [${blockMask.shape}], expected [B, ${grid}]`);
   }
   const maskedGrid = cast(blockMask, "f32");
   const mask = new VisibleMask(oneMinus(maskedGrid));
   const visible = mask.at(patch)!; // the patch is a multiple of the block: never dense
   const masked = oneMinus(visible);
   const input = config.variant === "original" ? mul(image, visible) : image;
-  const features = network.encode(input, {
-    layerHooks: sparseHooks(mask),
-    rng,
-  });
+  const features = network.encode(input, { layerHooks: sparseHooks(mask), rng });
   if (config.variant === "original") {
     const deepest = features[features.length - 1].shape.slice(2);
     if (deepest.join() !== grid.join()) {
@@ -339,12 +304,7 @@ export function sparkForward(
       );
     }
   }
-  const densified = densify(
-    features,
-    mask,
-    modules.tokens,
-    modules.projections,
-  );
+  const densified = densify(features, mask, modules.tokens, modules.projections);
   return { prediction: network.decode(densified), masked, features, densified };
 }
 
@@ -361,13 +321,7 @@ const plugin: SslMethodPlugin<SparkConfig> = definePlugin({
   config: SparkConfig,
   defaults: {
     cnn: {
-      optimizer: {
-        name: "sgd",
-        lr: 1e-2,
-        momentum: 0.99,
-        nesterov: true,
-        weightDecay: 3e-5,
-      },
+      optimizer: { name: "sgd", lr: 1e-2, momentum: 0.99, nesterov: true, weightDecay: 3e-5 },
       schedule: { name: "poly", exponent: 0.9 },
       clipGradNorm: 12,
       patchSize: [160, 160, 160],
@@ -380,22 +334,14 @@ const plugin: SslMethodPlugin<SparkConfig> = definePlugin({
     const patch = context.patch();
     const grid = blockGrid(patch.shape, maskBlock(config));
     const rng: Rng = context.rng.fork("mask");
-    const blocks = chooseMaskedBlocks(
-      grid[0] * grid[1] * grid[2],
-      config.maskRatio,
-      () => rng.next(),
-    );
+    const blocks = chooseMaskedBlocks(grid[0] * grid[1] * grid[2], config.maskRatio, () => rng.next());
     return {
       image: sampleArray(patch.image, [1, ...patch.shape]),
       blockMask: sampleArray(blocks, grid),
     };
   },
   build({ network, config, rng, patchSize }) {
-    if (!network.decode) {
-      throw new Error(
-        "spark: the network has no decode(); SparK needs a CNN U-Net",
-      );
-    }
+    if (!network.decode) throw new Error("spark: the network has no decode(); SparK needs a CNN U-Net");
     blockGrid(patchSize, maskBlock(config));
     const tokens = new MaskTokens(network.featureChannels, rng);
     const projections = new DensifyProjections(network.featureChannels, rng);
