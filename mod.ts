@@ -146,6 +146,8 @@ export {
   logSoftmax,
   logSumExp,
   lt,
+  maskedInstanceNorm,
+  type MaskedNormOptions,
   matmul,
   max,
   maximum,

@@ -104,6 +104,17 @@ export const METHOD_CASES: MethodCase[] = [
     config: { arch: "primus-tiny", method: "swinunetr-pretext", patch: [32, 32, 32], batch: 2 },
   },
   {
+    name: "spark resenc-tiny",
+    preset: "lavapipe",
+    config: {
+      arch: "resenc-tiny",
+      method: "spark",
+      methodConfig: { block: 8 },
+      patch: [32, 32, 32],
+      batch: 2,
+    },
+  },
+  {
     name: "mae resenc-l 160³",
     preset: "gpu",
     config: { arch: "resenc-l", method: "mae", precision: "mixed" },
@@ -112,6 +123,11 @@ export const METHOD_CASES: MethodCase[] = [
     name: "mae primus-m 160³ token dropping",
     preset: "gpu",
     config: { arch: "primus-m", method: "mae", precision: "mixed" },
+  },
+  {
+    name: "spark resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "spark", precision: "mixed" },
   },
   {
     name: "mae primus-m 160³ masked input",

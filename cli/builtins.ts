@@ -13,6 +13,7 @@ import voco from "../plugins/ssl/voco/mod.ts";
 import simmim from "../plugins/ssl/simmim/mod.ts";
 import swinunetrPretext from "../plugins/ssl/swinunetr-pretext/mod.ts";
 import volumeFusion from "../plugins/ssl/volume-fusion/mod.ts";
+import spark from "../plugins/ssl/spark/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
 export interface BuiltinPlugin {
@@ -33,6 +34,7 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
     module: new URL("../plugins/ssl/swinunetr-pretext/mod.ts", import.meta.url).href,
   },
   { plugin: volumeFusion, module: new URL("../plugins/ssl/volume-fusion/mod.ts", import.meta.url).href },
+  { plugin: spark, module: new URL("../plugins/ssl/spark/mod.ts", import.meta.url).href },
 ];
 
 /** A registry holding the built-ins. */

@@ -31,7 +31,8 @@
  * - {@link runColumnReduce}: `[outer, R, inner]`, reduction over R for every column (o, j): one
  *   invocation per (column, piece of R), sequential over R (coalesced across j).
  * Accumulators ({@link AccMode}): "sum" (Kahan-compensated vec4 sums), "moments" (Welford count,
- * mean, M2 of one value, merged with Chan's formula; no E[x²]−E[x]² anywhere), "lse" (online
+ * mean, M2 of one value, merged with Chan's formula; no E[x²]−E[x]² anywhere), "wmoments" (the same
+ * with a weight per value: weight 0 skips it, as the masked norm's invisible voxels), "lse" (online
  * log-sum-exp of one value with rescaling, plus two plain sums).
  *
  * Limits: tensors below 2³² elements; at most 8 storage operands; params ≤ 64 words.
@@ -393,7 +394,7 @@ export function runPointwise(
 // Accumulators
 
 /** How values are accumulated by the reductions. */
-export type AccMode = "sum" | "moments" | "lse";
+export type AccMode = "sum" | "moments" | "wmoments" | "lse";
 
 const ACC: Record<AccMode, string> = {
   sum: /* wgsl */ `
@@ -416,6 +417,27 @@ fn acc_add(s: Acc, v: vec4<f32>) -> Acc {
   let d = v.x - s.a.y;
   let mean = s.a.y + d / n;
   return Acc(vec4<f32>(n, mean, s.a.z + d * (v.x - mean), 0.0), s.c);
+}
+fn acc_merge(x: Acc, y: Acc) -> Acc {
+  let n = x.a.x + y.a.x;
+  if (n == 0.0) { return x; }
+  let d = y.a.y - x.a.y;
+  let f = y.a.x / n;
+  return Acc(vec4<f32>(n, x.a.y + d * f, x.a.z + y.a.z + d * d * x.a.x * f, 0.0), x.c);
+}
+fn acc_value(s: Acc) -> vec4<f32> { return s.a; }
+fn acc_from(v: vec4<f32>) -> Acc { return Acc(v, vec4<f32>(0.0)); }`,
+  // moments of v.x with weight v.y (weight 0: the value is skipped, so a mask selects what counts);
+  // the same state and merge as "moments", with n the sum of the weights
+  wmoments: /* wgsl */ `
+struct Acc { a: vec4<f32>, c: vec4<f32> }
+fn acc_init() -> Acc { return Acc(vec4<f32>(0.0), vec4<f32>(0.0)); }
+fn acc_add(s: Acc, v: vec4<f32>) -> Acc {
+  if (v.y == 0.0) { return s; }
+  let n = s.a.x + v.y;
+  let d = v.x - s.a.y;
+  let mean = s.a.y + d * (v.y / n);
+  return Acc(vec4<f32>(n, mean, s.a.z + v.y * d * (v.x - mean), 0.0), s.c);
 }
 fn acc_merge(x: Acc, y: Acc) -> Acc {
   let n = x.a.x + y.a.x;

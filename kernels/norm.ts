@@ -20,6 +20,20 @@
  * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
  * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
  * and the small per-segment sums are bound whole.
+ *
+ * Masked (sparse) norm — SparK's norm over the visible voxels only. Every launcher takes an optional
+ * {@link NormMask}: an f32 operand read at `map(g)` for element g (for x [N, C, S] and a mask [N, 1, S]
+ * broadcast over channels, `perColumn(C, S)`: n·S + s), non-zero = visible. The same passes then
+ * change in four places: (1) the statistics use the weighted Welford accumulator ("wmoments") with
+ * weight 1 at visible and 0 at masked elements, and store vec4 (mean, rstd, 1/count, count) per
+ * statistic (1/count = 0 when nothing is visible); (2) the pointwise pass writes exactly 0 at masked
+ * elements (the residual is not added there either); (3) gz is 0 at masked elements, so the sums,
+ * dW, dB and d(residual) see visible elements only, and the coefficients c₁, c₂ are means over the
+ * visible count (read from the statistics, not a static 1/m); (4) dx is 0 at masked elements. A
+ * statistic without visible elements gives y = 0, dx = 0 and no contribution to dW, dB (no NaN: its
+ * rstd is 1/√eps and its 1/count 0). Limits: at most 8 storage operands per kernel, which the masked
+ * passes reach (apply: x, st, w, b, residual, mask, y; input gradient: x, st, gy, y, w, coef, mask,
+ * dx); the mask window is planned like any mapped operand, so chunking is unchanged.
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {
@@ -27,6 +41,7 @@ import {
   type IndexMap,
   type OperandArg,
   type OperandSpec,
+  type OperandType,
   perColumn,
   perRow,
   type ReduceGeometry,
@@ -46,6 +61,33 @@ export type NormGeometry = ReduceGeometry;
 export interface AffineIndex {
   adiv: number;
   amod: number;
+}
+
+/**
+ * The visibility mask of a masked norm: an f32 buffer read at `map(g)` for element g (non-zero =
+ * visible).
+ */
+export interface NormMask {
+  /** The mask's buffer. */
+  range: BufferRange;
+  /** Element g of x reads mask element `map(g)` (e.g. `perColumn(C, S)` for a mask [N, 1, S]). */
+  map: IndexMap;
+}
+
+/** Floats per statistic: (mean, rstd), or (mean, rstd, 1/count, count) for a masked norm. */
+export function statWidth(masked: boolean): number {
+  return masked ? 4 : 2;
+}
+
+function statType(masked: boolean): OperandType {
+  return masked ? "vec4<f32>" : "vec2<f32>";
+}
+
+/** Appends the mask operand `m` (f32, read through its map) when there is a mask. */
+function maskOperand(mask: NormMask | undefined, operands: OperandSpec[], bound: OperandArg[]): void {
+  if (!mask) return;
+  operands.push({ name: "m", type: "f32", index: "map" });
+  bound.push({ range: mask.range, map: mask.map });
 }
 
 /** Number of statistics (mean, rstd pairs) of a geometry. */
@@ -68,7 +110,8 @@ function elements(geo: NormGeometry): number {
 
 /**
  * Records the statistics of `x`: `stats[i] = (mean, 1/√(var + eps))` (vec2<f32>, biased variance) for
- * every row or column of the geometry.
+ * every row or column of the geometry; with `mask`, over the visible elements only, as vec4<f32>
+ * (mean, rstd, 1/count, count) (1/count = 0 for a statistic without visible elements).
  */
 export function runNormStats(
   gpu: Gpu,
@@ -78,21 +121,31 @@ export function runNormStats(
   stats: BufferRange,
   eps: number,
   scratch: Scratch,
+  mask?: NormMask,
 ): void {
   if (statCount(geo) === 0) return;
+  const operands: OperandSpec[] = [{ name: "x", type, index: "same" }];
+  const args: OperandArg[] = [{ range: x }];
+  maskOperand(mask, operands, args);
   runReduceMerge(gpu, scratch, geo, {
-    key: `normstats:${type}`,
-    name: `norm_stats[${type},${geo.kind}]`,
-    operands: [{ name: "x", type, index: "same" }],
-    value: "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
-    mode: "moments",
+    key: `normstats:${type}${mask ? ":masked" : ""}`,
+    name: `norm_stats[${type},${geo.kind}${mask ? ",masked" : ""}]`,
+    operands,
+    value: mask
+      ? "let v = vec4<f32>(f32(x[ix_x(g)]), select(0.0, 1.0, m[ix_m(g)] != 0.0), 0.0, 0.0);"
+      : "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
+    mode: mask ? "wmoments" : "moments",
     merge: {
-      operands: [{ name: "st", type: "vec2<f32>", write: true, index: "same" }],
+      operands: [{ name: "st", type: statType(mask !== undefined), write: true, index: "same" }],
       floats: ["eps"],
-      body: `let r = combine_part(g);
+      body: mask
+        ? `let r = combine_part(g);
+  let rstd = inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps);
+  st[ix_st(g)] = vec4<f32>(r.y, rstd, select(0.0, 1.0 / r.x, r.x > 0.0), r.x);`
+        : `let r = combine_part(g);
   st[ix_st(g)] = vec2<f32>(r.y, inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps));`,
     },
-  }, { args: [{ range: x }], mergeArgs: [{ range: stats }], mergeFloats: [eps] });
+  }, { args, mergeArgs: [{ range: stats }], mergeFloats: [eps] });
 }
 
 /**
@@ -137,6 +190,8 @@ export interface NormApplyArgs {
   weight?: BufferRange;
   bias?: BufferRange;
   residual?: BufferRange;
+  /** A masked norm's visibility (its `stats` are then the masked ones). */
+  mask?: NormMask;
   y: BufferRange;
 }
 
@@ -146,7 +201,7 @@ function typesKey(t: NormTypes): string {
 
 /**
  * Records y = act((x − mean)·rstd·w + b + residual) over the whole tensor; `slope` undefined: no
- * activation, else LeakyReLU(slope).
+ * activation, else LeakyReLU(slope). With a mask, y = 0 at masked elements.
  */
 export function runNormApply(
   gpu: Gpu,
@@ -158,7 +213,7 @@ export function runNormApply(
 ): void {
   const operands: OperandSpec[] = [
     { name: "x", type: types.x, index: "same" },
-    { name: "st", type: "vec2<f32>", index: "map" },
+    { name: "st", type: statType(args.mask !== undefined), index: "map" },
   ];
   const bound: OperandArg[] = [{ range: args.x }, { range: args.stats, map: statMap(geo) }];
   if (args.weight) {
@@ -173,12 +228,13 @@ export function runNormApply(
     operands.push({ name: "res", type: types.x, index: "same" });
     bound.push({ range: args.residual });
   }
+  maskOperand(args.mask, operands, bound);
   operands.push({ name: "y", type: types.x, write: true, index: "same" });
   bound.push({ range: args.y });
   const act = slope !== undefined;
   const flags = `${args.weight ? "w" : ""}${args.bias ? "b" : ""}${args.residual ? "r" : ""}${
     act ? "a" : ""
-  }`;
+  }${args.mask ? "m" : ""}`;
   const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
@@ -196,7 +252,9 @@ export function runNormApply(
     ${args.weight ? "z = z * f32(w[a]);" : ""}
     ${args.bias ? "z = z + f32(b[a]);" : ""}
     ${args.residual ? "z = z + f32(res[ix_res(e)]);" : ""}
-    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}
+    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}${
+          args.mask ? "\n    z = select(0.0, z, m[ix_m(e)] != 0.0);" : ""
+        }
     y[ix_y(e)] = ${types.x}(z);`,
       ),
     },
@@ -215,6 +273,8 @@ export interface NormGradArgs {
   /** The forward output, when an activation was fused (its sign gives the activation's slope). */
   y?: BufferRange;
   weight?: BufferRange;
+  /** A masked norm's visibility: gz and dx are 0 at masked elements (`stats` are the masked ones). */
+  mask?: NormMask;
   /** Reductions only: also write gz = gy·act'(y) here (the residual's gradient, then read as gy). */
   gzOut?: BufferRange;
 }
@@ -227,7 +287,7 @@ function gradOperands(
 ): { operands: OperandSpec[]; bound: OperandArg[] } {
   const operands: OperandSpec[] = [
     { name: "x", type: types.x, index: "same" },
-    { name: "st", type: "vec2<f32>", index: "map" },
+    { name: "st", type: statType(args.mask !== undefined), index: "map" },
     { name: "gy", type: types.x, index: "same" },
   ];
   const bound: OperandArg[] = [{ range: args.x }, { range: args.stats, map: statMap(geo) }, {
@@ -241,14 +301,17 @@ function gradOperands(
     operands.push({ name: "w", type: types.weight!, index: "whole" });
     bound.push({ range: args.weight });
   }
+  maskOperand(args.mask, operands, bound);
   return { operands, bound };
 }
 
-const GZ = (act: boolean) =>
+const GZ = (act: boolean, masked: boolean) =>
   `let s = st[ix_st(g)];
     let xh = (f32(x[ix_x(g)]) - s.x) * s.y;
     var gz = f32(gy[ix_gy(g)]);
-    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(g)]) > 0.0);" : ""}`;
+    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(g)]) > 0.0);" : ""}${
+    masked ? "\n    gz = select(0.0, gz, m[ix_m(g)] != 0.0);" : ""
+  }`;
 
 /**
  * Records sums of (gz, gz·x̂) — times w[a] when `weighted` — over every row or column of `reduce`
@@ -277,14 +340,17 @@ export function runNormGradSums(
   }
   const act = args.y !== undefined;
   const w = weighted && args.weight;
-  const flags = `${act ? "a" : ""}${w ? "w" : ""}${args.gzOut ? "z" : ""}`;
+  const masked = args.mask !== undefined;
+  const flags = `${act ? "a" : ""}${w ? "w" : ""}${args.gzOut ? "z" : ""}${masked ? "m" : ""}`;
   runReduceMerge(gpu, scratch, reduce, {
     key: `normgrad:${typesKey(types)}:${flags}`,
-    name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}]`,
+    name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}${
+      masked ? ",masked" : ""
+    }]`,
     operands,
     uints: ["adiv", "amod"],
     floats: ["slope"],
-    value: `${GZ(act)}
+    value: `${GZ(act, masked)}
     ${args.gzOut ? `gzo[ix_gzo(g)] = ${types.x}(gz);` : ""}
     ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
     let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
@@ -347,7 +413,9 @@ export function runChannelSums(
 
 /**
  * Records the group-norm coefficients per (n, group): coef = (Σ_c w[c]·A, Σ_c w[c]·B)·scale over the
- * `cpg` channels of the group, from per-(n, c) sums ab = (A, B).
+ * `cpg` channels of the group, from per-(n, c) sums ab = (A, B). With `maskedStats` (one vec4 per
+ * (n, group), as {@link runNormStats} writes them with a mask) the scale is also multiplied by each
+ * statistic's 1/count (pass scale 1).
  */
 export function runGroupCoefficients(
   gpu: Gpu,
@@ -359,6 +427,7 @@ export function runGroupCoefficients(
   weight: BufferRange | undefined,
   coef: BufferRange,
   scale: number,
+  maskedStats?: BufferRange,
 ): void {
   const operands: OperandSpec[] = [{ name: "ab", type: "vec2<f32>", index: "map" }];
   const bound: OperandArg[] = [{ range: ab, map: expandBy(cpg) }];
@@ -366,12 +435,16 @@ export function runGroupCoefficients(
     operands.push({ name: "w", type: types.weight!, index: "whole" });
     bound.push({ range: weight });
   }
+  if (maskedStats) {
+    operands.push({ name: "st", type: "vec4<f32>", index: "same" });
+    bound.push({ range: maskedStats });
+  }
   operands.push({ name: "cf", type: "vec2<f32>", write: true, index: "same" });
   bound.push({ range: coef });
   runPointwise(
     gpu,
     {
-      key: `groupcoef:${typesKey(types)}:${weight ? "w" : ""}`,
+      key: `groupcoef:${typesKey(types)}:${weight ? "w" : ""}${maskedStats ? "m" : ""}`,
       name: "group_norm_coefficients",
       operands,
       uints: ["groups", "cpg"],
@@ -381,7 +454,7 @@ export function runGroupCoefficients(
   for (var i = 0u; i < p.u_cpg; i++) {
     ${weight ? "s += ab[base + i] * f32(w[(g % p.u_groups) * p.u_cpg + i]);" : "s += ab[base + i];"}
   }
-  cf[ix_cf(g)] = s * p.f_scale;`,
+  cf[ix_cf(g)] = s * p.f_scale${maskedStats ? " * st[ix_st(g)].z" : ""};`,
     },
     rows,
     bound,
@@ -396,7 +469,7 @@ export interface NormInputGradArgs extends NormGradArgs {
   dx: BufferRange;
 }
 
-/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) over the whole tensor. */
+/** Records dx = rstd·(w·gz − c₁ − x̂·c₂) over the whole tensor (0 at masked elements). */
 export function runNormInputGrad(
   gpu: Gpu,
   types: NormTypes,
@@ -411,7 +484,7 @@ export function runNormInputGrad(
   operands.push({ name: "dx", type: types.x, write: true, index: "same" });
   bound.push({ range: args.dx });
   const act = args.y !== undefined;
-  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}`;
+  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}${args.mask ? "m" : ""}`;
   const quad = quadOk(geo, affine);
   runPointwise(
     gpu,
@@ -429,7 +502,13 @@ export function runNormInputGrad(
     var gz = f32(gy[ix_gy(e)]);
     ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(e)]) > 0.0);" : ""}
     ${args.weight ? "let wv = f32(w[a]);" : "let wv = 1.0;"}
-    dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`,
+    ${
+          args.mask
+            ? `let vis = m[ix_m(e)] != 0.0;
+    let d = s.y * (wv * gz - c.x - xh * c.y);
+    dx[ix_dx(e)] = ${types.x}(select(0.0, d, vis));`
+            : `dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`
+        }`,
       ),
     },
     elements(geo),

@@ -1,6 +1,7 @@
 /**
  * Normalization ops: instance, group and layer norm (last dims, and channels-first over C at each voxel,
- * as Primus's LayerNorm3d), and the fused ResEnc hot path norm + affine (+ residual) + LeakyReLU.
+ * as Primus's LayerNorm3d), the fused ResEnc hot path norm + affine (+ residual) + LeakyReLU, and the
+ * masked (sparse) instance norm of SparK, whose statistics cover the visible voxels only.
  *
  * Statistics are numerically stable (Welford per invocation, Chan merges of partial moments; never
  * E[x²] − E[x]² of raw sums) with the biased variance, as PyTorch. Each op saves x, its (mean, rstd) per
@@ -11,7 +12,9 @@
 import {
   type AffineIndex,
   type NormGeometry,
+  type NormMask,
   type NormTypes,
+  perColumn,
   runChannelSums,
   runGroupCoefficients,
   runNormApply,
@@ -20,11 +23,13 @@ import {
   runNormStats,
   statCount,
   statSize,
+  statWidth,
 } from "../../../kernels/mod.ts";
-import { record } from "../autograd.ts";
+import { noGrad, record } from "../autograd.ts";
 import { numel } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
+import { cast } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype, checkShapeIs, poolScratch } from "./internal.ts";
 
 type FloatType = "f32" | "f16";
@@ -46,6 +51,8 @@ interface NormCall {
   geo: NormGeometry;
   affine: AffineIndex;
   plan: GradPlan;
+  /** Masked norm: an f32 mask tensor and how element g of x reads it. */
+  mask?: { tensor: Tensor; map: NormMask["map"] };
 }
 
 function floatType(t: Tensor): FloatType {
@@ -72,6 +79,7 @@ function checkParams(op: string, x: Tensor, shape: readonly number[], weight?: T
 /** Forward + backward shared by every normalization op. */
 function normalize(call: NormCall): Tensor {
   const { x, weight, bias, residual, slope, geo, affine, plan } = call;
+  const mask: NormMask | undefined = call.mask && { range: call.mask.tensor.binding, map: call.mask.map };
   const types: NormTypes = {
     x: floatType(x),
     weight: weight && floatType(weight),
@@ -80,19 +88,26 @@ function normalize(call: NormCall): Tensor {
   const gpu = x.gpu;
   const y = emptyOn(x, x.shape);
   if (x.size === 0) return y;
-  const stats = emptyOn(x, [statCount(geo), 2], "f32");
+  const stats = emptyOn(x, [statCount(geo), statWidth(mask !== undefined)], "f32");
   const scratch = poolScratch(gpu);
-  runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch);
+  runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch, mask);
   runNormApply(gpu, types, geo, affine, {
     x: x.binding,
     stats: stats.binding,
     weight: weight?.binding,
     bias: bias?.binding,
     residual: residual?.binding,
+    mask,
     y: y.binding,
   }, slope);
   const inputs = [x, weight, bias, residual].filter((t): t is Tensor => t !== undefined);
-  const saved = [x, stats, ...(weight ? [weight] : []), ...(slope !== undefined ? [y] : [])];
+  const saved = [
+    x,
+    stats,
+    ...(weight ? [weight] : []),
+    ...(slope !== undefined ? [y] : []),
+    ...(call.mask ? [call.mask.tensor] : []),
+  ];
   const out = record(call.op, inputs, y, saved, (g) => {
     const dx = emptyOn(x, x.shape);
     const dres = residual ? emptyOn(x, x.shape) : undefined;
@@ -103,6 +118,7 @@ function normalize(call: NormCall): Tensor {
       gy: g.binding,
       y: slope !== undefined ? y.binding : undefined,
       weight: weight?.binding,
+      mask,
     };
     const wantW = weight?.requiresGrad ?? false;
     const wantB = bias?.requiresGrad ?? false;
@@ -131,10 +147,12 @@ function normalize(call: NormCall): Tensor {
         ab.binding,
         weight?.binding,
         coef.binding,
-        1 / m,
+        mask ? 1 : 1 / m,
+        mask ? stats.binding : undefined,
       );
       runChannelSums(gpu, types, plan.n, plan.c, ab.binding, dW?.binding, dB?.binding);
     } else {
+      if (mask) throw new Error(`${call.op}(): a masked norm needs per-channel segments`);
       runNormGradSums(gpu, types, geo, geo, affine, gradArgs, true, coef.binding, 1 / m, scratch, slope);
       if (dW || dB) {
         const [units, perUnit, segments]: [number, number, NormGeometry] = plan.kind === "lastDims"
@@ -258,6 +276,74 @@ export function groupNormAct(
   options: NormActOptions = {},
 ): Tensor {
   return groupNormCall("groupNormAct", x, groups, weight, bias, options.eps ?? 1e-5, options);
+}
+
+/** Options of {@link maskedInstanceNorm}. */
+export interface MaskedNormOptions {
+  /** Added to the variance; default 1e-5. */
+  eps?: number;
+  /** LeakyReLU slope (≥ 0) applied last; undefined: no activation. */
+  slope?: number;
+  /** Added after the affine transform, before the activation (shaped like x). */
+  residual?: Tensor;
+}
+
+/**
+ * Instance normalization over the visible voxels only (SparK's sparse norm): `mask` [N, 1, ...spatial]
+ * (f32, f16 or an integer mask such as u8; non-zero = visible, broadcast over the channels) selects,
+ * for every (n, c), the voxels whose mean and biased variance are taken. At visible voxels
+ * y = act((x − μ)/√(σ² + eps)·weight + bias + residual); at masked voxels y is exactly 0 (masked values
+ * of x and of the residual are never read into y). Gradients reach x, weight, bias and residual at the
+ * visible voxels only (0 at masked voxels); the mask gets none. A sample with no visible voxel gives
+ * y = 0 and zero gradients (no NaN).
+ * @example
+ * const y = maskedInstanceNorm(conv, visible, w, b, { slope: 0.01, residual: skip });
+ */
+export function maskedInstanceNorm(
+  x: Tensor,
+  mask: Tensor,
+  weight?: Tensor,
+  bias?: Tensor,
+  options: MaskedNormOptions = {},
+): Tensor {
+  const op = "maskedInstanceNorm";
+  if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
+  const [n, c] = x.shape;
+  checkParams(op, x, [c], weight, bias);
+  const eps = options.eps ?? 1e-5;
+  checkEps(op, eps);
+  checkDevice(op, x, [mask]);
+  checkShapeIs(op, "mask", mask, [n, 1, ...x.shape.slice(2)]);
+  const { residual, slope } = options;
+  if (residual) {
+    checkDevice(op, x, [residual]);
+    checkSameDtype(op, "residual", x, residual);
+    checkShapeIs(op, "residual", residual, x.shape);
+  }
+  if (slope !== undefined && (!(slope >= 0) || !Number.isFinite(slope))) {
+    throw new RangeError(
+      `${op}(): slope must be >= 0 (the backward reads the activation from y), got ${slope}`,
+    );
+  }
+  const m = mask.dtype === "f32" ? mask : noGrad(() => cast(mask, "f32"));
+  const s = numel(x.shape.slice(2));
+  try {
+    return normalize({
+      op,
+      x,
+      weight,
+      bias,
+      residual,
+      slope,
+      eps,
+      geo: { kind: "rows", rows: n * c, len: s },
+      affine: { adiv: Math.max(s, 1), amod: Math.max(c, 1) },
+      plan: { kind: "segments", n, c, s, groups: c },
+      mask: { tensor: m, map: perColumn(c, s) },
+    });
+  } finally {
+    if (m !== mask) m.dispose(); // the graph holds its own reference
+  }
 }
 
 /**

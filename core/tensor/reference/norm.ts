@@ -106,3 +106,36 @@ export function groupNormActRef(
   if (options.residual) y.data = y.data.map((v, i) => v + options.residual!.data[i]);
   return leakyReluRef(y, options.slope ?? 0.01);
 }
+
+/**
+ * Reference masked instance norm of x [N, C, ...spatial] with mask [N, 1, ...spatial] (non-zero =
+ * visible): mean and biased variance over each (n, c)'s visible voxels, y = act(x̂·w + b + residual) at
+ * visible voxels, exactly 0 at masked ones (and everywhere in a sample without visible voxels).
+ */
+export function maskedInstanceNormRef(
+  x: RefTensor,
+  mask: RefTensor,
+  weight?: RefTensor,
+  bias?: RefTensor,
+  options: { eps?: number; slope?: number; residual?: RefTensor } = {},
+): RefTensor {
+  const [n, c] = x.shape;
+  const s = numel(x.shape.slice(2));
+  const sets: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      const set: number[] = [];
+      for (let v = 0; v < s; v++) if (mask.data[i * s + v] !== 0) set.push((i * c + ch) * s + v);
+      if (set.length > 0) sets.push(set);
+    }
+  }
+  const y = normalizeSets(x, sets, options.eps ?? 1e-5, weight, bias, (i) => Math.floor(i / s) % c);
+  const visible = (i: number) => mask.data[Math.floor(i / (c * s)) * s + (i % s)] !== 0;
+  const slope = options.slope;
+  y.data = y.data.map((v, i) => {
+    if (!visible(i)) return 0;
+    const z = v + (options.residual ? options.residual.data[i] : 0);
+    return slope === undefined || z > 0 ? z : z * slope;
+  });
+  return y;
+}
