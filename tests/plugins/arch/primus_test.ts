@@ -614,7 +614,13 @@ gpuTest(
   async () => {
     // MAE passes the step's generator to the network, so resumed drop-path masks are the same
     const [a, b] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-    const extra = { methodConfig: { block: 8, maskRatio: 0.5 }, epochs: 2, stepsPerEpoch: 5, logEvery: 2 };
+    // the masked-input variant: this source ships the block mask only (token dropping has its own test)
+    const extra = {
+      methodConfig: { block: 8, maskRatio: 0.5, vitVariant: "masked-input" },
+      epochs: 2,
+      stepsPerEpoch: 5,
+      logEvery: 2,
+    };
     await train(a, mae, extra);
     assertEquals((await train(b, mae, extra, { stopAfterStep: 7 })).steps, 7);
     await train(b, mae, extra, { resume: true });
