@@ -8,6 +8,7 @@ import { type Plugin, PluginRegistry } from "../core/plugin/mod.ts";
 import primus from "../plugins/arch/primus/mod.ts";
 import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
+import modelsGenesis from "../plugins/ssl/models-genesis/mod.ts";
 import simclr from "../plugins/ssl/simclr/mod.ts";
 
 /** A built-in plugin and the module that default-exports it. */
@@ -21,6 +22,10 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: primus, module: new URL("../plugins/arch/primus/mod.ts", import.meta.url).href },
   { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
+  {
+    plugin: modelsGenesis,
+    module: new URL("../plugins/ssl/models-genesis/mod.ts", import.meta.url).href,
+  },
   { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
 ];
 
