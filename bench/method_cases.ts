@@ -50,6 +50,16 @@ export const METHOD_CASES: MethodCase[] = [
     },
   },
   {
+    name: "models-genesis resenc-tiny",
+    preset: "lavapipe",
+    config: { arch: "resenc-tiny", method: "models-genesis", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "models-genesis primus-tiny",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", method: "models-genesis", patch: [32, 32, 32], batch: 2 },
+  },
+  {
     name: "mae resenc-l 160³",
     preset: "gpu",
     config: { arch: "resenc-l", method: "mae", precision: "mixed" },
@@ -68,5 +78,15 @@ export const METHOD_CASES: MethodCase[] = [
     name: "simclr primus-m 64³",
     preset: "gpu",
     config: { arch: "primus-m", method: "simclr", precision: "mixed" },
+  },
+  {
+    name: "models-genesis resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "models-genesis", precision: "mixed" },
+  },
+  {
+    name: "models-genesis primus-m 160³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "models-genesis", precision: "mixed" },
   },
 ];
