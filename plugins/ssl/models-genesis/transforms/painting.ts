@@ -12,7 +12,7 @@
  * ({@link drawInPaintBoxes}, {@link drawOutPaintBoxes}); the noise comes from a second stream, in C order
  * over each in-painted box, or over the whole patch for out-painting.
  *
- * nnssl needs every axis of at least 9 voxels (in-painting) or 14 (out-painting), otherwise its start range
+ * nnssl needs every axis of at least 8 voxels (in-painting) or 14 (out-painting), otherwise its start range
  * is empty and Python's `randint` fails; for smaller axes the 3-voxel margin shrinks to what fits, so the
  * boxes always lie inside the patch.
  *
