@@ -34,16 +34,25 @@ import genesis, {
 } from "../../../plugins/ssl/models-genesis/mod.ts";
 import {
   createRng,
+  Generator,
+  getGpu,
   loadCheckpoint,
+  Module,
+  mul,
+  type Network,
   readMetrics,
   resolveAugmentation,
   type Rng,
+  sampleArray,
+  scope,
+  type Tensor,
   tensor,
   validatePlugin,
   VERSION,
 } from "../../../mod.ts";
 import { checkOp } from "../../../testing.ts";
 import { createSampleRunner } from "../../../core/data/sample_runner.ts";
+import { uploadBatch } from "../../../core/train/gpu_batch.ts";
 import { resolveSource } from "../../../core/data/sources.ts";
 import { gpuTest } from "../../helpers.ts";
 import { spawnVoxssl, voxssl, writeConfig } from "../../e2e/cli.ts";
@@ -588,6 +597,119 @@ gpuTest("genesisLoss() is the whole-volume MSE of a float64 reference, gradients
     atol: 1e-6,
   });
 });
+
+Deno.test("with excludeDefaced the hook ships the deface mask, flipped like the target", async () => {
+  const source = await resolveSource({
+    kind: "synthetic",
+    count: 2,
+    shape: [24, 24, 24],
+    seed: 5,
+    deface: true,
+  });
+  const init = {
+    source,
+    spec: {
+      patch: [16, 16, 16] as Shape,
+      augmentation: resolveAugmentation("none"),
+      anatomyProbability: 0,
+      masks: ["deface" as const],
+    },
+    seed: 6,
+    training: true,
+    hookModule: new URL("../../../plugins/ssl/models-genesis/mod.ts", import.meta.url).href,
+  };
+  const plain = await createSampleRunner({ ...init, hookModule: undefined });
+  const runner = await createSampleRunner({ ...init, hookConfig: { excludeDefaced: true } });
+  try {
+    let flipped = 0;
+    for (let step = 0; step < 12; step++) {
+      const task = { step, index: 0, item: step % 2 };
+      const standard = (await plain.run(task)).result.arrays;
+      const { target, deface } = (await runner.run(task)).result.arrays;
+      assertEquals([deface.dtype, ...deface.shape], ["u8", 1, 16, 16, 16]);
+      // find the flip that made the target, and check the mask got the same one
+      const flips = [[], [1], [2], [1, 2]].find((f) => {
+        const x = (standard.image.data as Float32Array).slice();
+        applyFlips(x, [16, 16, 16], f);
+        return x.every((v, i) => v === target.data[i]);
+      });
+      assert(flips, `step ${step}: the target is a flip of the standard patch`);
+      const mask = (standard.deface.data as Uint8Array).slice();
+      applyFlips(mask, [16, 16, 16], flips);
+      assertEquals(deface.data, mask, `step ${step}: the mask is flipped like the target`);
+      if (flips.length > 0 && mask.some((v, i) => v !== standard.deface.data[i])) flipped++;
+    }
+    assert(flipped > 0, "some masks were flipped (and differ from the unflipped ones)");
+  } finally {
+    plain.close();
+    runner.close();
+  }
+});
+
+/** An identity network with one weight (prediction = w · input). */
+class Scale extends Module implements Network {
+  readonly family = "cnn" as const;
+  readonly encoderOnly = false;
+  readonly featureChannels = [1];
+  constructor() {
+    super();
+    this.registerParameter("w", tensor([1], [1]));
+  }
+  forward(x: Tensor): Tensor {
+    return mul(x, this.p("w"));
+  }
+  encode(x: Tensor): Tensor[] {
+    return [x];
+  }
+  adaptationPlan(): ReturnType<Network["adaptationPlan"]> {
+    throw new Error("not needed");
+  }
+}
+
+gpuTest(
+  "the method's loss is the network's output against the target (the defaced voxels left out on request)",
+  async () => {
+    const n = 2 * 4 * 4 * 4;
+    const r = createRng(3);
+    const image = Float32Array.from({ length: n }, () => r.normal());
+    const target = Float32Array.from({ length: n }, () => r.normal());
+    const deface = Uint8Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 1 : 0));
+    const net = scope(() => new Scale());
+    for (const excludeDefaced of [false, true]) {
+      const instance = genesis.build({
+        network: net,
+        config: { ...genesis.config.parse({}), excludeDefaced },
+        rng: new Generator(0),
+        patchSize: [4, 4, 4],
+        createNetwork: () => {
+          throw new Error("not needed");
+        },
+      });
+      const loss = scope(() => {
+        const batch = uploadBatch(
+          {
+            arrays: {
+              image: sampleArray(image, [2, 1, 4, 4, 4]),
+              target: sampleArray(target, [2, 1, 4, 4, 4]),
+              deface: sampleArray(deface, [2, 1, 4, 4, 4]),
+            },
+          },
+          getGpu(),
+          "models-genesis",
+        );
+        return instance.loss(batch, { step: 0, epoch: 0, training: true, rng: new Generator(1) }).loss;
+      });
+      const expected = mseRef(image, target, excludeDefaced ? Array.from(deface, (d) => 1 - d) : undefined);
+      const got = await loss.item();
+      assert(
+        Math.abs(got - expected) < 1e-5 * expected,
+        `excludeDefaced ${excludeDefaced}: ${got} vs ${expected}`,
+      );
+      loss.dispose();
+    }
+    net.dispose();
+  },
+);
 
 // --- end to end -------------------------------------------------------------------------------------------
 
