@@ -1,7 +1,8 @@
 /**
  * Data-pipeline benchmark: what the CPU side can feed a GPU.
  *
- * - per-transform cost on one 160³ patch, one core (decides CPU vs GPU per transform);
+ * - per-transform cost on one 160³ patch, one core (decides CPU vs GPU per transform), the Models Genesis
+ *   transforms (plugins/ssl/models-genesis, run in the `sample` hook) included;
  * - 160³ patches per second through the patch loader for 1, 2, … workers, from the chunked cache and
  *   from raw `.nii.gz` (decoded and preprocessed on every read), with the per-patch time split into
  *   read, decompress, preprocess (raw only), crop and augment;
@@ -41,6 +42,15 @@ import {
   writeSyntheticDataset,
 } from "../core/data/mod.ts";
 import { builtinRegistry, pluginModule } from "../cli/builtins.ts";
+import {
+  applyFlips,
+  applyIntensityCurve,
+  curveTable,
+  drawIntensityCurve,
+  genesisPair,
+  localPixelShuffle,
+  paint,
+} from "../plugins/ssl/models-genesis/mod.ts";
 import type { BenchSuite } from "./harness.ts";
 
 /** SSL methods whose data hook (`sample`) gets a row: samples per second per worker, 160³ patches. */
@@ -87,6 +97,13 @@ function transformCosts(volume: Float32Array, cachePath: string, repeats: number
   for (let i = 0; i < base.length; i++) mask[i] = base[i] > 0 ? 1 : 0;
   const regionMask = new Uint8Array(region.length);
   for (let i = 0; i < region.length; i++) regionMask[i] = region[i] > 0 ? 1 : 0;
+  // Models Genesis: the local shuffle has 10 000 windows; the curve (100 000 samples and the lookup table)
+  // is applied to a scratch copy (after the first repeat its values lie in [0, 1], every voxel
+  // interpolated: the slower case); the pair forces every transform, with out-painting
+  const scratch = base.slice();
+  const curve = drawIntensityCurve(createRng(1, "curve"));
+  const table = curveTable(curve);
+  const everything = { localShuffleRate: 1, nonlinearRate: 1, paintRate: 1, inpaintRate: 0 };
   try {
     return {
       "crop from memory": timeIt(repeats, () => patch()),
@@ -111,6 +128,25 @@ function transformCosts(volume: Float32Array, cachePath: string, repeats: number
       gamma: timeIt(repeats, () => adjustGamma(base, 1.2, false)),
       "low resolution (zoom 0.7)": timeIt(repeats, () => simulateLowResolution(base, PATCH, 0.7)),
       "copy into the batch (memcpy)": timeIt(repeats, () => new Float32Array(n).set(base)),
+      "models genesis: flip (D and H)": timeIt(repeats, () => applyFlips(scratch, PATCH, [1, 2])),
+      "models genesis: local shuffle": timeIt(
+        repeats,
+        () => localPixelShuffle(scratch, PATCH, rng),
+      ),
+      "models genesis: Bezier curve + table": timeIt(
+        repeats,
+        () => curveTable(drawIntensityCurve(rng)),
+      ),
+      "models genesis: Bezier intensity": timeIt(
+        repeats,
+        () => applyIntensityCurve(scratch, curve, table),
+      ),
+      "models genesis: in-painting": timeIt(repeats, () => paint(scratch, PATCH, rng, 1)),
+      "models genesis: out-painting": timeIt(repeats, () => paint(scratch, PATCH, rng, 0)),
+      "models genesis: pair, every transform": timeIt(
+        repeats,
+        () => genesisPair(base.slice(), PATCH, rng.fork("pair"), everything),
+      ),
     };
   } finally {
     file.close();

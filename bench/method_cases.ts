@@ -113,6 +113,15 @@ export const METHOD_CASES: MethodCase[] = [
       patch: [32, 32, 32],
       batch: 2,
     },
+  {
+    name: "models-genesis resenc-tiny",
+    preset: "lavapipe",
+    config: { arch: "resenc-tiny", method: "models-genesis", patch: [32, 32, 32], batch: 2 },
+  },
+  {
+    name: "models-genesis primus-tiny",
+    preset: "lavapipe",
+    config: { arch: "primus-tiny", method: "models-genesis", patch: [32, 32, 32], batch: 2 },
   },
   {
     name: "mae resenc-l 160³",
@@ -184,5 +193,14 @@ export const METHOD_CASES: MethodCase[] = [
     name: "swinunetr-pretext primus-m 160³",
     preset: "gpu",
     config: { arch: "primus-m", method: "swinunetr-pretext", precision: "mixed" },
+  {
+    name: "models-genesis resenc-l 160³",
+    preset: "gpu",
+    config: { arch: "resenc-l", method: "models-genesis", precision: "mixed" },
+  },
+  {
+    name: "models-genesis primus-m 160³",
+    preset: "gpu",
+    config: { arch: "primus-m", method: "models-genesis", precision: "mixed" },
   },
 ];

@@ -8,6 +8,7 @@ import { type Plugin, PluginRegistry } from "../core/plugin/mod.ts";
 import primus from "../plugins/arch/primus/mod.ts";
 import resenc from "../plugins/arch/resenc/mod.ts";
 import mae from "../plugins/ssl/mae/mod.ts";
+import modelsGenesis from "../plugins/ssl/models-genesis/mod.ts";
 import simclr from "../plugins/ssl/simclr/mod.ts";
 import voco from "../plugins/ssl/voco/mod.ts";
 import simmim from "../plugins/ssl/simmim/mod.ts";
@@ -26,6 +27,10 @@ export const BUILTIN_PLUGINS: BuiltinPlugin[] = [
   { plugin: primus, module: new URL("../plugins/arch/primus/mod.ts", import.meta.url).href },
   { plugin: resenc, module: new URL("../plugins/arch/resenc/mod.ts", import.meta.url).href },
   { plugin: mae, module: new URL("../plugins/ssl/mae/mod.ts", import.meta.url).href },
+  {
+    plugin: modelsGenesis,
+    module: new URL("../plugins/ssl/models-genesis/mod.ts", import.meta.url).href,
+  },
   { plugin: simclr, module: new URL("../plugins/ssl/simclr/mod.ts", import.meta.url).href },
   { plugin: voco, module: new URL("../plugins/ssl/voco/mod.ts", import.meta.url).href },
   { plugin: simmim, module: new URL("../plugins/ssl/simmim/mod.ts", import.meta.url).href },
