@@ -113,6 +113,7 @@ export const METHOD_CASES: MethodCase[] = [
       patch: [32, 32, 32],
       batch: 2,
     },
+  },
   {
     name: "models-genesis resenc-tiny",
     preset: "lavapipe",
@@ -193,6 +194,7 @@ export const METHOD_CASES: MethodCase[] = [
     name: "swinunetr-pretext primus-m 160³",
     preset: "gpu",
     config: { arch: "primus-m", method: "swinunetr-pretext", precision: "mixed" },
+  },
   {
     name: "models-genesis resenc-l 160³",
     preset: "gpu",
