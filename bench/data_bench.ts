@@ -6,7 +6,8 @@
  * - 160³ patches per second through the patch loader for 1, 2, … workers, from the chunked cache and
  *   from raw `.nii.gz` (decoded and preprocessed on every read), with the per-patch time split into
  *   read, decompress, preprocess (raw only), crop and augment;
- * - the SSL methods' data hooks (`SAMPLED_METHODS`): samples per second per worker from the cache;
+ * - the SSL methods' data hooks (`SAMPLED_METHODS`, each at its default patch): samples per second per
+ *   worker from the cache;
  * - the number of workers one GPU step needs, for a few assumed step times.
  *
  * The data are brain-sized synthetic phantoms written to a temp folder (raw `.nii.gz`, int16 like most
@@ -54,7 +55,16 @@ import {
 import type { BenchSuite } from "./harness.ts";
 
 /** SSL methods whose data hook (`sample`) gets a row: samples per second per worker, 160³ patches. */
-const SAMPLED_METHODS = ["volume-fusion", "swinunetr-pretext"];
+const SAMPLED_METHODS: { name: string; patch: Shape3 }[] = [
+  { name: "mae", patch: [160, 160, 160] },
+  { name: "spark", patch: [160, 160, 160] },
+  { name: "models-genesis", patch: [160, 160, 160] },
+  { name: "volume-fusion", patch: [160, 160, 160] },
+  { name: "swinunetr-pretext", patch: [160, 160, 160] },
+  // the contrastive methods' crops are the run's patch (64³); a sample holds 4 (SimCLR) or 20 (VoCo) of them
+  { name: "simclr", patch: [64, 64, 64] },
+  { name: "voco", patch: [64, 64, 64] },
+];
 
 /** What {@link runDataBench} takes. */
 export interface DataBenchOptions {
@@ -177,11 +187,12 @@ async function measureLoader(
   augmentation: "none" | "nnssl-mae" | "nnunet",
   raw: boolean,
   sampler?: Sampler,
+  patch: Shape3 = PATCH,
 ): Promise<LoaderRun> {
   const batchSize = 2;
   const loader = await createPatchLoader({
     source,
-    patchSize: PATCH,
+    patchSize: patch,
     batchSize,
     seed: 1,
     augmentation,
@@ -371,9 +382,13 @@ export async function runDataBench(options: DataBenchOptions): Promise<Record<st
 
     // the SSL methods' own data hooks (their default config, the run's standard patch without augmentation)
     const registry = builtinRegistry();
-    for (const name of SAMPLED_METHODS) {
+    for (const { name, patch } of SAMPLED_METHODS) {
       const sampler = { name, module: pluginModule(registry, "ssl-method", name) };
-      log(`\nsamples of ${name} (its sample hook, default config) from the cache, batch 2:`);
+      log(
+        `\nsamples of ${name} (its sample hook, default config, ${
+          patch.join("×")
+        } patch) from the cache, batch 2:`,
+      );
       for (const w of gpu ? [1, Math.min(cores, 8)] : [1]) {
         const run = await measureLoader(
           join(dir, "cache"),
@@ -382,6 +397,7 @@ export async function runDataBench(options: DataBenchOptions): Promise<Record<st
           "none",
           false,
           sampler,
+          patch,
         );
         figures[`sampler.${name}.w${w}.samples_per_s`] = run.patchesPerSecond;
         figures[`sampler.${name}.w${w}.samples_per_s_per_worker`] = run.patchesPerSecond / w;
