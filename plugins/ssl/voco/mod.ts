@@ -17,6 +17,7 @@ import {
   add,
   addScalar,
   cast,
+  clamp,
   clone,
   definePlugin,
   div,
@@ -115,7 +116,7 @@ export interface VocoLoss {
   loss: Tensor;
   /** Σ o·(−log(1 − |o − s| + 1e−6)) / Σ o over overlapping (target, base) pairs. */
   positive: Tensor;
-  /** Σ s² / #pairs over non-overlapping pairs. */
+  /** Σ s² / #pairs over non-overlapping pairs (0 when there is none). */
   negative: Tensor;
   /** Mean over volumes of the mean ReLU(cos) between distinct base crops. */
   regularizer: Tensor;
@@ -142,7 +143,8 @@ export function vocoLoss(
   const margin = addScalar(addScalar(mulScalar(abs(sub(overlap, s)), -1), 1), 1e-6);
   const positive = div(sum(mul(overlap, mulScalar(log(margin), -1))), sum(overlap));
   const isNegative = cast(eq(overlap, tensor(new Float32Array(1), [1], { gpu: overlap.gpu })), "f32");
-  const negative = div(sum(mul(isNegative, mul(s, s))), sum(isNegative));
+  // a batch whose targets overlap every base crop has no negative pair: L_neg is then 0, not 0/0
+  const negative = div(sum(mul(isNegative, mul(s, s))), clamp(sum(isNegative), 1, Number.MAX_VALUE));
   const upper = new Float32Array(g * g);
   for (let i = 0; i < g; i++) for (let j = i + 1; j < g; j++) upper[i * g + j] = 1;
   const pairs = tensor(upper, [1, g, g], { gpu: bases.gpu });
@@ -188,7 +190,7 @@ export function vocoLossRef(
     for (let i = 0; i < g; i++) for (let j = i + 1; j < g; j++) r += Math.max(0, dot(B[i], B[j]));
     reg += r / ((g * (g - 1)) / 2);
   }
-  return { positive: pos / posWeight, negative: neg / negCount, regularizer: reg / b };
+  return { positive: pos / posWeight, negative: negCount ? neg / negCount : 0, regularizer: reg / b };
 }
 
 /** The VoCo plugin. */

@@ -77,6 +77,24 @@ function overlaps(): Float32Array {
   return o;
 }
 
+gpuTest("vocoLoss(): a batch without negative pairs has L_neg 0, not NaN", async () => {
+  const [b, g, t, d] = [1, 2, 1, 3];
+  const values = scope(() => {
+    const terms = vocoLoss(
+      tensor(Float32Array.from(randomArray(b * g * d, 8)), [b, g, d]),
+      tensor(Float32Array.from(randomArray(b * t * d, 9)), [b, t, d]),
+      tensor([0.5, 0.5], [b, t, g]),
+    );
+    return [terms.negative, terms.loss];
+  });
+  const [negative, loss] = await Promise.all(values.map(async (v) => (await v.toArray())[0]));
+  assertEquals(negative, 0);
+  assert(Number.isFinite(loss), `${loss}`);
+  const ref = vocoLossRef(randomArray(b * g * d, 8), randomArray(b * t * d, 9), [0.5, 0.5], [b, g, t, d]);
+  assertEquals(ref.negative, 0);
+  values.forEach((v) => v.dispose());
+});
+
 gpuTest("vocoLoss() terms match the float64 reference", async () => {
   const [b, g, t, d] = dims;
   const bases = randomArray(b * g * d, 1), targets = randomArray(b * t * d, 2);
@@ -217,11 +235,12 @@ for (const arch of ["resenc-tiny", "primus-tiny"]) {
         patch: arch === "resenc-tiny" ? [8, 8, 8] : [16, 16, 16],
         batch: 2,
         epochs: 3,
-        stepsPerEpoch: 8,
-        logEvery: 4,
+        // the ResEnc encoder's pooled features start out alike for every crop: it needs a few more steps
+        stepsPerEpoch: arch === "resenc-tiny" ? 8 : 6,
+        logEvery: arch === "resenc-tiny" ? 4 : 3,
         validationBatches: 1,
         workers: 1,
-        optimizer: { name: "adamw", lr: 2e-3, weightDecay: 0 },
+        optimizer: { name: "adamw", lr: arch === "resenc-tiny" ? 2e-3 : 3e-3, weightDecay: 0 },
         schedule: { name: "constant" },
         clipGradNorm: 0,
       };
@@ -238,7 +257,8 @@ for (const arch of ["resenc-tiny", "primus-tiny"]) {
       const before = await loadCheckpoint(`${dir}/run/checkpoints/final.safetensors`);
       const resumed = await voxssl(["pretrain", "--resume", `${dir}/run`]);
       assertEquals(resumed.code, 0, resumed.text);
-      assert(resumed.text.includes("resumed") && resumed.text.includes("at step 24"), resumed.text);
+      const steps = 3 * (arch === "resenc-tiny" ? 8 : 6);
+      assert(resumed.text.includes("resumed") && resumed.text.includes(`at step ${steps}`), resumed.text);
       const after = await loadCheckpoint(`${dir}/run/checkpoints/final.safetensors`);
       assertEquals(Object.keys(after.weights).sort(), Object.keys(before.weights).sort());
       for (const [name, t] of Object.entries(before.weights)) {
