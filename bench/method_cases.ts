@@ -84,6 +84,28 @@ export const METHOD_CASES: MethodCase[] = [
     },
   },
   {
+    name: "voco resenc-tiny",
+    preset: "lavapipe",
+    config: {
+      arch: "resenc-tiny",
+      method: "voco",
+      methodConfig: { grid: [2, 2, 1], targets: 2 },
+      patch: [16, 16, 16],
+      batch: 2,
+    },
+  },
+  {
+    name: "voco primus-tiny",
+    preset: "lavapipe",
+    config: {
+      arch: "primus-tiny",
+      method: "voco",
+      methodConfig: { grid: [2, 2, 1], targets: 2 },
+      patch: [16, 16, 16],
+      batch: 2,
+    },
+  },
+  {
     name: "volume-fusion resenc-tiny",
     preset: "lavapipe",
     config: { arch: "resenc-tiny", method: "volume-fusion", patch: [32, 32, 32], batch: 2 },
