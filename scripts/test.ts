@@ -14,7 +14,10 @@ const args = Deno.args.length > 0
   : ["--doc", "tests/", "mod.ts", "testing.ts", "core/", "plugins/", "examples/"];
 const junitPath = await Deno.makeTempFile({ prefix: "voxssl-junit-", suffix: ".xml" });
 const child = new Deno.Command(Deno.execPath(), {
-  args: ["test", "--allow-all", "--no-check=remote", `--junit-path=${junitPath}`, ...args],
+  // --parallel: one test module per CPU (DENO_JOBS overrides). Much of a module's time is single-threaded
+  // (process start-up, shader compilation, CLI sub-runs), so 2 cores finish the suite well before 1 would.
+  // Modules then share one process: a test must not change process-wide state (environment, cwd).
+  args: ["test", "--allow-all", "--no-check=remote", "--parallel", `--junit-path=${junitPath}`, ...args],
   stdout: "inherit",
   stderr: "inherit",
 }).spawn();

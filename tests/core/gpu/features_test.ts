@@ -3,6 +3,26 @@ import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import { createGpu, type GpuFeature } from "../../../core/gpu/mod.ts";
 import { OPTIONAL_FEATURES, requestDeviceWithFallbacks } from "../../../core/gpu/features.ts";
 
+/** Opens a GPU in a child process with VOXSSL_GPU_DISABLE_FEATURES set; prints what it got as JSON. */
+async function gpuUnderEnvironment(value: string): Promise<{ code: number; text: string }> {
+  const script = `
+    import { createGpu } from ${JSON.stringify(new URL("../../../core/gpu/mod.ts", import.meta.url).href)};
+    const gpu = await createGpu();
+    console.log(JSON.stringify({
+      hasF16: gpu.hasF16, hasSubgroups: gpu.hasSubgroups,
+      f16: gpu.fallbacks.get("shader-f16"), subgroups: gpu.fallbacks.get("subgroups"),
+    }));
+    gpu.destroy();`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    env: { VOXSSL_GPU_DISABLE_FEATURES: value },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, text: decode(out.stdout) + decode(out.stderr) };
+}
+
 /** A stand-in adapter offering `offered`; its device request fails while `refuse` is among the features. */
 function fakeAdapter(
   offered: string[],
@@ -68,27 +88,26 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const plain = await createGpu({ disableFeatures: ["subgroups"] });
-    const saved = Deno.env.get("VOXSSL_GPU_DISABLE_FEATURES");
     try {
       assert(!plain.hasSubgroups);
       assertEquals(plain.fallbacks.get("subgroups"), "disabled by the disableFeatures option");
       for (const f of OPTIONAL_FEATURES) {
         assert(plain.features.has(f) !== plain.fallbacks.has(f), `${f}: granted, or missing with a reason`);
       }
-      Deno.env.set("VOXSSL_GPU_DISABLE_FEATURES", " shader-f16,subgroups ");
-      const env = await createGpu();
-      try {
-        assert(!env.hasF16 && !env.hasSubgroups);
-        assertEquals(env.fallbacks.get("shader-f16"), "disabled by VOXSSL_GPU_DISABLE_FEATURES");
-        assertEquals(env.fallbacks.get("subgroups"), "disabled by VOXSSL_GPU_DISABLE_FEATURES");
-      } finally {
-        env.destroy();
-      }
-      Deno.env.set("VOXSSL_GPU_DISABLE_FEATURES", "shader-f32");
-      await assertRejects(() => createGpu(), RangeError, 'unknown feature "shader-f32"');
+      // The variable is read in a child process: `deno test --parallel` runs modules on threads of one
+      // process, so setting it here would change the GPU of whatever test runs beside this one.
+      const env = await gpuUnderEnvironment(" shader-f16,subgroups ");
+      assertEquals(env.code, 0, env.text);
+      assertEquals(JSON.parse(env.text.trim().split("\n").at(-1)!), {
+        hasF16: false,
+        hasSubgroups: false,
+        f16: "disabled by VOXSSL_GPU_DISABLE_FEATURES",
+        subgroups: "disabled by VOXSSL_GPU_DISABLE_FEATURES",
+      });
+      const unknown = await gpuUnderEnvironment("shader-f32");
+      assert(unknown.code !== 0, unknown.text);
+      assert(unknown.text.includes('unknown feature "shader-f32"'), unknown.text);
     } finally {
-      if (saved === undefined) Deno.env.delete("VOXSSL_GPU_DISABLE_FEATURES");
-      else Deno.env.set("VOXSSL_GPU_DISABLE_FEATURES", saved);
       plain.destroy();
     }
   },
