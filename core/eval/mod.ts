@@ -1,0 +1,11 @@
+/**
+ * voxssl's downstream half (docs/downstream.md): reading nnU-Net raw datasets, preprocessing them like
+ * the pretraining plan into the chunked cache, and (in later files) sliding-window inference and
+ * segmentation metrics. Sits above core/train; imports core/data for NIfTI, resampling and the cache.
+ *
+ * @module
+ */
+export * from "./nnunet_dataset.ts";
+export * from "./target_spacing.ts";
+export * from "./case_preprocess.ts";
+export * from "./downstream_cache.ts";
