@@ -9,3 +9,5 @@ export * from "./nnunet_dataset.ts";
 export * from "./target_spacing.ts";
 export * from "./case_preprocess.ts";
 export * from "./downstream_cache.ts";
+export * from "./metrics.ts";
+export * from "./evaluate.ts";
