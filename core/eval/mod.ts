@@ -11,3 +11,6 @@ export * from "./case_preprocess.ts";
 export * from "./downstream_cache.ts";
 export * from "./metrics.ts";
 export * from "./evaluate.ts";
+export * from "./sliding_window.ts";
+export * from "./prediction.ts";
+export * from "./network_predictor.ts";
