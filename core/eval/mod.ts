@@ -14,3 +14,4 @@ export * from "./evaluate.ts";
 export * from "./sliding_window.ts";
 export * from "./prediction.ts";
 export * from "./network_predictor.ts";
+export * from "./checkpoint_network.ts";
