@@ -1,6 +1,6 @@
 /**
  * voxssl's downstream half (docs/downstream.md): reading nnU-Net raw datasets, preprocessing them like
- * the pretraining plan into the chunked cache, and (in later files) sliding-window inference and
+ * the pretraining plan into the chunked cache, sliding-window inference back to the input's grid, and
  * segmentation metrics. Sits above core/train; imports core/data for NIfTI, resampling and the cache.
  *
  * @module
