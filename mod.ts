@@ -384,6 +384,7 @@ export {
   type Checkpoint,
   type CheckpointMeta,
   closeRun,
+  type DistributedRole,
   finishRun,
   type HostBatch,
   loadCheckpoint,
@@ -415,3 +416,33 @@ export type {
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";
+
+// --- multi-process training (MPI) -----------------------------------------------------------------------
+export {
+  agreeOnStop,
+  allGatherRows,
+  dataParallel,
+  GradientSync,
+  initDistributed,
+  launchInfo,
+  Mpi,
+  MPI_LIBRARY_CANDIDATES,
+  MPICH,
+  MpiError,
+  MpiRequest,
+  openMpi,
+  shareOfBatch,
+  SINGLE_PROCESS,
+  STOP_REASONS,
+} from "./core/dist/mod.ts";
+export type {
+  BatchShare,
+  DataParallel,
+  Distributed,
+  GradientSyncOptions,
+  GradientSyncTimings,
+  InitDistributedOptions,
+  LaunchInfo,
+  MpiBuffer,
+  MpiOp,
+} from "./core/dist/mod.ts";

@@ -37,6 +37,7 @@ import {
   type SandboxPlan,
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
+import { dataParallelRun, joinJob } from "../distributed.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -268,11 +269,14 @@ export function registerPretrain(program: Command): void {
         return;
       }
 
+      const dist = joinJob(); // one rank of `mpiexec -n N`, or a single process
       const gpu = await initGpu();
-      const sources = await openBatchSources(resolved, method, {
+      const parallel = dataParallelRun(dist, gpu, resolved);
+      const sources = await openBatchSources(parallel.loaderConfig, method, {
         methodModule: pluginModule(registry, "ssl-method", method.name),
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
+        firstSample: parallel.firstSample,
       });
       try {
         const summary = await runPretraining({
@@ -284,13 +288,17 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
+          ...parallel.trainer,
         });
-        if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
-        else console.log(`run finished: ${summary.out}`);
+        if (dist.primary) {
+          if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
+          else console.log(`run finished: ${summary.out}`);
+        }
       } finally {
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();
+        dist.finalize();
       }
     });
 }

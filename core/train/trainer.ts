@@ -80,7 +80,20 @@ export interface TrainerOptions {
    * averaging gradients across processes.
    */
   gradientHook?: (groups: ParameterGroup[]) => void | Promise<void>;
+  /** This process's part in a data-parallel job (core/dist); absent for a single process. */
+  distributed?: DistributedRole;
 }
+
+/** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
+export interface DistributedRole {
+  /** This process's rank: rank 0 writes the run folder; each rank draws its own step-noise stream. */
+  rank: number;
+  /** The job-wide stop decision of a step from this rank's request (every rank calls it every step). */
+  agreeStop(local: string | undefined): string | undefined | Promise<string | undefined>;
+}
+
+/** Seed distance between the step-noise streams of data-parallel ranks (rank 0's is the single process's). */
+const RANK_SEED_STRIDE = 1_000_003;
 
 /** What a run did. */
 export interface RunSummary {
@@ -126,6 +139,8 @@ export interface Run {
   readonly accumulator: MetricAccumulator;
   /** Where lines go. */
   readonly log: (line: string) => void;
+  /** Whether this process writes the run folder (false on data-parallel ranks other than 0). */
+  readonly primary: boolean;
   /** Run folder paths. */
   readonly paths: { out: string; checkpoints: string; metrics: string; plot: string };
   /** Optimizer steps done. */
@@ -190,9 +205,10 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     instance,
     optimizer,
     groups: named,
-    stepRng: new Generator(config.seed + 1, gpu),
+    stepRng: new Generator(config.seed + 1 + (options.distributed?.rank ?? 0) * RANK_SEED_STRIDE, gpu),
     accumulator: new MetricAccumulator(gpu),
     log,
+    primary: (options.distributed?.rank ?? 0) === 0,
     paths,
     step: 0,
     intervalSteps: 0,
@@ -201,11 +217,13 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     lastLoss: null,
   };
   if (options.resume) await restoreRun(run);
-  else await Deno.writeTextFile(paths.metrics, "");
-  await writeFileAtomic(
-    join(out, "config.json"),
-    JSON.stringify({ ...config, plugins: run.plugins, parameterGroups: named }, null, 2) + "\n",
-  );
+  else if (run.primary) await Deno.writeTextFile(paths.metrics, "");
+  if (run.primary) {
+    await writeFileAtomic(
+      join(out, "config.json"),
+      JSON.stringify({ ...config, plugins: run.plugins, parameterGroups: named }, null, 2) + "\n",
+    );
+  }
   log(`run folder: ${out}`);
   if (mixed && !gpu.hasF16) {
     log(
@@ -249,12 +267,13 @@ async function restoreRun(run: Run): Promise<void> {
   loadStateDict(run.model, trainable, { source: path });
   loadStateDict(run.frozen, frozen, { source: path });
   run.optimizer.importState(ckpt.optimizer);
-  run.stepRng.state = ckpt.meta.generator;
+  // a data-parallel rank keeps its own stream; every rank has drawn as often as rank 0
+  run.stepRng.state = { seed: run.stepRng.state.seed, offset: ckpt.meta.generator.offset };
   run.step = ckpt.meta.step;
   run.best = ckpt.meta.bestValidationLoss;
   run.accumulator.importState(ckpt.meta.accumulator);
   run.intervalSteps = ckpt.meta.intervalSteps;
-  await truncateMetrics(run.paths.metrics, run.step);
+  if (run.primary) await truncateMetrics(run.paths.metrics, run.step);
   run.log(`resumed ${run.paths.out} at step ${run.step} (epoch ${epochOf(run)})`);
 }
 
@@ -319,7 +338,7 @@ export async function logInterval(run: Run, lr: number): Promise<void> {
     gpuMemoryBytes: memory,
     gpuPeakBytes: peak,
   };
-  await appendMetrics(run.paths.metrics, [record]);
+  if (run.primary) await appendMetrics(run.paths.metrics, [record]);
   const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
   run.log(
     `step ${run.step}/${total} (epoch ${epoch + 1}/${run.config.epochs})  loss ${
@@ -372,6 +391,7 @@ export async function validate(
 
 /** Writes a checkpoint of the run into `checkpoints/<name>`. */
 export async function saveRunCheckpoint(run: Run, name: string, coreVersion: string): Promise<void> {
+  if (!run.primary) return;
   const meta: Checkpoint["meta"] = {
     format: CHECKPOINT_FORMAT,
     coreVersion,
@@ -401,7 +421,7 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
     const event = { epoch, epochs: run.config.epochs, step: run.step };
     await callPlugin(run.method.name, "endOfEpoch", () => run.instance.endOfEpoch!(event));
   }
-  if (options.validation && run.config.validationBatches > 0) {
+  if (options.validation && run.config.validationBatches > 0 && run.primary) {
     const { loss, metrics } = await validate(run, options.validation);
     await appendMetrics(run.paths.metrics, [{
       kind: "validation",
@@ -429,13 +449,15 @@ export async function finishRun(run: Run, coreVersion: string): Promise<void> {
   await saveRunCheckpoint(run, "latest.safetensors", coreVersion);
   await saveRunCheckpoint(run, "final.safetensors", coreVersion);
   const network = join(run.paths.out, "network.safetensors");
-  await writeFileAtomic(
-    network,
-    encodeSafetensors(await referenceStateDict(run.model.network), {
-      format: "pt",
-      voxssl: JSON.stringify({ plugins: run.plugins, adaptationPlan: run.model.network.adaptationPlan() }),
-    }),
-  );
+  if (run.primary) {
+    await writeFileAtomic(
+      network,
+      encodeSafetensors(await referenceStateDict(run.model.network), {
+        format: "pt",
+        voxssl: JSON.stringify({ plugins: run.plugins, adaptationPlan: run.model.network.adaptationPlan() }),
+      }),
+    );
+  }
   run.log(
     `finished: ${run.step} steps; checkpoints in ${run.paths.checkpoints}, network weights in ${network}`,
   );
@@ -456,6 +478,7 @@ export function closeRun(run: Run): void {
 }
 
 async function writePlot(run: Run): Promise<void> {
+  if (!run.primary) return;
   const title = `${run.plugins.architecture} · ${run.plugins.method} · ${run.paths.out}`;
   await writeFileAtomic(run.paths.plot, lossCurveSvg(await readMetrics(run.paths.metrics), title));
 }
@@ -485,7 +508,8 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
       if (endOfEpoch) await endEpoch(run, options);
-      const request = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      const request = options.distributed ? await options.distributed.agreeStop(local) : local;
       if (request && run.step < total) {
         await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
         run.log(`stopped by ${request} at step ${run.step}; resume with --resume ${run.paths.out}`);

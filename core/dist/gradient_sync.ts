@@ -1,0 +1,130 @@
+/**
+ * Data-parallel gradient averaging: after backward, every packed gradient arena is cut into buckets,
+ * each bucket is copied to the host (a WebGPU readback: WebGPU has no peer-to-peer or RDMA path),
+ * summed over all ranks with a non-blocking `MPI_Iallreduce`, scaled by 1/size and written back.
+ *
+ * The buckets form a pipeline: all readbacks are issued at once, and a bucket's allreduce starts as
+ * soon as its bytes are on the host, so the network works on bucket k while the GPU → host copies of
+ * buckets k+1… are still in flight, and the uploads of finished buckets overlap the remaining
+ * reductions. (The allreduce does not overlap the backward pass itself: autograd records the whole
+ * backward before the trainer's gradient hook runs; see docs/distributed.md.)
+ *
+ * Every rank ends with bit-identical gradients (MPI's sum is the same on every rank), so the
+ * optimizer's clip coefficient, its finite check and the loss-scale decision, all computed on the GPU
+ * from those gradients, are identical on every rank, and so are the parameters after the step.
+ *
+ * @module
+ */
+import type { Gpu, GpuBuffer } from "../gpu/mod.ts";
+import type { ParameterGroup } from "../nn/mod.ts";
+import type { Mpi, MpiRequest } from "./mpi.ts";
+
+/** Options of {@link GradientSync}. */
+export interface GradientSyncOptions {
+  /** Bytes per bucket (default 16 MiB; rounded to whole f32 values). */
+  bucketBytes?: number;
+}
+
+/** One bucket: a byte range of a gradient arena. */
+interface Bucket {
+  buffer: GpuBuffer;
+  byteOffset: number;
+  bytes: number;
+}
+
+/** Timings of the last {@link GradientSync.allreduce} (milliseconds, wall clock). */
+export interface GradientSyncTimings {
+  /** Buckets reduced. */
+  buckets: number;
+  /** Gradient bytes reduced (f32). */
+  bytes: number;
+  /** From the start until the last bucket was on the host. */
+  readbackMs: number;
+  /** Time spent waiting for reductions after the last readback (communication not hidden). */
+  exposedReduceMs: number;
+  /** The whole call. */
+  totalMs: number;
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/** Averages gradient arenas over the ranks of an MPI job. */
+export class GradientSync {
+  readonly #mpi: Mpi;
+  readonly #gpu: Gpu;
+  readonly #bucketBytes: number;
+  #buckets: Bucket[] | undefined;
+  #groups: ParameterGroup[] | undefined;
+  /** Timings of the last call (undefined before the first). */
+  last: GradientSyncTimings | undefined;
+
+  /** Gradient averaging over `mpi`'s ranks for arenas on `gpu`. */
+  constructor(mpi: Mpi, gpu: Gpu, options: GradientSyncOptions = {}) {
+    this.#mpi = mpi;
+    this.#gpu = gpu;
+    const requested = options.bucketBytes ?? 16 * 2 ** 20;
+    if (!(requested >= 4)) throw new RangeError(`bucketBytes must be at least 4, got ${requested}`);
+    this.#bucketBytes = Math.floor(requested / 4) * 4;
+  }
+
+  /** The buckets of `groups`, last group's end first (the order backward finishes them). */
+  #bucketsOf(groups: ParameterGroup[]): Bucket[] {
+    if (this.#groups === groups && this.#buckets) return this.#buckets;
+    const buckets: Bucket[] = [];
+    for (const g of [...groups].reverse()) {
+      const whole = g.grads.whole;
+      if (whole.dtype !== "f32") throw new Error(`gradient arenas must be f32, got ${whole.dtype}`);
+      const bytes = whole.size * 4;
+      for (let end = bytes; end > 0; end -= this.#bucketBytes) {
+        const start = Math.max(0, end - this.#bucketBytes);
+        buckets.push({ buffer: whole.buffer, byteOffset: whole.byteOffset + start, bytes: end - start });
+      }
+    }
+    this.#groups = groups;
+    this.#buckets = buckets;
+    return buckets;
+  }
+
+  /**
+   * Replaces every gradient in `groups` by its mean over all ranks. Every rank must call it with
+   * groups of the same layout, in the same step. The trainer's `gradientHook`.
+   */
+  async allreduce(groups: ParameterGroup[]): Promise<void> {
+    const t0 = performance.now();
+    const buckets = this.#bucketsOf(groups);
+    const reads = buckets.map((b) => this.#gpu.read(b.buffer, b.byteOffset, b.bytes));
+    const inFlight: { request: MpiRequest; host: Float32Array; bucket: Bucket }[] = [];
+    const progress = () => inFlight.forEach((f) => f.request.test());
+    for (const [i, read] of reads.entries()) {
+      let data: ArrayBuffer | undefined;
+      let failure: unknown;
+      read.then((d) => data = d, (e) => failure = e ?? new Error("readback failed"));
+      while (data === undefined && failure === undefined) {
+        progress();
+        await nextTurn();
+      }
+      if (failure !== undefined) throw failure;
+      const host = new Float32Array(data!);
+      inFlight.push({ request: this.#mpi.iallreduce(host, "sum"), host, bucket: buckets[i] });
+    }
+    const t1 = performance.now();
+    const scale = 1 / this.#mpi.size;
+    for (const { request, host, bucket } of inFlight) {
+      while (!request.test()) {
+        progress();
+        await nextTurn();
+      }
+      for (let i = 0; i < host.length; i++) host[i] *= scale;
+      this.#gpu.write(bucket.buffer, host, bucket.byteOffset);
+    }
+    const t2 = performance.now();
+    const bytes = buckets.reduce((s, b) => s + b.bytes, 0);
+    this.last = {
+      buckets: buckets.length,
+      bytes,
+      readbackMs: t1 - t0,
+      exposedReduceMs: t2 - t1,
+      totalMs: t2 - t0,
+    };
+  }
+}
