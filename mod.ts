@@ -320,6 +320,7 @@ export {
   buildFolderIndex,
   createPatchLoader,
   generatePhantom,
+  mergePreprocessSummaries,
   type PatchBatch,
   type PatchLoader,
   type PatchLoaderOptions,
@@ -420,6 +421,7 @@ export type {
 // --- multi-process training (MPI) -----------------------------------------------------------------------
 export {
   agreeOnStop,
+  allGatherJson,
   allGatherRows,
   dataParallel,
   GradientSync,

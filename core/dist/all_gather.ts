@@ -41,3 +41,19 @@ export async function allGatherRows(mpi: Mpi | undefined, local: Tensor): Promis
   for (let r = 0; r < mpi.size; r++) parts.push(r === mpi.rank ? own : rows(r));
   return concat(parts, 0);
 }
+
+/**
+ * Every rank's `value` (JSON-serialisable) in rank order: for merging per-rank summaries (e.g. the
+ * shards of distributed preprocessing). With one process (`mpi` undefined) it returns `[value]`.
+ */
+export function allGatherJson<T>(mpi: Mpi | undefined, value: T): T[] {
+  if (!mpi || mpi.size === 1) return [value];
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  const lengths = mpi.allgather(new Int32Array([bytes.length]));
+  const width = Math.max(...lengths);
+  const padded = new Uint8Array(width);
+  padded.set(bytes);
+  const all = mpi.allgather(padded);
+  const decoder = new TextDecoder();
+  return [...lengths].map((n, r) => JSON.parse(decoder.decode(all.subarray(r * width, r * width + n))) as T);
+}
