@@ -423,6 +423,7 @@ export {
   agreeOnStop,
   allGatherJson,
   allGatherRows,
+  averageOverRanks,
   dataParallel,
   GradientSync,
   initDistributed,

@@ -13,6 +13,7 @@ import type { ParameterGroup } from "../nn/mod.ts";
 import { GradientSync, type GradientSyncOptions } from "./gradient_sync.ts";
 import type { Distributed } from "./launch.ts";
 import { agreeOnStop } from "./stop.ts";
+import { averageOverRanks } from "./average_metrics.ts";
 
 /** This rank's share of a global batch. */
 export interface BatchShare {
@@ -38,10 +39,11 @@ export function shareOfBatch(global: number, dist: Pick<Distributed, "rank" | "s
 export interface DataParallel {
   /** Averages the gradients over the ranks (the Trainer's `gradientHook`). */
   gradientHook: (groups: ParameterGroup[]) => Promise<void>;
-  /** The Trainer's `distributed` role: rank and the stop agreement. */
+  /** The Trainer's `distributed` role: rank, the stop agreement, the logged means over ranks. */
   role: {
     rank: number;
     agreeStop(local: string | undefined): string | undefined;
+    averageMetrics(local: Record<string, number>): Record<string, number>;
   };
   /** The gradient averaging (its `last` timings). */
   sync: GradientSync;
@@ -58,7 +60,11 @@ export function dataParallel(
   const sync = new GradientSync(mpi, gpu, options);
   return {
     gradientHook: (groups) => sync.allreduce(groups),
-    role: { rank: dist.rank, agreeStop: (local) => agreeOnStop(mpi, local) },
+    role: {
+      rank: dist.rank,
+      agreeStop: (local) => agreeOnStop(mpi, local),
+      averageMetrics: (local) => averageOverRanks(mpi, local),
+    },
     sync,
   };
 }

@@ -90,6 +90,8 @@ export interface DistributedRole {
   rank: number;
   /** The job-wide stop decision of a step from this rank's request (every rank calls it every step). */
   agreeStop(local: string | undefined): string | undefined | Promise<string | undefined>;
+  /** The mean over ranks of this rank's interval means (loss, metrics), so rank 0 logs the global batch's. */
+  averageMetrics?(local: Record<string, number>): Record<string, number> | Promise<Record<string, number>>;
 }
 
 /** Seed distance between the step-noise streams of data-parallel ranks (rank 0's is the single process's). */
@@ -315,8 +317,9 @@ export async function trainStep(
 }
 
 /** Reads the interval's means, appends them to metrics.jsonl, prints the progress line, resets. */
-export async function logInterval(run: Run, lr: number): Promise<void> {
-  const { loss, ...metrics } = await run.accumulator.means();
+export async function logInterval(run: Run, lr: number, distributed?: DistributedRole): Promise<void> {
+  const means = await run.accumulator.means();
+  const { loss, ...metrics } = distributed?.averageMetrics ? await distributed.averageMetrics(means) : means;
   const status = await run.optimizer.readStatus();
   const seconds = (performance.now() - run.intervalStart) / 1000;
   const rate = run.intervalSteps / seconds;
@@ -506,7 +509,9 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
       await trainStep(run, await options.train.batch(run.step), lr, options.gradientHook);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
-      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
+      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
+        await logInterval(run, lr, options.distributed);
+      }
       if (endOfEpoch) await endEpoch(run, options);
       const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
       const request = options.distributed ? await options.distributed.agreeStop(local) : local;
