@@ -48,6 +48,9 @@ export interface GradientSyncTimings {
 
 const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
+/** How long each event-loop turn drives MPI's progress engine while a readback is pending (ms). */
+const PROGRESS_SLICE_MS = 0.5;
+
 /** Averages gradient arenas over the ranks of an MPI job. */
 export class GradientSync {
   readonly #mpi: Mpi;
@@ -94,7 +97,14 @@ export class GradientSync {
     const buckets = this.#bucketsOf(groups);
     const reads = buckets.map((b) => this.#gpu.read(b.buffer, b.byteOffset, b.bytes));
     const inFlight: { request: MpiRequest; host: Float32Array; bucket: Bucket }[] = [];
-    const progress = () => inFlight.forEach((f) => f.request.test());
+    // MPICH advances a non-blocking collective only inside MPI calls, one schedule step per call: drive it
+    // for a slice of each turn, then yield so the GPU readbacks can resolve
+    const progress = () => {
+      const until = performance.now() + PROGRESS_SLICE_MS;
+      do {
+        if (inFlight.every((f) => f.request.test())) return;
+      } while (performance.now() < until);
+    };
     for (const [i, read] of reads.entries()) {
       let data: ArrayBuffer | undefined;
       let failure: unknown;
@@ -110,10 +120,7 @@ export class GradientSync {
     const t1 = performance.now();
     const scale = 1 / this.#mpi.size;
     for (const { request, host, bucket } of inFlight) {
-      while (!request.test()) {
-        progress();
-        await nextTurn();
-      }
+      request.wait(); // nothing left to overlap on this thread: MPI_Wait drives the reduction fastest
       for (let i = 0; i < host.length; i++) host[i] *= scale;
       this.#gpu.write(bucket.buffer, host, bucket.byteOffset);
     }

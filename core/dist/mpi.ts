@@ -127,11 +127,18 @@ export class MpiRequest {
   }
 
   /**
-   * Resolves when it has completed, polling `test()` between turns of the event loop, so that GPU
-   * readbacks and other promises progress meanwhile (MPICH progresses a request only inside MPI calls).
+   * Resolves when it has completed: drives `test()` for `sliceMs` of each turn of the event loop, then
+   * yields, so that GPU readbacks and other promises progress meanwhile (MPICH advances a request only
+   * inside MPI calls, one step of its schedule per call).
    */
-  async done(pollMs = 0): Promise<void> {
-    while (!this.test()) await new Promise((r) => setTimeout(r, pollMs));
+  async done(sliceMs = 0.5): Promise<void> {
+    while (true) {
+      const until = performance.now() + sliceMs;
+      do {
+        if (this.test()) return;
+      } while (performance.now() < until);
+      await new Promise((r) => setTimeout(r, 0));
+    }
   }
 }
 
