@@ -1,7 +1,9 @@
 /**
  * Data-parallel gradient averaging: after backward, every packed gradient arena is cut into buckets,
  * each bucket is copied to the host (a WebGPU readback: WebGPU has no peer-to-peer or RDMA path),
- * summed over all ranks with a non-blocking `MPI_Iallreduce`, scaled by 1/size and written back.
+ * summed over all ranks with a non-blocking `MPI_Iallreduce`, uploaded to a staging buffer and written
+ * into the arena scaled by 1/size on the GPU (a fill and an accumulate dispatch: no host pass over the
+ * gradients besides MPI's own).
  *
  * The buckets form a pipeline: all readbacks are issued at once, and a bucket's allreduce starts as
  * soon as its bytes are on the host, so the network works on bucket k while the GPU → host copies of
@@ -16,6 +18,7 @@
  * @module
  */
 import type { Gpu, GpuBuffer } from "../gpu/mod.ts";
+import { runAccumulate, runFill } from "../../kernels/mod.ts";
 import type { ParameterGroup } from "../nn/mod.ts";
 import type { Mpi, MpiRequest } from "./mpi.ts";
 
@@ -67,7 +70,12 @@ export class GradientSync {
     this.#gpu = gpu;
     const requested = options.bucketBytes ?? 16 * 2 ** 20;
     if (!(requested >= 4)) throw new RangeError(`bucketBytes must be at least 4, got ${requested}`);
-    this.#bucketBytes = Math.floor(requested / 4) * 4;
+    // bucket starts must be valid binding offsets; a bucket must fit one binding
+    const align = gpu.limits.minStorageBufferOffsetAlignment;
+    this.#bucketBytes = Math.min(
+      Math.max(align, Math.ceil(requested / align) * align),
+      Math.floor(gpu.limits.maxStorageBufferBindingSize / align) * align,
+    );
   }
 
   /** The buckets of `groups`, last group's end first (the order backward finishes them). */
@@ -78,10 +86,12 @@ export class GradientSync {
       const whole = g.grads.whole;
       if (whole.dtype !== "f32") throw new Error(`gradient arenas must be f32, got ${whole.dtype}`);
       const bytes = whole.size * 4;
-      for (let end = bytes; end > 0; end -= this.#bucketBytes) {
-        const start = Math.max(0, end - this.#bucketBytes);
-        buckets.push({ buffer: whole.buffer, byteOffset: whole.byteOffset + start, bytes: end - start });
+      const own: Bucket[] = [];
+      for (let start = 0; start < bytes; start += this.#bucketBytes) {
+        const size = Math.min(this.#bucketBytes, bytes - start);
+        own.push({ buffer: whole.buffer, byteOffset: whole.byteOffset + start, bytes: size });
       }
+      buckets.push(...own.reverse());
     }
     this.#groups = groups;
     this.#buckets = buckets;
@@ -119,10 +129,27 @@ export class GradientSync {
     }
     const t1 = performance.now();
     const scale = 1 / this.#mpi.size;
-    for (const { request, host, bucket } of inFlight) {
-      request.wait(); // nothing left to overlap on this thread: MPI_Wait drives the reduction fastest
-      for (let i = 0; i < host.length; i++) host[i] *= scale;
-      this.#gpu.write(bucket.buffer, host, bucket.byteOffset);
+    const gpu = this.#gpu;
+    const staging = gpu.pool.acquire(Math.max(...buckets.map((b) => b.bytes)));
+    try {
+      for (const { request, host, bucket } of inFlight) {
+        request.wait(); // nothing left to overlap on this thread: MPI_Wait drives the reduction fastest
+        // write() submits the previous bucket's dispatches first, so reusing one staging buffer is safe
+        gpu.write(staging, host);
+        const target = { buffer: bucket.buffer, offset: bucket.byteOffset, size: bucket.bytes };
+        runFill(gpu, target, bucket.bytes / 4, 0);
+        runAccumulate(
+          gpu,
+          "f32",
+          target,
+          { buffer: staging, offset: 0, size: bucket.bytes },
+          bucket.bytes / 4,
+          scale,
+        );
+      }
+      gpu.flush();
+    } finally {
+      gpu.pool.release(staging);
     }
     const t2 = performance.now();
     const bytes = buckets.reduce((s, b) => s + b.bytes, 0);
