@@ -10,6 +10,7 @@
  */
 import type { Gpu } from "../gpu/mod.ts";
 import type { ParameterGroup } from "../nn/mod.ts";
+import type { Tensor } from "../tensor/mod.ts";
 import { GradientSync, type GradientSyncOptions } from "./gradient_sync.ts";
 import type { Distributed } from "./launch.ts";
 import { agreeOnStop } from "./stop.ts";
@@ -44,6 +45,7 @@ export interface DataParallel {
     rank: number;
     agreeStop(local: string | undefined): string | undefined;
     averageMetrics(local: Record<string, number>): Record<string, number>;
+    onGradientReady(param: Tensor): void;
   };
   /** The gradient averaging (its `last` timings). */
   sync: GradientSync;
@@ -64,6 +66,7 @@ export function dataParallel(
       rank: dist.rank,
       agreeStop: (local) => agreeOnStop(mpi, local),
       averageMetrics: (local) => averageOverRanks(mpi, local),
+      onGradientReady: (param) => sync.gradientReady(param),
     },
     sync,
   };

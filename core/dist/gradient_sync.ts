@@ -5,11 +5,17 @@
  * into the arena scaled by 1/size on the GPU (a fill and an accumulate dispatch: no host pass over the
  * gradients besides MPI's own).
  *
- * The buckets form a pipeline: all readbacks are issued at once, and a bucket's allreduce starts as
- * soon as its bytes are on the host, so the network works on bucket k while the GPU → host copies of
- * buckets k+1… are still in flight, and the uploads of finished buckets overlap the remaining
- * reductions. (The allreduce does not overlap the backward pass itself: autograd records the whole
- * backward before the trainer's gradient hook runs; see docs/distributed.md.)
+ * Overlap with backward: autograd tells {@link GradientSync.gradientReady} when a parameter's gradient
+ * is complete (`backward`'s `onLeafGradient`); when every parameter of a bucket is, the bucket's GPU →
+ * host copy is queued right there, between the backward kernels still to come. Recording backward is
+ * quick next to running it, so by the time the trainer's gradient hook runs, the GPU is still working
+ * through backward while the hook waits for the first buckets' bytes and starts their allreduce: the
+ * network works while the GPU computes. (From the second step on: the first step learns the layout.)
+ *
+ * The buckets form a pipeline: a bucket's allreduce starts as soon as its bytes are on the host, so the
+ * network works on bucket k while the copies of buckets k+1… are in flight, and the uploads of finished
+ * buckets overlap the remaining reductions. Allreduces start in bucket order on every rank (MPI requires
+ * one order of collectives), whatever order the readbacks finish in.
  *
  * Every rank ends with bit-identical gradients (MPI's sum is the same on every rank), so the
  * optimizer's clip coefficient, its finite check and the loss-scale decision, all computed on the GPU
@@ -20,6 +26,7 @@
 import type { Gpu, GpuBuffer } from "../gpu/mod.ts";
 import { runAccumulate, runFill } from "../../kernels/mod.ts";
 import type { ParameterGroup } from "../nn/mod.ts";
+import type { Tensor } from "../tensor/mod.ts";
 import type { Mpi, MpiRequest } from "./mpi.ts";
 
 /** Options of {@link GradientSync}. */
@@ -39,6 +46,8 @@ interface Bucket {
 export interface GradientSyncTimings {
   /** Buckets reduced. */
   buckets: number;
+  /** Buckets whose readback was queued during backward (as soon as their gradients were complete). */
+  earlyBuckets: number;
   /** Gradient bytes reduced (f32). */
   bytes: number;
   /** From the start until the last bucket was on the host. */
@@ -61,6 +70,11 @@ export class GradientSync {
   readonly #bucketBytes: number;
   #buckets: Bucket[] | undefined;
   #groups: ParameterGroup[] | undefined;
+  /** Per parameter (a leaf of backward): the buckets its gradient overlaps. */
+  #bucketsOfParameter = new Map<Tensor, Bucket[]>();
+  /** Per bucket: its parameters whose gradient is not complete yet in this step. */
+  #waiting = new Map<Bucket, number>();
+  #early = new Map<Bucket, Promise<ArrayBuffer>>();
   /** Timings of the last call (undefined before the first). */
   last: GradientSyncTimings | undefined;
 
@@ -82,6 +96,7 @@ export class GradientSync {
   #bucketsOf(groups: ParameterGroup[]): Bucket[] {
     if (this.#groups === groups && this.#buckets) return this.#buckets;
     const buckets: Bucket[] = [];
+    this.#bucketsOfParameter.clear();
     for (const g of [...groups].reverse()) {
       const whole = g.grads.whole;
       if (whole.dtype !== "f32") throw new Error(`gradient arenas must be f32, got ${whole.dtype}`);
@@ -91,11 +106,39 @@ export class GradientSync {
         const size = Math.min(this.#bucketBytes, bytes - start);
         own.push({ buffer: whole.buffer, byteOffset: whole.byteOffset + start, bytes: size });
       }
+      g.params.parts.forEach((param, i) => {
+        const from = whole.byteOffset + g.grads.layout.offsets[i] * 4;
+        const to = from + param.size * 4;
+        const mine = own.filter((b) => b.byteOffset < to && b.byteOffset + b.bytes > from);
+        this.#bucketsOfParameter.set(param, mine);
+      });
       buckets.push(...own.reverse());
     }
     this.#groups = groups;
     this.#buckets = buckets;
+    this.#resetWaiting();
     return buckets;
+  }
+
+  #resetWaiting(): void {
+    this.#waiting.clear();
+    this.#early.clear();
+    for (const buckets of this.#bucketsOfParameter.values()) {
+      for (const b of buckets) this.#waiting.set(b, (this.#waiting.get(b) ?? 0) + 1);
+    }
+  }
+
+  /**
+   * Tells the sync that `param`'s gradient is complete for this step (backward's `onLeafGradient`):
+   * a bucket whose parameters are all complete has its readback queued at once. Parameters it does not
+   * know (before the first {@link allreduce}, or not in the groups) are ignored.
+   */
+  gradientReady(param: Tensor): void {
+    for (const bucket of this.#bucketsOfParameter.get(param) ?? []) {
+      const left = (this.#waiting.get(bucket) ?? 0) - 1;
+      this.#waiting.set(bucket, left);
+      if (left === 0) this.#early.set(bucket, this.#gpu.read(bucket.buffer, bucket.byteOffset, bucket.bytes));
+    }
   }
 
   /**
@@ -105,7 +148,9 @@ export class GradientSync {
   async allreduce(groups: ParameterGroup[]): Promise<void> {
     const t0 = performance.now();
     const buckets = this.#bucketsOf(groups);
-    const reads = buckets.map((b) => this.#gpu.read(b.buffer, b.byteOffset, b.bytes));
+    const early = buckets.filter((b) => this.#early.has(b)).length;
+    const reads = buckets.map((b) => this.#early.get(b) ?? this.#gpu.read(b.buffer, b.byteOffset, b.bytes));
+    this.#resetWaiting();
     const inFlight: { request: MpiRequest; host: Float32Array; bucket: Bucket }[] = [];
     // MPICH advances a non-blocking collective only inside MPI calls, one schedule step per call: drive it
     // for a slice of each turn, then yield so the GPU readbacks can resolve
@@ -155,6 +200,7 @@ export class GradientSync {
     const bytes = buckets.reduce((s, b) => s + b.bytes, 0);
     this.last = {
       buckets: buckets.length,
+      earlyBuckets: early,
       bytes,
       readbackMs: t1 - t0,
       exposedReduceMs: t2 - t1,

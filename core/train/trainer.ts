@@ -37,7 +37,7 @@ import {
   referenceStateDict,
   type SslMethodPlugin,
 } from "../plugin/mod.ts";
-import { autocast, backward, Generator, noGrad, scope } from "../tensor/mod.ts";
+import { autocast, backward, Generator, noGrad, scope, type Tensor } from "../tensor/mod.ts";
 import { MetricAccumulator } from "./accumulator.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -92,6 +92,8 @@ export interface DistributedRole {
   agreeStop(local: string | undefined): string | undefined | Promise<string | undefined>;
   /** The mean over ranks of this rank's interval means (loss, metrics), so rank 0 logs the global batch's. */
   averageMetrics?(local: Record<string, number>): Record<string, number> | Promise<Record<string, number>>;
+  /** Called during backward as each parameter's gradient is complete (starts its averaging early). */
+  onGradientReady?(param: Tensor): void;
 }
 
 /** Seed distance between the step-noise streams of data-parallel ranks (rank 0's is the single process's). */
@@ -288,6 +290,7 @@ export async function trainStep(
   host: HostBatch,
   lr: number,
   gradientHook?: TrainerOptions["gradientHook"],
+  onGradientReady?: DistributedRole["onGradientReady"],
 ): Promise<void> {
   const { optimizer, instance, method } = run;
   const mixed = run.config.precision === "mixed";
@@ -304,7 +307,11 @@ export async function trainStep(
     checkLoss(run, output);
     run.accumulator.add("loss", output.loss);
     for (const [name, value] of Object.entries(output.metrics ?? {})) run.accumulator.add(name, value);
-    backward(output.loss, mixed ? optimizer.lossScaleSeed() : undefined);
+    backward(
+      output.loss,
+      mixed ? optimizer.lossScaleSeed() : undefined,
+      onGradientReady ? { onLeafGradient: onGradientReady } : undefined,
+    );
   });
   await gradientHook?.(optimizer.groups);
   optimizer.step(run.groups.map((g) => lr * g.lrScale));
@@ -507,7 +514,13 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
-      await trainStep(run, await options.train.batch(run.step), lr, options.gradientHook);
+      await trainStep(
+        run,
+        await options.train.batch(run.step),
+        lr,
+        options.gradientHook,
+        options.distributed?.onGradientReady,
+      );
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
         await logInterval(run, lr, options.distributed);

@@ -234,7 +234,14 @@ async function unit(): Promise<void> {
       await sync.allreduce(groups);
       synced = await named(groups, "grads");
       bitsEqualOnAllRanks(await readGroups(groups, "grads"), `averaged gradients of step ${step}`);
-    });
+    }, (param) => sync.gradientReady(param));
+    // from the second step on, every bucket's readback is queued during backward
+    const { buckets, earlyBuckets } = sync.last!;
+    check(buckets > 2, `${buckets} buckets`);
+    check(
+      earlyBuckets === (step === 0 ? 0 : buckets),
+      `step ${step}: ${earlyBuckets} of ${buckets} buckets early`,
+    );
     // the averaging itself: one f32 rounding of the exact mean of the ranks' gradients
     const all = mpi!.allgather(local);
     const flat = [...synced.values()].flat();
