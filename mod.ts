@@ -97,6 +97,7 @@ export {
   // norms, pooling, resampling
   avgPool3d,
   backward,
+  type BackwardOptions,
   // shape
   cast,
   clamp,

@@ -87,7 +87,7 @@ for (const mb of gpuSizes) {
   const count = (mb * MB) / 4;
   const grads = Tensor.empty(gpu, [count], "f32");
   grads.write(Float32Array.from({ length: count }, (_, i) => (i % 1000) / 1000));
-  const groups = [{ grads: { whole: grads } }] as unknown as ParameterGroup[];
+  const groups = [{ params: { parts: [] }, grads: { whole: grads } }] as unknown as ParameterGroup[];
   const pipelined = new GradientSync(mpi, gpu, { bucketBytes: preset === "gpu" ? 25 * MB : 4 * MB });
   const timings: number[] = [];
   const total = await timeIt(async () => {

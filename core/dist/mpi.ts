@@ -66,8 +66,6 @@ const SYMBOLS = {
   MPI_Get_library_version: { parameters: ["buffer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type MpiSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
 /** A typed array MPI reads or writes. */
 export type MpiBuffer = Float32Array | Float64Array | Int32Array | Uint16Array | Uint8Array;
 
@@ -113,16 +111,14 @@ export class MpiRequest {
   /** Whether it has completed (advances MPI's progress engine; never blocks). */
   test(): boolean {
     if (this.#done) return true;
-    const flag = new Int32Array(1);
-    this.#mpi.check("MPI_Test", this.#mpi.symbols.MPI_Test(this.#handle, flag, statusIgnore()));
-    this.#done = flag[0] !== 0;
+    this.#done = this.#mpi.testRequest(this.#handle);
     return this.#done;
   }
 
   /** Blocks until it has completed. */
   wait(): void {
     if (this.#done) return;
-    this.#mpi.check("MPI_Wait", this.#mpi.symbols.MPI_Wait(this.#handle, statusIgnore()));
+    this.#mpi.waitRequest(this.#handle);
     this.#done = true;
   }
 
@@ -146,8 +142,6 @@ const statusIgnore = () => Deno.UnsafePointer.create(MPICH.STATUS_IGNORE);
 
 /** An initialised MPI library: this process's rank in `MPI_COMM_WORLD` and the collectives. */
 export class Mpi {
-  /** The library's symbols (for {@link MpiRequest}). */
-  readonly symbols: MpiSymbols;
   readonly #lib: Deno.DynamicLibrary<typeof SYMBOLS>;
   /** This process's rank. */
   readonly rank: number;
@@ -160,22 +154,33 @@ export class Mpi {
   /** Initialises MPI from an opened library (see {@link openMpi}). */
   constructor(lib: Deno.DynamicLibrary<typeof SYMBOLS>, library: string) {
     this.#lib = lib;
-    this.symbols = lib.symbols;
     this.library = library;
     const flag = new Int32Array(1);
-    this.check("MPI_Initialized", this.symbols.MPI_Initialized(flag));
+    this.check("MPI_Initialized", this.#lib.symbols.MPI_Initialized(flag));
     if (!flag[0]) {
       const provided = new Int32Array(1);
-      const code = this.symbols.MPI_Init_thread(null, null, MPICH.THREAD_SINGLE, provided);
+      const code = this.#lib.symbols.MPI_Init_thread(null, null, MPICH.THREAD_SINGLE, provided);
       if (code !== MPICH.SUCCESS) {
         throw new MpiError(`MPI_Init_thread failed (${this.errorString(code)})`, code);
       }
     }
     const out = new Int32Array(1);
-    this.check("MPI_Comm_rank", this.symbols.MPI_Comm_rank(MPICH.COMM_WORLD, out));
+    this.check("MPI_Comm_rank", this.#lib.symbols.MPI_Comm_rank(MPICH.COMM_WORLD, out));
     this.rank = out[0];
-    this.check("MPI_Comm_size", this.symbols.MPI_Comm_size(MPICH.COMM_WORLD, out));
+    this.check("MPI_Comm_size", this.#lib.symbols.MPI_Comm_size(MPICH.COMM_WORLD, out));
     this.size = out[0];
+  }
+
+  /** `MPI_Test` on a request handle: whether it has completed (then MPI frees the handle). */
+  testRequest(handle: Int32Array): boolean {
+    const flag = new Int32Array(1);
+    this.check("MPI_Test", this.#lib.symbols.MPI_Test(handle, flag, statusIgnore()));
+    return flag[0] !== 0;
+  }
+
+  /** `MPI_Wait` on a request handle: blocks until it has completed. */
+  waitRequest(handle: Int32Array): void {
+    this.check("MPI_Wait", this.#lib.symbols.MPI_Wait(handle, statusIgnore()));
   }
 
   /** Throws an {@link MpiError} naming `fn` unless `code` is MPI_SUCCESS. */
@@ -187,7 +192,7 @@ export class Mpi {
   errorString(code: number): string {
     const text = new Uint8Array(MPICH.MAX_ERROR_STRING);
     const length = new Int32Array(1);
-    if (this.symbols.MPI_Error_string(code, text, length) !== MPICH.SUCCESS) return `error ${code}`;
+    if (this.#lib.symbols.MPI_Error_string(code, text, length) !== MPICH.SUCCESS) return `error ${code}`;
     return new TextDecoder().decode(text.subarray(0, length[0]));
   }
 
@@ -195,7 +200,7 @@ export class Mpi {
   libraryVersion(): string {
     const text = new Uint8Array(MPICH.MAX_LIBRARY_VERSION_STRING);
     const length = new Int32Array(1);
-    this.check("MPI_Get_library_version", this.symbols.MPI_Get_library_version(text, length));
+    this.check("MPI_Get_library_version", this.#lib.symbols.MPI_Get_library_version(text, length));
     return new TextDecoder().decode(text.subarray(0, length[0])).split("\n")[0].trim();
   }
 
@@ -205,7 +210,7 @@ export class Mpi {
     const inPlace = Deno.UnsafePointer.create(MPICH.IN_PLACE);
     this.check(
       "MPI_Allreduce",
-      this.symbols.MPI_Allreduce(inPlace, ptr(buffer), buffer.length, type, OPS[op], MPICH.COMM_WORLD),
+      this.#lib.symbols.MPI_Allreduce(inPlace, ptr(buffer), buffer.length, type, OPS[op], MPICH.COMM_WORLD),
     );
   }
 
@@ -216,7 +221,7 @@ export class Mpi {
     const inPlace = Deno.UnsafePointer.create(MPICH.IN_PLACE);
     this.check(
       "MPI_Iallreduce",
-      this.symbols.MPI_Iallreduce(
+      this.#lib.symbols.MPI_Iallreduce(
         inPlace,
         ptr(buffer),
         buffer.length,
@@ -236,7 +241,7 @@ export class Mpi {
     const type = datatypeOf(local);
     this.check(
       "MPI_Allgather",
-      this.symbols.MPI_Allgather(
+      this.#lib.symbols.MPI_Allgather(
         ptr(local),
         local.length,
         type,
@@ -253,18 +258,18 @@ export class Mpi {
   broadcast(buffer: MpiBuffer, root = 0): void {
     this.check(
       "MPI_Bcast",
-      this.symbols.MPI_Bcast(ptr(buffer), buffer.length, datatypeOf(buffer), root, MPICH.COMM_WORLD),
+      this.#lib.symbols.MPI_Bcast(ptr(buffer), buffer.length, datatypeOf(buffer), root, MPICH.COMM_WORLD),
     );
   }
 
   /** Waits for every rank. */
   barrier(): void {
-    this.check("MPI_Barrier", this.symbols.MPI_Barrier(MPICH.COMM_WORLD));
+    this.check("MPI_Barrier", this.#lib.symbols.MPI_Barrier(MPICH.COMM_WORLD));
   }
 
   /** Ends the whole job (every rank) with `code`: for a rank that cannot continue. */
   abort(code: number): never {
-    this.symbols.MPI_Abort(MPICH.COMM_WORLD, code);
+    this.#lib.symbols.MPI_Abort(MPICH.COMM_WORLD, code);
     Deno.exit(code);
   }
 
@@ -273,8 +278,8 @@ export class Mpi {
     if (this.#finalized) return;
     this.#finalized = true;
     const flag = new Int32Array(1);
-    this.symbols.MPI_Finalized(flag);
-    if (!flag[0]) this.check("MPI_Finalize", this.symbols.MPI_Finalize());
+    this.#lib.symbols.MPI_Finalized(flag);
+    if (!flag[0]) this.check("MPI_Finalize", this.#lib.symbols.MPI_Finalize());
   }
 }
 
