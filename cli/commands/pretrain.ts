@@ -38,6 +38,7 @@ import {
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 import { dataParallelRun, joinJob } from "../distributed.ts";
+import { launchInfo } from "../../core/dist/mod.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -202,6 +203,14 @@ export function registerPretrain(program: Command): void {
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
 
+      const job = launchInfo();
+      if (plugins.length > 0 && job && job.size > 1) {
+        // the sandbox denies FFI (the MPI library) to the process that runs plugin code
+        throw new ConfigError(
+          `third-party plugins run sandboxed, and a sandboxed run cannot join an MPI job yet ` +
+            `(launched as rank ${job.rank} of ${job.size}); run the plugin in a single process`,
+        );
+      }
       if (plugins.length > 0 && !isSandboxed()) {
         const { plan, out } = await planOf(request, Boolean(flags.dryRun), cwd);
         // the child must write where this process planned, whatever the clock says by then
