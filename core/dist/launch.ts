@@ -91,6 +91,44 @@ export interface InitDistributedOptions {
   env?: (name: string) => string | undefined;
   /** Opens MPI (default {@link openMpi}); tests pass a fake. */
   open?: () => Mpi;
+  /** Whether file descriptor `fd` is open in this process (default: /proc/self/fd). */
+  fdIsOpen?: (fd: number) => boolean;
+}
+
+function procFdIsOpen(fd: number): boolean {
+  try {
+    Deno.lstatSync(`/proc/self/fd/${fd}`);
+    return true;
+  } catch (error) {
+    // no /proc (not Linux) or no permission to look: assume open and let MPI decide
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
+/**
+ * MPICH aborts the process inside `MPI_Init` when the launcher's PMI connection is missing, with an
+ * error stack that does not say why; this names the usual cause first. Only for PMI-1 launchers (Hydra,
+ * `srun --mpi=pmi2`), which pass the connection as PMI_FD or PMI_PORT.
+ */
+function checkPmiConnection(
+  info: LaunchInfo,
+  env: (name: string) => string | undefined,
+  fdIsOpen: (fd: number) => boolean,
+): void {
+  if (info.launcher !== "mpich" || env("PMI_PORT")) return;
+  const fd = env("PMI_FD");
+  const problem = fd === undefined
+    ? "PMI_FD and PMI_PORT are not set"
+    : !/^\d+$/.test(fd) || !fdIsOpen(Number(fd))
+    ? `PMI_FD=${fd} is not an open file descriptor of this process`
+    : undefined;
+  if (!problem) return;
+  throw new MpiError(
+    `launched as rank ${info.rank} of ${info.size} (PMI_RANK/PMI_SIZE are set) but ${problem}: the process ` +
+      "was not started directly by the MPI launcher. Run the real deno binary under mpiexec " +
+      "(`mpiexec -n 2 ./deno task pretrain ...`), not a launcher that closes inherited descriptors " +
+      "(e.g. npx deno), and do not copy PMI_* variables into other processes.",
+  );
 }
 
 /**
@@ -100,8 +138,10 @@ export interface InitDistributedOptions {
  * processes linked against MPICH: each would be a job of one).
  */
 export function initDistributed(options: InitDistributedOptions = {}): Distributed {
-  const info = launchInfo(options.env);
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const info = launchInfo(env);
   if (!info || info.size <= 1) return SINGLE_PROCESS;
+  checkPmiConnection(info, env, options.fdIsOpen ?? procFdIsOpen);
   let mpi: Mpi;
   try {
     mpi = (options.open ?? openMpi)();

@@ -46,10 +46,35 @@ Deno.test("initDistributed(): a plain run and a job of one never load MPI", () =
   );
 });
 
+Deno.test("initDistributed(): a lost PMI connection is named before MPI would abort the process", () => {
+  for (
+    const [vars, expected] of [
+      [{}, "PMI_FD and PMI_PORT are not set"],
+      [{ PMI_FD: "7" }, "PMI_FD=7 is not an open file descriptor"],
+    ] as const
+  ) {
+    const error = assertThrows(
+      () =>
+        initDistributed({
+          env: envOf({ PMI_RANK: "1", PMI_SIZE: "2", ...vars }),
+          open: neverOpen,
+          fdIsOpen: () => false,
+        }),
+      MpiError,
+    );
+    assert(error.message.includes(expected) && error.message.includes("npx deno"), error.message);
+  }
+});
+
 Deno.test("initDistributed(): a missing library or a mismatched launcher is a clear error", () => {
-  const twoRanks = envOf({ PMI_RANK: "1", PMI_SIZE: "2" });
+  const twoRanks = envOf({ PMI_RANK: "1", PMI_SIZE: "2", PMI_FD: "7" });
   const missing = assertThrows(
-    () => initDistributed({ env: twoRanks, open: () => openMpi(["libvoxssl-no-such-mpi.so"]) }),
+    () =>
+      initDistributed({
+        env: twoRanks,
+        open: () => openMpi(["libvoxssl-no-such-mpi.so"]),
+        fdIsOpen: () => true,
+      }),
     MpiError,
   );
   assert(missing.message.includes("rank 1 of 2"), missing.message);
