@@ -48,8 +48,10 @@ if ! command -v mpiexec >/dev/null || ! have_mpich; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing MPICH (mpich, libmpich-dev) for multi-process training"
     export DEBIAN_FRONTEND=noninteractive
+    # optional: without it voxssl runs single-process and the 2-rank tests are ignored
     apt-get install -y -qq mpich libmpich-dev >/dev/null 2>&1 ||
-      { apt-get update -qq >/dev/null && apt-get install -y -qq mpich libmpich-dev >/dev/null; }
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq mpich libmpich-dev >/dev/null 2>&1; } ||
+      say "could not install MPICH: multi-process training and its tests are unavailable"
   else
     say "optional: multi-process training needs MPICH: sudo apt-get install mpich libmpich-dev"
   fi
