@@ -13,14 +13,26 @@ import { voxssl } from "../../cli/cli_helpers.ts";
 const root = new URL("../../../", import.meta.url).pathname;
 const worker = new URL("./mpi_worker.ts", import.meta.url).pathname;
 
-const hasMpiexec = await new Deno.Command("mpiexec", { args: ["--version"], stdout: "null", stderr: "null" })
-  .output().then((o) => o.success, () => false);
-const ignore = !hasMpiexec;
+/** MPICH's launcher (Debian's alternatives may point plain `mpiexec` at Open MPI's). */
+async function findLauncher(): Promise<string | undefined> {
+  for (const name of ["mpiexec.mpich", "mpiexec.hydra", "mpiexec"]) {
+    try {
+      const run = await new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
+        .output();
+      if (run.success) return name;
+    } catch {
+      // not installed (spawning throws NotFound)
+    }
+  }
+  return undefined;
+}
+const launcher = await findLauncher();
+const ignore = launcher === undefined;
 if (ignore) console.log("ignoring the 2-rank MPI tests: mpiexec not found (apt-get install mpich)");
 
 /** `mpiexec -n 2 deno run -A <args>` from the repository root. */
 async function mpiexec(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command("mpiexec", {
+  const output = await new Deno.Command(launcher!, {
     args: ["-n", "2", Deno.execPath(), "run", "--allow-all", ...args],
     cwd: root,
     env: { NO_COLOR: "1" },
