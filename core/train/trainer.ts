@@ -271,8 +271,9 @@ async function restoreRun(run: Run): Promise<void> {
   loadStateDict(run.model, trainable, { source: path });
   loadStateDict(run.frozen, frozen, { source: path });
   run.optimizer.importState(ckpt.optimizer);
-  // a data-parallel rank keeps its own stream; every rank has drawn as often as rank 0
-  run.stepRng.state = { seed: run.stepRng.state.seed, offset: ckpt.meta.generator.offset };
+  // a data-parallel rank keeps its own stream (rank 0's is the saved one); every rank has drawn as often
+  const rankOffset = run.stepRng.state.seed - (run.config.seed + 1);
+  run.stepRng.state = { ...ckpt.meta.generator, seed: ckpt.meta.generator.seed + rankOffset };
   run.step = ckpt.meta.step;
   run.best = ckpt.meta.bestValidationLoss;
   run.accumulator.importState(ckpt.meta.accumulator);
