@@ -97,6 +97,7 @@ export {
   // norms, pooling, resampling
   avgPool3d,
   backward,
+  type BackwardOptions,
   // shape
   cast,
   clamp,
@@ -320,6 +321,7 @@ export {
   buildFolderIndex,
   createPatchLoader,
   generatePhantom,
+  mergePreprocessSummaries,
   type PatchBatch,
   type PatchLoader,
   type PatchLoaderOptions,
@@ -384,6 +386,7 @@ export {
   type Checkpoint,
   type CheckpointMeta,
   closeRun,
+  type DistributedRole,
   finishRun,
   type HostBatch,
   loadCheckpoint,
@@ -479,3 +482,34 @@ export type {
   PreprocessedCase,
   SlidingWindowOptions,
 } from "./core/eval/mod.ts";
+// --- multi-process training (MPI) -----------------------------------------------------------------------
+export {
+  agreeOnStop,
+  allGatherJson,
+  allGatherRows,
+  averageOverRanks,
+  dataParallel,
+  GradientSync,
+  initDistributed,
+  launchInfo,
+  Mpi,
+  MPI_LIBRARY_CANDIDATES,
+  MPICH,
+  MpiError,
+  MpiRequest,
+  openMpi,
+  shareOfBatch,
+  SINGLE_PROCESS,
+  STOP_REASONS,
+} from "./core/dist/mod.ts";
+export type {
+  BatchShare,
+  DataParallel,
+  Distributed,
+  GradientSyncOptions,
+  GradientSyncTimings,
+  InitDistributedOptions,
+  LaunchInfo,
+  MpiBuffer,
+  MpiOp,
+} from "./core/dist/mod.ts";

@@ -2,6 +2,7 @@
 import { attentionSuite } from "./attention_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
+import { distSuite } from "./dist_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 import { methodSuite } from "./method_bench.ts";
@@ -15,4 +16,5 @@ export const suites: BenchSuite[] = [
   attentionSuite,
   dataSuite,
   methodSuite,
+  distSuite,
 ];

@@ -1,8 +1,8 @@
 /**
  * Fails on an import that runs upward through voxssl's layers (../shared/docs/design.md):
  *
- *   cli, bench, scripts → mod.ts, testing.ts → eval, testing → train → plugin → nn / optim → tensor
- *   → kernels → gpu
+ *   cli, bench, scripts → mod.ts, testing.ts → eval, testing → train → plugin / dist → nn / optim
+ *   → tensor → kernels → gpu
  *   data stands beside the compute stack: it imports none of it, and only plugin and above import it.
  *   plugins/ and examples/ import the core only by its package name (`@voxssl/core`, and
  *   `@voxssl/core/testing` in their tests) and their own files, exactly like a third-party plugin.
@@ -19,6 +19,7 @@ const rank: Record<string, number> = {
   "core/nn": 3,
   "core/optim": 3,
   "core/plugin": 4,
+  "core/dist": 4,
   "core/train": 5,
   "core/eval": 6,
   "core/testing": 6,

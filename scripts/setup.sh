@@ -3,6 +3,7 @@
 #   1. the pinned Deno binary (tools/package-lock.json) into tools/node_modules,
 #   2. the project's npm dependencies into Deno's cache (deno.lock, frozen),
 #   3. a WebGPU adapter: when Deno finds none and we may use apt, Mesa's lavapipe (CPU Vulkan).
+#   4. MPICH (multi-process training), when missing and we may use apt.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,5 +34,25 @@ if ! ./deno run --allow-env --allow-read scripts/probe_adapter.ts; then
     say "no WebGPU adapter. Install a GPU driver with Vulkan support, or Mesa's lavapipe:"
     say "  sudo apt-get install mesa-vulkan-drivers   (then run this script again)"
     exit 1
+  fi
+fi
+
+# 4. MPI for multi-process training (docs/distributed.md) and its 2-rank tests: MPICH, when missing.
+have_mpich() {
+  for lib in /usr/lib/*/libmpich.so.12 /usr/lib64/libmpich.so.12 /usr/lib/libmpich.so.12; do
+    [ -e "$lib" ] && return 0
+  done
+  return 1
+}
+if ! command -v mpiexec >/dev/null || ! have_mpich; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing MPICH (mpich, libmpich-dev) for multi-process training"
+    export DEBIAN_FRONTEND=noninteractive
+    # optional: without it voxssl runs single-process and the 2-rank tests are ignored
+    apt-get install -y -qq mpich libmpich-dev >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq mpich libmpich-dev >/dev/null 2>&1; } ||
+      say "could not install MPICH: multi-process training and its tests are unavailable"
+  else
+    say "optional: multi-process training needs MPICH: sudo apt-get install mpich libmpich-dev"
   fi
 fi

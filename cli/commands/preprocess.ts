@@ -3,10 +3,23 @@
  * image of an index into the chunked cache, in parallel workers, skipping entries that are already done
  * (resumable). Bad files are skipped and listed with their reason at the end. Exit status 0 unless
  * `--strict` and something was skipped (1), or the job itself failed (2).
+ *
+ * Under `mpiexec -n N` (or `srun`) the index is sharded over the ranks (record i goes to rank i mod N),
+ * each rank writes its own cases into the shared cache (each case commits atomically), and rank 0
+ * merges the shards' summaries into `cache.json` and prints the summary.
  */
 import { Option } from "@commander-js/extra-typings";
 import type { Command } from "@commander-js/extra-typings";
-import { DataFileError, loadImageList, preprocessDataset, type SpacingMode } from "../../core/data/mod.ts";
+import {
+  DataFileError,
+  loadImageList,
+  mergePreprocessSummaries,
+  preprocessDataset,
+  type SpacingMode,
+  writeCacheManifest,
+} from "../../core/data/mod.ts";
+import { allGatherJson } from "../../core/dist/mod.ts";
+import { joinJob } from "../distributed.ts";
 import { createProgress, type Progress } from "../progress.ts";
 import { reportSkipped } from "../summary.ts";
 
@@ -41,6 +54,7 @@ async function runPreprocess(
   options: { out: string; spacing: string; workers?: number; strict?: boolean },
 ): Promise<number> {
   let progress: Progress | undefined;
+  const dist = joinJob();
   try {
     const spacing = parseSpacing(options.spacing);
     if (options.workers !== undefined && !(options.workers >= 0)) {
@@ -48,15 +62,24 @@ async function runPreprocess(
     }
     const records = await loadImageList(indexPath);
     const t0 = performance.now();
-    const summary = await preprocessDataset(records, options.out, {
+    const share = await preprocessDataset(records, options.out, {
       spacing,
       workers: options.workers,
+      shard: { rank: dist.rank, size: dist.size },
       onProgress: (done, total, id) => {
-        progress ??= createProgress("preprocess", total);
+        if (!dist.primary) return;
+        progress ??= createProgress(
+          dist.size > 1 ? `preprocess (rank 0 of ${dist.size})` : "preprocess",
+          total,
+        );
         progress.update(done, id);
       },
     });
     progress?.finish();
+    const shares = allGatherJson(dist.mpi, share);
+    if (!dist.primary) return 0;
+    const summary = dist.size > 1 ? mergePreprocessSummaries(records, shares) : share;
+    if (dist.size > 1) await writeCacheManifest(options.out, summary.manifest);
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
     const target = summary.targetSpacing
       ? summary.targetSpacing.map((s) => +s.toFixed(4)).join("×") + " mm"
@@ -75,6 +98,9 @@ async function runPreprocess(
     console.error(
       `voxssl preprocess: ${error instanceof DataFileError ? error.message : (error as Error).message}`,
     );
+    if (dist.size > 1) dist.mpi?.abort(2); // the other ranks would wait in the merge forever
     return 2;
+  } finally {
+    dist.finalize();
   }
 }

@@ -37,6 +37,8 @@ import {
   type SandboxPlan,
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
+import { dataParallelRun, joinJob } from "../distributed.ts";
+import { launchInfo } from "../../core/dist/mod.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -201,6 +203,14 @@ export function registerPretrain(program: Command): void {
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
 
+      const job = launchInfo();
+      if (plugins.length > 0 && job && job.size > 1) {
+        // the sandbox denies FFI (the MPI library) to the process that runs plugin code
+        throw new ConfigError(
+          `third-party plugins run sandboxed, and a sandboxed run cannot join an MPI job yet ` +
+            `(launched as rank ${job.rank} of ${job.size}); run the plugin in a single process`,
+        );
+      }
       if (plugins.length > 0 && !isSandboxed()) {
         const { plan, out } = await planOf(request, Boolean(flags.dryRun), cwd);
         // the child must write where this process planned, whatever the clock says by then
@@ -268,11 +278,14 @@ export function registerPretrain(program: Command): void {
         return;
       }
 
+      const dist = joinJob(); // one rank of `mpiexec -n N`, or a single process
       const gpu = await initGpu();
-      const sources = await openBatchSources(resolved, method, {
+      const parallel = dataParallelRun(dist, gpu, resolved);
+      const sources = await openBatchSources(parallel.loaderConfig, method, {
         methodModule: pluginModule(registry, "ssl-method", method.name),
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
+        firstSample: parallel.firstSample,
       });
       try {
         const summary = await runPretraining({
@@ -284,13 +297,17 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
+          ...parallel.trainer,
         });
-        if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
-        else console.log(`run finished: ${summary.out}`);
+        if (dist.primary) {
+          if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
+          else console.log(`run finished: ${summary.out}`);
+        }
       } finally {
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();
+        dist.finalize();
       }
     });
 }

@@ -45,6 +45,12 @@ export interface PatchLoaderOptions {
   batchSize: number;
   /** Seed of the whole data order: with the step it determines every batch. */
   seed: number;
+  /**
+   * Index of this loader's first sample in the global batch (default 0): sample `b` of a step is drawn
+   * as global sample `firstSample + b`. Data-parallel rank r with B samples per rank passes r·B, so the
+   * ranks together draw exactly the batch one process with N·B samples would.
+   */
+  firstSample?: number;
   /** Augmentation preset or config (default "none"). */
   augmentation?: AugmentationInput;
   /** Probability of centring a patch on an anatomy voxel (default 0; nnssl's anatomy loader: 0.33). */
@@ -203,6 +209,10 @@ function assemble(step: number, results: SampleResult[], where: string): PatchBa
  */
 export async function createPatchLoader(options: PatchLoaderOptions): Promise<PatchLoader> {
   const { patchSize, batchSize, seed } = options;
+  const firstSample = options.firstSample ?? 0;
+  if (!Number.isSafeInteger(firstSample) || firstSample < 0) {
+    throw new RangeError(`firstSample must be an integer >= 0, got ${firstSample}`);
+  }
   if (!(batchSize >= 1) || !Number.isInteger(batchSize)) {
     throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
   }
@@ -345,7 +355,9 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
   const inflight = new Map<number, Promise<PatchBatch>>();
   const schedule = (step: number) => {
     if (inflight.has(step)) return;
-    const promise = Promise.all(Array.from({ length: batchSize }, (_, b) => makeSample(step, b))).then((
+    const promise = Promise.all(
+      Array.from({ length: batchSize }, (_, b) => makeSample(step, firstSample + b)),
+    ).then((
       results,
     ) => assemble(step, results, who));
     promise.catch(() => {}); // a dropped prefetch may reject unobserved

@@ -39,6 +39,15 @@ export interface PreprocessDatasetOptions {
   limits?: NiftiLimits;
   /** Overrides of the default parameters (chunk shape, compression level, …). */
   parameters?: Partial<Omit<PreprocessParameters, "targetSpacing" | "spacingMode">>;
+  /**
+   * This process's share of a job of `size` processes: it preprocesses records `rank`, `rank + size`, …
+   * (the target spacing still comes from all records, so every share uses the same parameters) and
+   * writes no `cache.json` unless `writeManifest`; merge the shares' summaries with
+   * {@link mergePreprocessSummaries}. Default: all records, one process.
+   */
+  shard?: { rank: number; size: number };
+  /** Write `cache.json` (default: only when not sharded). */
+  writeManifest?: boolean;
 }
 
 /** What a run did. */
@@ -143,6 +152,14 @@ export async function preprocessDataset(
   options: PreprocessDatasetOptions = {},
 ): Promise<PreprocessSummary> {
   await Deno.mkdir(cacheDir, { recursive: true });
+  const shard = options.shard ?? { rank: 0, size: 1 };
+  if (
+    !Number.isInteger(shard.size) || shard.size < 1 || !Number.isInteger(shard.rank) || shard.rank < 0 ||
+    shard.rank >= shard.size
+  ) {
+    throw new RangeError(`shard: expected 0 ≤ rank < size, got rank ${shard.rank} of ${shard.size}`);
+  }
+  const mine = records.filter((_, i) => i % shard.size === shard.rank);
   const limits = options.limits ?? {};
   const mode = options.spacing ?? 1;
   const { target, skipped } = await resolveTargetSpacing(records, mode, limits);
@@ -154,8 +171,8 @@ export async function preprocessDataset(
   const todo: ImageRecord[] = [];
   const done = new Map<string, ImageProperties>();
   let finished = 0;
-  const total = records.length;
-  for (const record of records) {
+  const total = mine.length;
+  for (const record of mine) {
     if (bad.has(record.path)) {
       options.onProgress?.(++finished, total, record.id);
       continue;
@@ -191,7 +208,7 @@ export async function preprocessDataset(
     pool?.close();
   }
 
-  const images = records.filter((r) => done.has(r.id)).map((r) => entryOf(done.get(r.id)!, cacheKey(r)));
+  const images = mine.filter((r) => done.has(r.id)).map((r) => entryOf(done.get(r.id)!, cacheKey(r)));
   const order = new Map(records.map((r, i) => [r.path, i]));
   skipped.sort((a, b) => (order.get(a.path) ?? 0) - (order.get(b.path) ?? 0));
   const manifest: CacheManifest = {
@@ -201,6 +218,37 @@ export async function preprocessDataset(
     images,
     skipped,
   };
-  await writeCacheManifest(cacheDir, manifest);
+  if (options.writeManifest ?? shard.size === 1) await writeCacheManifest(cacheDir, manifest);
   return { processed: done.size - cached, cached, skipped, targetSpacing: target, manifest };
+}
+
+/**
+ * The summary of a whole dataset from the summaries of its shards (see `shard`): images and skipped files
+ * in index order (a file every share skipped while resolving the median spacing is listed once), counts
+ * added up. Write its manifest with `writeCacheManifest`.
+ */
+export function mergePreprocessSummaries(
+  records: ImageRecord[],
+  parts: PreprocessSummary[],
+): PreprocessSummary {
+  if (parts.length === 0) throw new RangeError("mergePreprocessSummaries(): no summaries");
+  const keyOrder = new Map(records.map((r, i) => [cacheKey(r), i]));
+  const pathOrder = new Map(records.map((r, i) => [r.path, i]));
+  const images = parts.flatMap((p) => p.manifest.images)
+    .sort((a, b) => (keyOrder.get(a.key) ?? 0) - (keyOrder.get(b.key) ?? 0));
+  const seen = new Set<string>();
+  const skipped = parts.flatMap((p) => p.skipped).filter((s) => {
+    const key = `${s.path}\u0000${s.reason}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  }).sort((a, b) => (pathOrder.get(a.path) ?? 0) - (pathOrder.get(b.path) ?? 0));
+  const first = parts[0];
+  return {
+    processed: parts.reduce((s, p) => s + p.processed, 0),
+    cached: parts.reduce((s, p) => s + p.cached, 0),
+    skipped,
+    targetSpacing: first.targetSpacing,
+    manifest: { ...first.manifest, created: new Date().toISOString(), images, skipped },
+  };
 }

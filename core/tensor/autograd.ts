@@ -93,11 +93,20 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order.reverse(); // root first
 }
 
+/** Options of {@link backward}. */
+export interface BackwardOptions {
+  /**
+   * Called once per leaf as soon as its gradient is complete (every use of it in the graph processed),
+   * while the rest of backward is still being recorded: e.g. to start averaging it across processes.
+   */
+  onLeafGradient?: (leaf: Tensor) => void;
+}
+
 /**
  * Computes gradients of `loss` (default seed: ones, so a scalar loss gives d loss / d leaf) and adds
  * them to the `grad` of every leaf that requires grad. Releases the graph as it goes.
  */
-export function backward(loss: Tensor, seed?: Tensor): void {
+export function backward(loss: Tensor, seed?: Tensor, options: BackwardOptions = {}): void {
   if (!math) throw new Error("autograd ops are not installed (import core/tensor/mod.ts)");
   const m = math;
   if (!loss.requiresGrad) throw new Error(`backward(): ${loss} does not require grad (no graph to walk)`);
@@ -110,15 +119,40 @@ export function backward(loss: Tensor, seed?: Tensor): void {
     if (!loss.node) {
       accumulateLeaf(loss, first!, m);
       first!.dispose();
+      options.onLeafGradient?.(loss);
       return;
     }
     grads.set(loss, first!);
-    for (const t of topologicalOrder(loss)) {
+    const order = topologicalOrder(loss);
+    // uses of each leaf still to be processed (only counted when someone listens)
+    const pending = new Map<Tensor, number>();
+    const notify = options.onLeafGradient;
+    if (notify) {
+      for (const t of order) {
+        for (const input of t.node!.inputs) {
+          if (input.requiresGrad && !input.node) pending.set(input, (pending.get(input) ?? 0) + 1);
+        }
+      }
+    }
+    const used = (node: NonNullable<Tensor["node"]>) => {
+      if (!notify) return;
+      for (const input of node.inputs) {
+        const left = pending.get(input);
+        if (left === undefined) continue;
+        if (left > 1) pending.set(input, left - 1);
+        else {
+          pending.delete(input);
+          notify(input);
+        }
+      }
+    };
+    for (const t of order) {
       const node = t.node!;
       const g = grads.get(t);
       grads.delete(t);
       if (!g || node.released) {
         g?.dispose();
+        used(node);
         continue;
       }
       // autocast off: each rule follows the dtypes its op recorded (core/tensor/autocast.ts)
@@ -146,6 +180,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
           }
         }
       });
+      used(node);
     }
     for (const g of grads.values()) g.dispose();
   } finally {

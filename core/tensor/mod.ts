@@ -1,5 +1,5 @@
 /** Tensors, ops, autograd, memory scopes and seeded random numbers. */
-export { backward, isGradEnabled, noGrad } from "./autograd.ts";
+export { backward, type BackwardOptions, isGradEnabled, noGrad } from "./autograd.ts";
 export { autocast, autocastDtype, type AutocastOptions, isAutocastEnabled } from "./autocast.ts";
 export * from "./dtype.ts";
 export * from "./ops/mod.ts";

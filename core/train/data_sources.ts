@@ -34,6 +34,8 @@ export interface OpenSourcesOptions {
   log?: (line: string) => void;
   /** Worker isolation (the plugin sandbox; see `PatchLoaderOptions.isolation`). */
   isolation?: PatchLoaderOptions["isolation"];
+  /** This process's first sample in each global training batch (data-parallel ranks; default 0). */
+  firstSample?: number;
 }
 
 function toHost(batch: PatchBatch): HostBatch {
@@ -83,6 +85,7 @@ export async function openBatchSources(
     ...common,
     source: source(false),
     seed: config.seed,
+    firstSample: options.firstSample,
     augmentation: config.augmentation,
     anatomyProbability: config.anatomyProbability,
     workers: config.workers,

@@ -37,7 +37,7 @@ import {
   referenceStateDict,
   type SslMethodPlugin,
 } from "../plugin/mod.ts";
-import { autocast, backward, Generator, noGrad, scope } from "../tensor/mod.ts";
+import { autocast, backward, Generator, noGrad, scope, type Tensor } from "../tensor/mod.ts";
 import { MetricAccumulator } from "./accumulator.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -80,7 +80,24 @@ export interface TrainerOptions {
    * averaging gradients across processes.
    */
   gradientHook?: (groups: ParameterGroup[]) => void | Promise<void>;
+  /** This process's part in a data-parallel job (core/dist); absent for a single process. */
+  distributed?: DistributedRole;
 }
+
+/** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
+export interface DistributedRole {
+  /** This process's rank: rank 0 writes the run folder; each rank draws its own step-noise stream. */
+  rank: number;
+  /** The job-wide stop decision of a step from this rank's request (every rank calls it every step). */
+  agreeStop(local: string | undefined): string | undefined | Promise<string | undefined>;
+  /** The mean over ranks of this rank's interval means (loss, metrics), so rank 0 logs the global batch's. */
+  averageMetrics?(local: Record<string, number>): Record<string, number> | Promise<Record<string, number>>;
+  /** Called during backward as each parameter's gradient is complete (starts its averaging early). */
+  onGradientReady?(param: Tensor): void;
+}
+
+/** Seed distance between the step-noise streams of data-parallel ranks (rank 0's is the single process's). */
+const RANK_SEED_STRIDE = 1_000_003;
 
 /** What a run did. */
 export interface RunSummary {
@@ -126,6 +143,8 @@ export interface Run {
   readonly accumulator: MetricAccumulator;
   /** Where lines go. */
   readonly log: (line: string) => void;
+  /** Whether this process writes the run folder (false on data-parallel ranks other than 0). */
+  readonly primary: boolean;
   /** Run folder paths. */
   readonly paths: { out: string; checkpoints: string; metrics: string; plot: string };
   /** Optimizer steps done. */
@@ -190,9 +209,10 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     instance,
     optimizer,
     groups: named,
-    stepRng: new Generator(config.seed + 1, gpu),
+    stepRng: new Generator(config.seed + 1 + (options.distributed?.rank ?? 0) * RANK_SEED_STRIDE, gpu),
     accumulator: new MetricAccumulator(gpu),
     log,
+    primary: (options.distributed?.rank ?? 0) === 0,
     paths,
     step: 0,
     intervalSteps: 0,
@@ -201,11 +221,13 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     lastLoss: null,
   };
   if (options.resume) await restoreRun(run);
-  else await Deno.writeTextFile(paths.metrics, "");
-  await writeFileAtomic(
-    join(out, "config.json"),
-    JSON.stringify({ ...config, plugins: run.plugins, parameterGroups: named }, null, 2) + "\n",
-  );
+  else if (run.primary) await Deno.writeTextFile(paths.metrics, "");
+  if (run.primary) {
+    await writeFileAtomic(
+      join(out, "config.json"),
+      JSON.stringify({ ...config, plugins: run.plugins, parameterGroups: named }, null, 2) + "\n",
+    );
+  }
   log(`run folder: ${out}`);
   if (mixed && !gpu.hasF16) {
     log(
@@ -249,12 +271,14 @@ async function restoreRun(run: Run): Promise<void> {
   loadStateDict(run.model, trainable, { source: path });
   loadStateDict(run.frozen, frozen, { source: path });
   run.optimizer.importState(ckpt.optimizer);
-  run.stepRng.state = ckpt.meta.generator;
+  // a data-parallel rank keeps its own stream (rank 0's is the saved one); every rank has drawn as often
+  const rankOffset = run.stepRng.state.seed - (run.config.seed + 1);
+  run.stepRng.state = { ...ckpt.meta.generator, seed: ckpt.meta.generator.seed + rankOffset };
   run.step = ckpt.meta.step;
   run.best = ckpt.meta.bestValidationLoss;
   run.accumulator.importState(ckpt.meta.accumulator);
   run.intervalSteps = ckpt.meta.intervalSteps;
-  await truncateMetrics(run.paths.metrics, run.step);
+  if (run.primary) await truncateMetrics(run.paths.metrics, run.step);
   run.log(`resumed ${run.paths.out} at step ${run.step} (epoch ${epochOf(run)})`);
 }
 
@@ -267,6 +291,7 @@ export async function trainStep(
   host: HostBatch,
   lr: number,
   gradientHook?: TrainerOptions["gradientHook"],
+  onGradientReady?: DistributedRole["onGradientReady"],
 ): Promise<void> {
   const { optimizer, instance, method } = run;
   const mixed = run.config.precision === "mixed";
@@ -283,7 +308,11 @@ export async function trainStep(
     checkLoss(run, output);
     run.accumulator.add("loss", output.loss);
     for (const [name, value] of Object.entries(output.metrics ?? {})) run.accumulator.add(name, value);
-    backward(output.loss, mixed ? optimizer.lossScaleSeed() : undefined);
+    backward(
+      output.loss,
+      mixed ? optimizer.lossScaleSeed() : undefined,
+      onGradientReady ? { onLeafGradient: onGradientReady } : undefined,
+    );
   });
   await gradientHook?.(optimizer.groups);
   optimizer.step(run.groups.map((g) => lr * g.lrScale));
@@ -296,8 +325,9 @@ export async function trainStep(
 }
 
 /** Reads the interval's means, appends them to metrics.jsonl, prints the progress line, resets. */
-export async function logInterval(run: Run, lr: number): Promise<void> {
-  const { loss, ...metrics } = await run.accumulator.means();
+export async function logInterval(run: Run, lr: number, distributed?: DistributedRole): Promise<void> {
+  const means = await run.accumulator.means();
+  const { loss, ...metrics } = distributed?.averageMetrics ? await distributed.averageMetrics(means) : means;
   const status = await run.optimizer.readStatus();
   const seconds = (performance.now() - run.intervalStart) / 1000;
   const rate = run.intervalSteps / seconds;
@@ -319,7 +349,7 @@ export async function logInterval(run: Run, lr: number): Promise<void> {
     gpuMemoryBytes: memory,
     gpuPeakBytes: peak,
   };
-  await appendMetrics(run.paths.metrics, [record]);
+  if (run.primary) await appendMetrics(run.paths.metrics, [record]);
   const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
   run.log(
     `step ${run.step}/${total} (epoch ${epoch + 1}/${run.config.epochs})  loss ${
@@ -372,6 +402,7 @@ export async function validate(
 
 /** Writes a checkpoint of the run into `checkpoints/<name>`. */
 export async function saveRunCheckpoint(run: Run, name: string, coreVersion: string): Promise<void> {
+  if (!run.primary) return;
   const meta: Checkpoint["meta"] = {
     format: CHECKPOINT_FORMAT,
     coreVersion,
@@ -401,7 +432,7 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
     const event = { epoch, epochs: run.config.epochs, step: run.step };
     await callPlugin(run.method.name, "endOfEpoch", () => run.instance.endOfEpoch!(event));
   }
-  if (options.validation && run.config.validationBatches > 0) {
+  if (options.validation && run.config.validationBatches > 0 && run.primary) {
     const { loss, metrics } = await validate(run, options.validation);
     await appendMetrics(run.paths.metrics, [{
       kind: "validation",
@@ -429,13 +460,15 @@ export async function finishRun(run: Run, coreVersion: string): Promise<void> {
   await saveRunCheckpoint(run, "latest.safetensors", coreVersion);
   await saveRunCheckpoint(run, "final.safetensors", coreVersion);
   const network = join(run.paths.out, "network.safetensors");
-  await writeFileAtomic(
-    network,
-    encodeSafetensors(await referenceStateDict(run.model.network), {
-      format: "pt",
-      voxssl: JSON.stringify({ plugins: run.plugins, adaptationPlan: run.model.network.adaptationPlan() }),
-    }),
-  );
+  if (run.primary) {
+    await writeFileAtomic(
+      network,
+      encodeSafetensors(await referenceStateDict(run.model.network), {
+        format: "pt",
+        voxssl: JSON.stringify({ plugins: run.plugins, adaptationPlan: run.model.network.adaptationPlan() }),
+      }),
+    );
+  }
   run.log(
     `finished: ${run.step} steps; checkpoints in ${run.paths.checkpoints}, network weights in ${network}`,
   );
@@ -456,6 +489,7 @@ export function closeRun(run: Run): void {
 }
 
 async function writePlot(run: Run): Promise<void> {
+  if (!run.primary) return;
   const title = `${run.plugins.architecture} · ${run.plugins.method} · ${run.paths.out}`;
   await writeFileAtomic(run.paths.plot, lossCurveSvg(await readMetrics(run.paths.metrics), title));
 }
@@ -481,11 +515,20 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
-      await trainStep(run, await options.train.batch(run.step), lr, options.gradientHook);
+      await trainStep(
+        run,
+        await options.train.batch(run.step),
+        lr,
+        options.gradientHook,
+        options.distributed?.onGradientReady,
+      );
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
-      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
+      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
+        await logInterval(run, lr, options.distributed);
+      }
       if (endOfEpoch) await endEpoch(run, options);
-      const request = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      const request = options.distributed ? await options.distributed.agreeStop(local) : local;
       if (request && run.step < total) {
         await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
         run.log(`stopped by ${request} at step ${run.step}; resume with --resume ${run.paths.out}`);
