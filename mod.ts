@@ -415,3 +415,48 @@ export type {
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";
+
+// --- weight interop: PyTorch checkpoints in and out (docs/interop.md) ------------------------------------
+export {
+  type ArchitectureChoice,
+  architectureFromNnsslPlan,
+  type ExportFormat,
+  type ExportRequest,
+  exportWeights,
+  type ImportedNetwork,
+  importTorchCheckpoint,
+  loadInitialWeights,
+  type NetworkFileMeta,
+  nnsslAdaptationPlan,
+  nnsslArchitecturePlans,
+  readVoxsslWeights,
+  type TorchImportRequest,
+  writeImportedNetwork,
+} from "./core/train/mod.ts";
+export {
+  evaMaeTokenOrder,
+  mapTorchStateDict,
+  permuteTokens,
+  tokenGrid,
+  type TokenOrder,
+  type TorchImport,
+  type TorchImportOptions,
+} from "./core/plugin/mod.ts";
+export {
+  encodePth,
+  type Json,
+  openPth,
+  type PickleValue,
+  PthError,
+  type PthFile,
+  PyOrderedDict,
+  PyTuple,
+  type PyValue,
+  readPth,
+  readTorchCheckpoint,
+  TensorRef,
+  toHostTensor,
+  type TorchCheckpoint,
+  type TorchDtype,
+  type TorchTensor,
+} from "./core/nn/mod.ts";

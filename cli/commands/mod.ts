@@ -2,6 +2,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
 import { registerIndex } from "./index.ts";
+import { registerInterop } from "./interop.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
 import { registerPreprocess } from "./preprocess.ts";
@@ -17,6 +18,7 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerInterop,
 ];
 
 /** Adds every subcommand to `program`. */

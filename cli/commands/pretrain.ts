@@ -87,6 +87,7 @@ interface PretrainFlags {
   plugin?: string[];
   config?: string;
   dryRun?: boolean;
+  init?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -137,6 +138,7 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
   set("workers", flags.workers === undefined ? undefined : parseNumber(flags.workers, "--workers", true));
   set("out", flags.out);
   set("seed", flags.seed === undefined ? undefined : parseNumber(flags.seed, "--seed", true));
+  set("init", flags.init === undefined ? undefined : resolve(cwd, flags.init));
   if (flags.plugin?.length) input.plugins = [...new Set([...(input.plugins ?? []), ...flags.plugin])];
   const parsed = RunConfigSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, flags.config ?? "run configuration"));
@@ -191,6 +193,10 @@ export function registerPretrain(program: Command): void {
     .option("--workers <n>", "data loader workers")
     .option("--out <dir>", "run folder (default runs/<date>-<arch>-<method>)")
     .option("--resume <dir>", "continue the run in <dir> from its latest checkpoint")
+    .option(
+      "--init <file>",
+      "initial network weights: a .pth (nnssl/OpenMind, state dict) or network.safetensors",
+    )
     .option("--seed <n>", "random seed")
     .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")

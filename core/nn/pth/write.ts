@@ -3,9 +3,11 @@
  * `torch.save` writes it (tensors as `torch._utils._rebuild_tensor_v2` over persistent-id storages
  * `('storage', torch.FloatStorage, key, 'cpu', numel)`, state dicts as `collections.OrderedDict`), inside
  * torch's zip layout: `archive/data.pkl`, `archive/byteorder`, `archive/data/<key>`, `archive/version`,
- * `archive/.data/serialization_id`, every entry STORED and 64-byte aligned.
+ * `archive/.data/serialization_id`, every entry STORED and 64-byte aligned. Tensors with equal bytes share
+ * one storage (as PyTorch's aliases do), so a reference-form export is not four times its size.
  */
 import type { HostTensor } from "../safetensors.ts";
+import { crc32 } from "./crc32.ts";
 import { PthError } from "./errors.ts";
 import { writeZip, type ZipWriteOptions } from "./zip.ts";
 
@@ -71,6 +73,7 @@ export function encodePth(value: PickleValue, options: ZipWriteOptions = {}): Ui
   const enc = new TextEncoder();
   const storages: { key: string; data: Uint8Array }[] = [];
   const shared = new Map<HostTensor, string>();
+  const byContent = new Map<string, { key: string; data: Uint8Array }[]>();
   const str = (s: string) => {
     const b = enc.encode(s);
     out.byte(0x58); // BINUNICODE
@@ -108,16 +111,22 @@ export function encodePth(value: PickleValue, options: ZipWriteOptions = {}): Ui
     if (n !== t.data.length) throw new PthError(`${where}: ${t.data.length} values for shape [${t.shape}]`);
     const [cls, width] = STORAGE[t.dtype];
     // one storage per tensor object: aliases (the same HostTensor under several keys) share it, as in torch
+    // and so do equal tensors (a reference-form export repeats ResEnc's encoder under four keys)
     let key = shared.get(t);
     if (key === undefined) {
-      key = String(storages.length);
-      shared.set(t, key);
       const bytes = new Uint8Array(n * width);
       const view = new DataView(bytes.buffer);
       if (t.dtype === "F32") bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
       else if (t.dtype === "F16") t.data.forEach((x, i) => view.setFloat16(2 * i, x, true));
       else t.data.forEach((x, i) => view.setUint16(2 * i, bf16Bits(x), true));
-      storages.push({ key, data: bytes });
+      const id = `${cls}:${bytes.length}:${crc32(bytes)}`;
+      key = (byContent.get(id) ?? []).find((s) => equalBytes(s.data, bytes))?.key;
+      if (key === undefined) {
+        key = String(storages.length);
+        storages.push({ key, data: bytes });
+        byContent.set(id, [...(byContent.get(id) ?? []), { key, data: bytes }]);
+      }
+      shared.set(t, key);
     }
     const storageKey = key;
     const stride: number[] = [];
@@ -210,4 +219,10 @@ function bf16Bits(x: number): number {
   if (Number.isNaN(x)) bits = 0x7fc00000;
   else bits = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 0; // round to nearest even
   return bits >>> 16;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -170,12 +170,14 @@ export interface ZipWriteOptions {
   align?: number;
   /** Sizes and offsets at or above this use zip64 records (default 0xFFFFFFFF; lower only to test). */
   zip64Threshold?: number;
+  /** Write the zip64 end records even when nothing needs them (as torch always does). */
+  zip64End?: boolean;
 }
 
 /** Writes STORED entries into one zip archive, torch's layout: data aligned, no data descriptors. */
 export function writeZip(
   entries: { name: string; data: Uint8Array }[],
-  { align = 64, zip64Threshold = MAX32 }: ZipWriteOptions = {},
+  { align = 64, zip64Threshold = MAX32, zip64End = false }: ZipWriteOptions = {},
 ): Uint8Array {
   const enc = new TextEncoder();
   const chunks: Uint8Array[] = [];
@@ -185,7 +187,7 @@ export function writeZip(
     offset += b.length;
   };
   const central: Uint8Array[] = [];
-  let needs64 = entries.length >= 0xffff;
+  let needs64 = zip64End || entries.length >= 0xffff;
   for (const { name, data } of entries) {
     const nameBytes = enc.encode(name);
     const crc = crc32(data);
