@@ -33,6 +33,7 @@ export function toJson(value: PyValue, where: string): Json {
   if (value instanceof TensorRef) throw new PthError(`${where}: a tensor where plain data was expected`);
   if (value instanceof Uint8Array) throw new PthError(`${where}: bytes where plain data was expected`);
   if (Array.isArray(value)) return value.map((v, i) => toJson(v, `${where}[${i}]`));
+  if (!(value instanceof Map)) throw new PthError(`${where}: an object that is not plain data`);
   const out: Record<string, Json> = {};
   for (const [k, v] of value) out[String(k)] = toJson(v, `${where}.${String(k)}`);
   return out;

@@ -100,6 +100,9 @@ class NumpyDtype {
   constructor(readonly code: string) {}
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const LATIN1 = new TextDecoder("latin1");
+
 /** The globals a checkpoint may name (everything else is refused). */
 export const ALLOWED_GLOBALS: readonly string[] = [
   "collections.OrderedDict",
@@ -147,13 +150,13 @@ export function unpickle(bytes: Uint8Array, source: string): PyValue {
   const line = () => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0) fail("truncated pickle (a text argument has no newline)");
-    const s = new TextDecoder("latin1").decode(bytes.subarray(pos, end));
+    const s = LATIN1.decode(bytes.subarray(pos, end));
     pos = end + 1;
     return s;
   };
   const utf8 = (b: Uint8Array) => {
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(b);
+      return UTF8.decode(b);
     } catch {
       return fail("a string is not valid UTF-8");
     }
@@ -390,12 +393,12 @@ export function unpickle(bytes: Uint8Array, source: string): PyValue {
         stack.push(utf8(take(u64())));
         break;
       case 0x55: // SHORT_BINSTRING
-        stack.push(new TextDecoder("latin1").decode(take(u8())));
+        stack.push(LATIN1.decode(take(u8())));
         break;
       case 0x54: { // BINSTRING
         const n = i32();
         if (n < 0) fail("negative BINSTRING length");
-        stack.push(new TextDecoder("latin1").decode(take(n)));
+        stack.push(LATIN1.decode(take(n)));
         break;
       }
       case 0x43: // SHORT_BINBYTES

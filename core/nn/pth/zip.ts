@@ -26,6 +26,7 @@ const SIG_EOCD = 0x06054b50;
 const SIG_EOCD64 = 0x06064b50;
 const SIG_LOCATOR64 = 0x07064b50;
 const MAX32 = 0xffffffff;
+const NAMES = new TextDecoder("utf-8", { fatal: false });
 
 /** A read-only view of a zip archive in memory. */
 export class ZipReader {
@@ -106,7 +107,7 @@ export class ZipReader {
         commentLength = this.u16(at + 32);
       let localOffset = this.u32(at + 42);
       const nameBytes = this.slice(at + 46, nameLength, "an entry name");
-      const name = new TextDecoder("utf-8", { fatal: false }).decode(nameBytes);
+      const name = NAMES.decode(nameBytes);
       // zip64 extra field: the 64-bit values of the fields that hold 0xFFFFFFFF, in this order
       let x = at + 46 + nameLength;
       const extraEnd = x + extraLength;
