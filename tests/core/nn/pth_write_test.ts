@@ -8,7 +8,7 @@ import {
   encodePth,
   type HostTensor,
   openPth,
-  PyOrderedDict,
+  type PyOrderedDict,
   readTorchCheckpoint,
   toHostTensor,
   type TorchTensor,
