@@ -142,7 +142,12 @@ export function registerInterop(program: Command): void {
           meta.adaptationPlan ? ` and ${join(dirname(written), "adaptation_plan.json")}` : ""
         }`,
       );
-      console.log(`continue pretraining: voxssl pretrain --arch ${spec} --init ${written} …`);
+      console.log(
+        Object.keys(archConfig).length
+          ? `continue pretraining: voxssl pretrain --config run.json --init ${written}, with "arch": "${spec}", ` +
+            `"archConfig": ${JSON.stringify(archConfig)} in run.json`
+          : `continue pretraining: voxssl pretrain --arch ${spec} --init ${written} …`,
+      );
       network.dispose();
     });
 

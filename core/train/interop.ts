@@ -5,7 +5,7 @@
  * PretrainedTrainer loads with `torch.load(weights_only=True)`, plus `adaptation_plan.json`; or
  * safetensors). The facts followed are in ../shared/docs/methods.md §11–§12 and docs/interop.md.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   decodeSafetensors,
   encodePth,
@@ -410,6 +410,7 @@ export async function exportWeights(
   format: ExportFormat,
   request: ExportRequest,
 ): Promise<string[]> {
+  await Deno.mkdir(dirname(out), { recursive: true });
   let tensors = request.tensors;
   if (request.positionEmbeddingOrder === "evamae" && request.adaptationPlan.positionEmbeddingKeys.length) {
     if (!request.grid) throw new Error("exporting in EvaMAE's token order needs the token grid");
@@ -436,7 +437,7 @@ export async function exportWeights(
     nnssl_adaptation_plan: plan as PickleValue,
   };
   await writeFileAtomic(out, encodePth(checkpoint));
-  const planFile = join(out.replace(/[^/]*$/, "") || ".", "adaptation_plan.json");
+  const planFile = join(dirname(out), "adaptation_plan.json");
   await writeFileAtomic(planFile, JSON.stringify(plan, null, 2) + "\n");
   return [out, planFile];
 }
