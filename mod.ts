@@ -454,9 +454,11 @@ export {
   type PyValue,
   readPth,
   readTorchCheckpoint,
+  type StorageRef,
   TensorRef,
   toHostTensor,
   type TorchCheckpoint,
   type TorchDtype,
   type TorchTensor,
+  type ZipWriteOptions,
 } from "./core/nn/mod.ts";

@@ -2,5 +2,6 @@
 
 /** A `.pth` file that cannot be read or written as asked (corrupt, truncated, unsupported, unsafe). */
 export class PthError extends Error {
+  /** The CLI prints errors of this name without a stack trace. */
   override name = "PthError";
 }

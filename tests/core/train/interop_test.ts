@@ -14,10 +14,12 @@ import {
   mapTorchStateDict,
   nnsslArchitecturePlans,
   openPth,
+  permuteTokens,
   PthError,
   readTorchCheckpoint,
   readVoxsslWeights,
   stateDict,
+  tokenGrid,
   writeImportedNetwork,
 } from "../../../mod.ts";
 import resenc from "../../../plugins/arch/resenc/mod.ts";
@@ -179,6 +181,10 @@ gpuTest(
         const pe = await sha256(weights["eva.pos_embed"].data);
         if (order === "auto") {
           await assertNetworkHolds(imported.network, want.tensors); // pos_embed in Primus's order included
+          // export's "evamae" order gives back the rows as EvaMAE stored them
+          const back = permuteTokens(weights["eva.pos_embed"], tokenGrid(imported.network), "primus→evamae");
+          assertEquals(await sha256(back.data), want.pos_embed_file_sha256);
+          assertEquals(tokenGrid(imported.network), [2, 3, 4]);
         } else {
           assertEquals(pe, want.pos_embed_file_sha256, "read as stored");
         }
