@@ -85,10 +85,10 @@ export function mapTorchStateDict(
     const first = stripped.get(present[0])!;
     const host = toHostTensor(first.t, where(first.key));
     for (const k of present.slice(1)) {
-      const other = toHostTensor(stripped.get(k)!.t, where(stripped.get(k)!.key));
-      if (
-        other.shape.join() !== host.shape.join() || other.data.some((x, i) => !Object.is(x, host.data[i]))
-      ) {
+      const t = stripped.get(k)!.t;
+      if (t === first.t) continue; // the same view of the same storage (how PyTorch saves aliases)
+      const other = toHostTensor(t, where(stripped.get(k)!.key));
+      if (other.shape.join() !== host.shape.join() || !sameBits(other.data, host.data)) {
         throw new PthError(
           `${where(stripped.get(k)!.key)} is an alias of "${first.key}" but holds other values`,
         );
@@ -163,4 +163,12 @@ export function permuteTokens(
     }
   }
   return { dtype: t.dtype, shape: [...t.shape], data: out };
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }

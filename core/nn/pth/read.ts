@@ -43,7 +43,7 @@ export interface PthFile {
   source: string;
   /** The unpickled object tree; tensors are {@link TensorRef}s. */
   root: PyValue;
-  /** Copies a tensor out of its storage; `key` names it in errors. */
+  /** Copies a tensor out of its storage (once per distinct view; treat it as read-only); `key` names it in errors. */
   tensor(ref: TensorRef, key: string): TorchTensor;
 }
 
@@ -78,10 +78,17 @@ export function openPth(bytes: Uint8Array, source = "checkpoint"): PthFile {
     throw new PthError(`${source}: storages are ${order}-endian; voxssl reads little-endian checkpoints`);
   }
   const root = unpickle(zip.read(pkl), source);
+  // one copy per distinct view: alias keys of one storage (ResEnc's state dicts) get the same tensor
+  const views = new Map<string, TorchTensor>();
   return {
     source,
     root,
-    tensor: (ref, key) => materialize(zip, prefix, ref, `${source}: tensor "${key}"`),
+    tensor: (ref, key) => {
+      const id = `${ref.storage.key}|${ref.storage.dtype}|${ref.offset}|${ref.shape}|${ref.stride}`;
+      let t = views.get(id);
+      if (!t) views.set(id, t = materialize(zip, prefix, ref, `${source}: tensor "${key}"`));
+      return t;
+    },
   };
 }
 
@@ -113,15 +120,16 @@ function materialize(zip: ZipReader, prefix: string, ref: TensorRef, where: stri
     );
   }
   if (n > 2 ** 31) throw new PthError(`${where}: ${n} elements is more than voxssl reads into one array`);
-  // copy element by element (as raw little-endian bytes) along the strided view
+  // copy runs of raw little-endian bytes along the strided view; the run is the longest suffix of dims
+  // laid out contiguously (the whole tensor for a contiguous one, one element for a transposed last dim)
   const out = new Uint8Array(n * width);
-  const index = new Array(shape.length).fill(0);
+  let dims = shape.length;
+  let run = 1;
+  while (dims > 0 && (stride[dims - 1] === run || shape[dims - 1] === 1)) run *= shape[--dims];
+  const runBytes = run * width;
+  const index = new Array(dims).fill(0);
   let src = offset;
-  const contiguousRun = shape.length > 0 && stride[shape.length - 1] === 1 ? shape[shape.length - 1] : 1;
-  const runBytes = contiguousRun * width;
-  const outer = n / contiguousRun;
-  const dims = contiguousRun > 1 ? shape.length - 1 : shape.length;
-  for (let i = 0; i < outer && n > 0; i++) {
+  for (let i = 0, outer = n / run; i < outer && n > 0; i++) {
     out.set(bytes.subarray(src * width, src * width + runBytes), i * runBytes);
     for (let d = dims - 1; d >= 0; d--) {
       index[d]++;
