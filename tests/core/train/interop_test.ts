@@ -7,10 +7,12 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "../../assert.ts";
 import { gpuTest } from "../../helpers.ts";
+import { Generator, scope } from "../../../mod.ts";
 import {
   architectureFromNnsslPlan,
   exportWeights,
   importTorchCheckpoint,
+  loadInitialWeights,
   mapTorchStateDict,
   nnsslArchitecturePlans,
   openPth,
@@ -191,6 +193,29 @@ gpuTest(
       } finally {
         imported.network.dispose();
       }
+    }
+  },
+);
+
+gpuTest(
+  "interop: pretraining's --init loads a .pth into a freshly built network (prefixes stripped)",
+  async () => {
+    const network = scope(() =>
+      resenc.create({
+        config: resenc.config.parse(SMALL),
+        inChannels: 1,
+        outChannels: 1,
+        patchSize: [16, 16, 16],
+        encoderOnly: false,
+        rng: new Generator(9),
+      })
+    );
+    try {
+      const { skipped } = await loadInitialWeights(network, path("resenc_state_dict_prefixed.pth"));
+      assertEquals(skipped, []);
+      await assertNetworkHolds(network, EXPECTED.resenc_state_dict.tensors);
+    } finally {
+      network.dispose();
     }
   },
 );
