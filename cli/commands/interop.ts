@@ -14,7 +14,7 @@ import {
   writeImportedNetwork,
 } from "../../core/train/mod.ts";
 import { Generator, initGpu, scope, type TokenOrder, type Vec3 } from "../../mod.ts";
-import { readPth, readTorchCheckpoint } from "../../core/nn/mod.ts";
+import { readPth, toJson } from "../../core/nn/mod.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../errors.ts";
 
@@ -88,8 +88,12 @@ export function registerInterop(program: Command): void {
       "stored position-embedding order: auto, primus or evamae (default auto)",
     )
     .action(async (file, flags) => {
-      const checkpoint = readTorchCheckpoint(await readPth(file));
-      const fromPlan = architectureFromNnsslPlan(checkpoint.adaptationPlan);
+      // the plan only (the tensors are read once, by importTorchCheckpoint)
+      const root = (await readPth(file)).root;
+      const plan = root instanceof Map ? root.get("nnssl_adaptation_plan") : undefined;
+      const fromPlan = architectureFromNnsslPlan(
+        plan === undefined || plan === null ? null : toJson(plan, `${file}: nnssl_adaptation_plan`),
+      );
       const spec = flags.arch ?? fromPlan?.spec;
       if (!spec) {
         throw new ConfigError(
