@@ -4,7 +4,15 @@
  * that again (library) and compare with the trained network bit for bit.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { decodeSafetensors, importTorchCheckpoint, stateDict } from "../../mod.ts";
+import {
+  decodeSafetensors,
+  Generator,
+  importTorchCheckpoint,
+  readVoxsslWeights,
+  scope,
+  stateDict,
+} from "../../mod.ts";
+import { builtinRegistry } from "../../cli/builtins.ts";
 import resenc from "../../plugins/arch/resenc/mod.ts";
 import { gpuTest } from "../helpers.ts";
 import { tinyRun, voxssl, writeConfig } from "./cli.ts";
@@ -38,6 +46,26 @@ gpuTest(
     const key = "encoder.stages.1.blocks.0.conv1.conv.weight";
     const moved = after[key].data.map((x, i) => Math.abs(x - start[key].data[i]));
     assert(Math.max(...moved) > 0 && Math.max(...moved) < 0.05, `moved by ${Math.max(...moved)}`);
+
+    // a voxssl checkpoint (what `export` reads from an unfinished run) gives the same reference-form weights
+    const registry = builtinRegistry();
+    const fromCheckpoint = await readVoxsslWeights(
+      `${run}/checkpoints/final.safetensors`,
+      (name, config, shape) =>
+        scope(() =>
+          registry.architecture(name).plugin.create({
+            config,
+            inChannels: shape.inChannels,
+            outChannels: 1,
+            patchSize: shape.patch,
+            encoderOnly: shape.encoderOnly,
+            rng: new Generator(0),
+          })
+        ),
+    );
+    assertEquals(Object.keys(fromCheckpoint.tensors).sort(), Object.keys(after).sort());
+    for (const [k, t] of Object.entries(fromCheckpoint.tensors)) assertEquals(t.data, after[k].data, k);
+    assertEquals(fromCheckpoint.epoch, 1);
 
     const exported = await voxssl(["export", run, "--out", `${dir}/out/checkpoint_final.pth`]);
     assertEquals(exported.code, 0, exported.text);
