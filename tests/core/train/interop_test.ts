@@ -148,6 +148,23 @@ gpuTest("interop: module._orig_mod. prefixes are stripped; aliases that disagree
       PthError,
       `sd.pth: "decoder.encoder.stem.convs.0.all_modules.0.weight" is an alias of "encoder.stem.convs.0.conv.weight"`,
     );
+    // an alias alone stands in for its original
+    ckpt.weights.set("decoder.encoder.stem.convs.0.all_modules.0.weight", alias);
+    const original = ckpt.weights.get("encoder.stem.convs.0.conv.weight")!;
+    ckpt.weights.delete("encoder.stem.convs.0.conv.weight");
+    const mapped = mapTorchStateDict(ckpt, imported.network, "sd.pth");
+    assertEquals(mapped.tensors["encoder.stem.convs.0.conv.weight"].data, original.data);
+    // an integer tensor where a weight belongs: the dtype, the file and the key
+    ckpt.weights.set("encoder.stem.convs.0.norm.bias", {
+      dtype: "int64",
+      shape: [4],
+      data: new BigInt64Array(4),
+    });
+    assertThrows(
+      () => mapTorchStateDict(ckpt, imported.network, "sd.pth"),
+      PthError,
+      `sd.pth: "encoder.stem.convs.0.norm.bias": dtype int64 where floating-point weights were expected`,
+    );
   } finally {
     imported.network.dispose();
   }
