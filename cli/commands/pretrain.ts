@@ -164,7 +164,8 @@ async function planOf(
   return {
     plan: {
       plugins: [...new Set(config.plugins.map((p) => pluginPackageRoot(p)))],
-      data: data.read,
+      // the --init weights are read like the data (a file the user named; read-only)
+      data: config.init && request.kind === "new" ? [...data.read, resolve(cwd, config.init)] : data.read,
       out,
       env: data.env,
       startup: request.kind === "new" && request.configFile ? [resolve(cwd, request.configFile)] : [],
