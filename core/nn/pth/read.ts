@@ -119,7 +119,12 @@ function materialize(zip: ZipReader, prefix: string, ref: TensorRef, where: stri
         `past the ${storage.numel} elements of storage "${entry}"`,
     );
   }
-  if (n > 2 ** 31) throw new PthError(`${where}: ${n} elements is more than voxssl reads into one array`);
+  // one array holds at most 2 GiB (a view with zero strides can claim far more than its storage holds)
+  if (n * width > 2 ** 31) {
+    throw new PthError(
+      `${where}: [${shape}] ${storage.dtype} is ${n * width} bytes, more than voxssl reads into one array`,
+    );
+  }
   // copy runs of raw little-endian bytes along the strided view; the run is the longest suffix of dims
   // laid out contiguously (the whole tensor for a contiguous one, one element for a transposed last dim)
   const out = new Uint8Array(n * width);
