@@ -8,7 +8,14 @@ import { VERSION } from "../mod.ts";
 import { registerCommands } from "./commands/mod.ts";
 
 /** Errors that are the user's to fix: printed without a stack trace. */
-const EXPECTED = new Set(["PluginError", "ConfigError", "GpuUnavailableError", "DataError", "NotFound"]);
+const EXPECTED = new Set([
+  "PluginError",
+  "ConfigError",
+  "GpuUnavailableError",
+  "DataError",
+  "NotFound",
+  "PthError",
+]);
 
 const program = new Command()
   .name("voxssl")

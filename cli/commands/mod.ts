@@ -3,6 +3,7 @@ import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
 import { registerEvaluate } from "./evaluate.ts";
 import { registerIndex } from "./index.ts";
+import { registerInterop } from "./interop.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
 import { registerPredict } from "./predict.ts";
@@ -21,6 +22,7 @@ const commands: RegisterCommand[] = [
   registerPretrain,
   registerPredict,
   registerEvaluate,
+  registerInterop,
 ];
 
 /** Adds every subcommand to `program`. */

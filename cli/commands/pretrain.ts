@@ -89,6 +89,7 @@ interface PretrainFlags {
   plugin?: string[];
   config?: string;
   dryRun?: boolean;
+  init?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -139,6 +140,7 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
   set("workers", flags.workers === undefined ? undefined : parseNumber(flags.workers, "--workers", true));
   set("out", flags.out);
   set("seed", flags.seed === undefined ? undefined : parseNumber(flags.seed, "--seed", true));
+  set("init", flags.init === undefined ? undefined : resolve(cwd, flags.init));
   if (flags.plugin?.length) input.plugins = [...new Set([...(input.plugins ?? []), ...flags.plugin])];
   const parsed = RunConfigSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, flags.config ?? "run configuration"));
@@ -164,7 +166,8 @@ async function planOf(
   return {
     plan: {
       plugins: [...new Set(config.plugins.map((p) => pluginPackageRoot(p)))],
-      data: data.read,
+      // the --init weights are read like the data (a file the user named; read-only)
+      data: config.init && request.kind === "new" ? [...data.read, resolve(cwd, config.init)] : data.read,
       out,
       env: data.env,
       startup: request.kind === "new" && request.configFile ? [resolve(cwd, request.configFile)] : [],
@@ -193,6 +196,10 @@ export function registerPretrain(program: Command): void {
     .option("--workers <n>", "data loader workers")
     .option("--out <dir>", "run folder (default runs/<date>-<arch>-<method>)")
     .option("--resume <dir>", "continue the run in <dir> from its latest checkpoint")
+    .option(
+      "--init <file>",
+      "initial network weights: a .pth (nnssl/OpenMind, state dict) or network.safetensors",
+    )
     .option("--seed <n>", "random seed")
     .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")

@@ -7,3 +7,4 @@ export * from "./norm.ts";
 export * from "./parameter_groups.ts";
 export * from "./safetensors.ts";
 export * from "./state_dict.ts";
+export * from "./pth/mod.ts";

@@ -7,3 +7,4 @@ export * from "./method.ts";
 export * from "./plugin_base.ts";
 export * from "./reference_weights.ts";
 export * from "./registry.ts";
+export * from "./torch_import.ts";

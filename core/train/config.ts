@@ -58,6 +58,12 @@ const runConfigSchema = z.object({
   sampleTimeoutSeconds: z.number().positive().default(120),
   /** Third-party plugin modules (paths or URLs). */
   plugins: z.array(z.string()).default([]),
+  /**
+   * Initial network weights, loaded before the first step (not on resume): a PyTorch `.pth` (nnssl /
+   * OpenMind checkpoint or state dict, mapped as `voxssl import` does) or a voxssl `network.safetensors`
+   * or checkpoint.
+   */
+  init: z.string().optional(),
 }).strict();
 
 /** @internal The schema's own type. */

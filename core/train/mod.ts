@@ -5,6 +5,7 @@ export * from "./checkpoint.ts";
 export * from "./config.ts";
 export * from "./data_sources.ts";
 export * from "./gpu_batch.ts";
+export * from "./interop.ts";
 export * from "./metrics.ts";
 export * from "./parameter_grouping.ts";
 export * from "./run_model.ts";

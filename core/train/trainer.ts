@@ -41,6 +41,7 @@ import { autocast, backward, Generator, noGrad, scope, type Tensor } from "../te
 import { MetricAccumulator } from "./accumulator.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { loadInitialWeights } from "./interop.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { uploadBatch } from "./gpu_batch.ts";
 import { appendMetrics, lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
@@ -221,7 +222,17 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     lastLoss: null,
   };
   if (options.resume) await restoreRun(run);
-  else if (run.primary) await Deno.writeTextFile(paths.metrics, "");
+  else {
+    if (run.primary) await Deno.writeTextFile(paths.metrics, "");
+    if (config.init) { // every rank starts from the same weights
+      const { skipped } = await loadInitialWeights(model.network, config.init);
+      log(
+        `initial network weights from ${config.init}${
+          skipped.length ? ` (${skipped.length} other keys skipped)` : ""
+        }`,
+      );
+    }
+  }
   if (run.primary) {
     await writeFileAtomic(
       join(out, "config.json"),
