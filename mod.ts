@@ -408,6 +408,12 @@ export {
 export { CHECKPOINT_FORMAT } from "./core/train/mod.ts";
 export type {
   AccumulatorState,
+  CheckpointKind,
+  DataWaitClock,
+  RunObserver,
+  TfEventsWriter,
+} from "./core/train/mod.ts";
+export type {
   FrozenModules,
   MetricAccumulator,
   NamedGroup,

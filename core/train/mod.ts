@@ -7,6 +7,8 @@ export * from "./data_sources.ts";
 export * from "./gpu_batch.ts";
 export * from "./metrics.ts";
 export * from "./parameter_grouping.ts";
+export * from "./run_events.ts";
 export * from "./run_model.ts";
 export * from "./stop_signals.ts";
+export * from "./tfevents.ts";
 export * from "./trainer.ts";

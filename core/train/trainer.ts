@@ -43,7 +43,9 @@ import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { uploadBatch } from "./gpu_batch.ts";
-import { appendMetrics, lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
+import { lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
+import { DataWaitClock, notifyCheckpoint, recordMetrics, type RunObserver } from "./run_events.ts";
+import { TfEventsWriter } from "./tfevents.ts";
 import { groupParameters, type NamedGroup } from "./parameter_grouping.ts";
 import { buildRun, type FrozenModules, type RunModel } from "./run_model.ts";
 import { listenForStop } from "./stop_signals.ts";
@@ -80,6 +82,8 @@ export interface TrainerOptions {
    * averaging gradients across processes.
    */
   gradientHook?: (groups: ParameterGroup[]) => void | Promise<void>;
+  /** Told of every metrics record and checkpoint (progress display, run report). */
+  observer?: RunObserver;
 }
 
 /** What a run did. */
@@ -138,6 +142,12 @@ export interface Run {
   best: number | null;
   /** Mean loss of the last logged interval. */
   lastLoss: number | null;
+  /** The TensorBoard event file (config `tensorboard`). */
+  readonly tfevents?: TfEventsWriter;
+  /** Time the current interval's steps waited for their batches. */
+  readonly dataWait: DataWaitClock;
+  /** Told of records and checkpoints. */
+  readonly observer?: RunObserver;
 }
 
 const totalSteps = (config: ResolvedRunConfig) => config.epochs * config.stepsPerEpoch;
@@ -199,6 +209,9 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     intervalStart: performance.now(),
     best: null,
     lastLoss: null,
+    tfevents: config.tensorboard ? new TfEventsWriter(out) : undefined,
+    dataWait: new DataWaitClock(),
+    observer: options.observer,
   };
   if (options.resume) await restoreRun(run);
   else await Deno.writeTextFile(paths.metrics, "");
@@ -305,6 +318,7 @@ export async function logInterval(run: Run, lr: number): Promise<void> {
   run.gpu.pool.resetPeak();
   const total = totalSteps(run.config);
   const epoch = Math.floor((run.step - 1) / run.config.stepsPerEpoch);
+  const dataWait = run.dataWait.take() / run.intervalSteps;
   const record: MetricsRecord = {
     kind: "train",
     step: run.step,
@@ -318,8 +332,9 @@ export async function logInterval(run: Run, lr: number): Promise<void> {
     skippedSteps: status.skipped,
     gpuMemoryBytes: memory,
     gpuPeakBytes: peak,
+    dataWaitSeconds: dataWait,
   };
-  await appendMetrics(run.paths.metrics, [record]);
+  await recordMetrics(run, record);
   const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
   run.log(
     `step ${run.step}/${total} (epoch ${epoch + 1}/${run.config.epochs})  loss ${
@@ -328,7 +343,8 @@ export async function logInterval(run: Run, lr: number): Promise<void> {
       `lr ${lr.toExponential(2)}  ${rate.toFixed(2)} steps/s  ETA ${
         formatDuration((total - run.step) / rate)
       }  ` +
-      `GPU ${(memory / 2 ** 20).toFixed(0)} MiB` + (status.skipped ? `  skipped ${status.skipped}` : ""),
+      `GPU ${(memory / 2 ** 20).toFixed(0)} MiB  data wait ${(dataWait * 1000).toFixed(0)} ms/step` +
+      (status.skipped ? `  skipped ${status.skipped}` : ""),
   );
   run.lastLoss = loss;
   run.accumulator.reset();
@@ -403,13 +419,13 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
   }
   if (options.validation && run.config.validationBatches > 0) {
     const { loss, metrics } = await validate(run, options.validation);
-    await appendMetrics(run.paths.metrics, [{
+    await recordMetrics(run, {
       kind: "validation",
       step: run.step,
       epoch,
       loss,
       ...(Object.keys(metrics).length ? { metrics } : {}),
-    }]);
+    });
     const improved = run.best === null || loss < run.best;
     const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
     run.log(
@@ -422,6 +438,7 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
     await writePlot(run);
   }
   await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+  await notifyCheckpoint(run, "epoch");
 }
 
 /** The end of a finished run: `latest`, `final`, and the network alone in the reference's state-dict form. */
@@ -481,19 +498,24 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
-      await trainStep(run, await options.train.batch(run.step), lr, options.gradientHook);
+      const host = await run.dataWait.time(() => options.train.batch(run.step));
+      await trainStep(run, host, lr, options.gradientHook);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
       if (endOfEpoch) await endEpoch(run, options);
       const request = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
       if (request && run.step < total) {
         await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+        await notifyCheckpoint(run, "stopped");
         run.log(`stopped by ${request} at step ${run.step}; resume with --resume ${run.paths.out}`);
         stoppedBy = request;
         break;
       }
     }
-    if (!stoppedBy) await finishRun(run, options.coreVersion);
+    if (!stoppedBy) {
+      await finishRun(run, options.coreVersion);
+      await notifyCheckpoint(run, "final");
+    }
   } finally {
     stop.dispose();
     closeRun(run);
