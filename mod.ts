@@ -272,6 +272,7 @@ export {
   type Plugin,
   type PluginBase,
   PluginError,
+  type Reconstruction,
   referenceStateDict,
   type SslMethodPlugin,
   type StepContext,

@@ -6,6 +6,7 @@ import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
 import { registerPreprocess } from "./preprocess.ts";
 import { registerPretrain } from "./pretrain.ts";
+import { registerReport } from "./report.ts";
 
 /** A function that adds one subcommand to the program. */
 export type RegisterCommand = (program: Command) => void;
@@ -17,6 +18,7 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerReport,
 ];
 
 /** Adds every subcommand to `program`. */

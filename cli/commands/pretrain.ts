@@ -37,6 +37,7 @@ import {
   type SandboxPlan,
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
+import { reportObserver } from "../report/run_observer.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -274,6 +275,11 @@ export function registerPretrain(program: Command): void {
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
       });
+      const report = reportObserver({
+        validation: sources.validation,
+        coreVersion: VERSION,
+        log: (l) => console.log(l),
+      });
       try {
         const summary = await runPretraining({
           config: resolved,
@@ -284,9 +290,11 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
+          observer: report,
         });
         if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
         else console.log(`run finished: ${summary.out}`);
+        if (report.path) console.log(`report: ${resolve(report.path)}`);
       } finally {
         await sources.train.close();
         await sources.validation?.close();

@@ -7,6 +7,7 @@ export * from "./data_sources.ts";
 export * from "./gpu_batch.ts";
 export * from "./metrics.ts";
 export * from "./parameter_grouping.ts";
+export * from "./reconstruction.ts";
 export * from "./run_events.ts";
 export * from "./run_model.ts";
 export * from "./stop_signals.ts";
