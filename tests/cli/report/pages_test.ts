@@ -1,0 +1,230 @@
+/**
+ * The report pages in a real headless browser (Debian's chromium; ignored when it is absent): one
+ * chromium launch for every page. Each page loads from file:// with the network emulated offline, asks
+ * for nothing but file: and data: URLs, logs no console error, lays out its sections in order with
+ * non-empty boxes (layout compared by structure, not by pixels), decodes its PNGs to the exact slices,
+ * and draws non-blank viewer canvases that follow the sliders.
+ */
+import { assert, assertEquals } from "../../assert.ts";
+import type { MetricsRecord, ReconstructionVolumes } from "../../../core/train/mod.ts";
+import { middleSlice, saveReconstruction, writeRunReport } from "../../../cli/report/run_report.ts";
+import { percentileWindow, toViewerVolume } from "../../../cli/report/viewer.ts";
+import { seededRandom } from "../../helpers.ts";
+import { chromiumPath, launchChromium, type PageSession } from "./chromium.ts";
+
+const chromium = chromiumPath();
+if (!chromium) {
+  console.log("pages_test: chromium not installed (scripts/setup.sh installs it): browser tests ignored");
+}
+
+const SHAPE: [number, number, number] = [20, 24, 28]; // D ≠ H ≠ W catches swapped axes
+
+/** A phantom: a bright ellipsoid with a gradient and noise; the other panels derived from it. */
+function phantom(): ReconstructionVolumes {
+  const [D, H, W] = SHAPE;
+  const next = seededRandom(21);
+  const input = new Float32Array(D * H * W);
+  for (let d = 0; d < D; d++) {
+    for (let h = 0; h < H; h++) {
+      for (let w = 0; w < W; w++) {
+        const r = ((d - 10) / 8) ** 2 + ((h - 12) / 10) ** 2 + ((w - 14) / 11) ** 2;
+        input[(d * H + h) * W + w] = (r < 1 ? 1 + w / W + d / D : 0) + 0.1 * next();
+      }
+    }
+  }
+  const corrupted = input.map((v, i) => (i % W < W / 2 ? 0 : v));
+  const prediction = input.map((v) => 0.8 * v + 0.2 * next());
+  return { shape: SHAPE, step: 12, volumes: { input, corrupted, prediction, target: input.slice() } };
+}
+
+/** A run folder as the Trainer and the report observer leave it. */
+async function fakeRun(dir: string): Promise<ReconstructionVolumes> {
+  const next = seededRandom(4);
+  const records: MetricsRecord[] = [];
+  for (let step = 2; step <= 12; step += 2) {
+    records.push({
+      kind: "train",
+      step,
+      epoch: Math.floor((step - 1) / 6),
+      loss: 2 / step + next() * 0.05,
+      metrics: { mse_masked: 1 / step, mse_visible: 0.5 / step },
+      lr: 0.01 * (1 - step / 13),
+      stepsPerSecond: 2 + next(),
+      gradNorm: 1 + next(),
+      lossScale: 65536,
+      skippedSteps: step > 8 ? 1 : 0,
+      gpuMemoryBytes: 50 * 2 ** 20,
+      gpuPeakBytes: 120 * 2 ** 20,
+      dataWaitSeconds: 0.01 * next(),
+    });
+    if (step % 6 === 0) {
+      records.push({
+        kind: "validation",
+        step,
+        epoch: step / 6 - 1,
+        loss: 2.2 / step,
+        metrics: { mse_masked: 1.1 / step },
+      });
+    }
+  }
+  await Deno.writeTextFile(`${dir}/metrics.jsonl`, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      arch: "resenc-tiny",
+      method: "mae",
+      epochs: 2,
+      stepsPerEpoch: 6,
+      patch: SHAPE,
+      batch: 2,
+      precision: "mixed",
+      data: "synthetic",
+      resolvedMethod: { plugin: "mae" },
+      plugins: { architecture: "resenc@2.0.0", method: "mae@3.0.0" },
+    }),
+  );
+  await Deno.mkdir(`${dir}/report`, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/report/run_info.json`,
+    JSON.stringify({
+      coreVersion: "0.2.0",
+      adapter: { vendor: "mesa", architecture: "", device: "llvmpipe", description: "lavapipe" },
+      features: ["shader-f16"],
+      limits: { maxBufferSize: 2 ** 30 },
+      writtenAt: "2026-01-01T00:00:00Z",
+    }),
+  );
+  const early = phantom();
+  await saveReconstruction(dir, { ...early, step: 6 });
+  const late = phantom();
+  await saveReconstruction(dir, late);
+  return late;
+}
+
+Deno.test("writeRunReport: one self-contained page with every section, curve and slice", async () => {
+  const dir = await Deno.makeTempDir();
+  await fakeRun(dir);
+  const html = await Deno.readTextFile(await writeRunReport(dir));
+  for (const id of ["overview", "curves", "reconstructions", "viewer", "adapter", "config"]) {
+    assert(html.includes(`data-section="${id}"`), id);
+  }
+  assert(
+    !/<script[^>]+src=|<link[^>]+stylesheet|https?:\/\/(?!www\.w3\.org\/2000\/svg)/.test(html),
+    "nothing external",
+  );
+  const charts = [...html.matchAll(/data-chart="([^"]+)"/g)].map((m) => m[1]);
+  assertEquals(charts, [
+    "loss",
+    "metric: mse_masked",
+    "metric: mse_visible",
+    "learning rate",
+    "gradient norm",
+    "loss scale (mixed precision)",
+    "skipped steps (non-finite gradients, total)",
+    "steps per second",
+    "data wait (ms per step)",
+    "time waiting for data (%)",
+    "GPU memory (MiB)",
+  ]);
+  assertEquals([...html.matchAll(/<div class="slices" data-step="(\d+)"/g)].map((m) => m[1]), ["12", "6"]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** Sections in document order, each a non-empty box below the previous one and within the page width. */
+async function checkLayout(page: PageSession, expected: string[]): Promise<void> {
+  const boxes = await page.evaluate<
+    { id: string; top: number; height: number; left: number; right: number }[]
+  >(
+    `[...document.querySelectorAll("section[data-section]")].map((s) => { const r = s.getBoundingClientRect();
+      return { id: s.dataset.section, top: r.top, height: r.height, left: r.left, right: r.right }; })`,
+  );
+  assertEquals(boxes.map((b) => b.id), expected);
+  const width = await page.evaluate<number>("document.documentElement.clientWidth");
+  boxes.forEach((b, i) => {
+    assert(b.height > 20 && b.left >= 0 && b.right <= width + 1, `section ${b.id}: ${JSON.stringify(b)}`);
+    if (i > 0) assert(b.top >= boxes[i - 1].top + boxes[i - 1].height, `${b.id} below ${boxes[i - 1].id}`);
+  });
+}
+
+/** Pixels of a canvas as gray values (the red channel). */
+const canvasGray = (selector: string) =>
+  `(() => { const c = document.querySelector(${
+    JSON.stringify(selector)
+  }); const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+     return { width: c.width, height: c.height, gray: [...d].filter((_, i) => i % 4 === 0) }; })()`;
+
+Deno.test({
+  name: `report pages in headless chromium${chromium ? "" : " (ignored: chromium not installed)"}`,
+  ignore: !chromium,
+  fn: async (t) => {
+    const browser = await launchChromium(chromium!);
+    try {
+      await t.step(
+        "run report: offline, no console errors, layout, PNG slices and a working viewer",
+        async () => {
+          const dir = await Deno.makeTempDir();
+          const rec = await fakeRun(dir);
+          const page = await browser.open(`file://${await writeRunReport(dir)}`);
+          assertEquals(await page.evaluate("document.querySelector('.viewer')?.dataset.ready"), "true");
+          assertEquals(page.errors, []);
+          assert(page.requests.every((u) => /^(file|data):/.test(u)), page.requests.join("\n"));
+          await checkLayout(page, ["overview", "curves", "reconstructions", "viewer", "adapter", "config"]);
+          const charts = await page.evaluate<number[]>(
+            `[...document.querySelectorAll("svg.chart")].map((s) => s.getBoundingClientRect().width * s.querySelectorAll("path").length)`,
+          );
+          assertEquals(charts.length, 11);
+          assert(charts.every((w) => w > 100), `every chart drawn: ${charts}`);
+
+          // the browser decodes each PNG to exactly the slice of the 8-bit volume
+          const window = percentileWindow(rec.volumes.input);
+          for (const [panel, axis] of [["prediction", 0], ["corrupted", 1], ["target", 2]] as const) {
+            const expected = middleSlice(
+              toViewerVolume(rec.volumes[panel], SHAPE, window, Infinity).bytes,
+              SHAPE,
+              axis,
+            );
+            const name = ["axial", "coronal", "sagittal"][axis];
+            const got = await page.evaluate<{ width: number; height: number; gray: number[] }>(
+              `(() => { const img = document.querySelector('[data-step="12"] img[alt="${panel} ${name} step 12"]');
+               const c = document.createElement("canvas"); c.width = img.naturalWidth; c.height = img.naturalHeight;
+               const x = c.getContext("2d"); x.drawImage(img, 0, 0);
+               return { width: c.width, height: c.height, gray: [...x.getImageData(0, 0, c.width, c.height).data].filter((_, i) => i % 4 === 0) }; })()`,
+            );
+            assertEquals([got.width, got.height], [expected.width, expected.height], `${panel} ${name} size`);
+            assertEquals(got.gray, [...expected.pixels], `${panel} ${name} pixels`);
+          }
+
+          // the viewer: 3 columns × 3 canvases, none blank; moving the axial slider redraws that slice
+          assertEquals(await page.evaluate("document.querySelectorAll('.viewer canvas').length"), 9);
+          for (let i = 1; i <= 9; i++) {
+            const { gray } = await page.evaluate<{ gray: number[] }>(
+              canvasGray(`.viewer-col:nth-child(${Math.ceil(i / 3)}) canvas:nth-of-type(${(i - 1) % 3 + 1})`),
+            );
+            assert(new Set(gray).size > 8, `canvas ${i} is not blank (${new Set(gray).size} gray levels)`);
+          }
+          await page.evaluate(
+            `(() => { const s = document.querySelector('.viewer-slider[data-axis="0"]'); s.value = 4; s.dispatchEvent(new Event("input")); })()`,
+          );
+          const target = toViewerVolume(rec.volumes.target, SHAPE, window).bytes;
+          const [, H, W] = SHAPE;
+          const axial = await page.evaluate<{ width: number; height: number; gray: number[] }>(
+            canvasGray(".viewer-col:nth-child(3) canvas"),
+          );
+          assertEquals([axial.width, axial.height], [W, H]);
+          let same = 0;
+          for (let v = 0; v < H; v++) {
+            for (let u = 0; u < W; u++) {
+              if (u === W >> 1 || v === H >> 1) continue; // the crosshair
+              if (axial.gray[v * W + u] === target[(4 * H + v) * W + u]) same++;
+            }
+          }
+          assertEquals(same, (W - 1) * (H - 1), "axial slice 4 of the target, off the crosshair");
+          assertEquals(page.errors, []);
+          await Deno.remove(dir, { recursive: true });
+        },
+      );
+    } finally {
+      await browser.close();
+    }
+  },
+});
