@@ -17,6 +17,7 @@ import { crc32c, maskedCrc32c, scalarEvent, TfEventsWriter } from "../../../core
 import { affineTarget, voxelMlp } from "../../fixtures/tiny_plugins.ts";
 import { randomSource } from "../../fixtures/random_source.ts";
 import { gpuTest, seededRandom } from "../../helpers.ts";
+import { reportObserver } from "../../../cli/report/run_observer.ts";
 
 /** CRC-32C bit by bit from its definition (reflected Castagnoli polynomial 0x82F63B78). */
 function referenceCrc32c(bytes: Uint8Array): number {
@@ -163,7 +164,7 @@ function slowSource(inner: BatchSource, ms: number): BatchSource {
 }
 
 gpuTest(
-  "a Trainer run writes an event file matching metrics.jsonl and logs the time it waited for data",
+  "a Trainer run writes an event file matching metrics.jsonl, logs its data wait, and a report without reconstructions",
   async () => {
     const out = await Deno.makeTempDir();
     const config = resolveRunConfig(
@@ -181,15 +182,26 @@ gpuTest(
     );
     assertEquals(config.tensorboard, true, "on by default");
     const waitMs = 25;
+    const validation = randomSource(2, config.batch, config.patch);
+    const notes: string[] = [];
+    const report = reportObserver({ validation, coreVersion: VERSION, log: (l) => notes.push(l) });
     await runPretraining({
       config,
       arch: voxelMlp,
       method: affineTarget,
       train: slowSource(randomSource(1, config.batch, config.patch), waitMs),
-      validation: randomSource(2, config.batch, config.patch),
+      validation,
       coreVersion: VERSION,
       log: () => {},
+      observer: report,
     });
+    // a method without reconstruction(): the report says so and has no slices or viewer
+    assertEquals([report.path, notes], [`${out}/report.html`, []]);
+    const html = await Deno.readTextFile(report.path!);
+    assert(
+      html.includes("No reconstructions") && !html.includes('class="viewer"'),
+      "no reconstruction panel",
+    );
     const metrics = await readMetrics(`${out}/metrics.jsonl`);
     const files = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) =>
       n.startsWith("events.out.tfevents.")
