@@ -7,7 +7,7 @@
 import { Option } from "@commander-js/extra-typings";
 import type { Command } from "@commander-js/extra-typings";
 import { DataFileError, loadImageList, preprocessDataset, type SpacingMode } from "../../core/data/mod.ts";
-import { createProgress, type Progress } from "../progress.ts";
+import { createProgress, logOption, type Progress } from "../progress.ts";
 import { reportSkipped } from "../summary.ts";
 
 /** Parses `--spacing`: a number (isotropic mm), `median`, `none`, or three numbers `sd,sh,sw`. */
@@ -31,6 +31,7 @@ export function registerPreprocess(program: Command): void {
     )
     .option("--workers <n>", "parallel workers (default: all cores)", (v) => parseInt(v, 10))
     .option("--strict", "exit with status 1 when any file was skipped")
+    .addOption(logOption())
     .action(async (index, options) => {
       Deno.exitCode = await runPreprocess(index, options);
     });
@@ -38,7 +39,13 @@ export function registerPreprocess(program: Command): void {
 
 async function runPreprocess(
   indexPath: string,
-  options: { out: string; spacing: string; workers?: number; strict?: boolean },
+  options: {
+    out: string;
+    spacing: string;
+    workers?: number;
+    strict?: boolean;
+    log?: "auto" | "plain" | "json";
+  },
 ): Promise<number> {
   let progress: Progress | undefined;
   try {
@@ -52,7 +59,7 @@ async function runPreprocess(
       spacing,
       workers: options.workers,
       onProgress: (done, total, id) => {
-        progress ??= createProgress("preprocess", total);
+        progress ??= createProgress("preprocess", total, { mode: options.log, unit: "volumes" });
         progress.update(done, id);
       },
     });

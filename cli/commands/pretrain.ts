@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
+  combineObservers,
   defaultRunFolder,
   formatIssues,
   loadCheckpoint,
@@ -38,6 +39,8 @@ import {
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 import { reportObserver } from "../report/run_observer.ts";
+import { logMode, logOption } from "../progress.ts";
+import { runProgress } from "../run_progress.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -88,6 +91,7 @@ interface PretrainFlags {
   plugin?: string[];
   config?: string;
   dryRun?: boolean;
+  log?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -196,6 +200,7 @@ export function registerPretrain(program: Command): void {
     .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
+    .addOption(logOption())
     .action(async (flags) => {
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
@@ -275,10 +280,11 @@ export function registerPretrain(program: Command): void {
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
       });
+      const progress = runProgress(logMode(flags.log));
       const report = reportObserver({
         validation: sources.validation,
         coreVersion: VERSION,
-        log: (l) => console.log(l),
+        log: progress.log,
       });
       try {
         const summary = await runPretraining({
@@ -290,12 +296,14 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
-          observer: report,
+          log: progress.log,
+          observer: combineObservers(progress.observer, report),
         });
         if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
         else console.log(`run finished: ${summary.out}`);
         if (report.path) console.log(`report: ${resolve(report.path)}`);
       } finally {
+        progress.finish();
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();

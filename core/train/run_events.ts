@@ -15,6 +15,8 @@ export type CheckpointKind = "epoch" | "final" | "stopped";
 
 /** Callbacks on a run's progress (see `TrainerOptions.observer`). */
 export interface RunObserver {
+  /** After each optimizer step (host side only: the GPU may still be working on it). */
+  step?(run: Run): void;
   /** After each record is appended to metrics.jsonl. */
   record?(record: MetricsRecord, run: Run): void | Promise<void>;
   /** After each checkpoint (the run is between steps; the GPU may be used). */
@@ -26,6 +28,20 @@ export async function recordMetrics(run: Run, record: MetricsRecord): Promise<vo
   await appendMetrics(run.paths.metrics, [record]);
   await run.tfevents?.scalars(record.step, metricsScalars(record));
   await run.observer?.record?.(record, run);
+}
+
+/** One observer that calls each of `observers` in turn. */
+export function combineObservers(...observers: (RunObserver | undefined)[]): RunObserver {
+  const all = observers.filter((o): o is RunObserver => o !== undefined);
+  return {
+    step: (run) => all.forEach((o) => o.step?.(run)),
+    async record(record, run) {
+      for (const o of all) await o.record?.(record, run);
+    },
+    async checkpoint(kind, run) {
+      for (const o of all) await o.checkpoint?.(kind, run);
+    },
+  };
 }
 
 /** Tells the observer that a checkpoint was written. */

@@ -500,6 +500,7 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
       const host = await run.dataWait.time(() => options.train.batch(run.step));
       await trainStep(run, host, lr, options.gradientHook);
+      run.observer?.step?.(run);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) await logInterval(run, lr);
       if (endOfEpoch) await endEpoch(run, options);
