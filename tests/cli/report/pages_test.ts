@@ -9,6 +9,12 @@ import { assert, assertEquals } from "../../assert.ts";
 import type { MetricsRecord, ReconstructionVolumes } from "../../../core/train/mod.ts";
 import { middleSlice, saveReconstruction, writeRunReport } from "../../../cli/report/run_report.ts";
 import { percentileWindow, toViewerVolume } from "../../../cli/report/viewer.ts";
+import {
+  type LeaderboardResults,
+  renderLeaderboard,
+  writeLeaderboardPage,
+} from "../../../cli/report/leaderboard.ts";
+import { writeNifti } from "../../../core/data/mod.ts";
 import { seededRandom } from "../../helpers.ts";
 import { chromiumPath, launchChromium, type PageSession } from "./chromium.ts";
 
@@ -130,6 +136,76 @@ Deno.test("writeRunReport: one self-contained page with every section, curve and
   await Deno.remove(dir, { recursive: true });
 });
 
+/** A benchmark's results.json: 3 methods on one architecture, one dataset at two fractions, 2 seeds. */
+function fakeResults(): LeaderboardResults {
+  const next = seededRandom(9);
+  const methods = ["scratch", "mae", "simclr"];
+  const cases = ["case_01", "case_02", "case_03", "case_04"];
+  const cells = methods.flatMap((method, m) =>
+    [1, 0.25].flatMap((labelFraction) =>
+      [0, 1].map((seed) => ({
+        key: `${method}-${labelFraction}-${seed}`,
+        cell: { method, arch: "resenc-tiny", dataset: { name: "lesions" }, labelFraction, seed },
+        result: {
+          cases: cases.map((id) => ({ case: id, dice: 0.5 + 0.1 * m * labelFraction + 0.05 * next() })),
+          seconds: 100 + seed,
+          provenance: { core: "0.2.0", adapter: "lavapipe" },
+        },
+      }))
+    )
+  );
+  const leaderboard = methods.flatMap((method, m) =>
+    [1, 0.25].map((labelFraction) => {
+      const mean = 0.52 + 0.1 * m * labelFraction;
+      return {
+        method,
+        arch: "resenc-tiny",
+        dataset: "lesions",
+        labelFraction,
+        seeds: [0, 1],
+        cases: 4,
+        dice: { mean, lower: mean - 0.03, upper: mean + 0.03 },
+        rank: 3 - m,
+        ...(method === "scratch"
+          ? {}
+          : { deltaToScratch: { mean: mean - 0.52, lower: mean - 0.55, upper: mean - 0.49 } }),
+      };
+    })
+  );
+  return {
+    name: "tiny",
+    generatedAt: "2026-01-01T00:00:00Z",
+    writer: { core: "0.2.0" },
+    leaderboard,
+    cells,
+    missing: ["x"],
+  };
+}
+
+Deno.test("renderLeaderboard: sortable entries, per-case Dice, plots, cells; results.json errors name the file", async () => {
+  const html = renderLeaderboard(fakeResults());
+  for (const id of ["leaderboard", "plots", "per-case", "cells", "about"]) {
+    assert(html.includes(`data-section="${id}"`), id);
+  }
+  assert(!html.includes('data-section="viewer"'), "no viewer without overlay cases");
+  assertEquals([...html.matchAll(/data-chart="([^"]+)"/g)].map((m) => m[1]), [
+    "lesions: mean Dice, 100% labels",
+    "lesions: mean Dice by label fraction",
+  ]);
+  assertEquals((html.match(/<table class="sortable per-case"/g) ?? []).length, 2);
+  assert(html.includes("1 cells not finished yet"));
+  const dir = await Deno.makeTempDir();
+  const error = await writeLeaderboardPage(dir).catch((e: Error) => e.message);
+  assert(String(error).includes(`${dir}/results.json`), String(error));
+  await Deno.writeTextFile(`${dir}/results.json`, JSON.stringify({ name: "x" }));
+  assert(
+    String(await writeLeaderboardPage(dir).catch((e: Error) => e.message)).includes(
+      "expected { name, leaderboard",
+    ),
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
 /** Sections in document order, each a non-empty box below the previous one and within the page width. */
 async function checkLayout(page: PageSession, expected: string[]): Promise<void> {
   const boxes = await page.evaluate<
@@ -154,7 +230,9 @@ const canvasGray = (selector: string) =>
      return { width: c.width, height: c.height, gray: [...d].filter((_, i) => i % 4 === 0) }; })()`;
 
 Deno.test({
-  name: `report pages in headless chromium${chromium ? "" : " (ignored: chromium not installed)"}`,
+  name: `run report and leaderboard pages in headless chromium${
+    chromium ? "" : " (ignored: chromium not installed)"
+  }`,
   ignore: !chromium,
   fn: async (t) => {
     const browser = await launchChromium(chromium!);
@@ -219,6 +297,77 @@ Deno.test({
             }
           }
           assertEquals(same, (W - 1) * (H - 1), "axial slice 4 of the target, off the crosshair");
+          assertEquals(page.errors, []);
+          await Deno.remove(dir, { recursive: true });
+        },
+      );
+
+      await t.step(
+        "leaderboard: offline, no console errors, layout, sorting, and the overlay viewer",
+        async () => {
+          const dir = await Deno.makeTempDir();
+          await Deno.writeTextFile(`${dir}/results.json`, JSON.stringify(fakeResults()));
+          const [D, H, W] = SHAPE;
+          const image = phantom().volumes.input;
+          const ball = (r: number) =>
+            Float32Array.from({ length: D * H * W }, (_, i) => {
+              const d = Math.floor(i / (H * W)), h = Math.floor(i / W) % H, w = i % W;
+              return ((d - 10) / r) ** 2 + ((h - 12) / r) ** 2 + ((w - 14) / r) ** 2 < 1 ? 1 : 0;
+            });
+          const affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+          await writeNifti(`${dir}/img.nii.gz`, { data: image, shape: SHAPE, affine });
+          await writeNifti(`${dir}/pred.nii.gz`, { data: ball(5), shape: SHAPE, affine }, {
+            datatype: "uint8",
+          });
+          await writeNifti(`${dir}/ref.nii.gz`, { data: ball(7), shape: SHAPE, affine }, {
+            datatype: "uint8",
+          });
+          const path = await writeLeaderboardPage(dir, [
+            {
+              name: "lesions / case_01 / mae",
+              image: `${dir}/img.nii.gz`,
+              prediction: `${dir}/pred.nii.gz`,
+              reference: `${dir}/ref.nii.gz`,
+            },
+          ]);
+          const page = await browser.open(`file://${path}`);
+          assertEquals(await page.evaluate("document.querySelector('.viewer')?.dataset.ready"), "true");
+          assertEquals(page.errors, []);
+          assert(page.requests.every((u) => /^(file|data):/.test(u)), page.requests.join("\n"));
+          await checkLayout(page, ["leaderboard", "plots", "per-case", "viewer", "cells", "about"]);
+
+          // sorting: click "mean Dice [CI]" once (ascending), then again (descending)
+          const column = (n: number) =>
+            `[...document.querySelectorAll("#entries tbody tr")].map((r) => Number(r.cells[${n}].dataset.value))`;
+          const click = `document.querySelectorAll("#entries th")[5].click()`;
+          await page.evaluate(click);
+          const up = await page.evaluate<number[]>(column(5));
+          assertEquals(up, [...up].sort((a, b) => a - b));
+          await page.evaluate(click);
+          const down = await page.evaluate<number[]>(column(5));
+          assertEquals(down, [...up].reverse());
+
+          // the overlay viewer: prediction (radius 5) tinted over the image on the left, reference (7) on the right
+          const tinted = async (col: number) => {
+            const rgba = await page.evaluate<number[]>(
+              `(() => { const c = document.querySelector(".viewer-col:nth-child(${col}) canvas");
+               return [...c.getContext("2d").getImageData(0, 0, c.width, c.height).data]; })()`,
+            );
+            let n = 0; // red-tinted pixels (the crosshair is yellow: red ≈ green)
+            for (let i = 0; i < rgba.length; i += 4) if (rgba[i] - rgba[i + 1] > 40) n++;
+            return n;
+          };
+          const [left, right] = [await tinted(1), await tinted(2)];
+          const disk = (r: number) => {
+            let n = 0;
+            for (let h = 0; h < H; h++) {
+              for (let w = 0; w < W; w++) if (((h - 12) / r) ** 2 + ((w - 14) / r) ** 2 < 1) n++;
+            }
+            return n;
+          };
+          // every label voxel of the middle axial slice is tinted, but for those under the crosshair's row and column
+          assert(left <= disk(5) && left >= disk(5) - 2 * 11, `prediction overlay: ${left} of ${disk(5)}`);
+          assert(right <= disk(7) && right >= disk(7) - 2 * 15, `reference overlay: ${right} of ${disk(7)}`);
           assertEquals(page.errors, []);
           await Deno.remove(dir, { recursive: true });
         },
