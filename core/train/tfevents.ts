@@ -116,6 +116,15 @@ export function fileVersionEvent(wallTime: number): Uint8Array {
   return new ProtoWriter().double(1, wallTime).string(3, "brain.Event:2").finish();
 }
 
+/** The host's name, or "localhost" where it may not be read (the plugin sandbox grants no `sys`). */
+function hostName(): string {
+  try {
+    return hostname().replace(/[^A-Za-z0-9._-]/g, "_") || "localhost";
+  } catch {
+    return "localhost";
+  }
+}
+
 /**
  * Appends scalar events to one event file in a run folder. Each run (and each resume) opens a new file,
  * as TensorFlow's writers do; TensorBoard reads every file of the folder.
@@ -127,7 +136,7 @@ export class TfEventsWriter {
 
   /** An event file in `dir`, named for `now` and the host. */
   constructor(dir: string, now = Date.now()) {
-    this.path = join(dir, `events.out.tfevents.${Math.floor(now / 1000)}.${hostname()}`);
+    this.path = join(dir, `events.out.tfevents.${Math.floor(now / 1000)}.${hostName()}`);
   }
 
   /** Writes scalars (non-finite values included: TensorBoard shows NaN) at `step`. */
