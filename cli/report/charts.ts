@@ -37,13 +37,32 @@ function tickLabel(v: number): string {
   return a >= 1e4 || a < 1e-2 ? v.toExponential(1) : Number(v.toPrecision(3)).toString();
 }
 
+/**
+ * At most `max` points: consecutive points averaged in equal buckets (a long run's 50,000 log lines
+ * would otherwise make megabytes of SVG per curve).
+ */
+export function decimate(points: [number, number][], max = 800): [number, number][] {
+  if (points.length <= max) return points;
+  const out: [number, number][] = [];
+  const size = points.length / max;
+  for (let b = 0; b < max; b++) {
+    const bucket = points.slice(Math.floor(b * size), Math.floor((b + 1) * size));
+    if (bucket.length === 0) continue;
+    out.push([
+      bucket.reduce((s, p) => s + p[0], 0) / bucket.length,
+      bucket.reduce((s, p) => s + p[1], 0) / bucket.length,
+    ]);
+  }
+  return out;
+}
+
 /** An SVG line chart (`<svg class="chart" data-chart="title">`) of `series`. */
 export function lineChart(series: Series[], options: ChartOptions): string {
   const w = options.width ?? 460, h = options.height ?? 260;
   const left = 58, right = 12, top = 30, bottom = 36;
   const clean = series.map((s) => ({
     ...s,
-    points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
+    points: decimate(s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))),
   }))
     .filter((s) => s.points.length > 0);
   const head =

@@ -242,6 +242,13 @@ function curves(metrics: MetricsRecord[]): string {
   }</div>`;
 }
 
+/** At most `n` of `items`, evenly spread, the first and last included (a 1000-epoch run's checkpoints). */
+export function spread<T>(items: T[], n: number): T[] {
+  if (items.length <= n) return items;
+  if (n <= 1) return items.slice(-n);
+  return Array.from({ length: n }, (_, i) => items[Math.round((i * (items.length - 1)) / (n - 1))]);
+}
+
 function reconstructionHtml(data: RunReportData, method: string): string {
   if (data.reconstructions.length === 0) {
     return `<p class="muted">No reconstructions: ${
@@ -261,10 +268,10 @@ function reconstructionHtml(data: RunReportData, method: string): string {
     return `<div class="slices" data-step="${r.step}">${head}\n${rows}</div>`;
   };
   const latest = data.reconstructions.at(-1)!;
-  const older = data.reconstructions.slice(0, -1).reverse();
+  const older = spread(data.reconstructions.slice(0, -1), 11).reverse();
   return `<p class="muted">The fixed validation patch (${
     latest.shape.join("×")
-  } voxels), middle slices, intensity window ${
+  } voxels; ${data.reconstructions.length} checkpoints, at most 12 shown), middle slices, intensity window ${
     latest.window.map((v) => v.toPrecision(3)).join(" … ")
   } of the input for all four panels.</p>
 <h3>step ${latest.step}</h3>${block(latest)}

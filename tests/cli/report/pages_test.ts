@@ -7,7 +7,8 @@
  */
 import { assert, assertEquals } from "../../assert.ts";
 import type { MetricsRecord, ReconstructionVolumes } from "../../../core/train/mod.ts";
-import { middleSlice, saveReconstruction, writeRunReport } from "../../../cli/report/run_report.ts";
+import { middleSlice, saveReconstruction, spread, writeRunReport } from "../../../cli/report/run_report.ts";
+import { decimate } from "../../../cli/report/charts.ts";
 import { percentileWindow, toViewerVolume } from "../../../cli/report/viewer.ts";
 import {
   type LeaderboardResults,
@@ -134,6 +135,20 @@ Deno.test("writeRunReport: one self-contained page with every section, curve and
   ]);
   assertEquals([...html.matchAll(/<div class="slices" data-step="(\d+)"/g)].map((m) => m[1]), ["12", "6"]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("long runs stay small: curves averaged down to 800 points, at most 12 checkpoints of slices", () => {
+  const points = Array.from({ length: 10_000 }, (_, i) => [i, 3 * i + 1] as [number, number]);
+  const few = decimate(points);
+  assertEquals(few.length, 800);
+  // bucket means of a line lie on the line; the buckets tile the whole range
+  assert(few.every(([x, y]) => Math.abs(y - (3 * x + 1)) < 1e-6), "on the line");
+  assertEquals([few[0][0], few.at(-1)![0]], [(0 + 11) / 2, (9987 + 9999) / 2]);
+  assertEquals(decimate(points.slice(0, 5)), points.slice(0, 5));
+  const steps = Array.from({ length: 100 }, (_, i) => i);
+  const kept = spread(steps, 11);
+  assertEquals([kept.length, kept[0], kept.at(-1)], [11, 0, 99]);
+  assertEquals(spread(steps.slice(0, 5), 11), [0, 1, 2, 3, 4]);
 });
 
 /** A benchmark's results.json: 3 methods on one architecture, one dataset at two fractions, 2 seeds. */
