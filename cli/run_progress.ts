@@ -34,10 +34,11 @@ export function runProgress(
   return {
     observer: {
       step(run) {
+        // created after the first step (which compiles the kernels): the rate counts the steps after it
         progress ??= createProgress("pretrain", total(run), {
           mode,
           unit: "steps",
-          start: run.step - 1,
+          start: run.step,
           sink: stream,
         });
         progress.update(run.step, loss);

@@ -150,6 +150,8 @@ Deno.test("pretrain progress: nothing extra in plain form; JSON progress and met
   const events = json.text.trimEnd().split("\n").map((l) => JSON.parse(l));
   assertEquals(events.filter((e) => e.event === "metrics"), [{ event: "metrics", ...record }]);
   assertEquals(events.filter((e) => e.event === "progress").map((e) => e.done), [1, 2, 3, 4, 5, 6]);
+  // the first step (kernel compilation) is not in the rate: no rate until a second step is done
+  assertEquals(events.find((e) => e.event === "progress").rate, null);
   assertEquals(events.at(-1), {
     ...events.at(-1),
     event: "finish",
