@@ -63,7 +63,7 @@ table.sortable th[data-dir="desc"]::after { content: " ▼"; }
 .slices img { width: 144px; image-rendering: pixelated; border: 1px solid var(--line); background: #000; }
 .slices .label { color: var(--muted); font-size: 12px; }
 .viewer-row { display: flex; gap: 18px; flex-wrap: wrap; }
-.viewer-col canvas { width: 144px; height: 144px; image-rendering: pixelated; background: #000; border: 1px solid var(--line); margin-right: 4px; cursor: crosshair; }
+.viewer-col canvas { width: 144px; height: auto; vertical-align: top; image-rendering: pixelated; background: #000; border: 1px solid var(--line); margin-right: 4px; cursor: crosshair; }
 .viewer-controls { margin: 10px 0; display: flex; gap: 18px; flex-wrap: wrap; align-items: center; }
 pre { background: #f8f9fb; border: 1px solid var(--line); padding: 10px; overflow: auto; max-height: 420px; font-size: 12px; }
 details summary { cursor: pointer; margin: 6px 0; }
