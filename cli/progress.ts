@@ -61,7 +61,7 @@ export interface Progress {
   update(done: number, detail?: string): void;
   /** Prints a line without tearing the bar (terminal: clears it, prints, redraws). */
   log(line: string): void;
-  /** Ends the display (a last line in the plain and JSON forms). */
+  /** Ends the display (a last line in the plain and JSON forms); later calls do nothing. */
   finish(detail?: string): void;
 }
 
@@ -117,6 +117,7 @@ export function createProgress(label: string, total: number, options: ProgressOp
   let lastStep = -1; // the last decile (plain) or percent (json) written
   let lastAt = -Infinity; // when the last line was written
   let drawn = false;
+  let finished = false;
   let printedDone = -1; // plain form: the count of the last line, so finish() does not repeat it
 
   const figures = () => {
@@ -195,13 +196,15 @@ export function createProgress(label: string, total: number, options: ProgressOp
       }
     },
     log(line) {
-      if (form === "tty" && drawn) {
+      if (form === "tty" && drawn && !finished) {
         write("\r\x1b[2K");
         print(line);
         drawBar();
       } else print(line);
     },
     finish(text) {
+      if (finished) return;
+      finished = true;
       if (text !== undefined) detail = text;
       if (form === "tty") {
         drawBar();

@@ -299,6 +299,7 @@ export function registerPretrain(program: Command): void {
           log: progress.log,
           observer: combineObservers(progress.observer, report),
         });
+        progress.finish(); // the bar ends here, so that the report's path is the last line
         if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
         else console.log(`run finished: ${summary.out}`);
         if (report.path) console.log(`report: ${resolve(report.path)}`);

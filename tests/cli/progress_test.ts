@@ -109,7 +109,11 @@ Deno.test("progress on a terminal: one redrawn bar; log() clears it, prints, red
   now = 2000;
   p.update(4, "d.nii");
   p.finish();
-  assertEquals(printed, ["hello"]);
+  const ended = sink.text;
+  p.log("after the end"); // printed as it is: no bar drawn again under it
+  p.finish();
+  assertEquals(sink.text, ended, "finish() once; nothing redrawn after it");
+  assertEquals(printed, ["hello", "after the end"]);
   assert(
     sink.text.startsWith("\r\x1b[2Kindex [######------------------] 1/4 25% 1.0 items/s 1s eta 3s a.nii"),
     sink.text,
