@@ -273,6 +273,7 @@ export {
   type Plugin,
   type PluginBase,
   PluginError,
+  type Reconstruction,
   referenceStateDict,
   type SslMethodPlugin,
   type StepContext,
@@ -411,6 +412,12 @@ export {
 export { CHECKPOINT_FORMAT } from "./core/train/mod.ts";
 export type {
   AccumulatorState,
+  CheckpointKind,
+  DataWaitClock,
+  RunObserver,
+  TfEventsWriter,
+} from "./core/train/mod.ts";
+export type {
   FrozenModules,
   MetricAccumulator,
   NamedGroup,

@@ -2,8 +2,9 @@
 # Installs everything voxssl needs on a fresh Debian/Ubuntu machine with Node.js:
 #   1. the pinned Deno binary (tools/package-lock.json) into tools/node_modules,
 #   2. the project's npm dependencies into Deno's cache (deno.lock, frozen),
-#   3. a WebGPU adapter: when Deno finds none and we may use apt, Mesa's lavapipe (CPU Vulkan).
-#   4. MPICH (multi-process training), when missing and we may use apt.
+#   3. a WebGPU adapter: when Deno finds none and we may use apt, Mesa's lavapipe (CPU Vulkan),
+#   4. MPICH (multi-process training), when missing and we may use apt,
+#   5. Debian's chromium for the report pages' browser tests, when missing and we may use apt.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,5 +55,17 @@ if ! command -v mpiexec >/dev/null || ! have_mpich; then
       say "could not install MPICH: multi-process training and its tests are unavailable"
   else
     say "optional: multi-process training needs MPICH: sudo apt-get install mpich libmpich-dev"
+  fi
+fi
+# 5. chromium for the report pages' browser tests.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium (headless browser for the report page tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } ||
+      say "could not install chromium: the browser tests will be ignored"
+  else
+    say "no chromium: the report pages' browser tests will be ignored (sudo apt-get install chromium)"
   fi
 fi

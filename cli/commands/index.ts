@@ -14,7 +14,7 @@ import {
   type IndexCheck,
   writePretrainIndex,
 } from "../../core/data/mod.ts";
-import { createProgress } from "../progress.ts";
+import { createProgress, logOption } from "../progress.ts";
 import { reportSkipped } from "../summary.ts";
 
 /** Adds `index` to the program. */
@@ -40,6 +40,7 @@ export function registerIndex(program: Command): void {
     .option("--modalities <list>", "keep only these modalities (comma-separated)")
     .option("--absolute", "store absolute paths (default: relative to the index file)")
     .option("--strict", "exit with status 1 when any file was skipped")
+    .addOption(logOption())
     .action(async (folder, options) => {
       Deno.exitCode = await runIndex(folder, options);
     });
@@ -57,6 +58,7 @@ async function runIndex(
     modalities?: string;
     absolute?: boolean;
     strict?: boolean;
+    log?: "auto" | "plain" | "json";
   },
 ): Promise<number> {
   const out = resolve(options.out);
@@ -66,7 +68,7 @@ async function runIndex(
     frames: options.frames,
     relativeTo: options.absolute ? undefined : dirname(out),
     onProgress: (done: number, total: number, path: string) => {
-      progress ??= createProgress("index", total);
+      progress ??= createProgress("index", total, { mode: options.log, unit: "files" });
       progress.update(done, path);
     },
   };

@@ -9,6 +9,7 @@ import { registerPlugins } from "./plugins.ts";
 import { registerPredict } from "./predict.ts";
 import { registerPreprocess } from "./preprocess.ts";
 import { registerPretrain } from "./pretrain.ts";
+import { registerReport } from "./report.ts";
 
 /** A function that adds one subcommand to the program. */
 export type RegisterCommand = (program: Command) => void;
@@ -23,6 +24,7 @@ const commands: RegisterCommand[] = [
   registerPredict,
   registerEvaluate,
   registerInterop,
+  registerReport,
 ];
 
 /** Adds every subcommand to `program`. */

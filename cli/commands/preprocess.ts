@@ -20,7 +20,7 @@ import {
 } from "../../core/data/mod.ts";
 import { allGatherJson } from "../../core/dist/mod.ts";
 import { joinJob } from "../distributed.ts";
-import { createProgress, type Progress } from "../progress.ts";
+import { createProgress, logOption, type Progress } from "../progress.ts";
 import { reportSkipped } from "../summary.ts";
 
 /** Parses `--spacing`: a number (isotropic mm), `median`, `none`, or three numbers `sd,sh,sw`. */
@@ -44,6 +44,7 @@ export function registerPreprocess(program: Command): void {
     )
     .option("--workers <n>", "parallel workers (default: all cores)", (v) => parseInt(v, 10))
     .option("--strict", "exit with status 1 when any file was skipped")
+    .addOption(logOption())
     .action(async (index, options) => {
       Deno.exitCode = await runPreprocess(index, options);
     });
@@ -51,7 +52,13 @@ export function registerPreprocess(program: Command): void {
 
 async function runPreprocess(
   indexPath: string,
-  options: { out: string; spacing: string; workers?: number; strict?: boolean },
+  options: {
+    out: string;
+    spacing: string;
+    workers?: number;
+    strict?: boolean;
+    log?: "auto" | "plain" | "json";
+  },
 ): Promise<number> {
   let progress: Progress | undefined;
   const dist = joinJob();
@@ -71,6 +78,7 @@ async function runPreprocess(
         progress ??= createProgress(
           dist.size > 1 ? `preprocess (rank 0 of ${dist.size})` : "preprocess",
           total,
+          { mode: options.log, unit: "volumes" },
         );
         progress.update(done, id);
       },

@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
+  combineObservers,
   defaultRunFolder,
   formatIssues,
   loadCheckpoint,
@@ -39,6 +40,9 @@ import {
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 import { dataParallelRun, joinJob } from "../distributed.ts";
 import { launchInfo } from "../../core/dist/mod.ts";
+import { reportObserver } from "../report/run_observer.ts";
+import { logMode, logOption } from "../progress.ts";
+import { runProgress } from "../run_progress.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -90,6 +94,7 @@ interface PretrainFlags {
   config?: string;
   dryRun?: boolean;
   init?: string;
+  log?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -204,6 +209,7 @@ export function registerPretrain(program: Command): void {
     .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
+    .addOption(logOption())
     .action(async (flags) => {
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
@@ -294,6 +300,12 @@ export function registerPretrain(program: Command): void {
         isolation: loaderIsolation(),
         firstSample: parallel.firstSample,
       });
+      const progress = runProgress(logMode(flags.log));
+      const report = reportObserver({
+        validation: sources.validation,
+        coreVersion: VERSION,
+        log: progress.log,
+      });
       try {
         const summary = await runPretraining({
           config: resolved,
@@ -305,12 +317,17 @@ export function registerPretrain(program: Command): void {
           resume: request.kind === "resume",
           gpu,
           ...parallel.trainer,
+          log: parallel.trainer.log ?? progress.log,
+          observer: dist.primary ? combineObservers(progress.observer, report) : undefined,
         });
+        progress.finish(); // the bar ends here, so that the report's path is the last line
         if (dist.primary) {
           if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
           else console.log(`run finished: ${summary.out}`);
+          if (report.path) console.log(`report: ${resolve(report.path)}`);
         }
       } finally {
+        progress.finish();
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();

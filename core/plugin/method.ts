@@ -70,6 +70,24 @@ export interface LossOutput {
    * interval on the GPU and written to `metrics.jsonl` and the progress line.
    */
   metrics?: Record<string, Tensor>;
+  /**
+   * Reconstruction methods: what the network was shown and what it made of it, for the run report's
+   * slices and viewer. A function, so that nothing extra runs during training: the Trainer calls it only
+   * when it draws the report, inside the same scope. Contrastive methods leave it out.
+   */
+  reconstruction?: () => Reconstruction;
+}
+
+/** One batch as a reconstruction method sees it; every tensor is `[B, C, D, H, W]` (C may be 1). */
+export interface Reconstruction {
+  /** The clean input volume. */
+  input: Tensor;
+  /** What the network was given: the masked or corrupted input. */
+  corrupted: Tensor;
+  /** The network's output. */
+  prediction: Tensor;
+  /** What the loss compares the prediction with. */
+  target: Tensor;
 }
 
 /** Context of one loss evaluation. */

@@ -56,6 +56,8 @@ const runConfigSchema = z.object({
    * loop); needs workers ≥ 1.
    */
   sampleTimeoutSeconds: z.number().positive().default(120),
+  /** Write TensorBoard event files (`events.out.tfevents.*`) beside metrics.jsonl (default true). */
+  tensorboard: z.boolean().default(true),
   /** Third-party plugin modules (paths or URLs). */
   plugins: z.array(z.string()).default([]),
   /**

@@ -30,6 +30,11 @@ export interface MetricsRecord {
   gpuMemoryBytes?: number;
   /** Highest pool use during the logging interval (activations included). */
   gpuPeakBytes?: number;
+  /**
+   * Mean seconds a step of the interval waited for its batch (0 when the loader keeps up; times
+   * `stepsPerSecond` it is the fraction of the time spent waiting for data).
+   */
+  dataWaitSeconds?: number;
 }
 
 /** Appends records to metrics.jsonl. */

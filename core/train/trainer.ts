@@ -44,7 +44,9 @@ import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } fr
 import { loadInitialWeights } from "./interop.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { uploadBatch } from "./gpu_batch.ts";
-import { appendMetrics, lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
+import { lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
+import { DataWaitClock, notifyCheckpoint, recordMetrics, type RunObserver } from "./run_events.ts";
+import { TfEventsWriter } from "./tfevents.ts";
 import { groupParameters, type NamedGroup } from "./parameter_grouping.ts";
 import { buildRun, type FrozenModules, type RunModel } from "./run_model.ts";
 import { listenForStop } from "./stop_signals.ts";
@@ -83,6 +85,8 @@ export interface TrainerOptions {
   gradientHook?: (groups: ParameterGroup[]) => void | Promise<void>;
   /** This process's part in a data-parallel job (core/dist); absent for a single process. */
   distributed?: DistributedRole;
+  /** Told of every metrics record and checkpoint (progress display, run report). */
+  observer?: RunObserver;
 }
 
 /** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
@@ -158,6 +162,12 @@ export interface Run {
   best: number | null;
   /** Mean loss of the last logged interval. */
   lastLoss: number | null;
+  /** The TensorBoard event file (config `tensorboard`). */
+  readonly tfevents?: TfEventsWriter;
+  /** Time the current interval's steps waited for their batches. */
+  readonly dataWait: DataWaitClock;
+  /** Told of records and checkpoints. */
+  readonly observer?: RunObserver;
 }
 
 const totalSteps = (config: ResolvedRunConfig) => config.epochs * config.stepsPerEpoch;
@@ -199,6 +209,7 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     maxGradNorm: config.clipGradNorm,
     lossScale: { enabled: mixed, initScale: options.initialLossScale },
   });
+  const primary = (options.distributed?.rank ?? 0) === 0;
   const run: Run = {
     config,
     gpu,
@@ -213,13 +224,16 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     stepRng: new Generator(config.seed + 1 + (options.distributed?.rank ?? 0) * RANK_SEED_STRIDE, gpu),
     accumulator: new MetricAccumulator(gpu),
     log,
-    primary: (options.distributed?.rank ?? 0) === 0,
+    primary,
     paths,
     step: 0,
     intervalSteps: 0,
     intervalStart: performance.now(),
     best: null,
     lastLoss: null,
+    tfevents: config.tensorboard && primary ? new TfEventsWriter(out) : undefined,
+    dataWait: new DataWaitClock(),
+    observer: primary ? options.observer : undefined, // rank 0 alone reports
   };
   if (options.resume) await restoreRun(run);
   else {
@@ -346,6 +360,7 @@ export async function logInterval(run: Run, lr: number, distributed?: Distribute
   run.gpu.pool.resetPeak();
   const total = totalSteps(run.config);
   const epoch = Math.floor((run.step - 1) / run.config.stepsPerEpoch);
+  const dataWait = run.dataWait.take() / run.intervalSteps;
   const record: MetricsRecord = {
     kind: "train",
     step: run.step,
@@ -359,8 +374,9 @@ export async function logInterval(run: Run, lr: number, distributed?: Distribute
     skippedSteps: status.skipped,
     gpuMemoryBytes: memory,
     gpuPeakBytes: peak,
+    dataWaitSeconds: dataWait,
   };
-  if (run.primary) await appendMetrics(run.paths.metrics, [record]);
+  if (run.primary) await recordMetrics(run, record);
   const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
   run.log(
     `step ${run.step}/${total} (epoch ${epoch + 1}/${run.config.epochs})  loss ${
@@ -369,7 +385,8 @@ export async function logInterval(run: Run, lr: number, distributed?: Distribute
       `lr ${lr.toExponential(2)}  ${rate.toFixed(2)} steps/s  ETA ${
         formatDuration((total - run.step) / rate)
       }  ` +
-      `GPU ${(memory / 2 ** 20).toFixed(0)} MiB` + (status.skipped ? `  skipped ${status.skipped}` : ""),
+      `GPU ${(memory / 2 ** 20).toFixed(0)} MiB  data wait ${(dataWait * 1000).toFixed(0)} ms/step` +
+      (status.skipped ? `  skipped ${status.skipped}` : ""),
   );
   run.lastLoss = loss;
   run.accumulator.reset();
@@ -445,13 +462,13 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
   }
   if (options.validation && run.config.validationBatches > 0 && run.primary) {
     const { loss, metrics } = await validate(run, options.validation);
-    await appendMetrics(run.paths.metrics, [{
+    await recordMetrics(run, {
       kind: "validation",
       step: run.step,
       epoch,
       loss,
       ...(Object.keys(metrics).length ? { metrics } : {}),
-    }]);
+    });
     const improved = run.best === null || loss < run.best;
     const shown = Object.entries(metrics).map(([k, v]) => `  ${k} ${v.toPrecision(4)}`).join("");
     run.log(
@@ -464,6 +481,7 @@ async function endEpoch(run: Run, options: TrainerOptions): Promise<void> {
     await writePlot(run);
   }
   await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+  await notifyCheckpoint(run, "epoch");
 }
 
 /** The end of a finished run: `latest`, `final`, and the network alone in the reference's state-dict form. */
@@ -526,13 +544,9 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
-      await trainStep(
-        run,
-        await options.train.batch(run.step),
-        lr,
-        options.gradientHook,
-        options.distributed?.onGradientReady,
-      );
+      const host = await run.dataWait.time(() => options.train.batch(run.step));
+      await trainStep(run, host, lr, options.gradientHook, options.distributed?.onGradientReady);
+      run.observer?.step?.(run);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
         await logInterval(run, lr, options.distributed);
@@ -542,12 +556,16 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       const request = options.distributed ? await options.distributed.agreeStop(local) : local;
       if (request && run.step < total) {
         await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+        await notifyCheckpoint(run, "stopped");
         run.log(`stopped by ${request} at step ${run.step}; resume with --resume ${run.paths.out}`);
         stoppedBy = request;
         break;
       }
     }
-    if (!stoppedBy) await finishRun(run, options.coreVersion);
+    if (!stoppedBy) {
+      await finishRun(run, options.coreVersion);
+      await notifyCheckpoint(run, "final");
+    }
   } finally {
     stop.dispose();
     closeRun(run);

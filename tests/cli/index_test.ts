@@ -21,12 +21,19 @@ Deno.test("voxssl index: finishes the good files, lists every skipped file with 
       assert(line && line.includes(c.expect), `${c.name}: ${line}`);
     }
     assert(run.stderr.includes("index: ") && run.stderr.includes("(100%)"), "progress on stderr");
+    assert(
+      !run.stderr.includes("\r") && !run.stderr.includes("\x1b"),
+      "plain progress when not on a terminal",
+    );
     const images = listImages(await readPretrainIndex(out), join(dir, "out"));
     assertEquals(images.length, 3);
     assert(images.every((i) => i.path.startsWith(data)));
-    const strict = await voxssl("index", data, "--out", out, "--strict");
+    const strict = await voxssl("index", data, "--out", out, "--strict", "--log", "json");
     assertEquals(strict.code, 1);
     assert(strict.stderr.includes("--strict"));
+    const events = strict.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    const total = 3 + bad.length;
+    assertEquals(events.at(-1), { ...events.at(-1), event: "finish", task: "index", done: total, total });
   } finally {
     await cleanup();
   }

@@ -20,6 +20,9 @@ Deno.test("the example third-party plugin is listed and trains through --plugin 
   assert(metrics.length > 0 && metrics.every((m) => Number.isFinite(m.loss)), text);
   const saved = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
   assertEquals(saved.plugins.method, "denoising@0.2.0");
+  // the report and the event file are written inside the sandbox too
+  assert(text.includes(`report: ${out}/report.html`) && !text.includes("report was not refreshed"), text);
+  assert([...Deno.readDirSync(out)].some((e) => e.name.startsWith("events.out.tfevents.")), "tfevents");
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -5,7 +5,7 @@ import { spawnVoxssl, tinyRun, voxssl, writeConfig } from "./cli.ts";
 Deno.test("voxssl pretrain runs MAE on ResEnc and leaves metrics, plot, checkpoints and weights", async () => {
   const dir = await Deno.makeTempDir();
   const out = `${dir}/run`;
-  const { code, text } = await voxssl(["pretrain", "--config", await writeConfig(dir, tinyRun(out))]);
+  const { code, text, stdout } = await voxssl(["pretrain", "--config", await writeConfig(dir, tinyRun(out))]);
   assertEquals(code, 0, text);
   assert(text.includes(`run folder: ${out}`), text);
   const metrics = await readMetrics(`${out}/metrics.jsonl`);
@@ -23,6 +23,24 @@ Deno.test("voxssl pretrain runs MAE on ResEnc and leaves metrics, plot, checkpoi
   const weights = decodeSafetensors(await Deno.readFile(`${out}/network.safetensors`));
   assert("encoder.stem.convs.0.conv.weight" in weights.tensors);
   assert("decoder.encoder.stem.convs.0.all_modules.0.weight" in weights.tensors, "reference alias keys");
+  // the run report: printed last, with curves, the MAE reconstruction of each checkpoint and the viewer
+  assertEquals(stdout.trim().split("\n").at(-1), `report: ${out}/report.html`);
+  const html = await Deno.readTextFile(`${out}/report.html`);
+  assertEquals([...html.matchAll(/<div class="slices" data-step="(\d+)"/g)].map((m) => m[1]), ["6", "3"]);
+  assert(
+    html.includes('class="viewer"') && html.includes('data-chart="data wait (ms per step)"'),
+    "viewer, curves",
+  );
+  assert(metrics.every((m) => m.kind === "validation" || m.dataWaitSeconds! >= 0), "data wait logged");
+  assert([...Deno.readDirSync(out)].some((e) => e.name.startsWith("events.out.tfevents.")), "tfevents");
+  await Deno.remove(`${out}/report.html`);
+  const report = await voxssl(["report", out]);
+  assertEquals([report.code, report.stdout.trim()], [0, `report: ${out}/report.html`], report.text);
+  assert((await Deno.readTextFile(`${out}/report.html`)).includes('data-step="6"'));
+  const missing = await voxssl(["report", `${dir}/nothing`]);
+  assert(
+    missing.code === 1 && missing.stderr.includes("not a run folder") && !missing.stderr.includes("    at "),
+  );
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -295,15 +295,28 @@ const plugin: SslMethodPlugin<MaeConfig> = definePlugin({
             tokenMask: batch.get("tokenMask"),
           }, rng);
           const mask = config.excludeDefaced ? mul(lossMask, deface()) : lossMask;
-          return { loss: mseLoss(prediction, image, { mask }) };
+          return {
+            loss: mseLoss(prediction, image, { mask }),
+            // the dropped tokens' voxels shown as zeros, as the masked-input variant gives them
+            reconstruction: () => ({
+              input: image,
+              corrupted: mul(image, oneMinus(lossMask)),
+              prediction,
+              target: image,
+            }),
+          };
         }
         const patch = image.shape.slice(2);
         const grid = cast(batch.get("blockMask"), "f32"); // [B, gd, gh, gw], 1 = masked
         const mask = voxelMask(grid, config.block, patch);
         // masked blocks are zero; the step's generator draws drop-path masks (ViTs)
-        const prediction = network.forward(mul(image, oneMinus(mask)), { rng });
+        const corrupted = mul(image, oneMinus(mask));
+        const prediction = network.forward(corrupted, { rng });
         const lossMask = config.excludeDefaced ? mul(mask, deface()) : mask;
-        return { loss: maskedMse(prediction, image, lossMask) };
+        return {
+          loss: maskedMse(prediction, image, lossMask),
+          reconstruction: () => ({ input: image, corrupted, prediction, target: image }),
+        };
       },
     };
   },

@@ -138,7 +138,15 @@ const plugin: SslMethodPlugin<ModelsGenesisConfig> = definePlugin({
         const keep = config.excludeDefaced
           ? add(mul(cast(batch.get("deface"), "f32"), -1), 1) // 1 − deface
           : undefined;
-        return { loss: genesisLoss(prediction, batch.get("target"), keep) };
+        return {
+          loss: genesisLoss(prediction, batch.get("target"), keep),
+          reconstruction: () => ({
+            input: batch.get("target"),
+            corrupted: batch.get("image"),
+            prediction,
+            target: batch.get("target"),
+          }),
+        };
       },
     };
   },

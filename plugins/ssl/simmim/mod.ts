@@ -11,6 +11,7 @@
  * token grid (1 = masked), drawn from the sample's seeded stream.
  */
 import {
+  add,
   cast,
   definePlugin,
   expand,
@@ -18,6 +19,7 @@ import {
   l1Loss,
   Module,
   mseLoss,
+  mul,
   type Network,
   normal,
   reshape,
@@ -206,7 +208,16 @@ const plugin: SslMethodPlugin<SimmimConfig> = definePlugin({
           tokenMask: batch.get("tokenMask"),
         }, rng);
         const reconstruction = config.loss === "l1" ? l1Loss : mseLoss;
-        return { loss: reconstruction(prediction, image, { mask: lossMask }) };
+        return {
+          loss: reconstruction(prediction, image, { mask: lossMask }),
+          // masked tokens are replaced by a learnt token: shown as zeros
+          reconstruction: () => ({
+            input: image,
+            corrupted: mul(image, add(mul(lossMask, -1), 1)),
+            prediction,
+            target: image,
+          }),
+        };
       },
     };
   },

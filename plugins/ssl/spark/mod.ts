@@ -357,7 +357,15 @@ const plugin: SslMethodPlugin<SparkConfig> = definePlugin({
           config,
           rng,
         );
-        return { loss: maskedMse(out.prediction, image, out.masked) };
+        return {
+          loss: maskedMse(out.prediction, image, out.masked),
+          reconstruction: () => ({
+            input: image,
+            corrupted: mul(image, oneMinus(out.masked)),
+            prediction: out.prediction,
+            target: image,
+          }),
+        };
       },
     };
   },
