@@ -313,7 +313,14 @@ export {
   scaleBrightness,
   simulateLowResolution,
 } from "./core/data/mod.ts";
-export type { AugmentationPreset, RngKey, Shape3 } from "./core/data/mod.ts";
+export type {
+  AugmentationPreset,
+  AugmentPlan,
+  RawCrop,
+  RngKey,
+  Shape3,
+  SpatialParams,
+} from "./core/data/mod.ts";
 
 // --- data for scripts -----------------------------------------------------------------------------------
 export {
@@ -409,9 +416,11 @@ export { CHECKPOINT_FORMAT } from "./core/train/mod.ts";
 export type {
   AccumulatorState,
   FrozenModules,
+  GpuAugmentOptions,
   MetricAccumulator,
   NamedGroup,
   OpenSourcesOptions,
+  RawBatch,
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";

@@ -273,6 +273,7 @@ export function registerPretrain(program: Command): void {
         methodModule: pluginModule(registry, "ssl-method", method.name),
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
+        gpu,
       });
       try {
         const summary = await runPretraining({

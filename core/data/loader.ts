@@ -23,7 +23,7 @@ import { type AugmentationInput, resolveAugmentation } from "./augment/config.ts
 import type { DataSplit, ImageFilter } from "./dataset_index.ts";
 import { DataFileError, SampleHookError, type SkippedFile } from "./errors.ts";
 import { createRng } from "./rng.ts";
-import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
+import { emptyTimings, type MaskName, type RawCrop, type SampleTimings } from "./sample.ts";
 import type { SampleArray, SampleData } from "./sample_array.ts";
 import {
   createSampleRunner,
@@ -51,6 +51,14 @@ export interface PatchLoaderOptions {
   anatomyProbability?: number;
   /** Masks to return with each batch (default none). */
   masks?: MaskName[];
+  /**
+   * Where the standard patch is augmented: "cpu" (default: workers return augmented patches) or "gpu"
+   * (workers return raw crops in `PatchBatch.raw`, augmented on the GPU by the trainer). Samples of a
+   * method's data hook are always made on the CPU.
+   */
+  augmentOn?: "cpu" | "gpu";
+  /** Image interpolation of the spatial transform (default "linear"; nnssl's is cubic). */
+  interpolation?: "linear" | "cubic";
   /** Background workers (default: cores − 1, at least 1); 0 makes samples on the calling thread. */
   workers?: number;
   /** Batches prepared ahead (default 2). */
@@ -101,6 +109,8 @@ export interface PatchBatch {
   sources: string[];
   /** Image id of each sample. */
   ids: string[];
+  /** Raw crops with their augmentation plans, when the loader ships them for GPU augmentation. */
+  raw?: RawCrop[];
   /** Per-stage time summed over the batch's samples (worker time, not wall time). */
   timings: SampleTimings;
 }
@@ -177,12 +187,14 @@ function assemble(step: number, results: SampleResult[], where: string): PatchBa
   }
   const timings = emptyTimings();
   results.forEach((r) => addTimings(timings, r.timings));
+  const raw = results.every((r) => r.raw) ? results.map((r) => r.raw!) : undefined;
   return {
     step,
     arrays,
     sources: results.map((r) => r.source),
     ids: results.map((r) => r.id),
     timings,
+    ...(raw ? { raw } : {}),
   };
 }
 
@@ -235,6 +247,8 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       augmentation: resolveAugmentation(options.augmentation ?? "none"),
       anatomyProbability: options.anatomyProbability ?? 0,
       masks,
+      interpolation: options.interpolation ?? "linear",
+      rawCrops: options.augmentOn === "gpu" && !hookModule,
     },
     seed,
     training: options.training ?? true,

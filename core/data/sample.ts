@@ -36,6 +36,11 @@ export interface SampleSpec {
   masks: MaskName[];
   /** Image interpolation of the spatial transform (default linear; nnssl's is cubic). */
   interpolation?: "linear" | "cubic";
+  /**
+   * Ship raw crops ({@link cutRawCrop}) instead of augmented patches: the augmentation then runs on the
+   * GPU, batched (core/train/gpu_augment.ts). Applies to the standard patch of methods without a data hook.
+   */
+  rawCrops?: boolean;
 }
 
 /** Milliseconds per stage for one sample (summed over a batch by the loader). */

@@ -187,6 +187,7 @@ function volumeView(
           : resolvePipeline(options.augmentation),
         anatomyProbability: options.anatomyProbability ?? spec.anatomyProbability,
         masks: [...(options.masks ?? spec.masks)],
+        interpolation: spec.interpolation,
       };
       const cut = reading(reader, () => cutSample(reader, options.rng ?? base, patchSpec, load));
       return { image: cut.image, shape: [...size], start: cut.start, masks: cut.masks };

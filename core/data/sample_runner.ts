@@ -11,7 +11,15 @@
  * @module
  */
 import { DataFileError, deniedPermission, SampleHookError, type SkippedFile } from "./errors.ts";
-import { emptyTimings, type MaskName, type SampleSpec, type SampleTimings } from "./sample.ts";
+import { createRng } from "./rng.ts";
+import {
+  cutRawCrop,
+  emptyTimings,
+  type MaskName,
+  type RawCrop,
+  type SampleSpec,
+  type SampleTimings,
+} from "./sample.ts";
 import { checkSampleOutput, sampleArray, type SampleOutput } from "./sample_array.ts";
 import { createSampleContext, type SampleHook } from "./sample_context.ts";
 import {
@@ -71,6 +79,8 @@ export interface SampleResult {
   timings: SampleTimings;
   /** Other volumes that could not be read while making it (`otherVolume`). */
   skipped: SkippedFile[];
+  /** The raw crop, when the spec ships raw crops for GPU augmentation (`arrays` is then empty). */
+  raw?: RawCrop;
 }
 
 /** The parts of an SSL method plugin the data side uses (duck-typed: data does not import the plugin layer). */
@@ -135,6 +145,7 @@ export async function createSampleRunner(
     const source = itemLabel(init.source, task.item);
     const id = init.source.items[task.item].id;
     let arrays: SampleOutput;
+    let raw: RawCrop | undefined;
     try {
       const context = createSampleContext({
         config: method?.config,
@@ -166,6 +177,16 @@ export async function createSampleRunner(
           const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
           throw new SampleHookError(method.name, where, detail, deniedPermission(error));
         }
+      } else if (init.spec.rawCrops) {
+        // the same generator as the standard patch: the GPU path sees the CPU path's draws
+        const { start: _s, centred: _c, ...crop } = cutRawCrop(
+          reader,
+          createRng(init.seed, task.step, task.index),
+          init.spec,
+          load,
+        );
+        raw = crop;
+        arrays = {};
       } else {
         arrays = standardSample(context.patch(), init.spec.patch);
       }
@@ -184,8 +205,9 @@ export async function createSampleRunner(
     timings.augmentMs = method
       ? 0
       : timings.totalMs - load.readMs - load.decompressMs - load.preprocessMs - load.copyMs;
-    const result: SampleResult = { arrays, id, source, timings, skipped };
+    const result: SampleResult = { arrays, id, source, timings, skipped, ...(raw ? { raw } : {}) };
     const buffers = new Set<ArrayBufferLike>(Object.values(arrays).map((a) => a.data.buffer));
+    if (raw) { for (const a of [raw.image, ...raw.masks]) buffers.add(a.buffer); }
     return { result, transfer: [...buffers] as ArrayBuffer[] };
   };
   return { run, close: () => volumes.close() };

@@ -14,7 +14,9 @@ import {
   type PatchLoaderOptions,
 } from "../data/loader.ts";
 import type { PatchSourceInput } from "../data/sources.ts";
+import type { Gpu } from "../gpu/mod.ts";
 import { callPlugin, type SslMethodPlugin } from "../plugin/mod.ts";
+import { chooseAugmentationDevice } from "./augment_device.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 
@@ -34,15 +36,29 @@ export interface OpenSourcesOptions {
   log?: (line: string) => void;
   /** Worker isolation (the plugin sandbox; see `PatchLoaderOptions.isolation`). */
   isolation?: PatchLoaderOptions["isolation"];
+  /** The run's GPU: with it, `augmentationDevice` "auto" can move the augmentation there. */
+  gpu?: Gpu;
 }
 
-function toHost(batch: PatchBatch): HostBatch {
-  return { arrays: batch.arrays, sources: batch.sources };
-}
-
-function wrap(loader: PatchLoader): BatchSource {
+function toHost(batch: PatchBatch, config: ResolvedRunConfig, masks: string[]): HostBatch {
+  if (!batch.raw) return { arrays: batch.arrays, sources: batch.sources };
+  const augment = {
+    patch: config.patch,
+    interpolation: config.interpolation ?? "linear",
+    padding: "zero" as const,
+    seed: config.seed,
+    step: batch.step,
+  };
   return {
-    batch: async (step) => toHost(await loader.batch(step)),
+    arrays: batch.arrays,
+    sources: batch.sources,
+    raw: { crops: batch.raw, maskNames: masks, augment },
+  };
+}
+
+function wrap(loader: PatchLoader, config: ResolvedRunConfig, masks: string[]): BatchSource {
+  return {
+    batch: async (step) => toHost(await loader.batch(step), config, masks),
     close: () => Promise.resolve(loader.close()),
   };
 }
@@ -79,16 +95,29 @@ export async function openBatchSources(
   if (method.sample && !options.methodModule) {
     throw new Error(`method ${method.name} has a sample() hook but its module URL is unknown`);
   }
+  const device = chooseAugmentationDevice({
+    setting: config.augmentationDevice ?? "auto",
+    augmentation: config.augmentation ?? "none",
+    patch: config.patch,
+    batch: config.batch,
+    masks: masks.length > 0,
+    method: method.name,
+    hasSampleHook: method.sample !== undefined,
+    interpolation: config.interpolation ?? "linear",
+  }, options.gpu);
+  options.log?.(`augmentation on the ${device.device.toUpperCase()} (${device.reason})`);
   const train = await createPatchLoader({
     ...common,
     source: source(false),
     seed: config.seed,
     augmentation: config.augmentation,
+    augmentOn: device.device,
+    interpolation: config.interpolation ?? "linear",
     anatomyProbability: config.anatomyProbability,
     workers: config.workers,
     split: synthetic ? undefined : "train",
   });
-  if (config.validationBatches === 0) return { train: wrap(train) };
+  if (config.validationBatches === 0) return { train: wrap(train, config, masks) };
   const validation = await createPatchLoader({
     ...common,
     source: source(true),
@@ -99,5 +128,5 @@ export async function openBatchSources(
     prefetch: 1,
     split: synthetic ? undefined : "val",
   });
-  return { train: wrap(train), validation: wrap(validation) };
+  return { train: wrap(train, config, masks), validation: wrap(validation, config, masks) };
 }

@@ -24,8 +24,6 @@ import {
   runAugmentNoise,
   runAugmentSpatial,
   runAugmentStats,
-  type SpatialInterp,
-  type SpatialPad,
   statsWorkWords,
 } from "../../kernels/augment.ts";
 
@@ -34,9 +32,9 @@ export interface GpuAugmentOptions {
   /** Patch size `[D, H, W]`. */
   patch: Shape3;
   /** Image interpolation of the spatial transform. */
-  interpolation: Exclude<SpatialInterp, "nearest">;
+  interpolation: "linear" | "cubic";
   /** Values outside the source region. */
-  padding: SpatialPad;
+  padding: "zero" | "border";
   /** Run seed: the Philox key of the noise. */
   seed: number;
   /** Training step: a Philox counter word of the noise. */
