@@ -326,15 +326,17 @@ export function packLowresTaps(axes: readonly LowresAxisTaps[]): Uint32Array {
 }
 
 /**
- * Records the low-resolution simulation of a `[D, H, W]` sample: `out` at `dstBase` from `x` at
- * `srcBase`, with the packed taps (see {@link packLowresTaps}) at word `tableBase` of `tables`.
+ * Records one axis of the low-resolution simulation of a `[D, H, W]` sample: `out` at `dstBase` from `x`
+ * at `srcBase` (must not overlap), with the packed taps (see {@link packLowresTaps}) of all three axes
+ * at word `tableBase` of `tables`. The three axes, one after the other, make the whole transform.
  */
-export function runAugmentLowres(
+export function runAugmentLowresAxis(
   gpu: Gpu,
   x: BufferRange,
   tables: BufferRange,
   out: BufferRange,
   shape: Shape3,
+  axis: number,
   srcBase: number,
   dstBase: number,
   tableBase: number,
@@ -345,6 +347,7 @@ export function runAugmentLowres(
     storage: ["read", "read", "read_write"],
     uniform: true,
   }));
-  const params = new Params().u32s([...shape, 0]).u32s([srcBase, dstBase, tableBase, 0]);
+  const axisBase = tableBase + 8 * shape.slice(0, axis).reduce((s, v) => s + v, 0);
+  const params = new Params().u32s([...shape, axis]).u32s([srcBase, dstBase, axisBase, 0]);
   gpu.dispatch(kernel, [x, tables, out], params, Math.ceil(count(shape) / WG));
 }

@@ -19,7 +19,7 @@ import {
   packLowresTaps,
   runAugmentBlurAxis,
   runAugmentIntensity,
-  runAugmentLowres,
+  runAugmentLowresAxis,
   runAugmentMirror,
   runAugmentNoise,
   runAugmentSpatial,
@@ -48,6 +48,7 @@ export interface GpuAugmentedBatch {
 }
 
 const IDENTITY = { angles: [0, 0, 0] as [number, number, number], scale: 1 };
+const NO_FLIP = [false, false, false];
 
 /** Low-resolution taps per axis: nearest to the small grid composed with cubic back to full size. */
 function lowresTable(shape: Shape3, zoom: number): Uint32Array | undefined {
@@ -107,15 +108,21 @@ export function augmentBatchOnGpu(
         patch,
         dstBase: b * n,
       };
-      runAugmentSpatial(
-        gpu,
-        "image",
-        options.interpolation,
-        options.padding,
-        region.binding,
-        image.binding,
-        spatial,
-      );
+      // without a spatial transform a raw crop is the patch box itself: a copy, no resampling
+      const plain = !plan.spatial && crop.shape.every((v, i) => v === patch[i]) &&
+        crop.centre.every((c, i) => c === (patch[i] - 1) / 2);
+      if (plain) runAugmentMirror(gpu, "image", region.binding, image.binding, patch, NO_FLIP, 0, b * n);
+      else {
+        runAugmentSpatial(
+          gpu,
+          "image",
+          options.interpolation,
+          options.padding,
+          region.binding,
+          image.binding,
+          spatial,
+        );
+      }
       // the sample lives in `cur` at `base`; out-of-place steps move it between the slot and the scratches
       let cur = image, base = b * n;
       const moveTo = (run: (dst: Tensor, dstBase: number) => void) => {
@@ -159,9 +166,11 @@ export function augmentBatchOnGpu(
         if (words) {
           const table = tensor(words, [words.length], { gpu, dtype: "u32" });
           temporaries.push(table);
-          moveTo((dst, at) =>
-            runAugmentLowres(gpu, cur.binding, table.binding, dst.binding, patch, base, at, 0)
-          );
+          for (let axis = 0; axis < 3; axis++) {
+            moveTo((dst, at) =>
+              runAugmentLowresAxis(gpu, cur.binding, table.binding, dst.binding, patch, axis, base, at, 0)
+            );
+          }
         }
       }
       for (const [gamma, invert] of [[plan.gammaInverted, true], [plan.gamma, false]] as const) {
@@ -193,6 +202,10 @@ export function augmentBatchOnGpu(
       for (const [k, mask] of crop.masks.entries()) {
         const src = tensor(mask, [mask.length], { gpu, dtype: "u8" });
         temporaries.push(src);
+        if (plain) {
+          runAugmentMirror(gpu, "mask", src.binding, masks[k].binding, patch, plan.mirror, 0, b * n);
+          continue;
+        }
         const flips = plan.mirror.some(Boolean);
         const target = flips ? maskScratch! : masks[k];
         runAugmentSpatial(gpu, "mask", "nearest", options.padding, src.binding, target.binding, {

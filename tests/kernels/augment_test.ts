@@ -12,7 +12,7 @@ import {
   packLowresTaps,
   runAugmentBlurAxis,
   runAugmentIntensity,
-  runAugmentLowres,
+  runAugmentLowresAxis,
   runAugmentMirror,
   runAugmentNoise,
   runAugmentSpatial,
@@ -277,10 +277,13 @@ gpuTest("augment low resolution matches simulateLowResolution", async (gpu) => {
     const words = packLowresTaps(axes);
     const table = tensor(words, [words.length], { gpu, dtype: "u32" });
     const x = upload(gpu, img), out = empty([n], { gpu });
-    runAugmentLowres(gpu, x.binding, table.binding, out.binding, shape, 0, 0, 0);
+    // three axes, ping-pong: x → out → x → out
+    runAugmentLowresAxis(gpu, x.binding, table.binding, out.binding, shape, 0, 0, 0, 0);
+    runAugmentLowresAxis(gpu, out.binding, table.binding, x.binding, shape, 1, 0, 0, 0);
+    runAugmentLowresAxis(gpu, x.binding, table.binding, out.binding, shape, 2, 0, 0, 0);
     const expected = simulateLowResolution(img, shape, zoom);
-    // three f32-stored passes on the CPU, one f32 sum of 64 products on the GPU; Σ|w| ≤ 1.25 per axis
-    const atol = (3 * 4 + 3 * 8) * 1.25 ** 3 * U * maxAbs(img);
+    // three f32-stored passes of 4 taps on each side (Σ|w| ≤ 1.25 per axis): ≤ 2·3·(4 + 1)·1.25³·u·max|x|
+    const atol = 2 * 3 * (4 + 1) * 1.25 ** 3 * U * maxAbs(img);
     assertClose(await out.toFloat64(), expected, { rtol: 0, atol, label: `zoom ${zoom}` });
     free(table, x, out);
   }
