@@ -23,10 +23,11 @@ import { type AugmentationInput, resolveAugmentation } from "./augment/config.ts
 import type { DataSplit, ImageFilter } from "./dataset_index.ts";
 import { DataFileError, SampleHookError, type SkippedFile } from "./errors.ts";
 import { createRng } from "./rng.ts";
-import { emptyTimings, type MaskName, type RawCrop, type SampleTimings } from "./sample.ts";
+import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
 import type { SampleArray, SampleData } from "./sample_array.ts";
 import {
   createSampleRunner,
+  type RawSample,
   type SampleResult,
   type SampleRunnerInit,
   type SampleTask,
@@ -53,8 +54,8 @@ export interface PatchLoaderOptions {
   masks?: MaskName[];
   /**
    * Where the standard patch is augmented: "cpu" (default: workers return augmented patches) or "gpu"
-   * (workers return raw crops in `PatchBatch.raw`, augmented on the GPU by the trainer). Samples of a
-   * method's data hook are always made on the CPU.
+   * (workers return raw crops in `PatchBatch.raw`, augmented on the GPU by the trainer). With a data hook,
+   * only a method that declares `gpuAugmentation` gets its `context.patch()` raw.
    */
   augmentOn?: "cpu" | "gpu";
   /** Image interpolation of the spatial transform (default "linear"; nnssl's is cubic). */
@@ -109,8 +110,8 @@ export interface PatchBatch {
   sources: string[];
   /** Image id of each sample. */
   ids: string[];
-  /** Raw crops with their augmentation plans, when the loader ships them for GPU augmentation. */
-  raw?: RawCrop[];
+  /** Each sample's standard patch as a raw crop, when the loader ships them for GPU augmentation. */
+  raw?: RawSample[];
   /** Per-stage time summed over the batch's samples (worker time, not wall time). */
   timings: SampleTimings;
 }
@@ -248,7 +249,7 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       anatomyProbability: options.anatomyProbability ?? 0,
       masks,
       interpolation: options.interpolation ?? "linear",
-      rawCrops: options.augmentOn === "gpu" && !hookModule,
+      rawCrops: options.augmentOn === "gpu",
     },
     seed,
     training: options.training ?? true,

@@ -11,8 +11,10 @@ import type { GpuAugmentOptions } from "./gpu_augment.ts";
 export interface RawBatch {
   /** One raw crop per sample, with its augmentation plan. */
   crops: RawCrop[];
-  /** Batch names of the crops' masks, in their order (e.g. "deface"). */
-  maskNames: string[];
+  /** Batch name of the augmented image (usually "image"). */
+  imageName: string;
+  /** Batch names of the crops' masks, in their order (e.g. "deface"; undefined: not in the batch). */
+  maskNames: (string | undefined)[];
   /** Patch size, interpolation, padding and the Philox keys (seed, step) of the noise. */
   augment: GpuAugmentOptions;
 }

@@ -40,7 +40,7 @@ export interface OpenSourcesOptions {
   gpu?: Gpu;
 }
 
-function toHost(batch: PatchBatch, config: ResolvedRunConfig, masks: string[]): HostBatch {
+function toHost(batch: PatchBatch, config: ResolvedRunConfig): HostBatch {
   if (!batch.raw) return { arrays: batch.arrays, sources: batch.sources };
   const augment = {
     patch: config.patch,
@@ -49,16 +49,19 @@ function toHost(batch: PatchBatch, config: ResolvedRunConfig, masks: string[]): 
     seed: config.seed,
     step: batch.step,
   };
-  return {
-    arrays: batch.arrays,
-    sources: batch.sources,
-    raw: { crops: batch.raw, maskNames: masks, augment },
+  const [first] = batch.raw;
+  const raw = {
+    crops: batch.raw.map((r) => r.crop),
+    imageName: first.image,
+    maskNames: first.masks,
+    augment,
   };
+  return { arrays: batch.arrays, sources: batch.sources, raw };
 }
 
-function wrap(loader: PatchLoader, config: ResolvedRunConfig, masks: string[]): BatchSource {
+function wrap(loader: PatchLoader, config: ResolvedRunConfig): BatchSource {
   return {
-    batch: async (step) => toHost(await loader.batch(step), config, masks),
+    batch: async (step) => toHost(await loader.batch(step), config),
     close: () => Promise.resolve(loader.close()),
   };
 }
@@ -102,7 +105,7 @@ export async function openBatchSources(
     batch: config.batch,
     masks: masks.length > 0,
     method: method.name,
-    hasSampleHook: method.sample !== undefined,
+    hasSampleHook: method.sample !== undefined && method.gpuAugmentation !== true,
     interpolation: config.interpolation ?? "linear",
   }, options.gpu);
   options.log?.(`augmentation on the ${device.device.toUpperCase()} (${device.reason})`);
@@ -117,7 +120,7 @@ export async function openBatchSources(
     workers: config.workers,
     split: synthetic ? undefined : "train",
   });
-  if (config.validationBatches === 0) return { train: wrap(train, config, masks) };
+  if (config.validationBatches === 0) return { train: wrap(train, config) };
   const validation = await createPatchLoader({
     ...common,
     source: source(true),
@@ -128,5 +131,5 @@ export async function openBatchSources(
     prefetch: 1,
     split: synthetic ? undefined : "val",
   });
-  return { train: wrap(train, config, masks), validation: wrap(validation, config, masks) };
+  return { train: wrap(train, config), validation: wrap(validation, config) };
 }

@@ -30,8 +30,11 @@ export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch
       );
     }
     const out = augmentBatchOnGpu(gpu, host.raw.crops, host.raw.augment);
-    tensors.image = out.image;
-    host.raw.maskNames.forEach((name, k) => (tensors[name] = out.masks[k]));
+    tensors[host.raw.imageName] = out.image;
+    host.raw.maskNames.forEach((name, k) => {
+      if (name) tensors[name] = out.masks[k];
+      else out.masks[k].dispose();
+    });
     size = host.raw.crops.length;
   }
   return {

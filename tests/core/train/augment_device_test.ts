@@ -16,6 +16,8 @@ import { uploadBatch } from "../../../core/train/gpu_batch.ts";
 import { spatialMatrix } from "../../../core/data/augment/spatial.ts";
 import { assert, assertEquals, assertThrows } from "../../assert.ts";
 import { affineTarget, voxelMlp } from "../../fixtures/tiny_plugins.ts";
+import mae from "../../../plugins/ssl/mae/mod.ts";
+import resenc from "../../../plugins/arch/resenc/mod.ts";
 import { gpuTest } from "../../helpers.ts";
 import { coordinateError, spatialTolerance } from "../../kernels/augment_ref.ts";
 
@@ -139,3 +141,55 @@ gpuTest("a run trains with GPU augmentation", async (gpu) => {
   assert(train.every((r) => Number.isFinite(r.loss)), JSON.stringify(train));
   await Deno.remove(out, { recursive: true });
 });
+
+gpuTest(
+  "MAE (a data hook declaring gpuAugmentation) gets its patch augmented on the GPU, same blocks",
+  async (gpu) => {
+    const resolved = (device: "gpu" | "cpu") =>
+      resolveRunConfig(
+        RunConfigSchema.parse({
+          arch: "resenc-tiny",
+          method: "mae",
+          synthetic: { volumes: 2, size: [24, 24, 24] },
+          augmentation: "nnssl-mae",
+          augmentationDevice: device,
+          patch: [16, 16, 16],
+          batch: 2,
+          validationBatches: 0,
+          workers: 0,
+          seed: 5,
+          out: "unused",
+        }),
+        { plugin: resenc, size: "tiny" },
+        mae,
+      );
+    const methodModule = new URL("../../../plugins/ssl/mae/mod.ts", import.meta.url).href;
+    const onGpu = await openBatchSources(resolved("gpu"), mae, { gpu, methodModule });
+    const onCpu = await openBatchSources(resolved("cpu"), mae, { gpu, methodModule });
+    try {
+      for (let step = 0; step < 3; step++) {
+        const raw = await onGpu.train.batch(step);
+        const cpu = await onCpu.train.batch(step);
+        assert(raw.raw, "raw crops");
+        assertEquals([...raw.arrays.blockMask.data], [...cpu.arrays.blockMask.data], "the hook's own draws");
+        const image = await uploadBatch(raw, gpu, "mae").get("image").toFloat64();
+        const n = 16 ** 3;
+        for (const [b, crop] of raw.raw.crops.entries()) {
+          const matrix = spatialMatrix(crop.plan.spatial ?? { angles: [0, 0, 0], scale: 1 });
+          const atol = spatialTolerance(
+            "linear",
+            crop.image,
+            coordinateError(matrix, crop.centre, [16, 16, 16]),
+          );
+          for (let i = b * n; i < (b + 1) * n; i++) {
+            const e = cpu.arrays.image.data[i];
+            assert(Math.abs(image[i] - e) <= atol, `step ${step} voxel ${i}: ${image[i]} vs ${e}`);
+          }
+        }
+      }
+    } finally {
+      await onGpu.train.close();
+      await onCpu.train.close();
+    }
+  },
+);
