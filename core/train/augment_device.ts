@@ -1,9 +1,10 @@
 /**
  * Where a run's standard-patch augmentation runs: on the GPU (the loader ships raw crops; see
  * gpu_augment.ts) or in the CPU workers. "auto" takes the GPU when it can: a GPU is at hand, the method
- * cuts the standard patch (a method's own data hook runs its per-crop pipelines on the CPU), there is
- * augmentation to move, masks fill whole u32 words, and the largest binding (the batch, or a worst-case
- * source region of a rotated and zoomed-out patch) fits the adapter's `maxStorageBufferBindingSize`.
+ * cuts the standard patch (no data hook, or a hook that declares `gpuAugmentation`; other hooks run their
+ * per-crop pipelines on the CPU), there is augmentation to move, masks fill whole u32 words, and the
+ * largest binding (the batch, or a worst-case source region of a rotated and zoomed-out patch) fits the
+ * adapter's `maxStorageBufferBindingSize`.
  *
  * @module
  */
@@ -26,7 +27,7 @@ export interface AugmentationDeviceQuery {
   batch: number;
   /** Whether masks come with the batch. */
   masks: boolean;
-  /** The method's name, and whether it makes its own samples (a data hook). */
+  /** The method's name, and whether it makes its own samples (a data hook not declaring gpuAugmentation). */
   method: string;
   hasSampleHook: boolean;
   /** Image interpolation ("cubic" reads a wider source box). */
