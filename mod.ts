@@ -317,6 +317,7 @@ export type {
   AugmentationPreset,
   AugmentPlan,
   RawCrop,
+  RawSample,
   RngKey,
   Shape3,
   SpatialParams,
