@@ -99,7 +99,8 @@ export async function openBatchSources(
     throw new Error(`method ${method.name} has a sample() hook but its module URL is unknown`);
   }
   const device = chooseAugmentationDevice({
-    setting: config.augmentationDevice ?? "auto",
+    // a run saved before the setting existed augmented on the CPU: its resume keeps doing so
+    setting: config.augmentationDevice ?? "cpu",
     augmentation: config.augmentation ?? "none",
     patch: config.patch,
     batch: config.batch,
