@@ -315,7 +315,15 @@ export {
   scaleBrightness,
   simulateLowResolution,
 } from "./core/data/mod.ts";
-export type { AugmentationPreset, RngKey, Shape3 } from "./core/data/mod.ts";
+export type {
+  AugmentationPreset,
+  AugmentPlan,
+  RawCrop,
+  RawSample,
+  RngKey,
+  Shape3,
+  SpatialParams,
+} from "./core/data/mod.ts";
 
 // --- data for scripts -----------------------------------------------------------------------------------
 export {
@@ -419,9 +427,11 @@ export type {
 } from "./core/train/mod.ts";
 export type {
   FrozenModules,
+  GpuAugmentOptions,
   MetricAccumulator,
   NamedGroup,
   OpenSourcesOptions,
+  RawBatch,
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";

@@ -1,5 +1,6 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
 import { attentionSuite } from "./attention_bench.ts";
+import { augmentSuite } from "./augment_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import { distSuite } from "./dist_bench.ts";
@@ -15,6 +16,7 @@ export const suites: BenchSuite[] = [
   normSuite,
   attentionSuite,
   dataSuite,
+  augmentSuite,
   methodSuite,
   distSuite,
 ];

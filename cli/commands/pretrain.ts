@@ -299,6 +299,7 @@ export function registerPretrain(program: Command): void {
         log: (l) => console.log(l),
         isolation: loaderIsolation(),
         firstSample: parallel.firstSample,
+        gpu,
       });
       const progress = runProgress(logMode(flags.log));
       const report = reportObserver({

@@ -27,6 +27,7 @@ import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
 import type { SampleArray, SampleData } from "./sample_array.ts";
 import {
   createSampleRunner,
+  type RawSample,
   type SampleResult,
   type SampleRunnerInit,
   type SampleTask,
@@ -57,6 +58,14 @@ export interface PatchLoaderOptions {
   anatomyProbability?: number;
   /** Masks to return with each batch (default none). */
   masks?: MaskName[];
+  /**
+   * Where the standard patch is augmented: "cpu" (default: workers return augmented patches) or "gpu"
+   * (workers return raw crops in `PatchBatch.raw`, augmented on the GPU by the trainer). With a data hook,
+   * only a method that declares `gpuAugmentation` gets its `context.patch()` raw.
+   */
+  augmentOn?: "cpu" | "gpu";
+  /** Image interpolation of the spatial transform (default "linear"; nnssl's is cubic). */
+  interpolation?: "linear" | "cubic";
   /** Background workers (default: cores − 1, at least 1); 0 makes samples on the calling thread. */
   workers?: number;
   /** Batches prepared ahead (default 2). */
@@ -107,6 +116,8 @@ export interface PatchBatch {
   sources: string[];
   /** Image id of each sample. */
   ids: string[];
+  /** Each sample's standard patch as a raw crop, when the loader ships them for GPU augmentation. */
+  raw?: RawSample[];
   /** Per-stage time summed over the batch's samples (worker time, not wall time). */
   timings: SampleTimings;
 }
@@ -183,12 +194,14 @@ function assemble(step: number, results: SampleResult[], where: string): PatchBa
   }
   const timings = emptyTimings();
   results.forEach((r) => addTimings(timings, r.timings));
+  const raw = results.every((r) => r.raw) ? results.map((r) => r.raw!) : undefined;
   return {
     step,
     arrays,
     sources: results.map((r) => r.source),
     ids: results.map((r) => r.id),
     timings,
+    ...(raw ? { raw } : {}),
   };
 }
 
@@ -245,6 +258,8 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       augmentation: resolveAugmentation(options.augmentation ?? "none"),
       anatomyProbability: options.anatomyProbability ?? 0,
       masks,
+      interpolation: options.interpolation ?? "linear",
+      rawCrops: options.augmentOn === "gpu",
     },
     seed,
     training: options.training ?? true,

@@ -17,7 +17,8 @@ export function resampledShape(shape: Shape3, spacing: Shape3, target: Shape3): 
   return shape.map((n, i) => Math.max(1, Math.round((n * spacing[i]) / target[i]))) as Shape3;
 }
 
-function cubicWeight(t: number): number {
+/** Keys' cubic convolution kernel with a = −0.5 (Catmull–Rom): interpolating, support (−2, 2). */
+export function keysCubic(t: number): number {
   const a = -0.5;
   const x = Math.abs(t);
   if (x <= 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
@@ -25,8 +26,11 @@ function cubicWeight(t: number): number {
   return 0;
 }
 
-/** For each output position: source indices (clamped) and weights, `taps` per position. */
-function taps(
+/**
+ * For each output position of a 1D resampling from `nIn` to `nOut` samples: source indices (clamped)
+ * and float32 weights, `taps` per position (the GPU's low-resolution kernel uses the same tables).
+ */
+export function resampleTaps(
   nIn: number,
   nOut: number,
   order: Interpolation,
@@ -48,7 +52,7 @@ function taps(
     for (let j = 0; j < k; j++) {
       const offset = order === "cubic" ? j - 1 : j;
       index[o * k + j] = clamp(x0 + offset);
-      weight[o * k + j] = order === "cubic" ? cubicWeight(t - offset) : offset === 0 ? 1 - t : t;
+      weight[o * k + j] = order === "cubic" ? keysCubic(t - offset) : offset === 0 ? 1 - t : t;
     }
   }
   return { index, weight, taps: k };
@@ -65,7 +69,7 @@ function resampleAxis(
   const nIn = shape[axis];
   const outer = voxelCount(shape.slice(0, axis));
   const inner = voxelCount(shape.slice(axis + 1));
-  const { index, weight, taps: k } = taps(nIn, nOut, order);
+  const { index, weight, taps: k } = resampleTaps(nIn, nOut, order);
   const out = new Float32Array(outer * nOut * inner);
   for (let o = 0; o < outer; o++) {
     const srcBase = o * nIn * inner;

@@ -34,6 +34,13 @@ export interface SampleSpec {
   anatomyProbability: number;
   /** Masks to cut along with the image. */
   masks: MaskName[];
+  /** Image interpolation of the spatial transform (default linear; nnssl's is cubic). */
+  interpolation?: "linear" | "cubic";
+  /**
+   * Ship raw crops ({@link cutRawCrop}) instead of augmented patches: the augmentation then runs on the
+   * GPU, batched (core/train/gpu_augment.ts). Applies to the standard patch of methods without a data hook.
+   */
+  rawCrops?: boolean;
 }
 
 /** Milliseconds per stage for one sample (summed over a batch by the loader). */
@@ -92,14 +99,97 @@ export function cutSample(
     locations: reader.locations,
   });
   const plan = planAugmentation(spec.augmentation, rng.fork("augment"));
-  const cut = cutRegion(reader, start, spec.patch, plan, spec.masks, rng.fork("noise"), load, augment);
+  const cut = cutRegion(
+    reader,
+    start,
+    spec.patch,
+    plan,
+    spec.masks,
+    rng.fork("noise"),
+    load,
+    augment,
+    spec.interpolation,
+  );
   return { ...cut, centred };
+}
+
+/**
+ * A sample as the GPU augmentation takes it: the source region its spatial transform reads and the
+ * sample's augmentation decisions (drawn on the host), nothing applied yet.
+ */
+export interface RawCrop {
+  /** The source region `[D, H, W]`: the transform's source box, clipped to the volume. */
+  image: Float32Array;
+  /** Shape of `image` and of every mask. */
+  shape: Shape3;
+  /** Continuous coordinates of the patch centre in the region. */
+  centre: number[];
+  /** The requested masks over the same region, in the order asked for. */
+  masks: Uint8Array[];
+  /** The sample's augmentation decisions. */
+  plan: AugmentPlan;
+}
+
+/**
+ * Reads what the spatial transform of a patch of `size` at `start` needs: with a spatial transform, the
+ * enlarged source box (`margin` voxels around it: 1 for linear, 2 for cubic) clipped to the volume,
+ * since the warp treats everything outside as zero; without one, the patch box itself (zero outside).
+ */
+export function readSourceRegion(
+  reader: VolumeReader,
+  start: readonly number[],
+  size: Shape3,
+  plan: AugmentPlan,
+  maskNames: readonly MaskName[],
+  load: LoadTimings,
+  margin = 1,
+): Omit<RawCrop, "plan"> {
+  if (!plan.spatial) {
+    return {
+      image: reader.readRegion("image", start, size, load) as Float32Array,
+      shape: [...size],
+      centre: size.map((n) => (n - 1) / 2),
+      masks: maskNames.map((m) => reader.readRegion(MASK_ARRAY[m], start, size, load) as Uint8Array),
+    };
+  }
+  const centre = start.map((s, i) => s + (size[i] - 1) / 2);
+  const box = sourceBox(spatialMatrix(plan.spatial), size, centre, margin);
+  const lo = box.start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
+  const hi = box.start.map((s, i) => Math.min(reader.shape[i], s + box.size[i]));
+  const shape = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
+  return {
+    image: reader.readRegion("image", lo, shape, load) as Float32Array,
+    shape,
+    centre: centre.map((c, i) => c - lo[i]),
+    masks: maskNames.map((m) => reader.readRegion(MASK_ARRAY[m], lo, shape, load) as Uint8Array),
+  };
+}
+
+/**
+ * Cuts one raw crop for the GPU augmentation: the start and the plan come from the same forks as in
+ * {@link cutSample}, so both paths see the same draws; nothing is applied.
+ */
+export function cutRawCrop(
+  reader: VolumeReader,
+  rng: Rng,
+  spec: SampleSpec,
+  load: LoadTimings,
+): RawCrop & { start: Shape3; centred: boolean } {
+  const { start, centred } = choosePatchStart(reader.shape, spec.patch, rng.fork("crop"), {
+    anatomyProbability: spec.anatomyProbability,
+    locations: reader.locations,
+  });
+  const plan = planAugmentation(spec.augmentation, rng.fork("augment"));
+  const margin = spec.interpolation === "cubic" ? 2 : 1;
+  const region = readSourceRegion(reader, start, spec.patch, plan, spec.masks, load, margin);
+  return { ...region, plan, start: [start[0], start[1], start[2]], centred };
 }
 
 /**
  * Cuts the region of `size` at `start` (zero outside the volume) and applies `plan`: the spatial transform
  * while reading (around the region's centre; only the part of the enlarged source box inside the volume is
- * read), then intensities, mirroring and turns. `noise` supplies the noise values.
+ * read), then intensities, mirroring and turns. `noise` supplies the noise values; `interpolation` is the
+ * image's (default linear).
  */
 export function cutRegion(
   reader: VolumeReader,
@@ -110,26 +200,18 @@ export function cutRegion(
   noise: Rng,
   load: LoadTimings,
   augment?: AugmentTimings,
+  interpolation: "linear" | "cubic" = "linear",
 ): Omit<CutSample, "centred"> {
   let image: Float32Array;
   let maskArrays: Uint8Array[];
   let augmentMs = 0;
   if (plan.spatial) {
-    const centre = start.map((s, i) => s + (size[i] - 1) / 2);
+    const margin = interpolation === "cubic" ? 2 : 1;
+    const region = readSourceRegion(reader, start, size, plan, maskNames, load, margin);
     const matrix = spatialMatrix(plan.spatial);
-    const box = sourceBox(matrix, size, centre);
-    // only the part inside the volume is read: the warp treats everything outside as zero
-    const lo = box.start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
-    const hi = box.start.map((s, i) => Math.min(reader.shape[i], s + box.size[i]));
-    const regionSize = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
-    const local = centre.map((c, i) => c - lo[i]);
-    const region = reader.readRegion("image", lo, regionSize, load) as Float32Array;
-    const regionMasks = maskNames.map((m) =>
-      reader.readRegion(MASK_ARRAY[m], lo, regionSize, load) as Uint8Array
-    );
     const t = performance.now();
-    image = warpPatch(region, regionSize, local, matrix, size, "linear");
-    maskArrays = regionMasks.map((m) => warpPatch(m, regionSize, local, matrix, size, "nearest"));
+    image = warpPatch(region.image, region.shape, region.centre, matrix, size, interpolation);
+    maskArrays = region.masks.map((m) => warpPatch(m, region.shape, region.centre, matrix, size, "nearest"));
     augmentMs += performance.now() - t;
   } else {
     image = reader.readRegion("image", start, size, load) as Float32Array;

@@ -15,7 +15,7 @@ import type { Augmentation } from "./augment/config.ts";
 import { applyAugmentation, planAugmentation } from "./augment/pipeline.ts";
 import { asDataFileError, DataFileError, type SkippedFile } from "./errors.ts";
 import { createRng, type Rng } from "./rng.ts";
-import { cutRegion, cutSample, type MaskName, type SampleSpec } from "./sample.ts";
+import { cutRawCrop, cutRegion, cutSample, type MaskName, type RawCrop, type SampleSpec } from "./sample.ts";
 import type { SampleOutput } from "./sample_array.ts";
 import { randomCropStart } from "./sampling.ts";
 import type { LoadTimings, VolumeReader } from "./sources.ts";
@@ -137,6 +137,22 @@ export interface SampleContextInit<C> {
   onSkip: (skipped: SkippedFile) => void;
   /** Called with each opened other volume's release function when the sample is done. */
   hold: (release: () => void) => void;
+  /**
+   * Set when the run augments on the GPU (`spec.rawCrops`) and the hook may take part: the first
+   * `patch()` with the run's defaults then cuts a raw crop, hands it here, and returns placeholders
+   * (zeros) that the runner replaces by the GPU's result.
+   */
+  onRawPatch?: (raw: RawPatch) => void;
+}
+
+/** A standard patch left for the GPU: the raw crop and the placeholder arrays `patch()` returned. */
+export interface RawPatch {
+  /** The raw crop with its augmentation plan. */
+  crop: RawCrop;
+  /** The placeholder image returned in the crop. */
+  image: Float32Array;
+  /** The placeholder masks, by name. */
+  masks: Partial<Record<MaskName, Uint8Array>>;
 }
 
 function resolvePipeline(pipeline: AugmentationInput | Augmentation): Augmentation {
@@ -152,7 +168,9 @@ function volumeView(
   base: Rng,
   spec: SampleSpec,
   load: LoadTimings,
+  onRawPatch?: (raw: RawPatch) => void,
 ): SampleVolume {
+  let rawTaken = false;
   const view: SampleVolume = {
     id,
     source: reader.label,
@@ -180,6 +198,19 @@ function volumeView(
     patch(options = {}) {
       const size = options.size ?? spec.patch;
       checkSize(size, "patch");
+      const standard = options.size === undefined && options.augmentation === undefined &&
+        options.anatomyProbability === undefined && options.masks === undefined && options.rng === undefined;
+      if (onRawPatch && spec.rawCrops && standard && !rawTaken) {
+        // the GPU augments it: the same draws as cutSample below, nothing applied here
+        rawTaken = true;
+        const { start, centred: _c, ...crop } = reading(reader, () => cutRawCrop(reader, base, spec, load));
+        const n = size[0] * size[1] * size[2];
+        const masks: Partial<Record<MaskName, Uint8Array>> = {};
+        for (const m of spec.masks) masks[m] = new Uint8Array(n);
+        const image = new Float32Array(n);
+        onRawPatch({ crop, image, masks });
+        return { image, shape: [...size], start, masks };
+      }
       const patchSpec: SampleSpec = {
         patch: size,
         augmentation: options.augmentation === undefined
@@ -187,6 +218,7 @@ function volumeView(
           : resolvePipeline(options.augmentation),
         anatomyProbability: options.anatomyProbability ?? spec.anatomyProbability,
         masks: [...(options.masks ?? spec.masks)],
+        interpolation: spec.interpolation,
       };
       const cut = reading(reader, () => cutSample(reader, options.rng ?? base, patchSpec, load));
       return { image: cut.image, shape: [...size], start: cut.start, masks: cut.masks };
@@ -213,7 +245,7 @@ function checkSize(size: readonly number[], where: string): void {
 /** Builds the context of one sample (the loader's runner calls this; hooks receive it). */
 export function createSampleContext<C>(init: SampleContextInit<C>): SampleContext<C> {
   const base = createRng(init.seed, init.step, init.index);
-  const volume = volumeView(init.reader, init.id, base, init.spec, init.load);
+  const volume = volumeView(init.reader, init.id, base, init.spec, init.load, init.onRawPatch);
   return {
     config: init.config,
     rng: base.fork("hook"),

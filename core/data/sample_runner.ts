@@ -11,9 +11,9 @@
  * @module
  */
 import { DataFileError, deniedPermission, SampleHookError, type SkippedFile } from "./errors.ts";
-import { emptyTimings, type MaskName, type SampleSpec, type SampleTimings } from "./sample.ts";
+import { emptyTimings, type MaskName, type RawCrop, type SampleSpec, type SampleTimings } from "./sample.ts";
 import { checkSampleOutput, sampleArray, type SampleOutput } from "./sample_array.ts";
-import { createSampleContext, type SampleHook } from "./sample_context.ts";
+import { createSampleContext, type RawPatch, type SampleHook } from "./sample_context.ts";
 import {
   createVolumeCache,
   itemLabel,
@@ -71,6 +71,22 @@ export interface SampleResult {
   timings: SampleTimings;
   /** Other volumes that could not be read while making it (`otherVolume`). */
   skipped: SkippedFile[];
+  /**
+   * The standard patch as a raw crop, when it is augmented on the GPU: the crop, and the names its image
+   * and masks (in `spec.masks` order; undefined where the sample does not return that mask) take in the
+   * batch. `arrays` then lacks those names.
+   */
+  raw?: RawSample;
+}
+
+/** A sample's standard patch left for the GPU, and where its arrays go. */
+export interface RawSample {
+  /** The raw crop with its augmentation plan. */
+  crop: RawCrop;
+  /** The batch name of the augmented image. */
+  image: string;
+  /** The batch names of the augmented masks, in `spec.masks` order. */
+  masks: (string | undefined)[];
 }
 
 /** The parts of an SSL method plugin the data side uses (duck-typed: data does not import the plugin layer). */
@@ -78,13 +94,14 @@ interface HookPlugin {
   name: string;
   config?: { parse(input: unknown): unknown };
   sample?: SampleHook;
+  gpuAugmentation?: boolean;
 }
 
 /** Loads the method plugin of `url` (its default export) and parses its config with its own schema. */
 export async function loadSampleHook(
   url: string,
   config: unknown,
-): Promise<{ name: string; hook: SampleHook; config: unknown }> {
+): Promise<{ name: string; hook: SampleHook; config: unknown; gpuAugmentation: boolean }> {
   let module;
   try {
     module = await import(url);
@@ -102,7 +119,12 @@ export async function loadSampleHook(
   } catch (error) {
     throw new SampleHookError(plugin.name, "parsing its config", (error as Error).message);
   }
-  return { name: plugin.name, hook: plugin.sample.bind(plugin), config: parsed };
+  return {
+    name: plugin.name,
+    hook: plugin.sample.bind(plugin),
+    config: parsed,
+    gpuAugmentation: plugin.gpuAugmentation === true,
+  };
 }
 
 /** The default sample: the standard patch as `image` `[1, D, H, W]` f32, and each mask as u8. */
@@ -114,6 +136,31 @@ function standardSample(
   const out: SampleOutput = { image: sampleArray(patch.image, shape) };
   for (const [name, mask] of Object.entries(patch.masks)) out[name] = sampleArray(mask!, shape);
   return out;
+}
+
+/**
+ * Finds the arrays that are the raw patch's placeholders, removes them from `arrays` and names them for the
+ * GPU's results. A method that declares `gpuAugmentation` must return the patch's image itself.
+ */
+function takeRawArrays(
+  arrays: SampleOutput,
+  patch: RawPatch,
+  masks: readonly MaskName[],
+  method: string | undefined,
+  where: string,
+): RawSample {
+  const names = Object.keys(arrays);
+  const image = names.find((k) => arrays[k].data === patch.image);
+  if (!image) {
+    throw new SampleHookError(
+      method ?? "the standard sample",
+      where,
+      "declares gpuAugmentation but did not return context.patch()'s image unchanged as one of its arrays",
+    );
+  }
+  const maskNames = masks.map((m) => names.find((k) => arrays[k].data === patch.masks[m]));
+  for (const k of [image, ...maskNames]) if (k) delete arrays[k];
+  return { crop: patch.crop, image, masks: maskNames };
 }
 
 /** Builds the runner: `run(task)` makes one sample; `close()` releases open volumes. */
@@ -135,6 +182,12 @@ export async function createSampleRunner(
     const source = itemLabel(init.source, task.item);
     const id = init.source.items[task.item].id;
     let arrays: SampleOutput;
+    let rawPatch: RawPatch | undefined;
+    let raw: RawSample | undefined;
+    // the standard patch goes to the GPU raw when the run asks for it and the method allows it
+    const onRawPatch = init.spec.rawCrops && (!method || method.gpuAugmentation)
+      ? (r: RawPatch) => (rawPatch = r)
+      : undefined;
     try {
       const context = createSampleContext({
         config: method?.config,
@@ -156,6 +209,7 @@ export async function createSampleRunner(
         bad: otherBad,
         onSkip: (s) => skipped.push(s),
         hold: (release) => held.push(release),
+        onRawPatch,
       });
       if (method) {
         const where = `step ${task.step}, sample ${task.index}, ${source}`;
@@ -169,6 +223,7 @@ export async function createSampleRunner(
       } else {
         arrays = standardSample(context.patch(), init.spec.patch);
       }
+      if (rawPatch) raw = takeRawArrays(arrays, rawPatch, init.spec.masks, method?.name, source);
     } finally {
       volumes.release(reader);
       for (const release of held) release();
@@ -184,8 +239,9 @@ export async function createSampleRunner(
     timings.augmentMs = method
       ? 0
       : timings.totalMs - load.readMs - load.decompressMs - load.preprocessMs - load.copyMs;
-    const result: SampleResult = { arrays, id, source, timings, skipped };
+    const result: SampleResult = { arrays, id, source, timings, skipped, ...(raw ? { raw } : {}) };
     const buffers = new Set<ArrayBufferLike>(Object.values(arrays).map((a) => a.data.buffer));
+    if (raw) { for (const a of [raw.crop.image, ...raw.crop.masks]) buffers.add(a.buffer); }
     return { result, transfer: [...buffers] as ArrayBuffer[] };
   };
   return { run, close: () => volumes.close() };

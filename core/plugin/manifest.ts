@@ -64,6 +64,7 @@ export const SslMethodManifestSchema = z.object({
   network: z.union([needs, fn]),
   defaults: z.object({ cnn: defaults.optional(), vit: defaults.optional() }),
   sample: fn.optional(),
+  gpuAugmentation: z.boolean().optional(),
   masks: fn.optional(),
   build: fn,
 }).superRefine((m, ctx) => {

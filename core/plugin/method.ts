@@ -191,6 +191,13 @@ export interface SslMethodPlugin<C = unknown> extends PluginBase<C> {
    * patch (`image`) and its masks. Pure in the context's generators; no GPU; no I/O of its own.
    */
   sample?(context: SampleContext<C>): SampleOutput | Promise<SampleOutput>;
+  /**
+   * Whether the run's standard patch may be augmented on the GPU for this method: its `sample` hook
+   * returns `context.patch()`'s image (and masks) as arrays without reading or changing their values.
+   * The first `context.patch()` with the run's defaults then holds zeros in the workers, and the batch's
+   * arrays of those names are filled on the GPU before the loss (see docs/data.md). Default false.
+   */
+  gpuAugmentation?: boolean;
   /** Builds the method for a network. */
   build(request: MethodRequest<C>): MethodInstance;
 }

@@ -43,6 +43,13 @@ const runConfigSchema = z.object({
   precision: z.enum(["f32", "mixed"]).default("f32"),
   /** Data augmentation preset (default: the method's). */
   augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),
+  /**
+   * Where the standard patch is augmented: "gpu" (workers ship raw crops, the GPU augments the batch),
+   * "cpu" (workers augment), or "auto": the GPU where it fits (core/train/augment_device.ts).
+   */
+  augmentationDevice: z.enum(["auto", "gpu", "cpu"]).default("auto"),
+  /** Image interpolation of the spatial transform: "linear", or "cubic" (Keys, a = −0.5). */
+  interpolation: z.enum(["linear", "cubic"]).default("linear"),
   /** Probability of centring a patch on an anatomy voxel (nnssl's anatomy-centred variant: 0.33). */
   anatomyProbability: z.number().min(0).max(1).default(0),
   seed: z.number().int().min(0).default(0),

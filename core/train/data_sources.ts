@@ -14,7 +14,9 @@ import {
   type PatchLoaderOptions,
 } from "../data/loader.ts";
 import type { PatchSourceInput } from "../data/sources.ts";
+import type { Gpu } from "../gpu/mod.ts";
 import { callPlugin, type SslMethodPlugin } from "../plugin/mod.ts";
+import { chooseAugmentationDevice } from "./augment_device.ts";
 import type { BatchSource, HostBatch } from "./batch_source.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 
@@ -36,15 +38,33 @@ export interface OpenSourcesOptions {
   isolation?: PatchLoaderOptions["isolation"];
   /** This process's first sample in each global training batch (data-parallel ranks; default 0). */
   firstSample?: number;
+  /** The run's GPU: with it, `augmentationDevice` "auto" can move the augmentation there. */
+  gpu?: Gpu;
 }
 
-function toHost(batch: PatchBatch): HostBatch {
-  return { arrays: batch.arrays, sources: batch.sources };
+function toHost(batch: PatchBatch, config: ResolvedRunConfig, firstSample: number): HostBatch {
+  if (!batch.raw) return { arrays: batch.arrays, sources: batch.sources };
+  const augment = {
+    patch: config.patch,
+    interpolation: config.interpolation ?? "linear",
+    padding: "zero" as const,
+    seed: config.seed,
+    step: batch.step,
+    firstSample, // a data-parallel rank's noise continues the global batch's, never repeats rank 0's
+  };
+  const [first] = batch.raw;
+  const raw = {
+    crops: batch.raw.map((r) => r.crop),
+    imageName: first.image,
+    maskNames: first.masks,
+    augment,
+  };
+  return { arrays: batch.arrays, sources: batch.sources, raw };
 }
 
-function wrap(loader: PatchLoader): BatchSource {
+function wrap(loader: PatchLoader, config: ResolvedRunConfig, firstSample = 0): BatchSource {
   return {
-    batch: async (step) => toHost(await loader.batch(step)),
+    batch: async (step) => toHost(await loader.batch(step), config, firstSample),
     close: () => Promise.resolve(loader.close()),
   };
 }
@@ -81,17 +101,31 @@ export async function openBatchSources(
   if (method.sample && !options.methodModule) {
     throw new Error(`method ${method.name} has a sample() hook but its module URL is unknown`);
   }
+  const device = chooseAugmentationDevice({
+    // a run saved before the setting existed augmented on the CPU: its resume keeps doing so
+    setting: config.augmentationDevice ?? "cpu",
+    augmentation: config.augmentation ?? "none",
+    patch: config.patch,
+    batch: config.batch,
+    masks: masks.length > 0,
+    method: method.name,
+    hasSampleHook: method.sample !== undefined && method.gpuAugmentation !== true,
+    interpolation: config.interpolation ?? "linear",
+  }, options.gpu);
+  options.log?.(`augmentation on the ${device.device.toUpperCase()} (${device.reason})`);
   const train = await createPatchLoader({
     ...common,
     source: source(false),
     seed: config.seed,
     firstSample: options.firstSample,
     augmentation: config.augmentation,
+    augmentOn: device.device,
+    interpolation: config.interpolation ?? "linear",
     anatomyProbability: config.anatomyProbability,
     workers: config.workers,
     split: synthetic ? undefined : "train",
   });
-  if (config.validationBatches === 0) return { train: wrap(train) };
+  if (config.validationBatches === 0) return { train: wrap(train, config, options.firstSample) };
   const validation = await createPatchLoader({
     ...common,
     source: source(true),
@@ -102,5 +136,5 @@ export async function openBatchSources(
     prefetch: 1,
     split: synthetic ? undefined : "val",
   });
-  return { train: wrap(train), validation: wrap(validation) };
+  return { train: wrap(train, config, options.firstSample), validation: wrap(validation, config) };
 }

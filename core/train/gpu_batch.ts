@@ -1,6 +1,7 @@
 /**
  * Moves a host batch to the GPU: each array becomes a tensor of its declared dtype and shape (a u8 mask
- * stays one byte per element), wrapped in the {@link GpuBatch} a method's loss receives.
+ * stays one byte per element), wrapped in the {@link GpuBatch} a method's loss receives. Raw crops
+ * (`host.raw`) are augmented on the GPU into `image` `[B, 1, D, H, W]` and their masks on the way.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import type { Gpu } from "../gpu/mod.ts";
 import type { GpuBatch } from "../plugin/mod.ts";
 import { type Tensor, tensor } from "../tensor/mod.ts";
 import type { HostBatch } from "./batch_source.ts";
+import { augmentBatchOnGpu } from "./gpu_augment.ts";
 
 /** Uploads `host`; `method` names the method in the error for a missing array. */
 export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch {
@@ -20,6 +22,20 @@ export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch
     }
     size = a.shape[0];
     tensors[name] = tensor(a.data, [...a.shape], { gpu, dtype: a.dtype });
+  }
+  if (host.raw) {
+    if (size !== undefined && size !== host.raw.crops.length) {
+      throw new RangeError(
+        `the batch has ${host.raw.crops.length} raw crops but ${size} samples in its arrays`,
+      );
+    }
+    const out = augmentBatchOnGpu(gpu, host.raw.crops, host.raw.augment);
+    tensors[host.raw.imageName] = out.image;
+    host.raw.maskNames.forEach((name, k) => {
+      if (name) tensors[name] = out.masks[k];
+      else out.masks[k].dispose();
+    });
+    size = host.raw.crops.length;
   }
   return {
     tensors,

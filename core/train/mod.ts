@@ -1,9 +1,11 @@
 /** The Trainer, run configuration, checkpoints and run records. */
 export * from "./accumulator.ts";
+export * from "./augment_device.ts";
 export * from "./batch_source.ts";
 export * from "./checkpoint.ts";
 export * from "./config.ts";
 export * from "./data_sources.ts";
+export * from "./gpu_augment.ts";
 export * from "./gpu_batch.ts";
 export * from "./interop.ts";
 export * from "./metrics.ts";

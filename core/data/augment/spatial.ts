@@ -2,12 +2,13 @@
  * Rotation and scaling in one resampling step. The patch is sampled from the source through a 3×3
  * matrix around its centre: `source = centre + M · (voxel − patchCentre)` with `M = s · R`, where R
  * rotates about the D, H and W axes and s multiplies the sampling coordinates as batchgenerators does
- * (s < 1 zooms in, s > 1 zooms out). Outside the source is zero. Images use trilinear interpolation,
- * masks nearest neighbour. Because the rotated patch covers more of the source than the patch itself,
+ * (s < 1 zooms in, s > 1 zooms out). Outside the source is zero (or, as an option, the edge voxel).
+ * Images use trilinear or cubic interpolation, masks nearest neighbour. Because the rotated patch covers more of the source than the patch itself,
  * the caller reads the larger box given by {@link sourceBox} first (the "larger initial crop").
  *
  * @module
  */
+import { keysCubic } from "../resample.ts";
 import type { Shape3 } from "../volume.ts";
 
 /** Rotation angles (radians) about the D, H and W axes and the coordinate scale. */
@@ -44,43 +45,71 @@ export function spatialMatrix(params: SpatialParams): number[] {
 }
 
 /**
- * The box of the source that a transformed patch samples from (with one voxel of margin for trilinear
- * interpolation), for a patch centred at `centre` (continuous source coordinates).
+ * The box of the source that a transformed patch samples from, for a patch centred at `centre`
+ * (continuous source coordinates), with `margin` voxels more on each side: 1 covers trilinear
+ * interpolation, 2 cubic (whose taps reach from ⌊x⌋ − 1 to ⌊x⌋ + 2).
  */
 export function sourceBox(
   matrix: number[],
   patch: Shape3,
   centre: readonly number[],
+  margin = 1,
 ): { start: Shape3; size: Shape3 } {
   const start: number[] = [];
   const size: number[] = [];
   for (let i = 0; i < 3; i++) {
     let extent = 0;
     for (let j = 0; j < 3; j++) extent += Math.abs(matrix[i * 3 + j]) * (patch[j] - 1) / 2;
-    const lo = Math.floor(centre[i] - extent) - 1;
-    const hi = Math.ceil(centre[i] + extent) + 2;
+    const lo = Math.floor(centre[i] - extent) - margin;
+    const hi = Math.ceil(centre[i] + extent) + 1 + margin;
     start.push(lo);
     size.push(hi - lo);
   }
   return { start: start as Shape3, size: size as Shape3 };
 }
 
+/** Interpolation of the spatial transform: masks always use "nearest". */
+export type SpatialInterpolation = "nearest" | "linear" | "cubic";
+
+/** What the transform reads outside the source: zeros, or the nearest edge voxel. */
+export type SpatialPadding = "zero" | "border";
+
 /**
  * Samples a patch of `patch` voxels from `src` (shape `srcShape`) through `matrix` around `centre`
- * (continuous coordinates in `src`). `order` "linear" interpolates trilinearly, "nearest" rounds.
+ * (continuous coordinates in `src`). `order` "linear" interpolates trilinearly, "cubic" with Keys' cubic
+ * convolution (a = −0.5, Catmull–Rom; 4 taps per axis, no prefilter), "nearest" rounds (half up).
+ * `padding` "zero" reads zeros outside the source, "border" the nearest edge voxel. Arithmetic is float64
+ * whatever the array type, so a Float64Array source makes this the float64 reference of the GPU kernel.
  */
-export function warpPatch<T extends Float32Array | Uint8Array>(
+export function warpPatch<T extends Float32Array | Float64Array | Uint8Array>(
   src: T,
   srcShape: Shape3,
   centre: readonly number[],
   matrix: number[],
   patch: Shape3,
-  order: "linear" | "nearest",
+  order: SpatialInterpolation,
+  padding: SpatialPadding = "zero",
 ): T {
   const [D, H, W] = srcShape;
   const out = new (src.constructor as new (n: number) => T)(patch[0] * patch[1] * patch[2]);
   const half = patch.map((p) => (p - 1) / 2);
   const m = matrix;
+  const border = padding === "border";
+  const clamp = (i: number, n: number) => (i < 0 ? 0 : i >= n ? n - 1 : i);
+  const taps = order === "cubic" ? 4 : 2;
+  const first = order === "cubic" ? -1 : 0;
+  const wd = new Float64Array(4), wh = new Float64Array(4), ww = new Float64Array(4);
+  const id = new Int32Array(4), ih = new Int32Array(4), iw = new Int32Array(4);
+  // per axis: tap indices (−1 where zero padding reads outside) and weights
+  const axisTaps = (s: number, n: number, index: Int32Array, weight: Float64Array) => {
+    const base = Math.floor(s);
+    const t = s - base;
+    for (let j = 0; j < taps; j++) {
+      const i = base + first + j;
+      weight[j] = order === "cubic" ? keysCubic(t - first - j) : j === 0 ? 1 - t : t;
+      index[j] = border ? clamp(i, n) : i >= 0 && i < n ? i : -1;
+    }
+  };
   let o = 0;
   for (let d = 0; d < patch[0]; d++) {
     const od = d - half[0];
@@ -93,21 +122,35 @@ export function warpPatch<T extends Float32Array | Uint8Array>(
       let sw = centre[2] + m[6] * od + m[7] * oh + m[8] * ow0;
       for (let w = 0; w < patch[2]; w++, o++, sd += m[2], sh += m[5], sw += m[8]) {
         if (order === "nearest") {
-          const id = Math.round(sd), ih = Math.round(sh), iw = Math.round(sw);
-          if (id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) {
-            out[o] = src[(id * H + ih) * W + iw];
+          let rd = Math.round(sd), rh = Math.round(sh), rw = Math.round(sw);
+          if (border) {
+            rd = clamp(rd, D);
+            rh = clamp(rh, H);
+            rw = clamp(rw, W);
+          }
+          if (rd >= 0 && rd < D && rh >= 0 && rh < H && rw >= 0 && rw < W) {
+            out[o] = src[(rd * H + rh) * W + rw];
           }
           continue;
         }
-        const d0 = Math.floor(sd), h0 = Math.floor(sh), w0 = Math.floor(sw);
-        if (d0 < -1 || d0 >= D || h0 < -1 || h0 >= H || w0 < -1 || w0 >= W) continue;
-        const fd = sd - d0, fh = sh - h0, fw = sw - w0;
+        // with zero padding, a point whose taps all lie outside reads zero
+        if (
+          !border && (sd < first - 1 || sd >= D - first || sh < first - 1 || sh >= H - first ||
+            sw < first - 1 || sw >= W - first)
+        ) continue;
+        axisTaps(sd, D, id, wd);
+        axisTaps(sh, H, ih, wh);
+        axisTaps(sw, W, iw, ww);
         let v = 0;
-        for (let k = 0; k < 8; k++) {
-          const dd = d0 + (k >> 2), hh = h0 + ((k >> 1) & 1), ww = w0 + (k & 1);
-          if (dd < 0 || dd >= D || hh < 0 || hh >= H || ww < 0 || ww >= W) continue;
-          const wt = (k >> 2 ? fd : 1 - fd) * ((k >> 1) & 1 ? fh : 1 - fh) * (k & 1 ? fw : 1 - fw);
-          v += wt * src[(dd * H + hh) * W + ww];
+        for (let a = 0; a < taps; a++) {
+          if (id[a] < 0 || wd[a] === 0) continue;
+          for (let b = 0; b < taps; b++) {
+            if (ih[b] < 0 || wh[b] === 0) continue;
+            const row = (id[a] * H + ih[b]) * W;
+            let acc = 0;
+            for (let c = 0; c < taps; c++) if (iw[c] >= 0) acc += ww[c] * src[row + iw[c]];
+            v += wd[a] * wh[b] * acc;
+          }
         }
         out[o] = v;
       }

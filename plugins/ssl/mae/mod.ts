@@ -228,6 +228,8 @@ const plugin: SslMethodPlugin<MaeConfig> = definePlugin({
     },
   },
   masks: (config) => (config.excludeDefaced ? ["deface"] : []),
+  // sample() returns context.patch()'s image (and deface mask) untouched: the GPU may augment it
+  gpuAugmentation: true,
   sample(context) {
     const { config } = context;
     const patch = context.patch();

@@ -329,6 +329,8 @@ const plugin: SslMethodPlugin<SparkConfig> = definePlugin({
       augmentation: "nnssl-mae",
     },
   },
+  // sample() returns context.patch()'s image (and deface mask) untouched: the GPU may augment it
+  gpuAugmentation: true,
   sample(context) {
     const { config } = context;
     const patch = context.patch();

@@ -123,3 +123,59 @@ Deno.test("warpPatch() keeps masks binary with nearest neighbour", () => {
   ], "nearest");
   assert(out.every((v) => v === 0 || v === 1) && out.some((v) => v === 1));
 });
+
+Deno.test("warpPatch() cubic (Keys) reproduces a quadratic inside the source and is a crop at the identity", () => {
+  const s: Shape3 = [12, 13, 14];
+  const f = (d: number, h: number, w: number) => 0.3 * d * d - 0.2 * h * w + 0.1 * w * w + d - 2;
+  const src = new Float64Array(12 * 13 * 14);
+  for (let d = 0, i = 0; d < 12; d++) {
+    for (let h = 0; h < 13; h++) for (let w = 0; w < 14; w++) src[i++] = f(d, h, w);
+  }
+  const patch: Shape3 = [4, 5, 4];
+  const centre = [5.6, 6.3, 6.9];
+  const m = spatialMatrix({ angles: [0.4, -0.3, 0.2], scale: 0.9 });
+  const out = warpPatch(src, s, centre, m, patch, "cubic");
+  let o = 0;
+  for (let d = 0; d < 4; d++) {
+    for (let h = 0; h < 5; h++) {
+      for (let w = 0; w < 4; w++, o++) {
+        const off = [d - 1.5, h - 2, w - 1.5];
+        const p = [0, 1, 2].map((i) =>
+          centre[i] + m[3 * i] * off[0] + m[3 * i + 1] * off[1] + m[3 * i + 2] * off[2]
+        );
+        assert(
+          Math.abs(out[o] - f(p[0], p[1], p[2])) < 1e-9,
+          `voxel ${o}: ${out[o]} vs ${f(p[0], p[1], p[2])}`,
+        );
+      }
+    }
+  }
+  const start = [3, -2, -1];
+  const crop: Shape3 = [7, 9, 16];
+  const c = start.map((x, i) => x + (crop[i] - 1) / 2);
+  const id = spatialMatrix({ angles: [0, 0, 0], scale: 1 });
+  assertClose(warpPatch(src, s, c, id, crop, "cubic"), extractBox(Float32Array.from(src), s, start, crop), {
+    atol: 1e-5,
+  });
+});
+
+Deno.test("warpPatch() with border padding reads the edge voxel outside the source", () => {
+  const s: Shape3 = [4, 5, 6];
+  const src = randomFloats(120, 7, -1, 1);
+  const id = spatialMatrix({ angles: [0, 0, 0], scale: 1 });
+  // a patch starting at (−2, −1, 3) with the identity: every voxel is the source at the clamped index
+  const patch: Shape3 = [8, 3, 5];
+  const centre = [-2 + 3.5, -1 + 1, 3 + 2];
+  for (const order of ["nearest", "linear", "cubic"] as const) {
+    const out = warpPatch(src, s, centre, id, patch, order, "border");
+    let o = 0;
+    for (let d = -2; d < 6; d++) {
+      for (let h = -1; h < 2; h++) {
+        for (let w = 3; w < 8; w++, o++) {
+          const k = (Math.min(3, Math.max(0, d)) * 5 + Math.max(0, h)) * 6 + Math.min(5, w);
+          assert(Math.abs(out[o] - src[k]) < 1e-6, `${order}: voxel ${o} is ${out[o]}, expected ${src[k]}`);
+        }
+      }
+    }
+  }
+});

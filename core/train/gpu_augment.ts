@@ -1,0 +1,231 @@
+/**
+ * Augmentation on the GPU: a batch of raw crops (core/data/sample.ts: each the source region its
+ * patch's spatial transform reads, with the sample's augmentation plan drawn on the host) becomes the
+ * augmented batch, in the CPU pipeline's order (core/data/augment/pipeline.ts): spatial (rotation +
+ * scaling + crop in one resampling: linear or cubic for the image, nearest for masks), Gaussian noise,
+ * blur, brightness, contrast, low resolution, inverted gamma, gamma, mirroring. The per-voxel noise comes
+ * from the in-kernel Philox keyed by (seed, step, sample), so a batch is a pure function of the crops,
+ * plans and those keys: reproducible, and the same after a resume. Quarter turns (`rot90`) are CPU-only.
+ *
+ * @module
+ */
+import { spatialMatrix } from "../data/augment/spatial.ts";
+import { resampleTaps } from "../data/resample.ts";
+import type { RawCrop } from "../data/sample.ts";
+import type { Shape3 } from "../data/volume.ts";
+import type { Gpu } from "../gpu/mod.ts";
+import { empty, type Tensor, tensor } from "../tensor/mod.ts";
+import {
+  packLowresTaps,
+  runAugmentBlurAxis,
+  runAugmentIntensity,
+  runAugmentLowresAxis,
+  runAugmentMirror,
+  runAugmentNoise,
+  runAugmentSpatial,
+  runAugmentStats,
+  statsWorkWords,
+} from "../../kernels/augment.ts";
+
+/** How a batch is augmented on the GPU. */
+export interface GpuAugmentOptions {
+  /** Patch size `[D, H, W]`. */
+  patch: Shape3;
+  /** Image interpolation of the spatial transform. */
+  interpolation: "linear" | "cubic";
+  /** Values outside the source region. */
+  padding: "zero" | "border";
+  /** Run seed: the Philox key of the noise. */
+  seed: number;
+  /** Training step: a Philox counter word of the noise. */
+  step: number;
+  /** Global index of the batch's first sample (a data-parallel rank's offset); default 0. */
+  firstSample?: number;
+}
+
+/** The augmented batch: the image `[B, 1, D, H, W]` (f32) and one u8 tensor `[B, 1, D, H, W]` per mask. */
+export interface GpuAugmentedBatch {
+  image: Tensor;
+  masks: Tensor[];
+}
+
+const IDENTITY = { angles: [0, 0, 0] as [number, number, number], scale: 1 };
+const NO_FLIP = [false, false, false];
+
+/** Low-resolution taps per axis: nearest to the small grid composed with cubic back to full size. */
+function lowresTable(shape: Shape3, zoom: number): Uint32Array | undefined {
+  const small = shape.map((n) => Math.max(1, Math.round(n * zoom)));
+  if (small.every((n, i) => n === shape[i])) return undefined;
+  return packLowresTaps([0, 1, 2].map((a) => {
+    const down = resampleTaps(shape[a], small[a], "nearest");
+    const up = resampleTaps(small[a], shape[a], "cubic");
+    return { index: Int32Array.from(up.index, (i) => down.index[i]), weight: up.weight };
+  }));
+}
+
+/**
+ * Records the augmentation of `crops` into a new batch on `gpu` (nothing is read back). The caller owns
+ * the returned tensors.
+ */
+export function augmentBatchOnGpu(
+  gpu: Gpu,
+  crops: readonly RawCrop[],
+  options: GpuAugmentOptions,
+): GpuAugmentedBatch {
+  const { patch } = options;
+  const n = patch[0] * patch[1] * patch[2];
+  const B = crops.length;
+  const maskCount = crops[0]?.masks.length ?? 0;
+  for (const [b, c] of crops.entries()) {
+    if (c.plan.rot90) throw new Error(`sample ${b}: quarter turns (rot90) run on the CPU path only`);
+    if (c.masks.length !== maskCount) {
+      throw new RangeError(`sample ${b} has ${c.masks.length} masks, others ${maskCount}`);
+    }
+    const size = c.shape[0] * c.shape[1] * c.shape[2];
+    if (c.image.length !== size || c.masks.some((m) => m.length !== size)) {
+      throw new RangeError(`sample ${b}: region arrays do not match its shape [${c.shape}]`);
+    }
+  }
+  if (maskCount > 0 && n % 4 !== 0) {
+    throw new RangeError(`GPU augmentation of masks needs a patch of a multiple of 4 voxels, got [${patch}]`);
+  }
+  const image = empty([B, 1, ...patch], { gpu });
+  const masks = Array.from({ length: maskCount }, () => empty([B, 1, ...patch], { gpu, dtype: "u8" }));
+  const scratch = [empty([n], { gpu }), empty([n], { gpu })];
+  const maskScratch = maskCount > 0 ? empty([n], { gpu, dtype: "u8" }) : undefined;
+  const slots = 2;
+  const work = empty([statsWorkWords(slots)], { gpu });
+  const temporaries: Tensor[] = [];
+  try {
+    for (const [b, crop] of crops.entries()) {
+      const { plan } = crop;
+      const region = tensor(crop.image, [crop.image.length], { gpu });
+      temporaries.push(region);
+      const matrix = spatialMatrix(plan.spatial ?? IDENTITY);
+      const spatial = {
+        matrix,
+        centre: crop.centre,
+        srcShape: crop.shape,
+        srcBase: 0,
+        patch,
+        dstBase: b * n,
+      };
+      // without a spatial transform a raw crop is the patch box itself: a copy, no resampling
+      const plain = !plan.spatial && crop.shape.every((v, i) => v === patch[i]) &&
+        crop.centre.every((c, i) => c === (patch[i] - 1) / 2);
+      if (plain) runAugmentMirror(gpu, "image", region.binding, image.binding, patch, NO_FLIP, 0, b * n);
+      else {
+        runAugmentSpatial(
+          gpu,
+          "image",
+          options.interpolation,
+          options.padding,
+          region.binding,
+          image.binding,
+          spatial,
+        );
+      }
+      // the sample lives in `cur` at `base`; out-of-place steps move it between the slot and the scratches
+      let cur = image, base = b * n;
+      const moveTo = (run: (dst: Tensor, dstBase: number) => void) => {
+        const dst = cur === scratch[0] ? scratch[1] : scratch[0];
+        run(dst, 0);
+        cur = dst;
+        base = 0;
+      };
+      if (plan.noiseSigma !== undefined && plan.noiseSigma !== 0) {
+        runAugmentNoise(gpu, cur.binding, base, n, plan.noiseSigma, {
+          seed: options.seed,
+          step: options.step,
+          sample: (options.firstSample ?? 0) + b,
+        });
+      }
+      if (plan.blurSigma) {
+        plan.blurSigma.forEach((sigma, axis) => {
+          if (sigma > 0) {
+            moveTo((dst, at) =>
+              runAugmentBlurAxis(gpu, cur.binding, dst.binding, patch, axis, sigma, base, at)
+            );
+          }
+        });
+      }
+      if (plan.brightness !== undefined) {
+        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+          op: "brightness",
+          factor: plan.brightness,
+        });
+      }
+      if (plan.contrast !== undefined) {
+        runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, slots);
+        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+          op: "contrast",
+          factor: plan.contrast,
+          slot: 0,
+        });
+      }
+      if (plan.lowresZoom !== undefined) {
+        const words = lowresTable(patch, plan.lowresZoom);
+        if (words) {
+          const table = tensor(words, [words.length], { gpu, dtype: "u32" });
+          temporaries.push(table);
+          for (let axis = 0; axis < 3; axis++) {
+            moveTo((dst, at) =>
+              runAugmentLowresAxis(gpu, cur.binding, table.binding, dst.binding, patch, axis, base, at, 0)
+            );
+          }
+        }
+      }
+      for (const [gamma, invert] of [[plan.gammaInverted, true], [plan.gamma, false]] as const) {
+        if (gamma === undefined) continue;
+        runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, slots);
+        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+          op: "gammaPow",
+          gamma,
+          invert,
+          slot: 0,
+        });
+        runAugmentStats(gpu, cur.binding, work.binding, base, n, 1, slots);
+        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+          op: "gammaRestore",
+          invert,
+          slotBefore: 0,
+          slotAfter: 1,
+        });
+      }
+      // mirroring (a plain copy when no axis flips) brings the sample home to its slot
+      if (cur !== image || plan.mirror.some(Boolean)) {
+        if (cur === image) {
+          moveTo((dst, at) =>
+            runAugmentMirror(gpu, "image", cur.binding, dst.binding, patch, [false, false, false], base, at)
+          );
+        }
+        runAugmentMirror(gpu, "image", cur.binding, image.binding, patch, plan.mirror, base, b * n);
+      }
+      for (const [k, mask] of crop.masks.entries()) {
+        const src = tensor(mask, [mask.length], { gpu, dtype: "u8" });
+        temporaries.push(src);
+        if (plain) {
+          runAugmentMirror(gpu, "mask", src.binding, masks[k].binding, patch, plan.mirror, 0, b * n);
+          continue;
+        }
+        const flips = plan.mirror.some(Boolean);
+        const target = flips ? maskScratch! : masks[k];
+        runAugmentSpatial(gpu, "mask", "nearest", options.padding, src.binding, target.binding, {
+          ...spatial,
+          dstBase: flips ? 0 : b * n,
+        });
+        if (flips) {
+          runAugmentMirror(gpu, "mask", maskScratch!.binding, masks[k].binding, patch, plan.mirror, 0, b * n);
+        }
+      }
+    }
+  } catch (error) {
+    image.dispose();
+    masks.forEach((m) => m.dispose());
+    throw error;
+  } finally {
+    for (const t of [...temporaries, ...scratch, work]) t.dispose();
+    maskScratch?.dispose();
+  }
+  return { image, masks };
+}
