@@ -23,6 +23,15 @@ export interface LaunchInfo {
   localSize?: number;
 }
 
+/**
+ * A variable's value, or undefined where this process may not read it: the plugin sandbox grants only the
+ * variables it names, and a sandboxed run is never part of an MPI job (cli/commands/pretrain.ts refuses it).
+ */
+function readGrantedEnv(name: string): string | undefined {
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
+  return Deno.env.get(name);
+}
+
 const int = (value: string | undefined) => {
   if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
   return Number(value);
@@ -30,7 +39,7 @@ const int = (value: string | undefined) => {
 
 /** Reads the launcher's variables from `env` (default: the process's); undefined outside a parallel job. */
 export function launchInfo(
-  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+  env: (name: string) => string | undefined = readGrantedEnv,
 ): LaunchInfo | undefined {
   const read = (launcher: LaunchInfo["launcher"], rank: string, size: string, lr?: string, ls?: string) => {
     const r = int(env(rank)), s = int(env(size));
@@ -87,7 +96,7 @@ export const SINGLE_PROCESS: Distributed = {
 
 /** Options of {@link initDistributed}. */
 export interface InitDistributedOptions {
-  /** Environment lookup (default `Deno.env.get`). */
+  /** Environment lookup (default: `Deno.env.get` where the variable may be read). */
   env?: (name: string) => string | undefined;
   /** Opens MPI (default {@link openMpi}); tests pass a fake. */
   open?: () => Mpi;
@@ -138,7 +147,7 @@ function checkPmiConnection(
  * processes linked against MPICH: each would be a job of one).
  */
 export function initDistributed(options: InitDistributedOptions = {}): Distributed {
-  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const env = options.env ?? readGrantedEnv;
   const info = launchInfo(env);
   if (!info || info.size <= 1) return SINGLE_PROCESS;
   checkPmiConnection(info, env, options.fdIsOpen ?? procFdIsOpen);
