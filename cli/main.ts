@@ -6,9 +6,10 @@
 import { Command } from "@commander-js/extra-typings";
 import { VERSION } from "../mod.ts";
 import { registerCommands } from "./commands/mod.ts";
+import { reportError, takeDebugFlag } from "./user_errors.ts";
 
-/** Errors that are the user's to fix: printed without a stack trace. */
-const EXPECTED = new Set(["PluginError", "ConfigError", "GpuUnavailableError", "DataError", "NotFound"]);
+// `--debug` (anywhere): stack traces for every error; without it a user error is one or two lines
+const { debug, args } = takeDebugFlag(Deno.args);
 
 const program = new Command()
   .name("voxssl")
@@ -16,11 +17,7 @@ const program = new Command()
   .version(VERSION);
 registerCommands(program);
 try {
-  await program.parseAsync(Deno.args, { from: "user" });
+  await program.parseAsync(args, { from: "user" });
 } catch (error) {
-  if (error instanceof Error && EXPECTED.has(error.name)) {
-    console.error(`voxssl: ${error.message}`);
-    Deno.exit(1);
-  }
-  throw error;
+  Deno.exit(reportError(error, debug));
 }

@@ -14,10 +14,13 @@ import { join, resolve } from "node:path";
 import { initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
+  checkNewRunFolder,
   defaultRunFolder,
   formatIssues,
+  inspectRunFolder,
   loadCheckpoint,
   openBatchSources,
+  prepareRunFolder,
   type ResolvedRunConfig,
   resolveRunConfig,
   type RunConfig,
@@ -37,6 +40,7 @@ import {
   type SandboxPlan,
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
+import { applyResumeFlags, checkMemoryFits, checkPatchFitsArchitecture } from "./pretrain_checks.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -87,12 +91,13 @@ interface PretrainFlags {
   plugin?: string[];
   config?: string;
   dryRun?: boolean;
+  overwrite?: boolean;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
 type RunRequest =
   | { kind: "new"; config: RunConfig; configFile?: string }
-  | { kind: "resume"; resolved: ResolvedRunConfig };
+  | { kind: "resume"; resolved: ResolvedRunConfig; notes: string[] };
 
 /** Reads flags, config file and checkpoint into a request; plugin paths come out absolute. */
 async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunRequest> {
@@ -104,7 +109,9 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
     const resolved = { ...ckpt.meta.config, out: flags.resume };
     const extra = (flags.plugin ?? []).map((p) => pluginPath(p, cwd));
     resolved.plugins = [...new Set([...resolved.plugins, ...extra])];
-    return { kind: "resume", resolved };
+    const notes = applyResumeFlags(resolved, { ...flags }, ckpt.meta.epoch);
+    if (flags.workers !== undefined) resolved.workers = parseNumber(flags.workers, "--workers", true);
+    return { kind: "resume", resolved, notes };
   }
   // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE, synthetic
   // phantoms); run-control flags (--out, --epochs, --steps, --seed, …) still apply.
@@ -195,11 +202,22 @@ export function registerPretrain(program: Command): void {
     .option("--plugin <path...>", "load third-party plugins (sandboxed: see docs/plugins.md)")
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
+    .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
     .action(async (flags) => {
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
+      // before any worker starts or plugin loads: the run folder, and the workers' memory
+      if (request.kind === "new" && !flags.dryRun && config.out) {
+        checkNewRunFolder(config.out, await inspectRunFolder(config.out), Boolean(flags.overwrite));
+      }
+      checkMemoryFits({
+        batch: config.batch ?? 1,
+        patch: config.patch ?? [1, 1, 1],
+        inChannels: config.inChannels,
+        workers: config.workers,
+      });
 
       if (plugins.length > 0 && !isSandboxed()) {
         const { plan, out } = await planOf(request, Boolean(flags.dryRun), cwd);
@@ -238,6 +256,7 @@ export function registerPretrain(program: Command): void {
         }
       }
       resolved.workers = config.workers;
+      if (request.kind === "resume") { for (const note of request.notes) console.log(`note: ${note}`); }
 
       const arch = registry.architecture(
         resolved.resolvedArch.size
@@ -245,6 +264,8 @@ export function registerPretrain(program: Command): void {
           : resolved.resolvedArch.plugin,
       );
       const method = registry.method(resolved.resolvedMethod.plugin);
+      checkPatchFitsArchitecture(resolved, arch.plugin);
+      checkMemoryFits(resolved);
       if (flags.dryRun) {
         const needs = typeof method.network === "function"
           ? method.network(resolved.resolvedMethod.config)
@@ -268,6 +289,12 @@ export function registerPretrain(program: Command): void {
         return;
       }
 
+      for (
+        const name of await prepareRunFolder(resolved.out, {
+          resume: request.kind === "resume",
+          overwrite: flags.overwrite,
+        })
+      ) console.log(`removed ${name} (${flags.overwrite ? "--overwrite" : "left by an interrupted write"})`);
       const gpu = await initGpu();
       const sources = await openBatchSources(resolved, method, {
         methodModule: pluginModule(registry, "ssl-method", method.name),
@@ -285,8 +312,12 @@ export function registerPretrain(program: Command): void {
           resume: request.kind === "resume",
           gpu,
         });
-        if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
-        else console.log(`run finished: ${summary.out}`);
+        const skipped = summary.skippedSteps
+          ? ` (${summary.skippedSteps} steps skipped: gradients not finite)`
+          : "";
+        if (summary.stoppedBy) {
+          console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})${skipped}`);
+        } else console.log(`run finished: ${summary.out}${skipped}`);
       } finally {
         await sources.train.close();
         await sources.validation?.close();

@@ -7,6 +7,8 @@ import { z } from "zod";
 import type { ZodInput, ZodOutput, ZodSchema } from "../plugin/zod_types.ts";
 import type { ArchitecturePlugin, SslMethodPlugin, TrainingDefaults, Vec3 } from "../plugin/mod.ts";
 import { type OptimizerConfig, OptimizerSchema, type Schedule, ScheduleSchema } from "../optim/mod.ts";
+import { checkKnownKeys } from "../plugin/mod.ts";
+import { DEFAULT_HEALTH, HealthSchema } from "./health.ts";
 
 const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
 
@@ -58,6 +60,8 @@ const runConfigSchema = z.object({
   sampleTimeoutSeconds: z.number().positive().default(120),
   /** Third-party plugin modules (paths or URLs). */
   plugins: z.array(z.string()).default([]),
+  /** When the run stops on its own: divergence, skipped steps, no progress (docs/reliability.md). */
+  health: HealthSchema.default(DEFAULT_HEALTH),
 }).strict();
 
 /** @internal The schema's own type. */
@@ -126,10 +130,12 @@ export function resolveRunConfig(
   if (!archParsed.success) {
     throw new Error(formatIssues(archParsed.error, `archConfig for ${arch.plugin.name}`));
   }
+  checkKnownKeys(archInput, archParsed.data, `archConfig for ${arch.plugin.name}`);
   const methodParsed = method.config.safeParse(config.methodConfig);
   if (!methodParsed.success) {
     throw new Error(formatIssues(methodParsed.error, `methodConfig for ${method.name}`));
   }
+  checkKnownKeys(config.methodConfig, methodParsed.data, `methodConfig for ${method.name}`);
   const optimizer = OptimizerSchema.parse({
     ...(config.optimizer ?? defaults.optimizer),
     ...(config.lr ? { lr: config.lr } : {}),

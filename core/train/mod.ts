@@ -8,5 +8,8 @@ export * from "./gpu_batch.ts";
 export * from "./metrics.ts";
 export * from "./parameter_grouping.ts";
 export * from "./run_model.ts";
+export * from "./health.ts";
+export * from "./run_errors.ts";
+export * from "./run_folder.ts";
 export * from "./stop_signals.ts";
 export * from "./trainer.ts";
