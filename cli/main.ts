@@ -7,6 +7,7 @@ import { Command } from "@commander-js/extra-typings";
 import { VERSION } from "../mod.ts";
 import { registerCommands } from "./commands/mod.ts";
 import { reportError, takeDebugFlag } from "./user_errors.ts";
+import { markCompleted, recordUnfinishedExit } from "./watchdog.ts";
 
 // `--debug` (anywhere): stack traces for every error; without it a user error is one or two lines
 const { debug, args } = takeDebugFlag(Deno.args);
@@ -16,8 +17,10 @@ const program = new Command()
   .description("Self-supervised pretraining of 3D medical image models on WebGPU")
   .version(VERSION);
 registerCommands(program);
+recordUnfinishedExit(); // the sandboxed child's completion handshake (cli/watchdog.ts)
 try {
   await program.parseAsync(args, { from: "user" });
+  markCompleted();
 } catch (error) {
   Deno.exit(reportError(error, debug));
 }

@@ -15,6 +15,7 @@ import { initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
   checkNewRunFolder,
+  DEFAULT_HEALTH,
   defaultRunFolder,
   formatIssues,
   inspectRunFolder,
@@ -40,6 +41,7 @@ import {
   type SandboxPlan,
 } from "../sandbox.ts";
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
+import { startWatchdog, type Watchdog } from "../watchdog.ts";
 import { applyResumeFlags, checkMemoryFits, checkPatchFitsArchitecture } from "./pretrain_checks.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
@@ -225,6 +227,10 @@ export function registerPretrain(program: Command): void {
         const args = request.kind === "new" && out && !flags.out ? [...Deno.args, "--out", out] : Deno.args;
         Deno.exit(await relaunchSandboxed(plan, args));
       }
+      // watches for no progress, a dead parent and a second signal from outside this thread
+      const watchdog: Watchdog | undefined = flags.dryRun
+        ? undefined
+        : await startWatchdog({ stallSeconds: (config.health ?? DEFAULT_HEALTH).stallTimeoutSeconds });
       if (isSandboxed()) {
         if (!flags.dryRun) {
           if (config.workers === 0) {
@@ -322,6 +328,7 @@ export function registerPretrain(program: Command): void {
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();
+        watchdog?.stop();
       }
     });
 }
