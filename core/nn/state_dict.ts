@@ -98,7 +98,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
 
 /** Prefixes an OS error's message with `path` (OS write errors such as ENOSPC do not name the file). */
 export function nameFileInError(error: unknown, path: string): unknown {
-  if (error instanceof Error && !error.message.includes(path)) {
+  if (error instanceof Error && !error.message.includes(`'${path}'`)) {
     error.message = `${path}: cannot write: ${error.message}`;
   }
   return error;

@@ -27,7 +27,9 @@ export async function inspectRunFolder(out: string): Promise<RunFolderState> {
   try {
     info = await Deno.stat(out);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { exists: false, isFile: false, runFiles: [] };
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return { exists: false, isFile: false, runFiles: [] };
+    }
     throw error;
   }
   if (!info.isDirectory) return { exists: true, isFile: true, runFiles: [] };
@@ -71,6 +73,7 @@ export async function prepareRunFolder(
 ): Promise<string[]> {
   const state = await inspectRunFolder(out);
   if (!options.resume) checkNewRunFolder(out, state, options.overwrite ?? false, options.flag);
+  await checkWritable(out, options.flag ?? (options.resume ? "--resume" : "--out"));
   const removed: string[] = [];
   if (!options.resume && state.runFiles.length > 0) {
     for (const name of [...RUN_FILES, "loss_curve.svg", "checkpoints"]) {
@@ -86,6 +89,23 @@ export async function prepareRunFolder(
     }
   }
   return removed;
+}
+
+/** Creates the folder and writes a probe file, so an unwritable place fails now, naming the folder. */
+async function checkWritable(out: string, flag: string): Promise<void> {
+  const probe = join(out, `.voxssl-write-test-${Deno.pid}`);
+  try {
+    await Deno.mkdir(join(out, "checkpoints"), { recursive: true });
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new RunFolderError(
+      `${flag} ${out}: the run folder cannot be written (${code ?? (error as Error).name}: ` +
+        `${(error as Error).message.replace(/ \(os error \d+\)/, "")})`,
+      { cause: error },
+    );
+  }
 }
 
 async function isNonEmptyFile(path: string): Promise<boolean> {
