@@ -163,6 +163,13 @@ function checkLoss(run: Run, output: LossOutput): void {
       `plugin ${run.method.name}: loss() returned a loss of shape [${output.loss.shape}]; it must be a scalar`,
     );
   }
+  for (const [name, value] of Object.entries(output.metrics ?? {})) {
+    if (value?.size !== 1) {
+      throw new PluginError(
+        `plugin ${run.method.name}: loss() returned metric "${name}" of shape [${value?.shape}]; it must be a scalar`,
+      );
+    }
+  }
 }
 
 /** Builds the run (or restores it from its latest checkpoint) and writes `config.json`. */

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "../assert.ts";
 import { loadCheckpoint, readMetrics } from "../../mod.ts";
-import { ROOT, voxssl, writeConfig } from "./cli.ts";
+import { ROOT, spawnVoxssl, voxssl, writeConfig } from "./cli.ts";
 
 const NO_STACK = /^\s+at /m;
 
@@ -107,6 +107,29 @@ Deno.test("an endless loop in loss() is stopped by the watchdog, which names the
     health: { stallTimeoutSeconds: 10 },
   });
   assertFailsWith(run, 'no progress for 10 s while "plugin hostile: loss()"', "health.stallTimeoutSeconds");
+});
+
+Deno.test("a second SIGTERM ends a run stuck in a plugin's endless loop", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxssl-rel-" });
+  const plugin = await hostile(dir, { where: ["loss"], attacks: ["hang"] });
+  const config = tiny(join(dir, "run"), {
+    method: "hostile",
+    methodConfig: {},
+    workers: 1,
+    plugins: [plugin],
+  });
+  const run = spawnVoxssl(["pretrain", "--config", await writeConfig(dir, config)]);
+  await run.waitFor("model:");
+  await new Promise((r) => setTimeout(r, 3000)); // into the first loss(), which never returns
+  run.child.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 500));
+  run.child.kill("SIGTERM");
+  const text = await run.rest();
+  const stderr = await new Response(run.child.stderr).text();
+  const status = await run.child.status;
+  assert(status.code !== 0, text + stderr);
+  assert(/second SIGTERM/.test(stderr + text), stderr + text);
+  await Deno.remove(dir, { recursive: true });
 });
 
 /** Live processes whose command line mentions `needle`. */
