@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { parentIsDeno } from "./watchdog.ts";
 
 /** The status the child writes (cli/watchdog.ts). */
 interface ChildStatus {
@@ -53,12 +54,12 @@ export function watchChild(child: Deno.ChildProcess, statusFile: string): {
     return [signal, handler] as const;
   });
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const ppid = Deno.ppid;
+  const ppid = parentIsDeno() ? Deno.ppid : 0; // see parentIsDeno: a shell's nohup run outlives it
   let orphaned = false;
   const timers: ReturnType<typeof setTimeout>[] = [];
   const poll = setInterval(() => {
     if (readStatus(statusFile).state === "stalled") kill("SIGKILL");
-    if (!orphaned && Deno.ppid !== ppid) {
+    if (!orphaned && ppid !== 0 && Deno.ppid !== ppid) {
       orphaned = true;
       kill("SIGTERM");
       timers.push(setTimeout(() => kill("SIGKILL"), ORPHAN_GRACE_MS));

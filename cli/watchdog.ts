@@ -29,7 +29,7 @@ export interface WatchdogSetup {
   activity: SharedArrayBuffer;
   /** No progress for this long stops the run. */
   stallMs: number;
-  /** The parent process id at start. */
+  /** The parent process id at start; 0: do not watch the parent. */
   ppid: number;
   /** After the parent died, how long the run may take to stop by itself. */
   orphanGraceMs: number;
@@ -53,7 +53,7 @@ export async function startWatchdog(
   const setup: WatchdogSetup = {
     activity: activityBuffer(),
     stallMs: options.stallSeconds * 1000,
-    ppid: Deno.ppid,
+    ppid: sandboxPlan() || parentIsDeno() ? Deno.ppid : 0,
     orphanGraceMs: (options.orphanGraceSeconds ?? 60) * 1000,
     canKill: Deno.permissions.querySync({ name: "run" }).state === "granted",
     statusFile: sandboxPlan()?.status,
@@ -74,6 +74,20 @@ export async function startWatchdog(
     }
   };
   return { stop: () => worker.terminate() };
+}
+
+/**
+ * Whether the parent process is Deno (`deno task`, or the sandbox launcher): only then does its death
+ * mean the user stopped the run. A run started straight from a shell under `nohup` outlives its shell
+ * on purpose, so a parent that is not Deno (or that cannot be identified) is not watched.
+ */
+export function parentIsDeno(ppid = Deno.ppid): boolean {
+  try {
+    const argv0 = Deno.readTextFileSync(`/proc/${ppid}/cmdline`).split("\0")[0];
+    return /(^|\/)deno$/.test(argv0) || argv0 === Deno.execPath();
+  } catch {
+    return false;
+  }
 }
 
 let completed = false;

@@ -48,7 +48,7 @@ self.onmessage = (event: MessageEvent<WatchdogSetup>) => {
       writeStatus(setup.statusFile, { state: "stalled", what: activity.what });
       killProcess(setup);
     }
-    if (orphanedAt === undefined && Deno.ppid !== setup.ppid) {
+    if (orphanedAt === undefined && setup.ppid !== 0 && Deno.ppid !== setup.ppid) {
       orphanedAt = now;
       post({ kind: "orphaned" });
     } else if (orphanedAt !== undefined && now - orphanedAt > setup.orphanGraceMs) {

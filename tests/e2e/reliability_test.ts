@@ -290,6 +290,21 @@ Deno.test("bad flags, configs, data and run folders: one or two lines naming the
   assertEquals((await voxssl(["index", bad, "--out", index, "--check", "none"])).code, 0);
   const run = await voxssl(["pretrain", "--config", await config({ data: index, workers: 1 })]);
   assertFailsWith(run, "no readable image", "images failed to load", ".nii.gz: too short for a NIfTI header");
+  // a full disk: metrics.jsonl is /dev/full (every write fails with ENOSPC)
+  const hasDevFull = (() => {
+    try {
+      return Deno.statSync("/dev/full").isCharDevice;
+    } catch {
+      return false;
+    }
+  })();
+  if (hasDevFull) {
+    const full = join(dir, "full");
+    await Deno.mkdir(full);
+    await Deno.symlink("/dev/full", join(full, "metrics.jsonl"));
+    const run = await voxssl(["pretrain", "--config", await config({ out: full })]);
+    assertFailsWith(run, join(full, "metrics.jsonl"), "no space left on the device");
+  } else console.log("no /dev/full here: the full-disk case is covered by the unit test only");
   // --debug keeps the stack for whoever debugs
   const debug = await voxssl(["pretrain", ...tinyFlags, "--out", file, "--debug"]);
   assert(debug.code === 1 && NO_STACK.test(debug.stderr), debug.stderr);
