@@ -8,7 +8,11 @@
 import { readActivity } from "../core/plugin/activity.ts";
 import type { WatchdogSetup } from "./watchdog.ts";
 
-const post = (message: unknown) => (self as unknown as Worker).postMessage(message);
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent<WatchdogSetup>) => void) | null;
+  postMessage: (message: unknown) => void;
+};
+const post = (message: unknown) => scope.postMessage(message);
 
 function writeStatus(path: string | undefined, status: Record<string, unknown>): void {
   if (!path) return;
@@ -25,7 +29,7 @@ function killProcess(setup: WatchdogSetup): void {
   // without the permission (the sandbox) the launcher reads the status file and ends this process
 }
 
-self.onmessage = (event: MessageEvent<WatchdogSetup>) => {
+scope.onmessage = (event) => {
   const setup = event.data;
   let progress = readActivity(setup.activity).progress;
   let lastChange = Date.now();
