@@ -409,6 +409,7 @@ export { CHECKPOINT_FORMAT } from "./core/train/mod.ts";
 export type {
   AccumulatorState,
   FrozenModules,
+  HealthSettings,
   MetricAccumulator,
   NamedGroup,
   OpenSourcesOptions,

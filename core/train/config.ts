@@ -8,7 +8,7 @@ import type { ZodInput, ZodOutput, ZodSchema } from "../plugin/zod_types.ts";
 import type { ArchitecturePlugin, SslMethodPlugin, TrainingDefaults, Vec3 } from "../plugin/mod.ts";
 import { type OptimizerConfig, OptimizerSchema, type Schedule, ScheduleSchema } from "../optim/mod.ts";
 import { checkKnownKeys } from "../plugin/mod.ts";
-import { DEFAULT_HEALTH, HealthSchema } from "./health.ts";
+import { DEFAULT_HEALTH, HealthSchema, type HealthSettings } from "./health.ts";
 
 const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
 
@@ -77,7 +77,9 @@ export const RunConfigSchema: ZodSchema<RunConfig, RunConfigInput> = runConfigSc
 
 /** The fully resolved config a run records. */
 export interface ResolvedRunConfig
-  extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out"> {
+  extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out" | "health"> {
+  /** When the run stops on its own (absent in checkpoints of older runs: the defaults apply). */
+  health?: HealthSettings;
   /** The run folder (given, or `runs/<UTC time>-<arch>-<method>`). */
   out: string;
   /** Samples per step (given, or the method's default for the architecture's family). */

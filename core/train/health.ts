@@ -19,7 +19,19 @@
 import { z } from "zod";
 import type { MetricsRecord } from "./metrics.ts";
 
-/** The settings (run config key `health`). */
+/** When a run stops on its own (run config key `health`; see docs/reliability.md). */
+export interface HealthSettings {
+  /** Stop when the interval loss exceeds the window's median m by more than this × |m| (0: never). */
+  divergenceFactor: number;
+  /** Logged intervals in the running window. */
+  divergenceWindow: number;
+  /** Stop after this many consecutive skipped steps (0: never). */
+  maxConsecutiveSkippedSteps: number;
+  /** Stop the run when nothing makes progress for this long (seconds). */
+  stallTimeoutSeconds: number;
+}
+
+/** The zod schema of {@link HealthSettings} (unknown keys are errors). */
 export const HealthSchema = z.object({
   /** Stop when the interval loss exceeds the window's median m by more than this × |m| (0: never). */
   divergenceFactor: z.number().min(0).default(100),
@@ -33,9 +45,6 @@ export const HealthSchema = z.object({
    */
   stallTimeoutSeconds: z.number().positive().default(1800),
 }).strict();
-
-/** The parsed settings. */
-export type HealthSettings = z.output<typeof HealthSchema>;
 
 /** The defaults, for configs (and checkpoints) that do not set them. */
 export const DEFAULT_HEALTH: HealthSettings = HealthSchema.parse({});
