@@ -428,6 +428,7 @@ export type {
 export type {
   FrozenModules,
   GpuAugmentOptions,
+  HealthSettings,
   MetricAccumulator,
   NamedGroup,
   OpenSourcesOptions,

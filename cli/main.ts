@@ -6,28 +6,21 @@
 import { Command } from "@commander-js/extra-typings";
 import { VERSION } from "../mod.ts";
 import { registerCommands } from "./commands/mod.ts";
+import { reportError, takeDebugFlag } from "./user_errors.ts";
+import { markCompleted, recordUnfinishedExit } from "./watchdog.ts";
 
-/** Errors that are the user's to fix: printed without a stack trace. */
-const EXPECTED = new Set([
-  "PluginError",
-  "ConfigError",
-  "GpuUnavailableError",
-  "DataError",
-  "NotFound",
-  "PthError",
-]);
+// `--debug` (anywhere): stack traces for every error; without it a user error is one or two lines
+const { debug, args } = takeDebugFlag(Deno.args);
 
 const program = new Command()
   .name("voxssl")
   .description("Self-supervised pretraining of 3D medical image models on WebGPU")
   .version(VERSION);
 registerCommands(program);
+recordUnfinishedExit(); // the sandboxed child's completion handshake (cli/watchdog.ts)
 try {
-  await program.parseAsync(Deno.args, { from: "user" });
+  await program.parseAsync(args, { from: "user" });
+  markCompleted();
 } catch (error) {
-  if (error instanceof Error && EXPECTED.has(error.name)) {
-    console.error(`voxssl: ${error.message}`);
-    Deno.exit(1);
-  }
-  throw error;
+  Deno.exit(reportError(error, debug));
 }

@@ -24,6 +24,7 @@ import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { loadImageList } from "../core/data/mod.ts";
 import { ConfigError } from "./errors.ts";
+import { watchChild } from "./launcher_watch.ts";
 
 /** The environment variable carrying the plan into the sandboxed child. */
 export const SANDBOX_ENV = "VOXSSL_SANDBOX";
@@ -46,6 +47,8 @@ export interface SandboxPlan {
   env: string[];
   /** Files read before any plugin loads and then revoked (the `--config` file). */
   startup: string[];
+  /** The status file of the completion handshake and the watchdog (cli/watchdog.ts, cli/launcher_watch.ts). */
+  status?: string;
 }
 
 function denoDir(): string {
@@ -199,13 +202,15 @@ export function permissionFlags(plan: SandboxPlan): string[] {
     ...plan.plugins,
     ...plan.data,
     ...(plan.out ? [plan.out] : []),
+    ...(plan.status ? [plan.status] : []),
   ];
   const flags = [
     "--no-prompt",
     `--allow-read=${[...new Set(read)].join(",")}`,
     `--allow-env=${[...new Set([...SANDBOX_ENV_ALLOW_LIST, SANDBOX_ENV, ...plan.env])].join(",")}`,
   ];
-  if (plan.out) flags.push(`--allow-write=${plan.out}`);
+  const write = [...(plan.out ? [plan.out] : []), ...(plan.status ? [plan.status] : [])];
+  if (write.length > 0) flags.push(`--allow-write=${write.join(",")}`);
   return flags;
 }
 
@@ -214,10 +219,15 @@ export function isSandboxed(): boolean {
   return sandboxPlan() !== undefined;
 }
 
-/** Re-launches `cli/main.ts <args>` under the plan, forwarding signals; resolves to its exit code. */
+/**
+ * Re-launches `cli/main.ts <args>` under the plan, forwarding signals and watching the child
+ * (cli/launcher_watch.ts); resolves to its exit code, non-zero when it ended without finishing.
+ */
 export async function relaunchSandboxed(plan: SandboxPlan, args: string[]): Promise<number> {
   checkPlan(plan);
   if (plan.out) await Deno.mkdir(plan.out, { recursive: true });
+  const status = await Deno.makeTempFile({ prefix: "voxssl-sandbox-status-" });
+  plan = { ...plan, status };
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -231,19 +241,12 @@ export async function relaunchSandboxed(plan: SandboxPlan, args: string[]): Prom
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
-  const forward = (signal: Deno.Signal) => () => {
-    try {
-      child.kill(signal);
-    } catch {
-      // child already gone
-    }
-  };
-  const handlers = (["SIGINT", "SIGTERM", "SIGUSR1"] as Deno.Signal[]).map((s) => [s, forward(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const watch = watchChild(child, status);
   try {
-    return (await child.status).code;
+    return watch.verdict((await child.status).code, plan.plugins);
   } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    watch.dispose();
+    await Deno.remove(status).catch(() => {});
   }
 }
 

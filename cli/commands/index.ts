@@ -80,6 +80,14 @@ async function runIndex(
       ? await buildOpenMindIndex(folder, options.openmindCsv, common)
       : await buildFolderIndex(folder, { ...common, defaultModality: options.modality });
     progress?.finish();
+    if (result.images === 0) {
+      // an index of nothing would only fail later, at the start of training
+      console.log(`index: 0 done, ${result.skipped.length} skipped`);
+      for (const sk of result.skipped) console.log(`  ${sk.path}: ${sk.reason}`);
+      throw new Error(
+        `${folder}: no usable image found (${result.skipped.length} skipped); nothing written to ${out}`,
+      );
+    }
     const { index, removed } = filterIndex(result.index, {
       maxQualityScore: options.maxQuality,
       modalities: options.modalities?.split(",").map((m) => m.trim()).filter(Boolean),

@@ -14,11 +14,15 @@ import { join, resolve } from "node:path";
 import { initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
+  checkNewRunFolder,
   combineObservers,
+  DEFAULT_HEALTH,
   defaultRunFolder,
   formatIssues,
+  inspectRunFolder,
   loadCheckpoint,
   openBatchSources,
+  prepareRunFolder,
   type ResolvedRunConfig,
   resolveRunConfig,
   type RunConfig,
@@ -43,6 +47,8 @@ import { launchInfo } from "../../core/dist/mod.ts";
 import { reportObserver } from "../report/run_observer.ts";
 import { logMode, logOption } from "../progress.ts";
 import { runProgress } from "../run_progress.ts";
+import { startWatchdog, type Watchdog } from "../watchdog.ts";
+import { applyResumeFlags, checkMemoryFits, checkPatchFitsArchitecture } from "./pretrain_checks.ts";
 
 function parseVec3(value: string, flag: string): [number, number, number] {
   const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
@@ -95,12 +101,13 @@ interface PretrainFlags {
   dryRun?: boolean;
   init?: string;
   log?: string;
+  overwrite?: boolean;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
 type RunRequest =
   | { kind: "new"; config: RunConfig; configFile?: string }
-  | { kind: "resume"; resolved: ResolvedRunConfig };
+  | { kind: "resume"; resolved: ResolvedRunConfig; notes: string[] };
 
 /** Reads flags, config file and checkpoint into a request; plugin paths come out absolute. */
 async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunRequest> {
@@ -112,7 +119,9 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
     const resolved = { ...ckpt.meta.config, out: flags.resume };
     const extra = (flags.plugin ?? []).map((p) => pluginPath(p, cwd));
     resolved.plugins = [...new Set([...resolved.plugins, ...extra])];
-    return { kind: "resume", resolved };
+    const notes = applyResumeFlags(resolved, { ...flags }, ckpt.meta.epoch);
+    if (flags.workers !== undefined) resolved.workers = parseNumber(flags.workers, "--workers", true);
+    return { kind: "resume", resolved, notes };
   }
   // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE, synthetic
   // phantoms); run-control flags (--out, --epochs, --steps, --seed, …) still apply.
@@ -210,13 +219,24 @@ export function registerPretrain(program: Command): void {
     .option("--config <file>", "JSON run configuration (unknown keys are errors); flags override it")
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
     .addOption(logOption())
+    .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
     .action(async (flags) => {
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
-
       const job = launchInfo();
+      // before any worker starts or plugin loads: the run folder (rank 0 of a job owns it), the workers' memory
+      if (request.kind === "new" && !flags.dryRun && config.out && (job?.rank ?? 0) === 0) {
+        checkNewRunFolder(config.out, await inspectRunFolder(config.out), Boolean(flags.overwrite));
+      }
+      checkMemoryFits({
+        batch: config.batch ?? 1,
+        patch: config.patch ?? [1, 1, 1],
+        inChannels: config.inChannels,
+        workers: config.workers,
+      });
+
       if (plugins.length > 0 && job && job.size > 1) {
         // the sandbox denies FFI (the MPI library) to the process that runs plugin code
         throw new ConfigError(
@@ -230,6 +250,10 @@ export function registerPretrain(program: Command): void {
         const args = request.kind === "new" && out && !flags.out ? [...Deno.args, "--out", out] : Deno.args;
         Deno.exit(await relaunchSandboxed(plan, args));
       }
+      // watches for no progress, a dead parent and a second signal from outside this thread
+      const watchdog: Watchdog | undefined = flags.dryRun
+        ? undefined
+        : await startWatchdog({ stallSeconds: (config.health ?? DEFAULT_HEALTH).stallTimeoutSeconds });
       if (isSandboxed()) {
         if (!flags.dryRun) {
           if (config.workers === 0) {
@@ -261,6 +285,7 @@ export function registerPretrain(program: Command): void {
         }
       }
       resolved.workers = config.workers;
+      if (request.kind === "resume") { for (const note of request.notes) console.log(`note: ${note}`); }
 
       const arch = registry.architecture(
         resolved.resolvedArch.size
@@ -268,6 +293,8 @@ export function registerPretrain(program: Command): void {
           : resolved.resolvedArch.plugin,
       );
       const method = registry.method(resolved.resolvedMethod.plugin);
+      checkPatchFitsArchitecture(resolved, arch.plugin);
+      checkMemoryFits(resolved);
       if (flags.dryRun) {
         const needs = typeof method.network === "function"
           ? method.network(resolved.resolvedMethod.config)
@@ -292,6 +319,18 @@ export function registerPretrain(program: Command): void {
       }
 
       const dist = joinJob(); // one rank of `mpiexec -n N`, or a single process
+      if (dist.primary) { // rank 0 alone owns the run folder
+        for (
+          const name of await prepareRunFolder(resolved.out, {
+            resume: request.kind === "resume",
+            overwrite: flags.overwrite,
+          })
+        ) {
+          console.log(
+            `removed ${name} (${flags.overwrite ? "--overwrite" : "left by an interrupted write"})`,
+          );
+        }
+      }
       const gpu = await initGpu();
       const parallel = dataParallelRun(dist, gpu, resolved);
       const sources = await openBatchSources(parallel.loaderConfig, method, {
@@ -323,8 +362,12 @@ export function registerPretrain(program: Command): void {
         });
         progress.finish(); // the bar ends here, so that the report's path is the last line
         if (dist.primary) {
-          if (summary.stoppedBy) console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})`);
-          else console.log(`run finished: ${summary.out}`);
+          const skipped = summary.skippedSteps
+            ? ` (${summary.skippedSteps} steps skipped: gradients not finite)`
+            : "";
+          if (summary.stoppedBy) {
+            console.log(`run saved in ${summary.out} (stopped by ${summary.stoppedBy})${skipped}`);
+          } else console.log(`run finished: ${summary.out}${skipped}`);
           if (report.path) console.log(`report: ${resolve(report.path)}`);
         }
       } finally {
@@ -332,6 +375,7 @@ export function registerPretrain(program: Command): void {
         await sources.train.close();
         await sources.validation?.close();
         closeLoaderWorkers();
+        watchdog?.stop();
         dist.finalize();
       }
     });

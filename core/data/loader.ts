@@ -362,8 +362,14 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
         failures++;
       }
     }
-    throw new Error(
-      `no readable image for step ${step}, sample ${index} (${bad.size} of ${count} images failed to load)`,
+    // every image tried was bad: a data problem for the user, named by its first failures
+    const examples = [...bad.entries()].slice(0, 2).map(([item, reason]) =>
+      `${itemLabel(source, item)}: ${reason}`
+    );
+    throw new DataFileError(
+      bad.size === count ? "the data" : "the data (some images)",
+      `no readable image for step ${step}, sample ${index} (${bad.size} of ${count} images failed to load; ` +
+        `e.g. ${examples.join("; ")})`,
     );
   };
 

@@ -78,16 +78,30 @@ export function loadStateDict(
 /** Writes `path` atomically: a temporary file in the same folder, then a rename. */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}-${Date.now()}`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
-  } finally {
-    file.close();
+    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    try {
+      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+      let written = 0;
+      while (written < bytes.length) written += await file.write(bytes.subarray(written));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (error) {
+    // a full disk or a vanished folder: leave no partial file, and say which file could not be written
+    await Deno.remove(tmp).catch(() => {});
+    throw nameFileInError(error, path);
   }
-  await Deno.rename(tmp, path);
+}
+
+/** Prefixes an OS error's message with `path` (OS write errors such as ENOSPC do not name the file). */
+export function nameFileInError(error: unknown, path: string): unknown {
+  if (error instanceof Error && !error.message.includes(`'${path}'`)) {
+    error.message = `${path}: cannot write: ${error.message}`;
+  }
+  return error;
 }
 
 /** Saves the module's parameters as safetensors (atomically). */

@@ -185,4 +185,9 @@ export interface ArchitecturePlugin<C = unknown> extends PluginBase<C> {
   create(request: ArchitectureRequest<C>): Network;
   /** Parameter count computed from the config without allocating (for tests and `--dry-run`). */
   countParameters?(config: C, shape: NetworkShape): number;
+  /**
+   * What each patch side must be a multiple of (a CNN's total stride, a ViT's patch embedding), so a
+   * patch that does not fit is refused before the run builds anything.
+   */
+  patchMultiple?(config: C): Vec3;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { deniedPermission } from "../data/mod.ts";
+import { currentActivity, setActivity } from "./activity.ts";
 import { PluginError } from "./manifest.ts";
 
 /** The error for a failure of `plugin`'s `hook`. */
@@ -20,18 +21,29 @@ export function pluginHookError(plugin: string, hook: string, error: unknown): P
   );
 }
 
-/** Runs `fn` (plugin code), naming `plugin` and `hook` in any error it throws or rejects with. */
+/**
+ * Runs `fn` (plugin code), naming `plugin` and `hook` in any error it throws or rejects with, and
+ * recording the call as the current activity (what a watchdog reports when it never returns).
+ */
 export function callPlugin<T>(plugin: string, hook: string, fn: () => T): T {
+  const before = currentActivity();
+  setActivity(`plugin ${plugin}: ${hook}()`);
   let result: T;
   try {
     result = fn();
   } catch (error) {
+    setActivity(before);
     throw pluginHookError(plugin, hook, error);
   }
   if (result instanceof Promise) {
-    return result.catch((error) => {
+    return result.then((value) => {
+      setActivity(before);
+      return value;
+    }, (error) => {
+      setActivity(before);
       throw pluginHookError(plugin, hook, error);
     }) as T;
   }
+  setActivity(before);
   return result;
 }

@@ -4,6 +4,7 @@
  * Sandboxing (narrowed Deno permissions) is applied by the process that runs the plugin: see
  * cli/sandbox.ts. A refused access while the module loads is reported with the plugin and the permission.
  */
+import { setActivity } from "./activity.ts";
 import { isAbsolute, resolve } from "node:path";
 import { toFileUrl } from "./file_url.ts";
 import { deniedPermission } from "../data/mod.ts";
@@ -19,6 +20,7 @@ export function pluginSpecifier(spec: string, cwd: string): string {
 export async function loadPlugin(spec: string, coreVersion: string, cwd = Deno.cwd()): Promise<Plugin> {
   const specifier = pluginSpecifier(spec, cwd);
   let module: Record<string, unknown>;
+  setActivity(`plugin ${spec}: loading (module top level)`);
   try {
     module = await import(specifier);
   } catch (error) {

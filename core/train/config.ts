@@ -7,6 +7,8 @@ import { z } from "zod";
 import type { ZodInput, ZodOutput, ZodSchema } from "../plugin/zod_types.ts";
 import type { ArchitecturePlugin, SslMethodPlugin, TrainingDefaults, Vec3 } from "../plugin/mod.ts";
 import { type OptimizerConfig, OptimizerSchema, type Schedule, ScheduleSchema } from "../optim/mod.ts";
+import { checkKnownKeys } from "../plugin/mod.ts";
+import { DEFAULT_HEALTH, HealthSchema, type HealthSettings } from "./health.ts";
 
 const vec3 = z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]);
 
@@ -73,6 +75,8 @@ const runConfigSchema = z.object({
    * or checkpoint.
    */
   init: z.string().optional(),
+  /** When the run stops on its own: divergence, skipped steps, no progress (docs/reliability.md). */
+  health: HealthSchema.default(DEFAULT_HEALTH),
 }).strict();
 
 /** @internal The schema's own type. */
@@ -88,7 +92,9 @@ export const RunConfigSchema: ZodSchema<RunConfig, RunConfigInput> = runConfigSc
 
 /** The fully resolved config a run records. */
 export interface ResolvedRunConfig
-  extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out"> {
+  extends Omit<RunConfig, "batch" | "patch" | "optimizer" | "schedule" | "clipGradNorm" | "out" | "health"> {
+  /** When the run stops on its own (absent in checkpoints of older runs: the defaults apply). */
+  health?: HealthSettings;
   /** The run folder (given, or `runs/<UTC time>-<arch>-<method>`). */
   out: string;
   /** Samples per step (given, or the method's default for the architecture's family). */
@@ -141,10 +147,12 @@ export function resolveRunConfig(
   if (!archParsed.success) {
     throw new Error(formatIssues(archParsed.error, `archConfig for ${arch.plugin.name}`));
   }
+  checkKnownKeys(archInput, archParsed.data, `archConfig for ${arch.plugin.name}`);
   const methodParsed = method.config.safeParse(config.methodConfig);
   if (!methodParsed.success) {
     throw new Error(formatIssues(methodParsed.error, `methodConfig for ${method.name}`));
   }
+  checkKnownKeys(config.methodConfig, methodParsed.data, `methodConfig for ${method.name}`);
   const optimizer = OptimizerSchema.parse({
     ...(config.optimizer ?? defaults.optimizer),
     ...(config.lr ? { lr: config.lr } : {}),

@@ -2,7 +2,7 @@
  * Run records: `metrics.jsonl` (one JSON object per logged step or validation), and the loss-curve SVG
  * drawn from it.
  */
-import { writeFileAtomic } from "../nn/mod.ts";
+import { nameFileInError, writeFileAtomic } from "../nn/mod.ts";
 
 /** One line of metrics.jsonl. */
 export interface MetricsRecord {
@@ -39,10 +39,16 @@ export interface MetricsRecord {
 
 /** Appends records to metrics.jsonl. */
 export async function appendMetrics(path: string, records: MetricsRecord[]): Promise<void> {
-  await Deno.writeTextFile(path, records.map((r) => JSON.stringify(r)).join("\n") + "\n", { append: true });
+  const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+  await Deno.writeTextFile(path, text, { append: true }).catch((error) => {
+    throw nameFileInError(error, path);
+  });
 }
 
-/** Reads metrics.jsonl (missing file: none). */
+/**
+ * Reads metrics.jsonl (missing file: none). A last line cut short by a crash or a full disk (no closing
+ * newline, not JSON) is dropped; any other line that is not JSON is an error naming the line.
+ */
 export async function readMetrics(path: string): Promise<MetricsRecord[]> {
   let text: string;
   try {
@@ -51,13 +57,18 @@ export async function readMetrics(path: string): Promise<MetricsRecord[]> {
     if (error instanceof Deno.errors.NotFound) return [];
     throw error;
   }
-  return text.split("\n").filter((l) => l.trim() !== "").map((l, i) => {
+  const lines = text.split("\n");
+  const cutShort = !text.endsWith("\n") ? lines.length - 1 : -1;
+  const records: MetricsRecord[] = [];
+  lines.forEach((l, i) => {
+    if (l.trim() === "") return;
     try {
-      return JSON.parse(l) as MetricsRecord;
+      records.push(JSON.parse(l) as MetricsRecord);
     } catch {
-      throw new Error(`${path}: line ${i + 1} is not JSON`);
+      if (i !== cutShort) throw new Error(`${path}: line ${i + 1} is not JSON`);
     }
   });
+  return records;
 }
 
 /** Keeps only records up to `step` (used on resume, so the curve continues from the checkpoint). */

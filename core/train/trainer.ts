@@ -34,7 +34,9 @@ import {
   callPlugin,
   type LossOutput,
   type MethodInstance,
+  PluginError,
   referenceStateDict,
+  setActivity,
   type SslMethodPlugin,
 } from "../plugin/mod.ts";
 import { autocast, backward, Generator, noGrad, scope, type Tensor } from "../tensor/mod.ts";
@@ -50,6 +52,8 @@ import { TfEventsWriter } from "./tfevents.ts";
 import { groupParameters, type NamedGroup } from "./parameter_grouping.ts";
 import { buildRun, type FrozenModules, type RunModel } from "./run_model.ts";
 import { listenForStop } from "./stop_signals.ts";
+import { DEFAULT_HEALTH, HealthMonitor } from "./health.ts";
+import { RunStoppedError } from "./run_errors.ts";
 
 /** Inputs of {@link runPretraining}. */
 export interface TrainerOptions {
@@ -118,6 +122,8 @@ export interface RunSummary {
   bestValidationLoss: number | null;
   /** The signal (or "stopAfterStep") that stopped the run early. */
   stoppedBy?: string;
+  /** Optimizer steps skipped because their gradients were not finite. */
+  skippedSteps: number;
 }
 
 /** An open run: everything the steps of the pipeline share. */
@@ -180,12 +186,19 @@ function inPrecision<T>(run: Run, fn: () => T): T {
 
 function checkLoss(run: Run, output: LossOutput): void {
   if (!output || typeof output !== "object" || !output.loss || typeof output.loss.size !== "number") {
-    throw new Error(`method ${run.method.name}: loss() must return { loss: Tensor, metrics? }`);
+    throw new PluginError(`plugin ${run.method.name}: loss() must return { loss: Tensor, metrics? }`);
   }
   if (output.loss.size !== 1) {
-    throw new Error(
-      `method ${run.method.name}: loss() returned a loss of shape [${output.loss.shape}]; it must be a scalar`,
+    throw new PluginError(
+      `plugin ${run.method.name}: loss() returned a loss of shape [${output.loss.shape}]; it must be a scalar`,
     );
+  }
+  for (const [name, value] of Object.entries(output.metrics ?? {})) {
+    if (value?.size !== 1) {
+      throw new PluginError(
+        `plugin ${run.method.name}: loss() returned metric "${name}" of shape [${value?.shape}]; it must be a scalar`,
+      );
+    }
   }
 }
 
@@ -350,7 +363,11 @@ export async function trainStep(
 }
 
 /** Reads the interval's means, appends them to metrics.jsonl, prints the progress line, resets. */
-export async function logInterval(run: Run, lr: number, distributed?: DistributedRole): Promise<void> {
+export async function logInterval(
+  run: Run,
+  lr: number,
+  distributed?: DistributedRole,
+): Promise<MetricsRecord> {
   const means = await run.accumulator.means();
   const { loss, ...metrics } = distributed?.averageMetrics ? await distributed.averageMetrics(means) : means;
   const status = await run.optimizer.readStatus();
@@ -393,6 +410,7 @@ export async function logInterval(run: Run, lr: number, distributed?: Distribute
   run.intervalSteps = 0;
   run.intervalStart = performance.now();
   await writePlot(run);
+  return record;
 }
 
 /** Mean loss and metrics over the validation batches (network in eval mode, no gradients). */
@@ -540,17 +558,33 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
   const { config } = run;
   const total = totalSteps(config);
   const stop = listenForStop(run.log);
+  const health = new HealthMonitor(
+    config.health ?? DEFAULT_HEALTH,
+    run.method.name,
+    await readMetrics(run.paths.metrics),
+  );
   let stoppedBy: string | undefined;
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
+      setActivity(`step ${run.step + 1}: waiting for the batch`);
       const host = await run.dataWait.time(() => options.train.batch(run.step));
+      setActivity(`step ${run.step + 1}: training`);
       await trainStep(run, host, lr, options.gradientHook, options.distributed?.onGradientReady);
       run.observer?.step?.(run);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
-        await logInterval(run, lr, options.distributed);
+        const steps = run.intervalSteps;
+        // every rank logs the same averaged loss and skip count, so all ranks stop alike
+        const verdict = health.check(await logInterval(run, lr, options.distributed), steps);
+        if (verdict) {
+          if (verdict.kind === "skipped-steps") {
+            await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);
+          }
+          throw new RunStoppedError(`${verdict.message}; run folder ${run.paths.out}`);
+        }
       }
+      setActivity(`step ${run.step}: end of step (validation, checkpoint)`);
       if (endOfEpoch) await endEpoch(run, options);
       const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
       const request = options.distributed ? await options.distributed.agreeStop(local) : local;
@@ -577,5 +611,6 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
     lastLoss: run.lastLoss,
     bestValidationLoss: run.best,
     stoppedBy,
+    skippedSteps: health.skipped,
   };
 }

@@ -607,6 +607,7 @@ const plugin: ArchitecturePlugin<PrimusConfig> = definePlugin({
     tiny: { embedDim: 48, depth: 2, heads: 2 },
   },
   create: ({ config, rng, ...shape }) => new Primus(config, shape, rng),
+  patchMultiple: (config) => patchEmbedSizeOf(config),
   countParameters: (config, { inChannels, outChannels, patchSize, encoderOnly }) =>
     countPrimusParameters(config, inChannels, outChannels, patchSize, encoderOnly),
 });

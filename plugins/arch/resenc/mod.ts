@@ -416,6 +416,10 @@ const plugin: ArchitecturePlugin<ResEncConfig> = definePlugin({
   create: ({ config, rng, ...shape }) => new ResEncUNet(config, shape, rng),
   countParameters: (config, { inChannels, outChannels, encoderOnly }) =>
     countResEncParameters(config, inChannels, outChannels, encoderOnly),
+  patchMultiple: (config) => {
+    const total = config.strides.reduce((a, b) => a * b, 1);
+    return [total, total, total];
+  },
 });
 
 export default plugin;
