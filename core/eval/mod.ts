@@ -1,0 +1,2 @@
+/** Downstream evaluation: fine-tuning a pretrained encoder for segmentation (voxssl finetune). */
+export * from "./adapt.ts";
