@@ -109,6 +109,11 @@ export interface FinetuneOptions {
   stopAfterStep?: number;
   /** Score the test cases at the end (default true). */
   evaluate?: boolean;
+  /**
+   * The scoring window (default the training patch); a CNN also takes a larger one, e.g. one that
+   * covers whole cases (one forward per case).
+   */
+  scoreWindow?: Vec3;
   /** Where lines go (default console.log). */
   log?: (line: string) => void;
   /** The device (default the process's). */
@@ -325,7 +330,12 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
     if (!stoppedBy) {
       await finishRun(run, o.coreVersion);
       if (o.evaluate ?? true) {
-        scores = await scoreCases(run.model.network, testCases, config.patch as Shape3, seg.classes);
+        scores = await scoreCases(
+          run.model.network,
+          testCases,
+          (o.scoreWindow ?? config.patch) as Shape3,
+          seg.classes,
+        );
         await writeFileAtomic(
           join(run.paths.out, "test_scores.json"),
           JSON.stringify(scores, null, 2) + "\n",

@@ -110,17 +110,20 @@ const meanOf = (xs: number[]) => {
   return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN;
 };
 
-/** Scores `network` (put in eval mode) on `cases`. */
+/**
+ * Scores `network` (put in eval mode) on `cases` with tiles of `window` (the training patch, or a larger
+ * window a fully convolutional network accepts: one forward per case when it covers the case).
+ */
 export async function scoreCases(
   network: Network,
   cases: readonly SegmentationCase[],
-  patch: Shape3,
+  window: Shape3,
   classes: number,
 ): Promise<TestScore> {
   network.eval();
   const perCase: Record<string, number[]> = {};
   for (const c of cases) {
-    const pred = argmaxLabels(await predictCase(network, c, patch, classes), classes);
+    const pred = argmaxLabels(await predictCase(network, c, window, classes), classes);
     perCase[c.id] = Array.from({ length: classes - 1 }, (_, k) => diceOf(pred, c.label, k + 1));
   }
   const perClass = Array.from(
