@@ -1,6 +1,7 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
+import { registerFinetune } from "./finetune.ts";
 import { registerIndex } from "./index.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
@@ -17,6 +18,7 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerFinetune,
 ];
 
 /** Adds every subcommand to `program`. */

@@ -134,6 +134,24 @@ export interface FinetuneResult {
   stoppedBy?: string;
 }
 
+/**
+ * A problem with the options, the dataset or the pretrained checkpoint, found before the first step (named
+ * "ConfigError" so the CLI prints it without a stack trace).
+ */
+export class FinetuneConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Runs `fn`, turning any error into a {@link FinetuneConfigError} with the same message. */
+async function asConfigError<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof FinetuneConfigError) throw error;
+    throw new FinetuneConfigError((error as Error).message);
+  }
+}
+
 function checkDataset(d: SegmentationDataset): number {
   const values = Object.values(d.labels);
   const classes = Math.max(...values) + 1;
@@ -260,14 +278,12 @@ const under = (name: string, prefixes: readonly string[]) =>
 /** Runs (or resumes) a fine-tuning run to its end or a stop request, then scores its test cases. */
 export async function finetuneSegmentation(o: FinetuneOptions): Promise<FinetuneResult> {
   const log = o.log ?? ((line: string) => console.log(line));
-  const classes = checkDataset(o.dataset);
-  let config: ResolvedRunConfig;
-  if (o.resume) {
+  const classes = await asConfigError(() => checkDataset(o.dataset));
+  const config: ResolvedRunConfig = await asConfigError(async () => {
+    if (!o.resume) return await resolveFinetuneConfig(o, classes);
     if (!o.out) throw new Error("resume: give the run folder (out)");
-    config = (await loadCheckpoint(join(o.out, "checkpoints", "latest.safetensors"))).meta.config;
-  } else {
-    config = await resolveFinetuneConfig(o, classes);
-  }
+    return (await loadCheckpoint(join(o.out, "checkpoints", "latest.safetensors"))).meta.config;
+  });
   const seg = config.resolvedMethod.config as SegmentationConfig;
   const byId = new Map(o.dataset.cases.map((c) => [c.id, c]));
   const pick = (ids: string[]) =>
@@ -276,7 +292,7 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
       if (!c) throw new Error(`dataset ${o.dataset.name} has no case "${id}" (the run's split names it)`);
       return c;
     });
-  const trainCases = pick(seg.split.train), testCases = pick(seg.split.test);
+  const [trainCases, testCases] = await asConfigError(() => [pick(seg.split.train), pick(seg.split.test)]);
   const augmentation: Augmentation = resolveAugmentation(config.augmentation);
   const train = segmentationBatches(
     trainCases,
