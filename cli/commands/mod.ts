@@ -1,10 +1,12 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
+import { registerEvaluate } from "./evaluate.ts";
 import { registerFinetune } from "./finetune.ts";
 import { registerIndex } from "./index.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
+import { registerPredict } from "./predict.ts";
 import { registerPreprocess } from "./preprocess.ts";
 import { registerPretrain } from "./pretrain.ts";
 
@@ -18,6 +20,8 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerPredict,
+  registerEvaluate,
   registerFinetune,
 ];
 

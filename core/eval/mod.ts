@@ -1,8 +1,8 @@
 /**
  * voxssl's downstream half (docs/downstream.md): reading nnU-Net raw datasets, preprocessing them like
- * the pretraining plan into the chunked cache, sliding-window inference, segmentation metrics, and
- * segmentation fine-tuning of a pretrained encoder (docs/finetune.md). Sits above core/train; imports
- * core/data for NIfTI, resampling and the cache.
+ * the pretraining plan into the chunked cache, sliding-window inference back to the input's grid,
+ * segmentation metrics, and segmentation fine-tuning of a pretrained encoder (docs/finetune.md). Sits
+ * above core/train; imports core/data for NIfTI, resampling and the cache.
  *
  * @module
  */
@@ -15,6 +15,7 @@ export * from "./evaluate.ts";
 export * from "./sliding_window.ts";
 export * from "./prediction.ts";
 export * from "./network_predictor.ts";
+export * from "./checkpoint_network.ts";
 export * from "./adapt.ts";
 export * from "./loss.ts";
 export * from "./splits.ts";
