@@ -2,6 +2,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerDoctor } from "./doctor.ts";
 import { registerEvaluate } from "./evaluate.ts";
+import { registerFinetune } from "./finetune.ts";
 import { registerIndex } from "./index.ts";
 import { registerInterop } from "./interop.ts";
 import { registerPlugin } from "./plugin.ts";
@@ -25,6 +26,7 @@ const commands: RegisterCommand[] = [
   registerEvaluate,
   registerInterop,
   registerReport,
+  registerFinetune,
 ];
 
 /** Adds every subcommand to `program`. */
