@@ -1,5 +1,6 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerBenchmark } from "./benchmark.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerIndex } from "./index.ts";
 import { registerPlugin } from "./plugin.ts";
@@ -17,6 +18,7 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerBenchmark,
 ];
 
 /** Adds every subcommand to `program`. */
