@@ -415,3 +415,35 @@ export type {
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";
+
+// --- downstream: nnU-Net datasets, inference, metrics (docs/downstream.md) ------------------------------
+export {
+  DatasetProblemsError,
+  DOWNSTREAM_FORMAT,
+  DOWNSTREAM_MANIFEST,
+  downstreamParameters,
+  listCaseFolder,
+  medianSpacingOf,
+  nnunetTargetSpacing,
+  openDownstreamCase,
+  preprocessCase,
+  preprocessNnunetDataset,
+  readDownstreamManifest,
+  readNnunetDataset,
+  resampleLabels,
+} from "./core/eval/mod.ts";
+export type {
+  CaseGeometry,
+  CasePreprocessOptions,
+  DownstreamCase,
+  DownstreamCaseEntry,
+  DownstreamCaseProperties,
+  DownstreamManifest,
+  DownstreamParameters,
+  DownstreamPreprocessOptions,
+  DownstreamPreprocessSummary,
+  GridGeometry,
+  NnunetCase,
+  NnunetDataset,
+  PreprocessedCase,
+} from "./core/eval/mod.ts";

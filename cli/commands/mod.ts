@@ -2,6 +2,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerBenchmark } from "./benchmark.ts";
 import { registerDoctor } from "./doctor.ts";
+import { registerFinetune } from "./finetune.ts";
 import { registerIndex } from "./index.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
@@ -18,6 +19,7 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
+  registerFinetune,
   registerBenchmark,
 ];
 

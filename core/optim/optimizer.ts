@@ -196,9 +196,11 @@ export class Optimizer {
 
   /**
    * Records one optimizer step with learning rate `lr` (one value, or one per group). Nothing is read
-   * back; a non-finite gradient skips the update on the GPU and lowers the loss scale.
+   * back; a non-finite gradient skips the update on the GPU and lowers the loss scale. A group whose rate
+   * is `null` is frozen for this step: no update dispatch at all, so its parameters and moments stay bit
+   * for bit as they were (its gradients still count in the global norm; give it none to leave it out).
    */
-  step(lr: number | number[]): void {
+  step(lr: number | readonly (number | null)[]): void {
     const gpu = this.#gpu;
     const scratch = this.#scratch;
     let slot = 0;
@@ -218,7 +220,8 @@ export class Optimizer {
       this.#maxGradNorm,
     );
     this.groups.forEach((g, gi) => {
-      const rate = Array.isArray(lr) ? lr[gi] : lr;
+      const rate = typeof lr === "number" ? lr : lr[gi];
+      if (rate === null) return;
       const c = this.config;
       const weightDecay = g.options.weightDecay ?? c.weightDecay;
       const params = this.#ranges(g.params.whole);
@@ -260,6 +263,17 @@ export class Optimizer {
         this.#moments.map((ms) => Promise.all(ms.map(async (m) => Float32Array.from(await m.toArray())))),
       ),
     };
+  }
+
+  /**
+   * Starts over as a new optimizer over the same groups would: every moment zero and the step count 0
+   * (AdamW's bias correction restarts); the loss scale and skip counters are kept.
+   */
+  async resetMoments(): Promise<void> {
+    for (const m of this.#moments.flat()) runFill(this.#gpu, m.binding, m.size, 0);
+    const state = await this.#state.toArray();
+    state[2] = 0;
+    this.#state.write(state);
   }
 
   /** Restores a state from {@link exportState}. */

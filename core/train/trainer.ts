@@ -260,12 +260,14 @@ async function restoreRun(run: Run): Promise<void> {
 
 /**
  * One optimizer step on `host`: upload → loss (in the run's precision) → backward → gradient hook →
- * optimizer → the method's after-step hook. Records GPU work only; nothing is read back.
+ * optimizer → the method's after-step hook. Records GPU work only; nothing is read back. `lr` is the
+ * scheduled rate (scaled by each group's factor), or one rate per group as given, `null` freezing that
+ * group for the step (fine-tuning's decoder-first phase).
  */
 export async function trainStep(
   run: Run,
   host: HostBatch,
-  lr: number,
+  lr: number | readonly (number | null)[],
   gradientHook?: TrainerOptions["gradientHook"],
 ): Promise<void> {
   const { optimizer, instance, method } = run;
@@ -286,11 +288,12 @@ export async function trainStep(
     backward(output.loss, mixed ? optimizer.lossScaleSeed() : undefined);
   });
   await gradientHook?.(optimizer.groups);
-  optimizer.step(run.groups.map((g) => lr * g.lrScale));
+  optimizer.step(typeof lr === "number" ? run.groups.map((g) => lr * g.lrScale) : lr);
   run.step++;
   run.intervalSteps++;
   if (instance.afterStep) {
-    const event = { step: run.step, epoch: epochOf(run), epochs: run.config.epochs, lr };
+    const rate = typeof lr === "number" ? lr : Math.max(0, ...lr.map((r) => r ?? 0));
+    const event = { step: run.step, epoch: epochOf(run), epochs: run.config.epochs, lr: rate };
     callPlugin(method.name, "afterStep", () => scope(() => noGrad(() => instance.afterStep!(event))));
   }
 }

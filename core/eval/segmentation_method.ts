@@ -1,0 +1,109 @@
+/**
+ * Segmentation fine-tuning as the Trainer sees it: a built-in "method" whose network is the architecture
+ * with one output channel per class and whose loss is nnU-Net's Dice + CE on the batch's `image` and
+ * `label`. It puts the encoder (the adaptation plan's encoder and stem keys) and everything else in two
+ * parameter groups, "encoder" and "decoder", so schedules can give them different rates or freeze the
+ * encoder. When the input projection was repeated over more channels than pretrained, it goes with the
+ * decoder group, as nnssl's sawtooth trains it from the first phase on.
+ *
+ * Its resolved config is what a fine-tuned checkpoint records for inference (see checkpoint_format.ts).
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { SslMethodPlugin } from "../plugin/mod.ts";
+import { diceCeLoss } from "./loss.ts";
+import { FinetuneScheduleSchema } from "./schedule.ts";
+
+const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
+
+/** Everything a fine-tuning run records beside the Trainer's run config. */
+export const SegmentationConfigSchema = z.object({
+  /** Output classes including background (nnU-Net's label count). */
+  classes: z.number().int().min(2),
+  /** dataset.json's labels: name → value (values 0…classes−1). */
+  labels: z.record(z.string(), z.number().int().min(0)),
+  /** dataset.json's channel_names, in channel order. */
+  channelNames: z.array(z.string()).min(1),
+  /** The dataset's name (for reports). */
+  dataset: z.string(),
+  /** Voxel spacing [D, H, W] in mm the data was resampled to (null: kept as it was). */
+  spacing: vec3.nullable(),
+  /** Intensity normalisation per channel (nnssl: z-score per channel, per case). */
+  normalization: z.array(z.literal("zscore")),
+  /** Batch Dice (nnU-Net plans' batch_dice). */
+  batchDice: z.boolean().default(false),
+  /** Foreground oversampling fraction (nnU-Net: 0.33). */
+  foregroundFraction: z.number().min(0).max(1).default(0.33),
+  /** The learning-rate schedule. */
+  schedule: FinetuneScheduleSchema,
+  /** The pretraining checkpoint the encoder came from (null: from scratch). */
+  pretrained: z.string().nullable(),
+  /** Parameter-name prefixes in the "encoder" group (the plan's encoder and stem keys). */
+  encoderKeys: z.array(z.string()),
+  /** Prefixes moved to the "decoder" group (a repeated input projection). */
+  decoderKeys: z.array(z.string()).default([]),
+  /** Training and test case ids (after the label fraction). */
+  split: z.object({ train: z.array(z.string()), test: z.array(z.string()) }),
+  /** Fraction of the training cases used (1, 0.25, 0.05, …). */
+  labelFraction: z.number().positive().max(1),
+}).strict();
+
+/** A parsed segmentation config. */
+export type SegmentationConfig = z.output<typeof SegmentationConfigSchema>;
+
+const under = (name: string, prefixes: readonly string[]) =>
+  prefixes.some((p) => name === p || name.startsWith(p + "."));
+
+/** Name and version the method records in checkpoints (`plugins.method`). */
+export const SEGMENTATION_METHOD = "segmentation";
+
+/**
+ * The built-in segmentation method for the core at `coreVersion`. Its `defaults` are nnssl's
+ * fine-tuning settings (the fine-tuning entry overrides the learning rate for scratch runs).
+ */
+export function segmentationMethod(coreVersion: string): SslMethodPlugin<SegmentationConfig> {
+  return {
+    kind: "ssl-method",
+    name: SEGMENTATION_METHOD,
+    version: coreVersion,
+    coreApi: `^${coreVersion}`,
+    description: "segmentation fine-tuning (Dice + CE), built into voxssl finetune",
+    config: SegmentationConfigSchema,
+    supports: ["cnn", "vit"],
+    network: (config) => ({ outChannels: config.classes }),
+    defaults: {
+      cnn: {
+        optimizer: { name: "sgd", lr: 1e-3, momentum: 0.99, nesterov: true, weightDecay: 3e-5 },
+        schedule: { name: "constant" },
+        clipGradNorm: 12,
+        patchSize: [160, 160, 160],
+        batchSize: 2,
+        augmentation: "nnunet",
+      },
+      vit: {
+        optimizer: { name: "adamw", lr: 1e-4, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 5e-2 },
+        schedule: { name: "constant" },
+        clipGradNorm: 1,
+        patchSize: [160, 160, 160],
+        batchSize: 2,
+        augmentation: "nnunet",
+      },
+    },
+    build({ network, config }) {
+      return {
+        modules: {},
+        loss(batch) {
+          const logits = network.forward(batch.get("image"));
+          const { loss, ce, dice } = diceCeLoss(logits, batch.get("label"), { batchDice: config.batchDice });
+          return { loss, metrics: { ce, dice } };
+        },
+        parameterGroup(name) {
+          const local = name.startsWith("network.") ? name.slice("network.".length) : name;
+          const encoder = under(local, config.encoderKeys) && !under(local, config.decoderKeys);
+          return { group: encoder ? "encoder" : "decoder" };
+        },
+      };
+    },
+  };
+}
