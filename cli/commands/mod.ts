@@ -2,10 +2,12 @@
 import type { Command } from "@commander-js/extra-typings";
 import { registerBenchmark } from "./benchmark.ts";
 import { registerDoctor } from "./doctor.ts";
+import { registerEvaluate } from "./evaluate.ts";
 import { registerFinetune } from "./finetune.ts";
 import { registerIndex } from "./index.ts";
 import { registerPlugin } from "./plugin.ts";
 import { registerPlugins } from "./plugins.ts";
+import { registerPredict } from "./predict.ts";
 import { registerPreprocess } from "./preprocess.ts";
 import { registerPretrain } from "./pretrain.ts";
 
@@ -20,6 +22,8 @@ const commands: RegisterCommand[] = [
   registerPreprocess,
   registerPretrain,
   registerFinetune,
+  registerPredict,
+  registerEvaluate,
   registerBenchmark,
 ];
 

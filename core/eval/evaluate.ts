@@ -71,7 +71,7 @@ export interface EvaluateOptions {
 }
 
 /** The empty-class rule as written into every summary. */
-export const EMPTY_CLASS_RULE =
+export const EMPTY_CLASS_RULE: string =
   "A class absent from both reference and prediction has Dice and IoU NaN (as nnU-Net); NaN is left out of " +
   "the means. HD95 is Infinity when the class is in only one map; HD95 means use finite values only.";
 

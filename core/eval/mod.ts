@@ -1,8 +1,8 @@
 /**
  * voxssl's downstream half (docs/downstream.md): reading nnU-Net raw datasets, preprocessing them like
- * the pretraining plan into the chunked cache, sliding-window inference, segmentation metrics, and
- * segmentation fine-tuning of a pretrained encoder (docs/finetune.md). Sits above core/train; imports
- * core/data for NIfTI, resampling and the cache.
+ * the pretraining plan into the chunked cache, sliding-window inference back to the input's grid,
+ * segmentation metrics, and segmentation fine-tuning of a pretrained encoder (docs/finetune.md). Sits
+ * above core/train; imports core/data for NIfTI, resampling and the cache.
  *
  * @module
  */
@@ -25,3 +25,4 @@ export * from "./test_score.ts";
 export * from "./finetuned_checkpoint.ts";
 export * from "./finetune.ts";
 export * from "./load_cases.ts";
+export * from "./checkpoint_network.ts";

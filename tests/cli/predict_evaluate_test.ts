@@ -1,0 +1,86 @@
+import { join } from "node:path";
+import resenc, { ResEncUNet } from "../../plugins/arch/resenc/mod.ts";
+import { Generator, scope } from "../../mod.ts";
+import { readNiftiHeader } from "../../core/data/nifti_read.ts";
+import { stateDict } from "../../core/nn/state_dict.ts";
+import { CHECKPOINT_FORMAT, type CheckpointMeta, saveCheckpoint } from "../../core/train/checkpoint.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { gpuTest } from "../helpers.ts";
+import { tempDir } from "../core/data/fixtures.ts";
+import { diagonalAffine, writeTinyDataset } from "../core/eval/fixtures.ts";
+import { voxssl } from "./cli_helpers.ts";
+
+gpuTest(
+  "voxssl predict then evaluate: a ResEnc checkpoint segments a 2-channel dataset; CSV + JSON written",
+  async () => {
+    const { dir, cleanup } = await tempDir("voxssl-cli-eval-");
+    try {
+      const raw = join(dir, "raw");
+      await writeTinyDataset(raw, { channels: 2, shape: [5, 9, 7], affine: diagonalAffine([2, 1, 1], true) });
+      const tiny = resenc.config.parse(resenc.sizes!.tiny);
+      const net = scope(() =>
+        new ResEncUNet(
+          tiny,
+          { inChannels: 2, outChannels: 3, patchSize: [8, 8, 8], encoderOnly: false },
+          new Generator(4),
+        )
+      );
+      const weights = Object.fromEntries(
+        Object.entries(await stateDict(net)).map(([k, t]) => [`network.${k}`, t]),
+      );
+      const adaptationPlan = {
+        ...net.adaptationPlan(),
+        architecture: { plugin: "resenc", version: resenc.version, config: tiny },
+      };
+      net.dispose();
+      const ckpt = join(dir, "finetuned.safetensors");
+      await saveCheckpoint(ckpt, {
+        // only what predict reads: the adaptation plan
+        meta: { format: CHECKPOINT_FORMAT, step: 1, adaptationPlan } as unknown as CheckpointMeta,
+        weights,
+        optimizer: { stepState: [0, 0, 0, 0, 0, 0, 0, 0], groups: [] },
+      });
+      const out = join(dir, "pred");
+      const run = await voxssl(
+        "predict",
+        join(raw, "imagesTr"),
+        "--checkpoint",
+        ckpt,
+        "--dataset",
+        raw,
+        "--out",
+        out,
+        "--spacing",
+        "2,1,1",
+        "--patch",
+        "8,8,8",
+      );
+      assertEquals(run.code, 0, run.stderr + run.stdout);
+      assert(run.stdout.includes("predict: 2 predicted, 0 already there"), run.stdout);
+      const written = await readNiftiHeader(join(out, "case_000.nii.gz"));
+      const input = await readNiftiHeader(join(raw, "imagesTr", "case_000_0000.nii.gz"));
+      assertEquals([written.shape, written.affine], [input.shape, input.affine]);
+      const evaluation = await voxssl(
+        "evaluate",
+        out,
+        join(raw, "labelsTr"),
+        "--dataset",
+        raw,
+        "--out",
+        join(dir, "ev"),
+      );
+      assertEquals(evaluation.code, 0, evaluation.stderr);
+      assert(evaluation.stdout.includes("class 1 (a): Dice"), evaluation.stdout);
+      const csv = await Deno.readTextFile(join(dir, "ev", "metrics.csv"));
+      assertEquals(csv.trim().split("\n").length, 1 + 2 * 2);
+      const summary = JSON.parse(await Deno.readTextFile(join(dir, "ev", "summary.json")));
+      assertEquals(summary.classes, [1, 2]);
+      // bad input: a user error naming the folder, no stack trace
+      const bad = await voxssl("evaluate", join(dir, "nowhere"), join(raw, "labelsTr"));
+      assertEquals(bad.code, 2);
+      assert(bad.stderr.includes(join(dir, "nowhere")) && !bad.stderr.includes("    at "), bad.stderr);
+    } finally {
+      await cleanup();
+    }
+  },
+);
