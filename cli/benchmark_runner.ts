@@ -8,7 +8,9 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, join, resolve } from "node:path";
+import { z } from "zod";
+import { readNnunetDataset } from "../core/eval/mod.ts";
 import type {
   BenchmarkRunner,
   Cell,
@@ -126,6 +128,117 @@ async function pretrainData(
   return index;
 }
 
+/** The spec's `finetune` options this runner understands (`voxssl finetune` flags); unknown keys are errors. */
+export const FinetuneOptionsSchema = z.object({
+  epochs: z.number().int().positive().optional(),
+  stepsPerEpoch: z.number().int().positive().optional(),
+  batch: z.number().int().positive().optional(),
+  patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
+    .optional(),
+  lr: z.number().positive().optional(),
+  schedule: z.enum(["warmup-poly", "sawtooth"]).optional(),
+  nnsslSawtooth: z.boolean().optional(),
+  spacing: z.union([z.literal("median"), z.literal("none"), z.tuple([z.number(), z.number(), z.number()])])
+    .optional(),
+  batchDice: z.boolean().optional(),
+  augmentation: z.boolean().optional(),
+}).strict();
+
+/** The spec's `predict` options (`voxssl predict` flags). */
+export const PredictOptionsSchema = z.object({
+  /** Window step as a fraction of the patch (default 0.5). */
+  step: z.number().gt(0).max(1).default(0.5),
+  /** Mirroring test-time augmentation (default false: 8× the inference time). */
+  mirroring: z.boolean().default(false),
+}).strict();
+
+/**
+ * Checks a spec's `finetune` and `predict` options against what this runner passes on; errors name the
+ * field (`finetune.steps: …`).
+ */
+export function checkStageOptions(spec: { finetune: unknown; predict: unknown }, where: string): void {
+  const issues: string[] = [];
+  for (
+    const [key, schema] of [["finetune", FinetuneOptionsSchema], ["predict", PredictOptionsSchema]] as const
+  ) {
+    const parsed = (schema as z.ZodType).safeParse(spec[key]);
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);
+}
+
+function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
+  const flags: string[] = [];
+  if (o.epochs) flags.push("--epochs", String(o.epochs));
+  if (o.stepsPerEpoch) flags.push("--steps", String(o.stepsPerEpoch));
+  if (o.batch) flags.push("--batch", String(o.batch));
+  if (o.patch) flags.push("--patch", o.patch.join(","));
+  if (o.lr) flags.push("--lr", String(o.lr));
+  if (o.schedule) flags.push("--schedule", o.schedule);
+  if (o.nnsslSawtooth) flags.push("--nnssl-sawtooth");
+  if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
+  if (o.batchDice) flags.push("--batch-dice");
+  if (o.augmentation === false) flags.push("--no-augmentation");
+  return flags;
+}
+
+/**
+ * A folder pair holding only the chosen test cases (symbolic links into the raw dataset), in the layout
+ * `voxssl predict` and `evaluate` read.
+ */
+async function linkTestCases(
+  datasetPath: string,
+  ids: string[],
+  dir: string,
+): Promise<{ images: string; labels: string }> {
+  const raw = await readNnunetDataset(datasetPath);
+  const byId = new Map(raw.training.map((c) => [c.id, c]));
+  const images = join(dir, "images");
+  const labels = join(dir, "labels");
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(images, { recursive: true });
+  await Deno.mkdir(labels, { recursive: true });
+  for (const id of ids) {
+    const c = byId.get(id);
+    if (!c?.label) {
+      throw new Error(`${datasetPath}: the fine-tuning run's test case ${id} has no labelled case`);
+    }
+    for (const image of c.images) await Deno.symlink(resolve(image), join(images, basename(image)));
+    await Deno.symlink(resolve(c.label), join(labels, basename(c.label)));
+  }
+  return { images, labels };
+}
+
+/**
+ * Per-case scores from `voxssl evaluate`'s summary.json: Dice per foreground class, and their mean over
+ * the classes not empty in both maps (nnU-Net's NaN rule); a case empty in every class is left out.
+ */
+export function caseScores(summary: {
+  classes: number[];
+  names: Record<string, string>;
+  cases: { name: string; classes: Record<string, { dice: number | string }> }[];
+}): CellResult["cases"] {
+  const out: CellResult["cases"] = [];
+  for (const c of summary.cases) {
+    const perClass: Record<string, number | null> = {};
+    const values: number[] = [];
+    for (const k of summary.classes) {
+      const dice = Number(c.classes[k]?.dice);
+      perClass[summary.names[k] ?? String(k)] = Number.isNaN(dice) ? null : dice;
+      if (!Number.isNaN(dice)) values.push(dice);
+    }
+    if (values.length === 0) continue;
+    out.push({
+      case: c.name.replace(/\.nii(\.gz)?$/, ""),
+      dice: values.reduce((a, b) => a + b, 0) / values.length,
+      perClass,
+    });
+  }
+  return out;
+}
+
 /** Options of {@link createBenchmarkRunner}. */
 export interface BenchmarkRunnerOptions {
   /** The subcommands this build of voxssl has (the runner needs the cell stages among them). */
@@ -148,10 +261,7 @@ async function adapterDescription(): Promise<string | undefined> {
   }
 }
 
-/**
- * The real runner. Fails at once, naming what is missing, when this build lacks a stage command
- * (fine-tuning, inference and evaluation come from other parts of issue 12).
- */
+/** The real runner. Fails at once, naming what is missing, when this build lacks a stage command. */
 export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Promise<BenchmarkRunner> {
   const missing: string[] = [];
   for (const stage of CELL_STAGES) if (!options.commands.includes(stage)) missing.push(stage);
@@ -199,12 +309,105 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
       };
     },
 
-    runCell(_cell: Cell, _checkpoint: string | undefined, _context: StageContext): Promise<CellResult> {
-      // Unreachable in this build (createBenchmarkRunner refuses without the stage commands); wired in
-      // when the fine-tuning, inference and evaluation commands are merged.
-      return Promise.reject(
-        new Error("voxssl finetune/predict/evaluate are not wired into the benchmark yet"),
+    async runCell(cell: Cell, checkpoint: string | undefined, context: StageContext): Promise<CellResult> {
+      const started = performance.now();
+      const work = context.workDir;
+      await Deno.mkdir(work, { recursive: true });
+      const log = join(work, "stages.log");
+      const run = join(work, "finetune");
+      const final = join(run, "checkpoints", "final.safetensors");
+      const options = FinetuneOptionsSchema.parse(cell.finetune);
+      // one preprocessed copy of each dataset (per spacing) for every cell
+      const cache = join(
+        work,
+        "..",
+        "..",
+        "data",
+        `${cell.dataset.name}-${String(options.spacing ?? "median")}`,
       );
+      if (!(await exists(final))) {
+        const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
+        const args = resume ? ["finetune", cell.dataset.path, "--resume", run, "--cache", cache] : [
+          "finetune",
+          cell.dataset.path,
+          "--arch",
+          cell.arch,
+          "--out",
+          run,
+          "--cache",
+          cache,
+          "--seed",
+          String(cell.seed),
+          "--split-seed",
+          String(cell.splitSeed),
+          "--label-fraction",
+          String(cell.labelFraction),
+          ...(checkpoint ? ["--pretrained", checkpoint] : []),
+          ...(cell.dataset.splitFile ? ["--split", cell.dataset.splitFile] : []),
+          ...finetuneFlags(options),
+        ];
+        context.log(`  voxssl finetune → ${run} (log: ${log})`);
+        await runStage(args, log, context.signal);
+        if (!(await exists(final))) throw new StageStopped(`fine-tuning stopped before its end (${run})`);
+      }
+      const runConfig = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
+      const segmentation = runConfig.resolvedMethod?.config;
+      const testIds: string[] = [...(segmentation?.split?.test ?? [])].sort();
+      if (testIds.length === 0) throw new Error(`${run}/config.json names no test cases`);
+      const ids = testIds.slice(0, cell.dataset.maxTestCases ?? testIds.length);
+      const test = await linkTestCases(cell.dataset.path, ids, join(work, "test"));
+
+      const predictions = join(work, "predictions");
+      const predict = PredictOptionsSchema.parse(cell.predict);
+      const spacing: number[] | null = segmentation.spacing ?? null;
+      context.log(`  voxssl predict → ${predictions}`);
+      await runStage(
+        [
+          "predict",
+          test.images,
+          "--checkpoint",
+          final,
+          "--dataset",
+          cell.dataset.path,
+          "--out",
+          predictions,
+          "--spacing",
+          spacing ? spacing.join(",") : "none",
+          "--patch",
+          (runConfig.patch as number[]).join(","),
+          "--step",
+          String(predict.step),
+          ...(predict.mirroring ? ["--mirror"] : []),
+        ],
+        log,
+        context.signal,
+      );
+      const evaluation = join(work, "evaluation");
+      await runStage(
+        [
+          "evaluate",
+          predictions,
+          test.labels,
+          "--dataset",
+          cell.dataset.path,
+          "--out",
+          evaluation,
+          "--no-hd95",
+        ],
+        log,
+        context.signal,
+      );
+      const summary = JSON.parse(await Deno.readTextFile(join(evaluation, "summary.json")));
+      const plugins = {
+        ...(await runProvenance(run, adapter, commit)).plugins,
+        ...(checkpoint ? (await runProvenance(join(checkpoint, "..", ".."), adapter, commit)).plugins : {}),
+      };
+      return {
+        cases: caseScores(summary),
+        provenance: { core: VERSION, plugins, commit, adapter },
+        seconds: (performance.now() - started) / 1000,
+        artifacts: { finetune: run, predictions, evaluation },
+      };
     },
   };
 }

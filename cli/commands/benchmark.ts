@@ -22,7 +22,7 @@ import {
 } from "../../core/eval/benchmark/mod.ts";
 import { listenForStop } from "../../core/train/mod.ts";
 import { ConfigError } from "../errors.ts";
-import { createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
+import { checkStageOptions, createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
 
 /** The embedded default spec. */
 export const DEFAULT_BENCHMARK_SPEC: string =
@@ -50,6 +50,7 @@ export function registerBenchmark(program: Command): void {
     .action(async (specArg, flags) => {
       const specPath = resolve(specArg ?? DEFAULT_BENCHMARK_SPEC);
       const spec = await loadSpec(specPath);
+      if (!flags.report) checkStageOptions(spec, specPath);
       const out = resolve(flags.out ?? spec.out ?? `runs/benchmark-${spec.name.replace(/[^\w.-]+/g, "-")}`);
       const commit = await gitCommit(new URL("../..", import.meta.url).pathname);
       const writer = { core: VERSION, commit };
