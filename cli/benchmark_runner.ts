@@ -346,6 +346,8 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
           ...(cell.dataset.splitFile ? ["--split", cell.dataset.splitFile] : []),
           ...finetuneFlags(options),
         ];
+        // predict + evaluate score the test cases (in their original geometry), not the run itself
+        args.push("--no-score");
         context.log(`  voxssl finetune → ${run} (log: ${log})`);
         await runStage(args, log, context.signal);
         if (!(await exists(final))) throw new StageStopped(`fine-tuning stopped before its end (${run})`);
