@@ -10,7 +10,8 @@
  */
 import { basename, join, resolve } from "node:path";
 import { z } from "zod";
-import { readNnunetDataset } from "../core/eval/mod.ts";
+import { readNnunetDataset, readSplitFile, seededSplit } from "../core/eval/mod.ts";
+import { type PretrainIndex, readPretrainIndex, writePretrainIndex } from "../core/data/mod.ts";
 import type {
   BenchmarkRunner,
   Cell,
@@ -112,20 +113,64 @@ async function runProvenance(
   return { core: VERSION, plugins, commit, adapter };
 }
 
-/** Pretraining data: a raw nnU-Net dataset or a folder of NIfTI images is indexed first. */
+/**
+ * Pretraining data: a raw nnU-Net dataset or a folder of NIfTI images is indexed first. When the dataset
+ * is also benchmarked (`holdOut`), the index keeps only the training cases of its split: the held-out
+ * test cases are never seen, not even without labels.
+ */
 async function pretrainData(
-  data: string,
+  job: PretrainJob,
   workDir: string,
   log: string,
   signal: AbortSignal,
 ): Promise<string> {
+  const data = job.data;
   if (data === "synthetic" || data.endsWith(".json")) return data;
   const stat = await Deno.stat(data).catch(() => undefined);
   if (!stat?.isDirectory || (await exists(join(data, "cache.json")))) return data;
-  const images = (await exists(join(data, "dataset.json"))) ? join(data, "imagesTr") : data;
+  const raw = await exists(join(data, "dataset.json"));
+  const images = raw ? join(data, "imagesTr") : data;
   const index = join(workDir, "pretrain_index.json");
-  if (!(await exists(index))) await runStage(["index", images, "--out", index, "--absolute"], log, signal);
+  if (await exists(index)) return index;
+  const full = join(workDir, "pretrain_index_all.json");
+  await runStage(["index", images, "--out", full, "--absolute"], log, signal);
+  if (!raw || !job.holdOut) {
+    await Deno.rename(full, index);
+    return index;
+  }
+  const ids = (await readNnunetDataset(data)).training.map((c) => c.id);
+  const split = job.holdOut.splitFile
+    ? await readSplitFile(job.holdOut.splitFile, ids)
+    : seededSplit(ids, job.holdOut.splitSeed);
+  const { index: kept, images: count } = keepCases(await readPretrainIndex(full), new Set(split.train));
+  await writePretrainIndex(index, kept);
+  await Deno.writeTextFile(
+    log,
+    `pretraining index: ${count} training images of ${ids.length} cases (test cases held out)\n`,
+    {
+      append: true,
+    },
+  );
   return index;
+}
+
+/** The index without images whose case id (file name less `_NNNN.nii.gz`) is not in `keep`. */
+export function keepCases(index: PretrainIndex, keep: Set<string>): { index: PretrainIndex; images: number } {
+  const out: PretrainIndex = structuredClone(index);
+  let images = 0;
+  for (const dataset of Object.values(out.datasets)) {
+    for (const [sk, subject] of Object.entries(dataset.subjects)) {
+      for (const [ek, session] of Object.entries(subject.sessions)) {
+        session.images = session.images.filter((image) =>
+          keep.has(basename(image.image_path).replace(/(_\d{4})?\.nii(\.gz)?$/, ""))
+        );
+        images += session.images.length;
+        if (session.images.length === 0) delete subject.sessions[ek];
+      }
+      if (Object.keys(subject.sessions).length === 0) delete dataset.subjects[sk];
+    }
+  }
+  return { index: out, images };
 }
 
 /** The spec's `finetune` options this runner understands (`voxssl finetune` flags); unknown keys are errors. */
@@ -282,7 +327,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
       const run = join(context.workDir, "pretrain");
       const final = join(run, "checkpoints", "final.safetensors");
       if (!(await exists(final))) {
-        const data = await pretrainData(job.data, context.workDir, log, context.signal);
+        const data = await pretrainData(job, context.workDir, log, context.signal);
         const config = {
           ...job.config,
           arch: job.arch,

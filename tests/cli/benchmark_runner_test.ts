@@ -1,6 +1,8 @@
 /** The real runner's pure parts: per-case scores from `voxssl evaluate`'s summary, stage option checks. */
 import { assert, assertEquals, assertThrows } from "../assert.ts";
-import { caseScores, checkStageOptions } from "../../cli/benchmark_runner.ts";
+import { caseScores, checkStageOptions, keepCases } from "../../cli/benchmark_runner.ts";
+import type { PretrainIndex } from "../../core/data/mod.ts";
+import { expandGrid, parseBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
 import { ConfigError } from "../../cli/errors.ts";
 
 Deno.test("caseScores: mean over foreground classes, nnU-Net's NaN (empty in both) left out", () => {
@@ -32,4 +34,60 @@ Deno.test("checkStageOptions: unknown or wrong finetune/predict options name the
   for (const part of ["s.json:", "finetune.epochs:", "finetune:", '"steps"', "predict.step:"]) {
     assert(error.message.includes(part), `${part} in ${error.message}`);
   }
+});
+
+Deno.test("keepCases: the pretraining index keeps the training cases only", () => {
+  const image = (name: string) => ({ name, image_path: `/d/imagesTr/${name}`, modality: "MRI" });
+  const index = {
+    collection_index: 0,
+    collection_name: "x",
+    datasets: {
+      imagesTr: {
+        dataset_index: "imagesTr",
+        name: "imagesTr",
+        dataset_info: null,
+        subjects: {
+          a: {
+            subject_id: "a",
+            subject_info: null,
+            sessions: {
+              s: {
+                session_id: "s",
+                session_info: null,
+                images: [image("h_001_0000.nii.gz"), image("h_002_0000.nii.gz")],
+              },
+            },
+          },
+          b: {
+            subject_id: "b",
+            subject_info: null,
+            sessions: { s: { session_id: "s", session_info: null, images: [image("h_003_0000.nii.gz")] } },
+          },
+        },
+      },
+    },
+  } as unknown as PretrainIndex;
+  const { index: kept, images } = keepCases(index, new Set(["h_002"]));
+  assertEquals(images, 1);
+  assertEquals(Object.keys(kept.datasets.imagesTr.subjects), ["a"]);
+  assertEquals(kept.datasets.imagesTr.subjects.a.sessions.s.images.map((i) => i.name), ["h_002_0000.nii.gz"]);
+  assertEquals(Object.keys(index.datasets.imagesTr.subjects).length, 2, "the input is not changed");
+});
+
+Deno.test("grid: pretraining on a benchmarked dataset holds out its test split", async () => {
+  const spec = (data: string) =>
+    parseBenchmarkSpec(
+      {
+        architectures: ["resenc-tiny"],
+        datasets: [{ name: "h", path: "/data/hippo" }],
+        splitSeed: 3,
+        methods: [{ name: "mae", pretrain: { method: "mae", data } }],
+      },
+      "s",
+      "/",
+    );
+  const same = await expandGrid(spec("/data/hippo/"));
+  assertEquals(same.jobs[0].holdOut, { splitSeed: 3, splitFile: undefined });
+  const other = await expandGrid(spec("/data/openmind"));
+  assertEquals(other.jobs[0].holdOut, undefined);
 });

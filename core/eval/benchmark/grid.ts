@@ -31,6 +31,11 @@ export interface PretrainJob {
   /** Extra run-config keys. */
   config: Record<string, unknown>;
   seed: number;
+  /**
+   * When the pretraining data is one of the benchmark's datasets: its split, whose test cases the
+   * pretraining must not see (labels or not, they are the held-out set).
+   */
+  holdOut?: { splitSeed: number; splitFile?: string };
 }
 
 /** One cell: fine-tune, predict, evaluate. */
@@ -70,6 +75,12 @@ export async function stableHash(value: unknown): Promise<string> {
   return Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+function heldOut(spec: BenchmarkSpec, data: string): PretrainJob["holdOut"] {
+  const strip = (p: string) => p.replace(/\/+$/, "");
+  const dataset = spec.datasets.find((d) => strip(d.path) === strip(data));
+  return dataset ? { splitSeed: spec.splitSeed, splitFile: dataset.splitFile } : undefined;
+}
+
 /** The expanded grid. */
 export interface Grid {
   jobs: PretrainJob[];
@@ -92,6 +103,7 @@ export async function expandGrid(spec: BenchmarkSpec): Promise<Grid> {
         data: m.pretrain.data,
         config: m.pretrain.config,
         seed: spec.pretrainSeed,
+        holdOut: heldOut(spec, m.pretrain.data),
       };
       // the leaderboard name is not part of the result: renaming a method keeps its pretraining
       const { name: _name, ...identity } = fields;

@@ -74,10 +74,11 @@ const datasetSchema = z.object({
   name,
   /** An nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr). */
   path: z.string().min(1),
-  /** A split file (JSON {"train": [...], "test": [...]} of case ids); default: a seeded 50/50 split. */
+  /**
+   * A split file (nnU-Net's splits_final.json, fold 0, or {"train": [...], "test": [...]} of case ids);
+   * default: a seeded 50/50 split (OpenMind's protocol).
+   */
   splitFile: z.string().min(1).optional(),
-  /** Share of the cases held out for testing when there is no split file. */
-  testFraction: z.number().gt(0).lt(1).default(0.5),
   /** At most this many test cases are evaluated (a short budget); default: all. */
   maxTestCases: z.number().int().positive().optional(),
 }).strict();

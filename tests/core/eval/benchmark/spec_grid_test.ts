@@ -54,7 +54,7 @@ Deno.test("benchmark spec: relative paths resolve against the spec's folder; def
   assertEquals(spec.methods[0].pretrain!.data, "synthetic");
   assertEquals(spec.methods[1].checkpoint, "/base/ck/final.safetensors");
   assertEquals(spec.statistics, { confidence: 0.95, replicates: 2000, seed: 0 });
-  assertEquals(spec.datasets[0].testFraction, 0.5);
+  assertEquals(spec.datasets[0].splitFile, undefined);
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/bad.json`, "{ nope");
   await assertRejects(() => readBenchmarkSpec(`${dir}/bad.json`), BenchmarkSpecError, "not valid JSON");
