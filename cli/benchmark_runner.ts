@@ -229,8 +229,18 @@ function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   return flags;
 }
 
+/** A hard link (no copy of the data), or a copy across file systems. Symbolic links would not do:
+ * the commands list regular files only. */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await Deno.link(from, to);
+  } catch {
+    await Deno.copyFile(from, to);
+  }
+}
+
 /**
- * A folder pair holding only the chosen test cases (symbolic links into the raw dataset), in the layout
+ * A folder pair holding only the chosen test cases (hard links into the raw dataset), in the layout
  * `voxssl predict` and `evaluate` read.
  */
 async function linkTestCases(
@@ -250,8 +260,8 @@ async function linkTestCases(
     if (!c?.label) {
       throw new Error(`${datasetPath}: the fine-tuning run's test case ${id} has no labelled case`);
     }
-    for (const image of c.images) await Deno.symlink(resolve(image), join(images, basename(image)));
-    await Deno.symlink(resolve(c.label), join(labels, basename(c.label)));
+    for (const image of c.images) await linkOrCopy(resolve(image), join(images, basename(image)));
+    await linkOrCopy(resolve(c.label), join(labels, basename(c.label)));
   }
   return { images, labels };
 }
