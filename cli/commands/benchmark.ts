@@ -82,9 +82,14 @@ export function registerBenchmark(program: Command): void {
       const runner = await createBenchmarkRunner({ commands: program.commands.map((c) => c.name()) });
       const controller = new AbortController();
       const stop = listenForStop((l) => console.log(l));
-      const poll = setInterval(() => {
-        if (stop.requested && !controller.signal.aborted) controller.abort(stop.requested);
-      }, 200);
+      // abort at once (the running stage gets SIGTERM and saves), before the stage's own exit is seen
+      const abort = () => controller.abort();
+      const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGUSR1"];
+      for (const signal of signals) {
+        try {
+          Deno.addSignalListener(signal, abort);
+        } catch { /* not available on this platform */ }
+      }
       try {
         const summary = await runBenchmark({
           spec,
@@ -103,7 +108,11 @@ export function registerBenchmark(program: Command): void {
         console.log(`leaderboard: ${resolve(out, "leaderboard.md")}`);
         if (summary.failures.length > 0) Deno.exitCode = 1;
       } finally {
-        clearInterval(poll);
+        for (const signal of signals) {
+          try {
+            Deno.removeSignalListener(signal, abort);
+          } catch { /* never added */ }
+        }
         stop.dispose();
       }
     });
