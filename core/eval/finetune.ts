@@ -139,6 +139,7 @@ export interface FinetuneResult {
  * "ConfigError" so the CLI prints it without a stack trace).
  */
 export class FinetuneConfigError extends Error {
+  /** "ConfigError": the CLI's name for a user's mistake. */
   override name = "ConfigError";
 }
 

@@ -16,9 +16,30 @@
  * @module
  */
 import { z } from "zod";
+import type { ZodSchema } from "../plugin/zod_types.ts";
 
-/** The schedule configuration (fractions of the run's steps). */
-export const FinetuneScheduleSchema = z.object({
+/** A fine-tuning schedule (boundaries as fractions of the run's steps), as its schema parses it. */
+export interface FinetuneSchedule {
+  /** "warmup-poly" (default) or "sawtooth" (decoder first). */
+  name: "warmup-poly" | "sawtooth";
+  /** warmup-poly: warm-up fraction (default 0.05: nnssl's 50 of 1000 epochs). */
+  warmup: number;
+  /** Poly exponent (default 0.9). */
+  exponent: number;
+  /** sawtooth: decoder warm-up fraction (default 0.025). */
+  decoderWarmup: number;
+  /** sawtooth: decoder decay fraction (default 0.025). */
+  decoderDecay: number;
+  /** sawtooth: whole-network warm-up fraction (default 0.05). */
+  wholeWarmup: number;
+  /** sawtooth: the decoder phase's peak rate as a factor of lr (default 1; ViTs 0.01 as nnssl's Primus). */
+  decoderLrFactor?: number;
+  /** sawtooth: train the encoder in the decoder phase too, as nnssl's ResEnc variant does (default false). */
+  nnsslQuirk: boolean;
+}
+
+/** The schedule's zod schema (unknown keys are errors), with the defaults of {@link FinetuneSchedule}. */
+export const FinetuneScheduleSchema: ZodSchema<FinetuneSchedule, Partial<FinetuneSchedule>> = z.object({
   name: z.enum(["warmup-poly", "sawtooth"]).default("warmup-poly"),
   /** warmup-poly: warm-up fraction (nnssl: 50 of 1000 epochs). */
   warmup: z.number().min(0).max(1).default(0.05),
@@ -35,9 +56,6 @@ export const FinetuneScheduleSchema = z.object({
   /** sawtooth: train the encoder in the decoder phase too, as nnssl's ResEnc variant does. */
   nnsslQuirk: z.boolean().default(false),
 }).strict();
-
-/** A parsed schedule configuration. */
-export type FinetuneSchedule = z.output<typeof FinetuneScheduleSchema>;
 
 /** The rates of one step. */
 export interface StepRates {

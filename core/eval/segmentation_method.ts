@@ -13,12 +13,45 @@
 import { z } from "zod";
 import type { SslMethodPlugin } from "../plugin/mod.ts";
 import { diceCeLoss } from "./loss.ts";
-import { FinetuneScheduleSchema } from "./schedule.ts";
+import type { ZodSchema } from "../plugin/zod_types.ts";
+import { type FinetuneSchedule, FinetuneScheduleSchema } from "./schedule.ts";
+
+/** Everything a fine-tuning run records beside the Trainer's run config (what inference reads). */
+export interface SegmentationConfig {
+  /** Output classes including background (nnU-Net's label count). */
+  classes: number;
+  /** dataset.json's labels: name → value (values 0…classes−1). */
+  labels: Record<string, number>;
+  /** dataset.json's channel names, in channel order. */
+  channelNames: string[];
+  /** The dataset's name (for reports). */
+  dataset: string;
+  /** Voxel spacing [D, H, W] in mm the data was resampled to (null: kept as it was). */
+  spacing: [number, number, number] | null;
+  /** Intensity normalisation per channel ("zscore": per case, per channel). */
+  normalization: "zscore"[];
+  /** Batch Dice (nnU-Net plans' batch_dice). */
+  batchDice: boolean;
+  /** Foreground oversampling fraction (nnU-Net: 0.33). */
+  foregroundFraction: number;
+  /** The learning-rate schedule. */
+  schedule: FinetuneSchedule;
+  /** The pretraining checkpoint the encoder came from (null: from scratch). */
+  pretrained: string | null;
+  /** Parameter-name prefixes in the "encoder" group (the plan's encoder and stem keys). */
+  encoderKeys: string[];
+  /** Prefixes moved to the "decoder" group (a repeated input projection). */
+  decoderKeys: string[];
+  /** Training and test case ids (after the label fraction). */
+  split: { train: string[]; test: string[] };
+  /** Fraction of the training cases used (1, 0.25, 0.05, …). */
+  labelFraction: number;
+}
 
 const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
 
-/** Everything a fine-tuning run records beside the Trainer's run config. */
-export const SegmentationConfigSchema = z.object({
+/** The zod schema of {@link SegmentationConfig} (unknown keys are errors). */
+export const SegmentationConfigSchema: ZodSchema<SegmentationConfig, unknown> = z.object({
   /** Output classes including background (nnU-Net's label count). */
   classes: z.number().int().min(2),
   /** dataset.json's labels: name → value (values 0…classes−1). */
@@ -48,9 +81,6 @@ export const SegmentationConfigSchema = z.object({
   /** Fraction of the training cases used (1, 0.25, 0.05, …). */
   labelFraction: z.number().positive().max(1),
 }).strict();
-
-/** A parsed segmentation config. */
-export type SegmentationConfig = z.output<typeof SegmentationConfigSchema>;
 
 const under = (name: string, prefixes: readonly string[]) =>
   prefixes.some((p) => name === p || name.startsWith(p + "."));
