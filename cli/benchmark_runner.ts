@@ -214,6 +214,25 @@ export function checkStageOptions(spec: { finetune: unknown; predict: unknown },
   if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);
 }
 
+/**
+ * Checks that every dataset of the spec is an nnU-Net raw dataset folder (its dataset.json exists), so
+ * a missing dataset stops the benchmark before any work, naming the field.
+ */
+export async function checkDatasets(
+  spec: { datasets: { name: string; path: string }[] },
+  where: string,
+): Promise<void> {
+  const problems: string[] = [];
+  for (const [i, d] of spec.datasets.entries()) {
+    if (!(await exists(join(d.path, "dataset.json")))) {
+      problems.push(
+        `  - datasets.${i}.path: ${d.path} has no dataset.json (expected an nnU-Net raw dataset)`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`${where}:\n${problems.join("\n")}`);
+}
+
 function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   const flags: string[] = [];
   if (o.epochs) flags.push("--epochs", String(o.epochs));

@@ -22,7 +22,7 @@ import {
 } from "../../core/eval/benchmark/mod.ts";
 import { listenForStop } from "../../core/train/mod.ts";
 import { ConfigError } from "../errors.ts";
-import { checkStageOptions, createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
+import { checkDatasets, checkStageOptions, createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
 
 /** The embedded default spec. */
 export const DEFAULT_BENCHMARK_SPEC: string =
@@ -79,6 +79,7 @@ export function registerBenchmark(program: Command): void {
         return;
       }
       if (specArg === undefined) console.log(`the embedded default benchmark (${specPath})`);
+      await checkDatasets(spec, specPath);
       const runner = await createBenchmarkRunner({ commands: program.commands.map((c) => c.name()) });
       const controller = new AbortController();
       const stop = listenForStop((l) => console.log(l));

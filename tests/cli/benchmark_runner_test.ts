@@ -1,6 +1,6 @@
 /** The real runner's pure parts: per-case scores from `voxssl evaluate`'s summary, stage option checks. */
-import { assert, assertEquals, assertThrows } from "../assert.ts";
-import { caseScores, checkStageOptions, keepCases } from "../../cli/benchmark_runner.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+import { caseScores, checkDatasets, checkStageOptions, keepCases } from "../../cli/benchmark_runner.ts";
 import type { PretrainIndex } from "../../core/data/mod.ts";
 import { expandGrid, parseBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
 import { ConfigError } from "../../cli/errors.ts";
@@ -90,4 +90,17 @@ Deno.test("grid: pretraining on a benchmarked dataset holds out its test split",
   assertEquals(same.jobs[0].holdOut, { splitSeed: 3, splitFile: undefined });
   const other = await expandGrid(spec("/data/openmind"));
   assertEquals(other.jobs[0].holdOut, undefined);
+});
+
+Deno.test("checkDatasets: a dataset folder without dataset.json is refused, naming the field", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/dataset.json`, "{}");
+  await checkDatasets({ datasets: [{ name: "a", path: dir }] }, "s.json");
+  const error = await assertRejects(
+    () =>
+      checkDatasets({ datasets: [{ name: "a", path: dir }, { name: "b", path: `${dir}/none` }] }, "s.json"),
+    ConfigError,
+  );
+  assert(error.message.includes(`datasets.1.path: ${dir}/none has no dataset.json`), error.message);
+  await Deno.remove(dir, { recursive: true });
 });
