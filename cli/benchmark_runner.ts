@@ -27,17 +27,21 @@ import { ConfigError } from "./errors.ts";
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 
-/** The git commit of the checkout at `dir`, if it is one and git is installed. */
+/**
+ * The git commit of the checkout at `dir`, with "-dirty" when tracked files have uncommitted changes;
+ * undefined outside a checkout or without git.
+ */
 export async function gitCommit(dir: string): Promise<string | undefined> {
-  try {
-    const out = await new Deno.Command("git", {
-      args: ["-C", dir, "rev-parse", "HEAD"],
-      stdout: "piped",
-      stderr: "null",
-    })
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args: ["-C", dir, ...args], stdout: "piped", stderr: "null" })
       .output();
-    const text = new TextDecoder().decode(out.stdout).trim();
-    return out.success && /^[0-9a-f]{40}$/.test(text) ? text : undefined;
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  };
+  try {
+    const head = await git("rev-parse", "HEAD");
+    if (!head || !/^[0-9a-f]{40}$/.test(head)) return undefined;
+    const changes = await git("status", "--porcelain", "--untracked-files=no");
+    return changes ? `${head}-dirty` : head;
   } catch {
     return undefined;
   }
