@@ -21,9 +21,9 @@ const commands: RegisterCommand[] = [
   registerIndex,
   registerPreprocess,
   registerPretrain,
-  registerFinetune,
   registerPredict,
   registerEvaluate,
+  registerFinetune,
   registerBenchmark,
 ];
 
