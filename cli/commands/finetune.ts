@@ -73,6 +73,10 @@ export function registerFinetune(program: Command): void {
     .option("--seed <n>", "seed of initialisation and batches (default 0)")
     .option("--batch-dice", "one Dice per class over the batch (nnU-Net's batch_dice)")
     .option("--no-augmentation", "no data augmentation (default: nnU-Net's)")
+    .option(
+      "--no-score",
+      "skip the run's own test-set scoring (the benchmark scores with predict + evaluate)",
+    )
     .action(async (data, flags) => {
       const registry = builtinRegistry();
       const int = (v: string | undefined, f: string) =>
@@ -176,6 +180,7 @@ export function registerFinetune(program: Command): void {
         batchDice: flags.batchDice ?? false,
         augmentation: flags.augmentation === false ? "none" as const : "nnunet" as const,
         resume: flags.resume !== undefined,
+        evaluate: flags.score !== false,
       };
       const result = await finetuneSegmentation(options);
       if (result.stoppedBy) console.log(`run saved in ${result.out} (stopped by ${result.stoppedBy})`);

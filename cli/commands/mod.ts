@@ -1,5 +1,6 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerBenchmark } from "./benchmark.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerEvaluate } from "./evaluate.ts";
 import { registerFinetune } from "./finetune.ts";
@@ -27,6 +28,7 @@ const commands: RegisterCommand[] = [
   registerInterop,
   registerReport,
   registerFinetune,
+  registerBenchmark,
 ];
 
 /** Adds every subcommand to `program`. */

@@ -1,0 +1,493 @@
+/**
+ * The real benchmark cell runner: each stage is a voxssl command run as a child process in the stage's
+ * own work folder — `pretrain` (which re-launches itself in the sandbox for third-party plugins), then per
+ * cell `finetune`, `predict` and `evaluate`. Child processes keep the benchmark's memory flat (each
+ * stage's GPU buffers go with its process), make a stuck stage killable, and reuse the commands' own
+ * checkpoints: a stage interrupted by a stop signal (SIGTERM to the child: it saves and exits) resumes
+ * from its run folder next time, and a stage whose output exists is not run again.
+ *
+ * @module
+ */
+import { basename, join, resolve } from "node:path";
+import { z } from "zod";
+import { readNnunetDataset, readSplitFile, seededSplit } from "../core/eval/mod.ts";
+import { type PretrainIndex, readPretrainIndex, writePretrainIndex } from "../core/data/mod.ts";
+import type {
+  BenchmarkRunner,
+  Cell,
+  CellResult,
+  PretrainJob,
+  PretrainResult,
+  Provenance,
+  StageContext,
+} from "../core/eval/benchmark/mod.ts";
+import { VERSION } from "../mod.ts";
+import { ConfigError } from "./errors.ts";
+
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/**
+ * The git commit of the checkout at `dir`, with "-dirty" when tracked files have uncommitted changes;
+ * undefined outside a checkout or without git.
+ */
+export async function gitCommit(dir: string): Promise<string | undefined> {
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args: ["-C", dir, ...args], stdout: "piped", stderr: "null" })
+      .output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  };
+  try {
+    const head = await git("rev-parse", "HEAD");
+    if (!head || !/^[0-9a-f]{40}$/.test(head)) return undefined;
+    const changes = await git("status", "--porcelain", "--untracked-files=no");
+    return changes ? `${head}-dirty` : head;
+  } catch {
+    return undefined;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A stage that stopped because the benchmark was asked to stop (not a failure). */
+export class StageStopped extends Error {
+  override name = "StageStopped";
+}
+
+/**
+ * Runs `voxssl <args>` as a child process, its output appended to `log`. On `signal` the child gets
+ * SIGTERM (voxssl's training commands then save a checkpoint and exit). Throws with the log's tail when
+ * the child fails.
+ */
+export async function runStage(args: string[], log: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw new StageStopped("stopped before the stage started");
+  const file = await Deno.open(log, { create: true, append: true });
+  await file.write(new TextEncoder().encode(`\n$ voxssl ${args.join(" ")}\n`));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const onAbort = () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+  };
+  signal.addEventListener("abort", onAbort);
+  const copy = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) await file.write(chunk);
+  };
+  try {
+    const [status] = await Promise.all([child.status, copy(child.stdout), copy(child.stderr)]);
+    if (signal.aborted) throw new StageStopped(`voxssl ${args[0]} stopped (see ${log})`);
+    if (!status.success) {
+      const text = await Deno.readTextFile(log);
+      const tail = text.trimEnd().split("\n").slice(-12).join("\n");
+      throw new Error(`voxssl ${args[0]} exited with status ${status.code} (log: ${log}):\n${tail}`);
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    file.close();
+  }
+}
+
+/** Plugin versions from a training run folder's config.json (`{ plugins: { architecture, method } }`). */
+async function runProvenance(
+  runDir: string,
+  adapter: string | undefined,
+  commit: string | undefined,
+): Promise<Provenance> {
+  const plugins: Record<string, string> = {};
+  try {
+    const config = JSON.parse(await Deno.readTextFile(join(runDir, "config.json")));
+    for (const spec of Object.values(config.plugins ?? {})) {
+      const match = /^(.+)@([^@]+)$/.exec(String(spec));
+      if (match) plugins[match[1]] = match[2];
+    }
+  } catch { /* no config: versions unknown */ }
+  return { core: VERSION, plugins, commit, adapter };
+}
+
+/**
+ * Pretraining data: a raw nnU-Net dataset or a folder of NIfTI images is indexed first. When the dataset
+ * is also benchmarked (`holdOut`), the index keeps only the training cases of its split: the held-out
+ * test cases are never seen, not even without labels.
+ */
+async function pretrainData(
+  job: PretrainJob,
+  workDir: string,
+  log: string,
+  signal: AbortSignal,
+): Promise<string> {
+  const data = job.data;
+  if (data === "synthetic" || data.endsWith(".json")) return data;
+  const stat = await Deno.stat(data).catch(() => undefined);
+  if (!stat?.isDirectory || (await exists(join(data, "cache.json")))) return data;
+  const raw = await exists(join(data, "dataset.json"));
+  const images = raw ? join(data, "imagesTr") : data;
+  const index = join(workDir, "pretrain_index.json");
+  if (await exists(index)) return index;
+  const full = join(workDir, "pretrain_index_all.json");
+  await runStage(["index", images, "--out", full, "--absolute"], log, signal);
+  if (!raw || !job.holdOut) {
+    await Deno.rename(full, index);
+    return index;
+  }
+  const ids = (await readNnunetDataset(data)).training.map((c) => c.id);
+  const split = job.holdOut.splitFile
+    ? await readSplitFile(job.holdOut.splitFile, ids)
+    : seededSplit(ids, job.holdOut.splitSeed);
+  const { index: kept, images: count } = keepCases(await readPretrainIndex(full), new Set(split.train));
+  await writePretrainIndex(index, kept);
+  await Deno.writeTextFile(
+    log,
+    `pretraining index: ${count} training images of ${ids.length} cases (test cases held out)\n`,
+    {
+      append: true,
+    },
+  );
+  return index;
+}
+
+/** The index without images whose case id (file name less `_NNNN.nii.gz`) is not in `keep`. */
+export function keepCases(index: PretrainIndex, keep: Set<string>): { index: PretrainIndex; images: number } {
+  const out: PretrainIndex = structuredClone(index);
+  let images = 0;
+  for (const dataset of Object.values(out.datasets)) {
+    for (const [sk, subject] of Object.entries(dataset.subjects)) {
+      for (const [ek, session] of Object.entries(subject.sessions)) {
+        session.images = session.images.filter((image) =>
+          keep.has(basename(image.image_path).replace(/(_\d{4})?\.nii(\.gz)?$/, ""))
+        );
+        images += session.images.length;
+        if (session.images.length === 0) delete subject.sessions[ek];
+      }
+      if (Object.keys(subject.sessions).length === 0) delete dataset.subjects[sk];
+    }
+  }
+  return { index: out, images };
+}
+
+/** The spec's `finetune` options this runner understands (`voxssl finetune` flags); unknown keys are errors. */
+export const FinetuneOptionsSchema = z.object({
+  epochs: z.number().int().positive().optional(),
+  stepsPerEpoch: z.number().int().positive().optional(),
+  batch: z.number().int().positive().optional(),
+  patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
+    .optional(),
+  lr: z.number().positive().optional(),
+  schedule: z.enum(["warmup-poly", "sawtooth"]).optional(),
+  nnsslSawtooth: z.boolean().optional(),
+  spacing: z.union([z.literal("median"), z.literal("none"), z.tuple([z.number(), z.number(), z.number()])])
+    .optional(),
+  batchDice: z.boolean().optional(),
+  augmentation: z.boolean().optional(),
+}).strict();
+
+/** The spec's `predict` options (`voxssl predict` flags). */
+export const PredictOptionsSchema = z.object({
+  /** Window step as a fraction of the patch (default 0.5). */
+  step: z.number().gt(0).max(1).default(0.5),
+  /** Mirroring test-time augmentation (default false: 8× the inference time). */
+  mirroring: z.boolean().default(false),
+}).strict();
+
+/**
+ * Checks a spec's `finetune` and `predict` options against what this runner passes on; errors name the
+ * field (`finetune.steps: …`).
+ */
+export function checkStageOptions(spec: { finetune: unknown; predict: unknown }, where: string): void {
+  const issues: string[] = [];
+  for (
+    const [key, schema] of [["finetune", FinetuneOptionsSchema], ["predict", PredictOptionsSchema]] as const
+  ) {
+    const parsed = (schema as z.ZodType).safeParse(spec[key]);
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);
+}
+
+/**
+ * Checks that every dataset of the spec is an nnU-Net raw dataset folder (its dataset.json exists), so
+ * a missing dataset stops the benchmark before any work, naming the field.
+ */
+export async function checkDatasets(
+  spec: { datasets: { name: string; path: string }[] },
+  where: string,
+): Promise<void> {
+  const problems: string[] = [];
+  for (const [i, d] of spec.datasets.entries()) {
+    if (!(await exists(join(d.path, "dataset.json")))) {
+      problems.push(
+        `  - datasets.${i}.path: ${d.path} has no dataset.json (expected an nnU-Net raw dataset)`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`${where}:\n${problems.join("\n")}`);
+}
+
+function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
+  const flags: string[] = [];
+  if (o.epochs) flags.push("--epochs", String(o.epochs));
+  if (o.stepsPerEpoch) flags.push("--steps", String(o.stepsPerEpoch));
+  if (o.batch) flags.push("--batch", String(o.batch));
+  if (o.patch) flags.push("--patch", o.patch.join(","));
+  if (o.lr) flags.push("--lr", String(o.lr));
+  if (o.schedule) flags.push("--schedule", o.schedule);
+  if (o.nnsslSawtooth) flags.push("--nnssl-sawtooth");
+  if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
+  if (o.batchDice) flags.push("--batch-dice");
+  if (o.augmentation === false) flags.push("--no-augmentation");
+  return flags;
+}
+
+/** A hard link (no copy of the data), or a copy across file systems. Symbolic links would not do:
+ * the commands list regular files only. */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await Deno.link(from, to);
+  } catch {
+    await Deno.copyFile(from, to);
+  }
+}
+
+/**
+ * A folder pair holding only the chosen test cases (hard links into the raw dataset), in the layout
+ * `voxssl predict` and `evaluate` read.
+ */
+async function linkTestCases(
+  datasetPath: string,
+  ids: string[],
+  dir: string,
+): Promise<{ images: string; labels: string }> {
+  const raw = await readNnunetDataset(datasetPath);
+  const byId = new Map(raw.training.map((c) => [c.id, c]));
+  const images = join(dir, "images");
+  const labels = join(dir, "labels");
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(images, { recursive: true });
+  await Deno.mkdir(labels, { recursive: true });
+  for (const id of ids) {
+    const c = byId.get(id);
+    if (!c?.label) {
+      throw new Error(`${datasetPath}: the fine-tuning run's test case ${id} has no labelled case`);
+    }
+    for (const image of c.images) await linkOrCopy(resolve(image), join(images, basename(image)));
+    await linkOrCopy(resolve(c.label), join(labels, basename(c.label)));
+  }
+  return { images, labels };
+}
+
+/**
+ * Per-case scores from `voxssl evaluate`'s summary.json: Dice per foreground class, and their mean over
+ * the classes not empty in both maps (nnU-Net's NaN rule); a case empty in every class is left out.
+ */
+export function caseScores(summary: {
+  classes: number[];
+  names: Record<string, string>;
+  cases: { name: string; classes: Record<string, { dice: number | string }> }[];
+}): CellResult["cases"] {
+  const out: CellResult["cases"] = [];
+  for (const c of summary.cases) {
+    const perClass: Record<string, number | null> = {};
+    const values: number[] = [];
+    for (const k of summary.classes) {
+      const dice = Number(c.classes[k]?.dice);
+      perClass[summary.names[k] ?? String(k)] = Number.isNaN(dice) ? null : dice;
+      if (!Number.isNaN(dice)) values.push(dice);
+    }
+    if (values.length === 0) continue;
+    out.push({
+      case: c.name.replace(/\.nii(\.gz)?$/, ""),
+      dice: values.reduce((a, b) => a + b, 0) / values.length,
+      perClass,
+    });
+  }
+  return out;
+}
+
+/** Options of {@link createBenchmarkRunner}. */
+export interface BenchmarkRunnerOptions {
+  /** The subcommands this build of voxssl has (the runner needs the cell stages among them). */
+  commands: string[];
+}
+
+/** The stage commands a cell needs, beyond `pretrain`. */
+const CELL_STAGES = ["finetune", "predict", "evaluate"] as const;
+
+/** The adapter in words, or undefined without WebGPU. */
+async function adapterDescription(): Promise<string | undefined> {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return undefined;
+    const i = adapter.info;
+    return [i.description || i.device, i.vendor, i.architecture].filter((s) => s).join(", ") +
+      (i.isFallbackAdapter ? " (fallback adapter)" : "");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The real runner. Fails at once, naming what is missing, when this build lacks a stage command. */
+export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Promise<BenchmarkRunner> {
+  const missing: string[] = [];
+  for (const stage of CELL_STAGES) if (!options.commands.includes(stage)) missing.push(stage);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `this build of voxssl has no ${missing.map((m) => `\`voxssl ${m}\``).join(", ")} yet, which every ` +
+        `benchmark cell runs (fine-tune → predict → evaluate); --dry-run lists the grid`,
+    );
+  }
+  const adapter = await adapterDescription();
+  const commit = await gitCommit(ROOT);
+
+  return {
+    async pretrain(job: PretrainJob, context: StageContext): Promise<PretrainResult> {
+      const started = performance.now();
+      await Deno.mkdir(context.workDir, { recursive: true });
+      const log = join(context.workDir, "stages.log");
+      const run = join(context.workDir, "pretrain");
+      const final = join(run, "checkpoints", "final.safetensors");
+      if (!(await exists(final))) {
+        const data = await pretrainData(job, context.workDir, log, context.signal);
+        const config = {
+          ...job.config,
+          arch: job.arch,
+          method: job.method,
+          data,
+          seed: job.seed,
+          plugins: job.plugin ? [job.plugin] : [],
+        };
+        const configFile = join(context.workDir, "pretrain_config.json");
+        await Deno.writeTextFile(configFile, JSON.stringify(config, null, 2) + "\n");
+        context.log(`  voxssl pretrain → ${run} (log: ${log})`);
+        const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
+        await runStage(
+          resume ? ["pretrain", "--resume", run] : ["pretrain", "--config", configFile, "--out", run],
+          log,
+          context.signal,
+        );
+        if (!(await exists(final))) throw new StageStopped(`pretraining stopped before its end (${run})`);
+      }
+      return {
+        checkpoint: final,
+        provenance: await runProvenance(run, adapter, commit),
+        seconds: (performance.now() - started) / 1000,
+      };
+    },
+
+    async runCell(cell: Cell, checkpoint: string | undefined, context: StageContext): Promise<CellResult> {
+      const started = performance.now();
+      const work = context.workDir;
+      await Deno.mkdir(work, { recursive: true });
+      const log = join(work, "stages.log");
+      const run = join(work, "finetune");
+      const final = join(run, "checkpoints", "final.safetensors");
+      const options = FinetuneOptionsSchema.parse(cell.finetune);
+      // one preprocessed copy of each dataset (per spacing) for every cell
+      const cache = join(
+        work,
+        "..",
+        "..",
+        "data",
+        `${cell.dataset.name}-${String(options.spacing ?? "median")}`,
+      );
+      if (!(await exists(final))) {
+        const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
+        const args = resume ? ["finetune", cell.dataset.path, "--resume", run, "--cache", cache] : [
+          "finetune",
+          cell.dataset.path,
+          "--arch",
+          cell.arch,
+          "--out",
+          run,
+          "--cache",
+          cache,
+          "--seed",
+          String(cell.seed),
+          "--split-seed",
+          String(cell.splitSeed),
+          "--label-fraction",
+          String(cell.labelFraction),
+          ...(checkpoint ? ["--pretrained", checkpoint] : []),
+          ...(cell.dataset.splitFile ? ["--split", cell.dataset.splitFile] : []),
+          ...finetuneFlags(options),
+        ];
+        // predict + evaluate score the test cases (in their original geometry), not the run itself
+        args.push("--no-score");
+        context.log(`  voxssl finetune → ${run} (log: ${log})`);
+        await runStage(args, log, context.signal);
+        if (!(await exists(final))) throw new StageStopped(`fine-tuning stopped before its end (${run})`);
+      }
+      const runConfig = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
+      const segmentation = runConfig.resolvedMethod?.config;
+      const testIds: string[] = [...(segmentation?.split?.test ?? [])].sort();
+      if (testIds.length === 0) throw new Error(`${run}/config.json names no test cases`);
+      const ids = testIds.slice(0, cell.dataset.maxTestCases ?? testIds.length);
+      const test = await linkTestCases(cell.dataset.path, ids, join(work, "test"));
+
+      const predictions = join(work, "predictions");
+      const predict = PredictOptionsSchema.parse(cell.predict);
+      const spacing: number[] | null = segmentation.spacing ?? null;
+      context.log(`  voxssl predict → ${predictions}`);
+      await runStage(
+        [
+          "predict",
+          test.images,
+          "--checkpoint",
+          final,
+          "--dataset",
+          cell.dataset.path,
+          "--out",
+          predictions,
+          "--spacing",
+          spacing ? spacing.join(",") : "none",
+          "--patch",
+          (runConfig.patch as number[]).join(","),
+          "--step",
+          String(predict.step),
+          ...(predict.mirroring ? ["--mirror"] : []),
+        ],
+        log,
+        context.signal,
+      );
+      const evaluation = join(work, "evaluation");
+      await runStage(
+        [
+          "evaluate",
+          predictions,
+          test.labels,
+          "--dataset",
+          cell.dataset.path,
+          "--out",
+          evaluation,
+          "--no-hd95",
+        ],
+        log,
+        context.signal,
+      );
+      const summary = JSON.parse(await Deno.readTextFile(join(evaluation, "summary.json")));
+      const plugins = {
+        ...(await runProvenance(run, adapter, commit)).plugins,
+        ...(checkpoint ? (await runProvenance(join(checkpoint, "..", ".."), adapter, commit)).plugins : {}),
+      };
+      return {
+        cases: caseScores(summary),
+        provenance: { core: VERSION, plugins, commit, adapter },
+        seconds: (performance.now() - started) / 1000,
+        artifacts: { finetune: run, predictions, evaluation },
+      };
+    },
+  };
+}

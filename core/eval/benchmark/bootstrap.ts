@@ -1,0 +1,97 @@
+/**
+ * Confidence intervals of a mean Dice over seeds and cases: a percentile bootstrap over the crossed design.
+ * The scores form a matrix (one row per fine-tuning seed, one column per test case; every seed is evaluated
+ * on the same test cases). Each replicate draws S rows and C columns with replacement, independently, and
+ * takes the mean of the S × C sub-matrix, so both sources of variation (training randomness and the
+ * finite test set) widen the interval. The bootstrap's random stream has a fixed seed: the same scores
+ * always give the same interval. Quantiles interpolate linearly between order statistics (numpy's default,
+ * Hyndman–Fan type 7).
+ *
+ * @module
+ */
+import { createRng } from "../../data/rng.ts";
+
+/** Bootstrap settings. */
+export interface BootstrapOptions {
+  /** Confidence level, e.g. 0.95. */
+  confidence: number;
+  /** Number of replicates. */
+  replicates: number;
+  /** Seed of the resampling stream. */
+  seed: number;
+}
+
+/** A mean with its confidence interval. */
+export interface Interval {
+  mean: number;
+  lower: number;
+  upper: number;
+}
+
+/** The type-7 quantile of sorted values (linear interpolation between order statistics). */
+export function quantileSorted(sorted: ArrayLike<number>, p: number): number {
+  const n = sorted.length;
+  if (n === 0) throw new Error("quantile of no values");
+  const h = (n - 1) * p;
+  const lo = Math.floor(h);
+  const hi = Math.min(lo + 1, n - 1);
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
+}
+
+function checkMatrix(values: number[][]): void {
+  if (values.length === 0 || values[0].length === 0) throw new Error("bootstrap of an empty score matrix");
+  const c = values[0].length;
+  for (const row of values) {
+    if (row.length !== c) throw new Error("bootstrap: every seed needs scores for the same cases");
+    for (const v of row) if (!Number.isFinite(v)) throw new Error(`bootstrap: score ${v} is not finite`);
+  }
+}
+
+/** The mean of a seeds × cases matrix. */
+export function matrixMean(values: number[][]): number {
+  let sum = 0;
+  let n = 0;
+  for (const row of values) {
+    for (const v of row) {
+      sum += v;
+      n++;
+    }
+  }
+  return sum / n;
+}
+
+/**
+ * The replicate means of the crossed bootstrap of `values` (seeds × cases), in draw order. Exposed for
+ * tests and for custom statistics; {@link crossedBootstrap} sorts them into an interval.
+ */
+export function bootstrapReplicates(values: number[][], options: BootstrapOptions): Float64Array {
+  checkMatrix(values);
+  const s = values.length;
+  const c = values[0].length;
+  const rng = createRng(options.seed, "crossed-bootstrap");
+  const out = new Float64Array(options.replicates);
+  const rows = new Int32Array(s);
+  const columns = new Int32Array(c);
+  for (let b = 0; b < options.replicates; b++) {
+    for (let i = 0; i < s; i++) rows[i] = rng.int(s);
+    for (let j = 0; j < c; j++) columns[j] = rng.int(c);
+    let sum = 0;
+    for (let i = 0; i < s; i++) {
+      const row = values[rows[i]];
+      for (let j = 0; j < c; j++) sum += row[columns[j]];
+    }
+    out[b] = sum / (s * c);
+  }
+  return out;
+}
+
+/** The mean of `values` (seeds × cases) and its percentile-bootstrap confidence interval. */
+export function crossedBootstrap(values: number[][], options: BootstrapOptions): Interval {
+  const replicates = bootstrapReplicates(values, options).sort();
+  const alpha = 1 - options.confidence;
+  return {
+    mean: matrixMean(values),
+    lower: quantileSorted(replicates, alpha / 2),
+    upper: quantileSorted(replicates, 1 - alpha / 2),
+  };
+}
