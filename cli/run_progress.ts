@@ -23,6 +23,7 @@ export interface RunProgress {
 export function runProgress(
   mode: LogMode,
   sink?: { isTerminal(): boolean; writeSync(b: Uint8Array): number },
+  label = "pretrain",
 ): RunProgress {
   const stream = sink ?? Deno.stderr;
   const form = mode === "json" ? "json" : mode === "plain" || !stream.isTerminal() ? "plain" : "tty";
@@ -35,7 +36,7 @@ export function runProgress(
     observer: {
       step(run) {
         // created after the first step (which compiles the kernels): the rate counts the steps after it
-        progress ??= createProgress("pretrain", total(run), {
+        progress ??= createProgress(label, total(run), {
           mode,
           unit: "steps",
           start: run.step,

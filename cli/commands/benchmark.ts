@@ -23,6 +23,7 @@ import {
 } from "../../core/eval/benchmark/mod.ts";
 import { listenForStop } from "../../core/train/mod.ts";
 import { ConfigError } from "../errors.ts";
+import { createProgress, logOption, type Progress } from "../progress.ts";
 import { writeLeaderboardPage } from "../report/leaderboard.ts";
 import { checkDatasets, checkStageOptions, createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
 
@@ -49,6 +50,7 @@ export function registerBenchmark(program: Command): void {
     .option("--dry-run", "list the pretraining runs and cells (and which are finished); run nothing")
     .option("--report", "rewrite leaderboard, tables and plots from the finished cells; run nothing")
     .option("--fail-fast", "stop at the first failed cell (default: report it and go on)")
+    .addOption(logOption())
     .action(async (specArg, flags) => {
       const specPath = resolve(specArg ?? DEFAULT_BENCHMARK_SPEC);
       const spec = await loadSpec(specPath);
@@ -94,16 +96,26 @@ export function registerBenchmark(program: Command): void {
           Deno.addSignalListener(signal, abort);
         } catch { /* not available on this platform */ }
       }
+      let progress: Progress | undefined;
       try {
         const summary = await runBenchmark({
           spec,
           out,
           runner,
           signal: controller.signal,
-          log: (l) => console.log(l),
+          log: (l) => progress ? progress.log(l) : console.log(l),
+          onCell: (settled, total, what) => {
+            progress ??= createProgress("benchmark", total, {
+              mode: flags.log,
+              unit: "cells",
+              start: settled - 1,
+            });
+            progress.update(settled, what);
+          },
           writer,
           continueOnError: !flags.failFast,
         });
+        progress?.finish();
         for (const f of summary.failures) console.error(`failed: ${f.what}: ${f.error}`);
         console.log(
           `${summary.computed} cells computed, ${summary.reused} reused, ${summary.failures.length} failed` +

@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { logMode, logOption } from "../progress.ts";
+import { runProgress } from "../run_progress.ts";
 import type { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { VERSION } from "../../mod.ts";
@@ -77,6 +79,7 @@ export function registerFinetune(program: Command): void {
       "--no-score",
       "skip the run's own test-set scoring (the benchmark scores with predict + evaluate)",
     )
+    .addOption(logOption())
     .action(async (data, flags) => {
       const registry = builtinRegistry();
       const int = (v: string | undefined, f: string) =>
@@ -182,7 +185,13 @@ export function registerFinetune(program: Command): void {
         resume: flags.resume !== undefined,
         evaluate: flags.score !== false,
       };
-      const result = await finetuneSegmentation(options);
+      const progress = runProgress(logMode(flags.log), undefined, "finetune");
+      const result = await finetuneSegmentation({
+        ...options,
+        log: progress.log,
+        observer: progress.observer,
+      })
+        .finally(() => progress.finish());
       if (result.stoppedBy) console.log(`run saved in ${result.out} (stopped by ${result.stoppedBy})`);
       else {
         console.log(

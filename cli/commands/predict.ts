@@ -6,6 +6,7 @@
  * (resumable). Only built-in architectures load here: third-party plugin code runs only in the sandbox,
  * which predict does not use yet.
  */
+import { createProgress, type LogMode, logOption } from "../progress.ts";
 import type { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { initGpu } from "../../core/gpu/mod.ts";
@@ -44,6 +45,7 @@ export function registerPredict(program: Command): void {
     .option("--patch <d,h,w>", "window size (default: the plan's recommended downstream patch)")
     .option("--step <fraction>", "window step as a fraction of the patch", "0.5")
     .option("--mirror", "mirroring test-time augmentation over all three axes (8 passes per window)")
+    .addOption(logOption())
     .action(async (images, options) => {
       Deno.exitCode = await runPredict(images, options);
     });
@@ -59,6 +61,7 @@ async function runPredict(
     patch?: string;
     step: string;
     mirror?: boolean;
+    log?: LogMode;
   },
 ): Promise<number> {
   try {
@@ -90,13 +93,19 @@ async function runPredict(
     }, options.checkpoint);
     const predict = networkPredictor(network, dataset.channels.length);
     await Deno.mkdir(options.out, { recursive: true });
-    let done = 0, skipped = 0;
-    for (const c of cases) {
-      const path = join(options.out, `${c.id}${dataset.fileEnding}`);
-      if (await Deno.stat(path).then(() => true, () => false)) {
-        skipped++;
-        continue;
-      }
+    const pathOf = (id: string) => join(options.out, `${id}${dataset.fileEnding}`);
+    const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+    const todo = [];
+    for (const c of cases) if (!(await exists(pathOf(c.id)))) todo.push(c);
+    const skipped = cases.length - todo.length;
+    const progress = createProgress("predict", cases.length, {
+      mode: options.log,
+      unit: "cases",
+      start: skipped,
+    });
+    let done = 0;
+    for (const c of todo) {
+      const path = pathOf(c.id);
       const t0 = performance.now();
       const prediction = await predictCase(c, predict, {
         targetSpacing,
@@ -107,8 +116,10 @@ async function runPredict(
       });
       await writePrediction(path, prediction);
       done++;
-      console.log(`${c.id}: ${path} (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      progress.log(`${c.id}: ${path} (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      progress.update(skipped + done, c.id);
     }
+    progress.finish();
     network.dispose();
     console.log(`predict: ${done} predicted, ${skipped} already there, in ${options.out}`);
     return 0;

@@ -32,6 +32,7 @@ import {
   saveRunCheckpoint,
   trainStep,
 } from "../train/mod.ts";
+import type { RunObserver } from "../train/run_events.ts";
 import { loadPretrainedEncoder, readPretrainedWeights } from "./adapt.ts";
 import { finetuneRates, type FinetuneSchedule, FinetuneScheduleSchema } from "./schedule.ts";
 import { segmentationBatches, type SegmentationCase } from "./seg_batches.ts";
@@ -116,6 +117,8 @@ export interface FinetuneOptions {
   scoreWindow?: Vec3;
   /** Where lines go (default console.log). */
   log?: (line: string) => void;
+  /** Told of every step, metrics record and checkpoint (a progress display). */
+  observer?: RunObserver;
   /** The device (default the process's). */
   gpu?: Gpu;
 }
@@ -319,6 +322,7 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
     coreVersion: o.coreVersion,
     resume: o.resume,
     log,
+    observer: o.observer,
     gpu: o.gpu,
     stopAfterStep: o.stopAfterStep,
   });
@@ -411,6 +415,7 @@ async function trainLoop(
     for (const p of encoderParams) p.requiresGrad = !frozen;
     const perGroup = groupOf.map((name) => (name === "encoder" ? rates.encoder : rates.decoder));
     await trainStep(run, await train.batch(run.step), perGroup);
+    run.observer?.step?.(run);
     const endOfEpoch = run.step % config.stepsPerEpoch === 0;
     if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
       await logInterval(run, rates.decoder);

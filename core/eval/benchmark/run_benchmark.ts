@@ -60,6 +60,8 @@ export interface RunBenchmarkOptions {
   writer: { core: string; commit?: string };
   /** Keep going after a failed cell (default true); the failure is reported and the cell retried next run. */
   continueOnError?: boolean;
+  /** Told after each cell this run finishes or gives up on: cells settled so far (reused ones included). */
+  onCell?: (settled: number, total: number, what: string) => void;
 }
 
 /** A failed stage. */
@@ -207,10 +209,12 @@ export async function runBenchmark(options: RunBenchmarkOptions): Promise<Benchm
     }
   };
 
+  let settled = summary.reused;
   for (const cell of grid.cells) {
     if (signal.aborted) break;
     if (finished.has(cell.key)) continue;
     const what = describeCell(cell);
+    const settle = () => options.onCell?.(++settled, grid.cells.length, what);
     try {
       const checkpoint = await checkpointOf(cell);
       log(`cell ${what}`);
@@ -220,6 +224,7 @@ export async function runBenchmark(options: RunBenchmarkOptions): Promise<Benchm
       finished.set(cell.key, { key: cell.key, cell, result, finishedAt: "" });
       summary.computed++;
       summary.reports = await writeReports(spec, grid, store, writer);
+      settle();
     } catch (error) {
       if (signal.aborted) break;
       const message = (error as Error).message;
@@ -227,6 +232,7 @@ export async function runBenchmark(options: RunBenchmarkOptions): Promise<Benchm
         summary.failures.push({ key: cell.key, what, error: message });
       }
       log(`failed: ${what}: ${message}`);
+      settle();
       if (!continueOnError) throw error;
     }
   }

@@ -89,15 +89,26 @@ Deno.test("benchmark: a failing cell is reported, the rest finish, and the next 
       throw new Error("out of memory (simulated)");
     }
   };
-  const s1 = await runBenchmark({ spec, out, runner: first, writer });
+  const settled: [number, number][] = [];
+  const s1 = await runBenchmark({
+    spec,
+    out,
+    runner: first,
+    writer,
+    onCell: (n, total) => settled.push([n, total]),
+  });
   assertEquals([s1.computed, s1.failures.length], [TOTAL - 1, 1]);
+  // the progress callback counts every cell once, the failed one included
+  assertEquals(settled, Array.from({ length: TOTAL }, (_, i) => [i + 1, TOTAL]));
   assert(
     s1.failures[0].error.includes("out of memory") &&
       s1.failures[0].what.includes("mae · resenc-tiny on other"),
   );
   const second = new FakeRunner();
-  await runBenchmark({ spec, out, runner: second, writer });
+  const resumed: number[] = [];
+  await runBenchmark({ spec, out, runner: second, writer, onCell: (n) => resumed.push(n) });
   assertEquals(second.cellCalls.map((c) => c.key), [s1.failures[0].key]);
+  assertEquals(resumed, [TOTAL]); // the finished cells count from the start
   await Deno.remove(out, { recursive: true });
 });
 
