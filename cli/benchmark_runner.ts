@@ -491,3 +491,44 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
     },
   };
 }
+
+/**
+ * Cases for the leaderboard page's overlay viewer: the first predicted test case of each finished cell (at
+ * most `max`), with its first channel and its reference, from the files the real runner left in the cell's
+ * work folder (`predictions/`, `test/images`, `test/labels`). Cells without those files are left out.
+ */
+export async function overlayCases(
+  store: { cells(): Promise<Map<string, { cell: Cell; result: { artifacts?: Record<string, string> } }>> },
+  max = 8,
+): Promise<{ name: string; image: string; prediction: string; reference: string }[]> {
+  const out = [];
+  for (const { cell, result } of (await store.cells()).values()) {
+    if (out.length >= max) break;
+    const predictions = result.artifacts?.predictions;
+    if (!predictions) continue;
+    const files = [];
+    try {
+      for await (const e of Deno.readDir(predictions)) {
+        if (e.isFile && /\.nii(\.gz)?$/.test(e.name)) files.push(e.name);
+      }
+    } catch {
+      continue; // the work folder was cleaned up
+    }
+    const file = files.sort()[0];
+    if (!file) continue;
+    const ending = file.endsWith(".nii.gz") ? ".nii.gz" : ".nii";
+    const id = file.slice(0, -ending.length);
+    const test = join(predictions, "..", "test");
+    const image = join(test, "images", `${id}_0000${ending}`);
+    const reference = join(test, "labels", file);
+    if (!(await exists(image)) || !(await exists(reference))) continue;
+    out.push({
+      name:
+        `${cell.dataset.name} / ${id} / ${cell.method} (fraction ${cell.labelFraction}, seed ${cell.seed})`,
+      image,
+      prediction: join(predictions, file),
+      reference,
+    });
+  }
+  return out;
+}

@@ -25,7 +25,13 @@ import { listenForStop } from "../../core/train/mod.ts";
 import { ConfigError } from "../errors.ts";
 import { createProgress, logOption, type Progress } from "../progress.ts";
 import { writeLeaderboardPage } from "../report/leaderboard.ts";
-import { checkDatasets, checkStageOptions, createBenchmarkRunner, gitCommit } from "../benchmark_runner.ts";
+import {
+  checkDatasets,
+  checkStageOptions,
+  createBenchmarkRunner,
+  gitCommit,
+  overlayCases,
+} from "../benchmark_runner.ts";
 
 /** The embedded default spec. */
 export const DEFAULT_BENCHMARK_SPEC: string =
@@ -63,7 +69,7 @@ export function registerBenchmark(program: Command): void {
         const grid = await expandGrid(spec);
         if (flags.report) {
           for (const file of await writeReports(spec, grid, store, writer)) console.log(`wrote ${file}`);
-          console.log(`leaderboard page: ${await writeLeaderboardPage(out)}`);
+          console.log(`leaderboard page: ${await writeLeaderboardPage(out, await overlayCases(store))}`);
           return;
         }
         const cells = await store.cells();
@@ -123,7 +129,7 @@ export function registerBenchmark(program: Command): void {
         );
         console.log(`leaderboard: ${resolve(out, "leaderboard.md")}`);
         if (existsSync(join(out, "results.json"))) {
-          console.log(`leaderboard page: ${await writeLeaderboardPage(out)}`);
+          console.log(`leaderboard page: ${await writeLeaderboardPage(out, await overlayCases(store))}`);
         }
         if (summary.failures.length > 0) Deno.exitCode = 1;
       } finally {

@@ -1,6 +1,12 @@
 /** The real runner's pure parts: per-case scores from `voxssl evaluate`'s summary, stage option checks. */
 import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
-import { caseScores, checkDatasets, checkStageOptions, keepCases } from "../../cli/benchmark_runner.ts";
+import {
+  caseScores,
+  checkDatasets,
+  checkStageOptions,
+  keepCases,
+  overlayCases,
+} from "../../cli/benchmark_runner.ts";
 import type { PretrainIndex } from "../../core/data/mod.ts";
 import { expandGrid, parseBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
 import { ConfigError } from "../../cli/errors.ts";
@@ -103,4 +109,37 @@ Deno.test("checkDatasets: a dataset folder without dataset.json is refused, nami
   );
   assert(error.message.includes(`datasets.1.path: ${dir}/none has no dataset.json`), error.message);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("overlayCases: a cell's first predicted case with its image and reference; cells without files left out", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxssl-overlay-" });
+  const work = `${root}/cell-a`;
+  for (const d of ["predictions", "test/images", "test/labels"]) {
+    await Deno.mkdir(`${work}/${d}`, { recursive: true });
+  }
+  for (const f of ["predictions/case_2.nii.gz", "predictions/case_1.nii.gz", "test/labels/case_1.nii.gz"]) {
+    await Deno.writeFile(`${work}/${f}`, new Uint8Array([1]));
+  }
+  await Deno.writeFile(`${work}/test/images/case_1_0000.nii.gz`, new Uint8Array([1]));
+  const cell = (method: string) => ({ method, dataset: { name: "hippo" }, labelFraction: 1, seed: 0 });
+  const store = {
+    cells: () =>
+      Promise.resolve(
+        new Map([
+          ["a", { cell: cell("mae"), result: { artifacts: { predictions: `${work}/predictions` } } }],
+          ["b", {
+            cell: cell("scratch"),
+            result: { artifacts: { predictions: `${root}/gone/predictions` } },
+          }],
+          ["c", { cell: cell("scratch"), result: {} }],
+        ]) as never,
+      ),
+  };
+  assertEquals(await overlayCases(store), [{
+    name: "hippo / case_1 / mae (fraction 1, seed 0)",
+    image: `${work}/test/images/case_1_0000.nii.gz`,
+    prediction: `${work}/predictions/case_1.nii.gz`,
+    reference: `${work}/test/labels/case_1.nii.gz`,
+  }]);
+  await Deno.remove(root, { recursive: true });
 });
