@@ -506,6 +506,7 @@ export {
   allGatherJson,
   allGatherRows,
   averageOverRanks,
+  broadcastText,
   dataParallel,
   GradientSync,
   initDistributed,

@@ -11,7 +11,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { join, resolve } from "node:path";
-import { initGpu, VERSION } from "../../mod.ts";
+import { broadcastText, initGpu, VERSION } from "../../mod.ts";
 import { loadPlugin, pluginSpecifier } from "../../core/plugin/mod.ts";
 import {
   checkNewRunFolder,
@@ -319,6 +319,8 @@ export function registerPretrain(program: Command): void {
       }
 
       const dist = joinJob(); // one rank of `mpiexec -n N`, or a single process
+      // the default folder is named by each rank's clock, which may tick over between ranks: rank 0's wins
+      if (request.kind === "new" && !config.out) resolved.out = broadcastText(dist.mpi, resolved.out);
       if (dist.primary) { // rank 0 alone owns the run folder
         for (
           const name of await prepareRunFolder(resolved.out, {

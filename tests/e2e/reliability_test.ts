@@ -8,28 +8,21 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "../assert.ts";
 import { loadCheckpoint, readMetrics } from "../../mod.ts";
-import { ROOT, spawnVoxssl, voxssl, writeConfig } from "./cli.ts";
+import { ROOT, spawnVoxssl, tinyRun, voxssl, writeConfig } from "./cli.ts";
 
 const NO_STACK = /^\s+at /m;
 
 /** The smallest run: resenc-tiny at 8³ on synthetic 12³ volumes. */
 function tiny(out: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    arch: "resenc-tiny",
-    method: "mae",
-    methodConfig: { block: 8 },
-    data: "synthetic",
+  return tinyRun(out, {
     synthetic: { volumes: 2, size: [12, 12, 12] },
     patch: [8, 8, 8],
-    batch: 1,
     epochs: 1,
     stepsPerEpoch: 4,
-    logEvery: 1,
     validationBatches: 0,
     workers: 0,
-    out,
     ...extra,
-  };
+  });
 }
 
 /** A copy of the hostile plugin package (tests/fixtures/hostile) with `plan` as its attack.json. */

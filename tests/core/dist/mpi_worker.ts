@@ -14,6 +14,7 @@ import {
   allGatherRows,
   backward,
   type BatchSource,
+  broadcastText,
   closeRun,
   dataParallel,
   GradientSync,
@@ -179,6 +180,9 @@ async function unit(): Promise<void> {
   await request.done();
   check(big[99_999] === 99_999 * 2, `iallreduce max: ${big[99_999]}`);
   check(agreeOnStop(mpi, undefined) === undefined, "no stop requested, but the agreement says stop");
+  // each rank starts from its own text (lengths differ too): rank 0's arrives everywhere
+  const agreed = broadcastText(mpi, dist.rank === 0 ? "runs/from-rank-0-é" : "r1");
+  check(agreed === "runs/from-rank-0-é", `broadcastText: rank ${dist.rank} got ${JSON.stringify(agreed)}`);
   check(
     agreeOnStop(mpi, dist.rank === 1 ? "SIGTERM" : undefined) === "SIGTERM",
     "a stop on rank 1 alone must stop every rank",
