@@ -20,7 +20,6 @@ import {
   loadClassificationData,
   predictionsCsv,
   readClassificationCsv,
-  smoothedTargets,
   softmaxRow,
   softTargetCrossEntropy,
   stratifiedLabelFraction,
