@@ -2,8 +2,9 @@
  * A classification CSV (dataset_csv.ts) preprocessed like a segmentation dataset and read into memory:
  * its cases become an unlabelled nnU-Net dataset, preprocessed into the downstream cache
  * (downstream_cache.ts: RAS, crop to non-zero, per-channel z-score, resampled to the target spacing;
- * resumable), then loaded whole. Before any voxel is read, every image header is checked: one 3D volume
- * per channel column (a 4D file is a channel-count mistake), named with its case and CSV line.
+ * resumable), then loaded whole. Before any voxel is read, the labels must name at least two classes and
+ * every image header is checked: one 3D volume per channel column (a 4D file is a channel-count
+ * mistake), named with its case and CSV line.
  *
  * @module
  */
@@ -74,6 +75,12 @@ export async function loadClassificationData(
   cacheDir: string,
   options: ClassificationDataOptions = {},
 ): Promise<ClassificationData> {
+  if (dataset.classes.length < 2) {
+    throw new DataFileError(
+      dataset.path,
+      `only one class (${dataset.classes.join("")}) in the label column; classification needs at least 2`,
+    );
+  }
   await checkClassificationImages(dataset);
   const channelNames = channelColumns(dataset.cases[0].images.length);
   const raw: NnunetDataset = {
