@@ -85,6 +85,7 @@ gpuTest(
       // chance is 1/2 on a balanced test set; the network before training does no better than 1/2 here
       const data = await loadClassificationData(await readClassificationCsv(csv), join(out, "data"));
       const before = await untrainedAccuracy(out, data.cases);
+      console.log(`classify: test accuracy ${scores.accuracy} (untrained ${before}), AUROC ${scores.auroc}`);
       assert(scores.accuracy >= 5 / 6, `test accuracy ${scores.accuracy}`);
       assert(scores.accuracy > before, `trained ${scores.accuracy} vs untrained ${before}`);
       assert(scores.auroc !== null && scores.auroc > 0.5, `AUROC ${scores.auroc}`);
