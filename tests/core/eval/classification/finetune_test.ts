@@ -1,17 +1,19 @@
 /**
  * Classification fine-tuning on the Trainer: from a pretrained ResEnc through the sawtooth, the head
  * phase leaves the encoder bit-identical (its optimizer moments untouched) while the head trains; a run
- * stopped there and resumed ends bit-identical to one that was never stopped.
+ * stopped there and resumed ends bit-identical to one that was never stopped. A pretrained Primus (ViT:
+ * the head reads the token average) loads at another patch through the position-embedding resize.
  */
 import { assert, assertEquals } from "../../../assert.ts";
 import { type ClassificationData, finetuneClassification } from "../../../../core/eval/mod.ts";
 import { stateDict } from "../../../../core/nn/mod.ts";
 import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "../../../../core/train/mod.ts";
 import { Generator, scope, VERSION } from "../../../../mod.ts";
+import primus from "../../../../plugins/arch/primus/mod.ts";
 import resenc, { ResEncUNet } from "../../../../plugins/arch/resenc/mod.ts";
 import { gpuTest, randomArray } from "../../../helpers.ts";
 
-function data(): ClassificationData {
+function data(size = 8): ClassificationData {
   return {
     name: "random.csv",
     classes: ["a", "b"],
@@ -20,8 +22,8 @@ function data(): ClassificationData {
     cases: Array.from({ length: 6 }, (_, i) => ({
       id: `c${i}`,
       classIndex: i % 2,
-      shape: [8, 8, 8] as [number, number, number],
-      image: [Float32Array.from(randomArray(512, 100 + i))],
+      shape: [size, size, size] as [number, number, number],
+      image: [Float32Array.from(randomArray(size ** 3, 100 + i))],
     })),
     sources: {},
   };
@@ -106,6 +108,60 @@ gpuTest(
         "the whole-network phase trains the encoder",
       );
       assertEquals(x.meta.plugins.method, `classification@${VERSION}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "classification from a pretrained Primus: position embedding resized 2³ → 1³ tokens, token average",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "voxssl-cls-vit-" });
+    try {
+      const net = scope(() =>
+        primus.create({
+          config: primus.config.parse(primus.sizes!.tiny),
+          inChannels: 1,
+          outChannels: 1,
+          patchSize: [16, 16, 16],
+          encoderOnly: false,
+          rng: new Generator(5),
+        })
+      );
+      const pretrained = `${dir}/pretrained.safetensors`;
+      await saveCheckpoint(pretrained, {
+        meta: { format: CHECKPOINT_FORMAT, adaptationPlan: net.adaptationPlan() } as never,
+        weights: Object.fromEntries(
+          Object.entries(await stateDict(net)).map(([k, t]) => [`network.${k}`, t]),
+        ),
+        optimizer: { stepState: [0, 0, 0, 0, 1, 0, 0, 0], groups: [] },
+      });
+      net.dispose();
+      const lines: string[] = [];
+      const result = await finetuneClassification({
+        data: data(),
+        arch: primus,
+        pretrained,
+        coreVersion: VERSION,
+        out: `${dir}/run`,
+        epochs: 1,
+        stepsPerEpoch: 1,
+        batch: 2,
+        patch: [8, 8, 8],
+        log: (line) => lines.push(line),
+      });
+      assert(lines.some((l) => /eva\.pos_embed resized 2×2×2 → 1×1×1/.test(l)), lines.join("\n"));
+      assertEquals([result.steps, result.scores?.cases], [1, 2]);
+      for (const p of result.scores!.predictions) {
+        assert(
+          Math.abs(p.probabilities[0] + p.probabilities[1] - 1) < 1e-12 &&
+            p.probabilities.every((v) => v > 0),
+        );
+      }
+      const ckpt = await loadCheckpoint(result.checkpoint);
+      assertEquals(ckpt.meta.config.resolvedArch.plugin, "primus");
+      assertEquals(ckpt.weights["method.head.fc.weight"].shape, [2, 48]); // tiny's token width
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
