@@ -288,6 +288,19 @@ export async function finetuneClassification(
         }`,
       );
     }
+    if (cls.channelNames.join() !== o.data.channelNames.join()) {
+      throw new Error(
+        `${o.data.name}: image columns ${o.data.channelNames.join(", ")}, the run was made with ` +
+          cls.channelNames.join(", "),
+      );
+    }
+    if (JSON.stringify(cls.spacing) !== JSON.stringify(o.data.spacing)) {
+      const mm = (s: number[] | null) => (s ? s.join(",") : "none");
+      throw new Error(
+        `${o.data.name}: preprocessed at spacing ${mm(o.data.spacing)}, the run was made at ` +
+          `${mm(cls.spacing)} (give the run's --spacing)`,
+      );
+    }
     return [cls.split.train, cls.split.test].map((ids) =>
       ids.map((id) => {
         const c = byId.get(id);

@@ -4,8 +4,12 @@
  * stopped there and resumed ends bit-identical to one that was never stopped. A pretrained Primus (ViT:
  * the head reads the token average) loads at another patch through the position-embedding resize.
  */
-import { assert, assertEquals } from "../../../assert.ts";
-import { type ClassificationData, finetuneClassification } from "../../../../core/eval/mod.ts";
+import { assert, assertEquals, assertRejects } from "../../../assert.ts";
+import {
+  type ClassificationData,
+  finetuneClassification,
+  FinetuneConfigError,
+} from "../../../../core/eval/mod.ts";
 import { stateDict } from "../../../../core/nn/mod.ts";
 import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "../../../../core/train/mod.ts";
 import { Generator, scope, VERSION } from "../../../../mod.ts";
@@ -56,7 +60,7 @@ gpuTest(
         coreVersion: VERSION,
         epochs: 2,
         stepsPerEpoch: 2,
-        batch: 2,
+        batch: 1,
         patch: [8, 8, 8] as [number, number, number],
         lr: 1e-2,
         schedule: { name: "sawtooth" as const, decoderWarmup: 0.25, decoderDecay: 0.25, wholeWarmup: 0.25 },
@@ -85,6 +89,17 @@ gpuTest(
         "method.head.fc.bias",
         "method.head.fc.weight",
       ]);
+      await assertRejects(
+        () =>
+          finetuneClassification({
+            ...common,
+            data: { ...data(), spacing: [2, 2, 2] },
+            out: `${dir}/a`,
+            resume: true,
+          }),
+        FinetuneConfigError,
+        "random.csv: preprocessed at spacing 2,2,2, the run was made at none (give the run's --spacing)",
+      );
       const resumed = await finetuneClassification({ ...common, out: `${dir}/a`, resume: true });
       assertEquals([resumed.steps, resumed.stoppedBy], [4, undefined]);
       assertEquals(resumed.scores?.cases, 2); // one of each class: ⌊3/2⌋ per class
