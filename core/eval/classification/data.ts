@@ -81,6 +81,20 @@ export async function loadClassificationData(
       `only one class (${dataset.classes.join("")}) in the label column; classification needs at least 2`,
     );
   }
+  // the cache names a case's files by its id with other characters as "_" (downstream_cache.ts)
+  const stems = new Map<string, string>();
+  for (const c of dataset.cases) {
+    const stem = c.id.replace(/[^A-Za-z0-9._-]/g, "_");
+    const other = stems.get(stem);
+    if (other !== undefined) {
+      throw new DataFileError(
+        dataset.path,
+        `cases "${other}" and "${c.id}" would share the cache file ${stem}.vxc: give them ids that differ ` +
+          "in letters, digits, '.', '_' or '-'",
+      );
+    }
+    stems.set(stem, c.id);
+  }
   await checkClassificationImages(dataset);
   const channelNames = channelColumns(dataset.cases[0].images.length);
   const raw: NnunetDataset = {

@@ -224,6 +224,20 @@ Deno.test("bad inputs name the file, the case and what was expected (user errors
     );
     assert(error.message.includes("holds 2 volumes") && error.message.includes("4d.csv"), error.message);
     assertEquals(userErrorMessage(error), error.message);
+    await Deno.writeTextFile(join(dir, "ids.csv"), "case,image,label\na b,one.nii.gz,a\na_b,one.nii.gz,b\n");
+    await assertRejects(
+      async () =>
+        loadClassificationData(await readClassificationCsv(join(dir, "ids.csv")), join(dir, "cache")),
+      DataFileError,
+      'cases "a b" and "a_b" would share the cache file a_b.vxc',
+    );
+    await Deno.writeTextFile(join(dir, "one.csv"), "image,label\none.nii.gz,a\n");
+    await assertRejects(
+      async () =>
+        loadClassificationData(await readClassificationCsv(join(dir, "one.csv")), join(dir, "cache")),
+      DataFileError,
+      "one.csv: only one class (a) in the label column; classification needs at least 2",
+    );
 
     const vols = [volume("x", 0, 1), volume("y", 0, 2)];
     const single: ClassificationData = {
