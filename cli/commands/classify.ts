@@ -78,12 +78,16 @@ export function registerClassify(program: Command): void {
         number(v, f, (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0");
       let arch;
       let pretrained = flags.pretrained;
+      // a resumed run not resampled (spacing null) reads its data the same way without --spacing
+      let resumedSpacing: "none" | undefined;
       if (flags.resume) {
         const latest = join(flags.resume, "checkpoints", "latest.safetensors");
         if (!await isFile(latest)) throw new ConfigError(`--resume ${flags.resume}: no ${latest}`);
         const meta = (await loadCheckpoint(latest)).meta;
         arch = { plugin: registry.architecture(meta.config.resolvedArch.plugin).plugin, size: undefined };
         pretrained = undefined;
+        const recorded = (meta.config.resolvedMethod.config as { spacing?: unknown } | undefined)?.spacing;
+        if (recorded === null) resumedSpacing = "none";
       } else if (flags.arch) {
         arch = registry.architecture(flags.arch);
       } else if (pretrained) {
@@ -100,7 +104,7 @@ export function registerClassify(program: Command): void {
       const runFolder = flags.resume ?? flags.out ??
         defaultRunFolder(flags.arch ?? arch.plugin.name, "classify");
       const spacing = !flags.spacing || flags.spacing === "median" || flags.spacing === "none"
-        ? (flags.spacing ?? "median") as "median" | "none"
+        ? (flags.spacing ?? resumedSpacing ?? "median") as "median" | "none"
         : vec3(flags.spacing, "--spacing");
       const dataset = await readClassificationCsv(csv);
       let progress: Progress | undefined;
