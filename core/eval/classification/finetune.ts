@@ -164,11 +164,9 @@ async function resolveConfig(o: ClassificationFinetuneOptions): Promise<Resolved
   if (!archParsed.success) throw new Error(formatIssues(archParsed.error, `archConfig for ${o.arch.name}`));
   const method = classificationMethod(o.coreVersion);
   const defaults = method.defaults[family]!;
-  const schedule = FinetuneScheduleSchema.parse({
-    warmup: 0.1,
-    ...(family === "vit" && o.schedule?.name === "sawtooth" ? { decoderLrFactor: 0.01 } : {}),
-    ...o.schedule,
-  });
+  // the head phase of the sawtooth runs at lr for ViTs too: nnssl's Primus factor 0.01 is for its
+  // segmentation decoder, and a fresh linear head at 1e-6 would hardly move
+  const schedule = FinetuneScheduleSchema.parse({ warmup: 0.1, ...o.schedule });
   if (schedule.name === "sawtooth" && !pre) {
     throw new Error("the sawtooth schedule fine-tunes a pretrained encoder: give --pretrained");
   }
