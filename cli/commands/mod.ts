@@ -1,6 +1,7 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
 import { registerBenchmark } from "./benchmark.ts";
+import { registerClassify } from "./classify.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerEvaluate } from "./evaluate.ts";
 import { registerFinetune } from "./finetune.ts";
@@ -28,6 +29,7 @@ const commands: RegisterCommand[] = [
   registerInterop,
   registerReport,
   registerFinetune,
+  registerClassify,
   registerBenchmark,
 ];
 

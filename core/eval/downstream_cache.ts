@@ -5,7 +5,8 @@
  *
  * ```
  * <cache>/downstream.json        DownstreamManifest: dataset facts, parameters, one entry per case
- * <cache>/<case>.vxc             channel_0 … channel_{C-1} (float32), label (uint8),
+ * <cache>/<case>.vxc             channel_0 … channel_{C-1} (float32), label (uint8; absent for
+ *                                unlabelled cases, e.g. classification's, which read as all 0),
  *                                locations_<k> (int32 [N, 3]) for each foreground class k present
  * <cache>/<case>.json            DownstreamCaseProperties (written last: marks the case complete)
  * ```
@@ -282,9 +283,10 @@ export async function preprocessNnunetDataset(
         { data: Float32Array | Uint8Array | Int32Array; shape: number[]; chunk?: Shape3 }
       > = {};
       pre.channels.forEach((data, k) => arrays[`channel_${k}`] = { data, shape, chunk: parameters.chunk });
-      arrays.label = { data: pre.label!, shape, chunk: parameters.chunk };
+      // unlabelled cases (classification) store the channels alone
+      if (pre.label) arrays.label = { data: pre.label, shape, chunk: parameters.chunk };
       for (const k of dataset.foreground) {
-        if (!pre.classVoxels![k]) continue;
+        if (!pre.label || !pre.classVoxels![k]) continue;
         const mask = new Uint8Array(pre.label!.length);
         for (let v = 0; v < mask.length; v++) mask[v] = pre.label![v] === k ? 1 : 0;
         const locations = sampleLocations(mask, shape, parameters.maxLocationsPerClass, `${c.id}/${k}`);
@@ -298,7 +300,7 @@ export async function preprocessNnunetDataset(
         sources,
         geometry: pre.geometry,
         normalization: pre.normalization,
-        classVoxels: pre.classVoxels!,
+        classVoxels: pre.classVoxels ?? {},
         arrays: Object.keys(arrays),
         warnings: pre.warnings,
         bytes,
@@ -404,7 +406,10 @@ export function openDownstreamCase(
       for (let c = 0; c < channels; c++) {
         image.set(file.readRegion<Float32Array>(`channel_${c}`, start, size), c * n);
       }
-      return { image, label: file.readRegion<Uint8Array>("label", start, size) };
+      const label = file.header.arrays.label
+        ? file.readRegion<Uint8Array>("label", start, size)
+        : new Uint8Array(n); // an unlabelled (classification) case
+      return { image, label };
     },
     locations(k) {
       return file.header.arrays[`locations_${k}`]

@@ -351,7 +351,7 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
           ).join(""),
       );
     }
-    stoppedBy = await trainLoop(run, o, seg, stop, train);
+    stoppedBy = await finetuneLoop(run, o, seg, stop, train);
     if (!stoppedBy) {
       await finishRun(run, o.coreVersion);
       if (o.evaluate ?? true) {
@@ -390,10 +390,15 @@ function labelName(seg: SegmentationConfig, value: number): string {
   return Object.entries(seg.labels).find(([, v]) => v === value)?.[0] ?? String(value);
 }
 
-async function trainLoop(
+/**
+ * The fine-tuning loop shared by segmentation and classification: each step takes the schedule's rates
+ * (null freezes the encoder group: no gradient, no update), logs, saves `latest` at each epoch's end,
+ * and stops with a checkpoint on a stop request or `stopAfterStep`. Returns what stopped it early.
+ */
+export async function finetuneLoop(
   run: Run,
-  o: FinetuneOptions,
-  seg: SegmentationConfig,
+  o: Pick<FinetuneOptions, "coreVersion" | "stopAfterStep">,
+  seg: Pick<SegmentationConfig, "schedule" | "encoderKeys" | "decoderKeys">,
   stop: { requested?: string },
   train: BatchSource,
 ): Promise<string | undefined> {

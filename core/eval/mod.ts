@@ -26,3 +26,4 @@ export * from "./test_score.ts";
 export * from "./finetuned_checkpoint.ts";
 export * from "./finetune.ts";
 export * from "./load_cases.ts";
+export * from "./classification/mod.ts";

@@ -34,6 +34,7 @@ export interface ClassificationDataset {
   path: string;
   /** Class names; a case's `classIndex` indexes this list. */
   classes: string[];
+  /** The cases, in file order. */
   cases: ClassificationCase[];
 }
 

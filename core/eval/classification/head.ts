@@ -27,6 +27,7 @@ export interface ClassificationHeadOptions {
 
 /** Dropout and a linear layer from pooled features to class logits. Parameters: `fc.weight`, `fc.bias`. */
 export class ClassificationHead extends Module {
+  /** Dropout probability before the linear layer while training. */
   readonly dropout: number;
 
   /** A head from `features` channels to `classes` logits, initialised from `rng` (PyTorch's default). */

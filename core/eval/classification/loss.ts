@@ -34,8 +34,18 @@ export function labelSmoothingCrossEntropy(
     throw new RangeError(`logits [${logits.shape}]: expected [${labels.length}, classes]`);
   }
   const [n, k] = logits.shape;
-  const q = tensor(smoothedTargets(labels, k, smoothing), [n, k]);
-  return mul(sum(mul(logSoftmax(logits, 1), q)), -1 / n);
+  return softTargetCrossEntropy(logits, tensor(smoothedTargets(labels, k, smoothing), [n, k]));
+}
+
+/**
+ * Mean cross-entropy of `logits` [N, K] against target distributions `q` [N, K] (e.g. smoothed one-hot
+ * rows from {@link smoothedTargets}, uploaded with the batch so the loss needs no host labels).
+ */
+export function softTargetCrossEntropy(logits: Tensor, q: Tensor): Tensor {
+  if (logits.shape.length !== 2 || q.shape.join() !== logits.shape.join()) {
+    throw new RangeError(`softTargetCrossEntropy: logits [${logits.shape}] and targets [${q.shape}]`);
+  }
+  return mul(sum(mul(logSoftmax(logits, 1), q)), -1 / logits.shape[0]);
 }
 
 /** Float64 reference of {@link labelSmoothingCrossEntropy}: logits [N, K] row-major. */
