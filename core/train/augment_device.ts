@@ -1,8 +1,9 @@
 /**
  * Where a run's standard-patch augmentation runs: on the GPU (the loader ships raw crops; see
  * gpu_augment.ts) or in the CPU workers. "auto" takes the GPU when it can: a GPU is at hand, the method
- * cuts the standard patch (no data hook, or a hook that declares `gpuAugmentation`; other hooks run their
- * per-crop pipelines on the CPU), there is augmentation to move, masks fill whole u32 words, and the
+ * cuts the standard patch (no data hook, or a hook that declares `gpuAugmentation` or
+ * `gpuViewAugmentation`; other hooks run their per-crop pipelines on the CPU), there is augmentation to
+ * move (the run's, or the method's own per-crop pipelines), masks fill whole u32 words, and the
  * largest binding (the batch, or a worst-case source region of a rotated and zoomed-out patch) fits the
  * adapter's `maxStorageBufferBindingSize`.
  *
@@ -30,6 +31,8 @@ export interface AugmentationDeviceQuery {
   /** The method's name, and whether it makes its own samples (a data hook not declaring gpuAugmentation). */
   method: string;
   hasSampleHook: boolean;
+  /** Whether the method's hook augments its own crops and lets the GPU do it (`gpuViewAugmentation`). */
+  viewAugmentation?: boolean;
   /** Image interpolation ("cubic" reads a wider source box). */
   interpolation: "linear" | "cubic";
 }
@@ -81,6 +84,11 @@ export function chooseAugmentationDevice(
     return { device: "gpu", reason: "augmentationDevice is gpu" };
   }
   if (obstacle) return { device: "cpu", reason: obstacle };
-  if (q.augmentation === "none") return { device: "cpu", reason: "no augmentation to move" };
+  if (q.augmentation === "none" && !q.viewAugmentation) {
+    return { device: "cpu", reason: "no augmentation to move" };
+  }
+  if (q.augmentation === "none") {
+    return { device: "gpu", reason: `method ${q.method}'s per-crop pipelines run there` };
+  }
   return { device: "gpu", reason: "the adapter has room" };
 }

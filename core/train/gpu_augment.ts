@@ -11,11 +11,13 @@
  */
 import { spatialMatrix } from "../data/augment/spatial.ts";
 import { resampleTaps } from "../data/resample.ts";
+import type { AugmentPlan } from "../data/augment/pipeline.ts";
 import type { RawCrop } from "../data/sample.ts";
 import type { Shape3 } from "../data/volume.ts";
 import type { Gpu } from "../gpu/mod.ts";
 import { empty, type Tensor, tensor } from "../tensor/mod.ts";
 import {
+  type NoiseKey,
   packLowresTaps,
   runAugmentBlurAxis,
   runAugmentIntensity,
@@ -63,6 +65,102 @@ function lowresTable(shape: Shape3, zoom: number): Uint32Array | undefined {
   }));
 }
 
+/** Whether the plan's last step moves voxels (mirroring or quarter turns). */
+function reorients(plan: AugmentPlan): boolean {
+  return plan.mirror.some(Boolean) || (plan.rot90 !== undefined && plan.rot90.turns % 4 !== 0);
+}
+
+/** Buffers one chain run borrows: two scratch tensors of at least the sample's voxels and a stats buffer. */
+interface ChainResources {
+  scratch: Tensor[];
+  work: Tensor;
+  /** Tensors made on the way, disposed by the caller after the work is recorded. */
+  temporaries: Tensor[];
+}
+
+const STAT_SLOTS = 2;
+
+/**
+ * Records everything of `plan` after the spatial transform on one `[D, H, W]` sample that lives in `home`
+ * at element `homeBase` and ends there: noise, blur, brightness, contrast, low resolution, inverted gamma,
+ * gamma, then mirroring and quarter turns. `key` gives the Philox noise its counter words.
+ */
+function runChain(
+  gpu: Gpu,
+  res: ChainResources,
+  home: Tensor,
+  homeBase: number,
+  shape: Shape3,
+  plan: AugmentPlan,
+  key: NoiseKey,
+): void {
+  const { scratch, work } = res;
+  const n = shape[0] * shape[1] * shape[2];
+  // the sample lives in `cur` at `base`; out-of-place steps move it between home and the scratches
+  let cur = home, base = homeBase;
+  const moveTo = (run: (dst: Tensor, dstBase: number) => void) => {
+    const dst = cur === scratch[0] ? scratch[1] : scratch[0];
+    run(dst, 0);
+    cur = dst;
+    base = 0;
+  };
+  if (plan.noiseSigma !== undefined && plan.noiseSigma !== 0) {
+    runAugmentNoise(gpu, cur.binding, base, n, plan.noiseSigma, key);
+  }
+  if (plan.blurSigma) {
+    plan.blurSigma.forEach((sigma, axis) => {
+      if (sigma > 0) {
+        moveTo((dst, at) => runAugmentBlurAxis(gpu, cur.binding, dst.binding, shape, axis, sigma, base, at));
+      }
+    });
+  }
+  if (plan.brightness !== undefined) {
+    runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+      op: "brightness",
+      factor: plan.brightness,
+    });
+  }
+  if (plan.contrast !== undefined) {
+    runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, STAT_SLOTS);
+    runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+      op: "contrast",
+      factor: plan.contrast,
+      slot: 0,
+    });
+  }
+  if (plan.lowresZoom !== undefined) {
+    const words = lowresTable(shape, plan.lowresZoom);
+    if (words) {
+      const table = tensor(words, [words.length], { gpu, dtype: "u32" });
+      res.temporaries.push(table);
+      for (let axis = 0; axis < 3; axis++) {
+        moveTo((dst, at) =>
+          runAugmentLowresAxis(gpu, cur.binding, table.binding, dst.binding, shape, axis, base, at, 0)
+        );
+      }
+    }
+  }
+  for (const [gamma, invert] of [[plan.gammaInverted, true], [plan.gamma, false]] as const) {
+    if (gamma === undefined) continue;
+    runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, STAT_SLOTS);
+    runAugmentIntensity(gpu, cur.binding, work.binding, base, n, { op: "gammaPow", gamma, invert, slot: 0 });
+    runAugmentStats(gpu, cur.binding, work.binding, base, n, 1, STAT_SLOTS);
+    runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
+      op: "gammaRestore",
+      invert,
+      slotBefore: 0,
+      slotAfter: 1,
+    });
+  }
+  // mirroring and turns (a plain copy when nothing moves) bring the sample home
+  if (cur !== home || reorients(plan)) {
+    if (cur === home) {
+      moveTo((dst, at) => runAugmentMirror(gpu, "image", cur.binding, dst.binding, shape, NO_FLIP, base, at));
+    }
+    runAugmentMirror(gpu, "image", cur.binding, home.binding, shape, plan.mirror, base, homeBase, plan.rot90);
+  }
+}
+
 /**
  * Records the augmentation of `crops` into a new batch on `gpu` (nothing is read back). The caller owns
  * the returned tensors.
@@ -77,7 +175,6 @@ export function augmentBatchOnGpu(
   const B = crops.length;
   const maskCount = crops[0]?.masks.length ?? 0;
   for (const [b, c] of crops.entries()) {
-    if (c.plan.rot90) throw new Error(`sample ${b}: quarter turns (rot90) run on the CPU path only`);
     if (c.masks.length !== maskCount) {
       throw new RangeError(`sample ${b} has ${c.masks.length} masks, others ${maskCount}`);
     }
@@ -93,8 +190,7 @@ export function augmentBatchOnGpu(
   const masks = Array.from({ length: maskCount }, () => empty([B, 1, ...patch], { gpu, dtype: "u8" }));
   const scratch = [empty([n], { gpu }), empty([n], { gpu })];
   const maskScratch = maskCount > 0 ? empty([n], { gpu, dtype: "u8" }) : undefined;
-  const slots = 2;
-  const work = empty([statsWorkWords(slots)], { gpu });
+  const work = empty([statsWorkWords(STAT_SLOTS)], { gpu });
   const temporaries: Tensor[] = [];
   try {
     for (const [b, crop] of crops.entries()) {
@@ -125,97 +221,46 @@ export function augmentBatchOnGpu(
           spatial,
         );
       }
-      // the sample lives in `cur` at `base`; out-of-place steps move it between the slot and the scratches
-      let cur = image, base = b * n;
-      const moveTo = (run: (dst: Tensor, dstBase: number) => void) => {
-        const dst = cur === scratch[0] ? scratch[1] : scratch[0];
-        run(dst, 0);
-        cur = dst;
-        base = 0;
-      };
-      if (plan.noiseSigma !== undefined && plan.noiseSigma !== 0) {
-        runAugmentNoise(gpu, cur.binding, base, n, plan.noiseSigma, {
-          seed: options.seed,
-          step: options.step,
-          sample: (options.firstSample ?? 0) + b,
-        });
-      }
-      if (plan.blurSigma) {
-        plan.blurSigma.forEach((sigma, axis) => {
-          if (sigma > 0) {
-            moveTo((dst, at) =>
-              runAugmentBlurAxis(gpu, cur.binding, dst.binding, patch, axis, sigma, base, at)
-            );
-          }
-        });
-      }
-      if (plan.brightness !== undefined) {
-        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
-          op: "brightness",
-          factor: plan.brightness,
-        });
-      }
-      if (plan.contrast !== undefined) {
-        runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, slots);
-        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
-          op: "contrast",
-          factor: plan.contrast,
-          slot: 0,
-        });
-      }
-      if (plan.lowresZoom !== undefined) {
-        const words = lowresTable(patch, plan.lowresZoom);
-        if (words) {
-          const table = tensor(words, [words.length], { gpu, dtype: "u32" });
-          temporaries.push(table);
-          for (let axis = 0; axis < 3; axis++) {
-            moveTo((dst, at) =>
-              runAugmentLowresAxis(gpu, cur.binding, table.binding, dst.binding, patch, axis, base, at, 0)
-            );
-          }
-        }
-      }
-      for (const [gamma, invert] of [[plan.gammaInverted, true], [plan.gamma, false]] as const) {
-        if (gamma === undefined) continue;
-        runAugmentStats(gpu, cur.binding, work.binding, base, n, 0, slots);
-        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
-          op: "gammaPow",
-          gamma,
-          invert,
-          slot: 0,
-        });
-        runAugmentStats(gpu, cur.binding, work.binding, base, n, 1, slots);
-        runAugmentIntensity(gpu, cur.binding, work.binding, base, n, {
-          op: "gammaRestore",
-          invert,
-          slotBefore: 0,
-          slotAfter: 1,
-        });
-      }
-      // mirroring (a plain copy when no axis flips) brings the sample home to its slot
-      if (cur !== image || plan.mirror.some(Boolean)) {
-        if (cur === image) {
-          moveTo((dst, at) =>
-            runAugmentMirror(gpu, "image", cur.binding, dst.binding, patch, [false, false, false], base, at)
-          );
-        }
-        runAugmentMirror(gpu, "image", cur.binding, image.binding, patch, plan.mirror, base, b * n);
-      }
+      runChain(gpu, { scratch, work, temporaries }, image, b * n, patch, plan, {
+        seed: options.seed,
+        step: options.step,
+        sample: (options.firstSample ?? 0) + b,
+      });
       for (const [k, mask] of crop.masks.entries()) {
         const src = tensor(mask, [mask.length], { gpu, dtype: "u8" });
         temporaries.push(src);
         if (plain) {
-          runAugmentMirror(gpu, "mask", src.binding, masks[k].binding, patch, plan.mirror, 0, b * n);
+          runAugmentMirror(
+            gpu,
+            "mask",
+            src.binding,
+            masks[k].binding,
+            patch,
+            plan.mirror,
+            0,
+            b * n,
+            plan.rot90,
+          );
           continue;
         }
-        const flips = plan.mirror.some(Boolean);
+        const flips = reorients(plan);
         const target = flips ? maskScratch! : masks[k];
         runAugmentSpatial(gpu, "mask", "nearest", options.padding, src.binding, target.binding, {
           ...spatial,
           dstBase: flips ? 0 : b * n,
         });
         if (flips) {
-          runAugmentMirror(gpu, "mask", maskScratch!.binding, masks[k].binding, patch, plan.mirror, 0, b * n);
+          runAugmentMirror(
+            gpu,
+            "mask",
+            maskScratch!.binding,
+            masks[k].binding,
+            patch,
+            plan.mirror,
+            0,
+            b * n,
+            plan.rot90,
+          );
         }
       }
     }
@@ -228,4 +273,59 @@ export function augmentBatchOnGpu(
     maskScratch?.dispose();
   }
   return { image, masks };
+}
+
+/** One of a method's own crops, left raw in place in an uploaded batch array for the GPU to augment. */
+export interface GpuView {
+  /** Element offset of the crop in the array's tensor. */
+  base: number;
+  /** Shape `[D, H, W]` of the crop. */
+  shape: Shape3;
+  /** Its augmentation decisions (no spatial transform: the crop is already cut). */
+  plan: AugmentPlan;
+  /** The sample's index in the batch (a Philox counter word of its noise). */
+  sample: number;
+  /** The view of the sample (1, 2, …; the counter word of its noise stream). */
+  view: number;
+}
+
+/**
+ * Records the augmentation of `views` in place in `target` (f32), in the CPU pipeline's order (noise,
+ * blur, brightness, contrast, low resolution, inverted gamma, gamma, mirroring, quarter turns). The noise
+ * of a view is keyed by (seed, step, firstSample + sample, view). Views must not overlap.
+ */
+export function augmentViewsOnGpu(
+  gpu: Gpu,
+  target: Tensor,
+  views: readonly GpuView[],
+  key: { seed: number; step: number; firstSample?: number },
+): void {
+  if (views.length === 0) return;
+  if (target.dtype !== "f32") throw new TypeError(`views to augment must be f32, got ${target.dtype}`);
+  let largest = 0;
+  for (const v of views) {
+    if (v.plan.spatial) {
+      throw new RangeError("a view is already cut: its plan cannot have a spatial transform");
+    }
+    const n = v.shape[0] * v.shape[1] * v.shape[2];
+    if (v.base < 0 || v.base + n > target.size) {
+      throw new RangeError(`a view of [${v.shape}] at ${v.base} lies outside its array of ${target.size}`);
+    }
+    largest = Math.max(largest, n);
+  }
+  const scratch = [empty([largest], { gpu }), empty([largest], { gpu })];
+  const work = empty([statsWorkWords(STAT_SLOTS)], { gpu });
+  const temporaries: Tensor[] = [];
+  try {
+    for (const v of views) {
+      runChain(gpu, { scratch, work, temporaries }, target, v.base, v.shape, v.plan, {
+        seed: key.seed,
+        step: key.step,
+        sample: (key.firstSample ?? 0) + v.sample,
+        view: v.view,
+      });
+    }
+  } finally {
+    for (const t of [...temporaries, ...scratch, work]) t.dispose();
+  }
 }
