@@ -4,8 +4,9 @@
  * simulation. Each launch works on one sample of a batch: operands are whole bindings and the sample
  * starts at an element offset inside them, so the samples of a batch share one tensor without the
  * binding-offset alignment. The random parameters are the caller's (drawn on the host); only the per-voxel
- * noise is drawn in the kernel. Limits: every binding must fit `maxStorageBufferBindingSize` (no chunking);
- * element offsets and counts below 2³².
+ * noise is drawn in the kernel. Limits: every binding must fit `maxStorageBufferBindingSize` (callers split:
+ * core/train/gpu_augment.ts binds each sample's part of a batch and resamples large regions by slabs of
+ * D planes, `SpatialArgs.rows`); element offsets and counts below 2³².
  *
  * @module
  */
@@ -45,6 +46,11 @@ export interface SpatialArgs {
   patch: Shape3;
   /** Element offset of the patch in the output binding. */
   dstBase: number;
+  /**
+   * Only the planes `[first, end)` along D of the patch (a slab; default all): the launch writes them at
+   * `dstBase + first·H·W`, reading a source region that need only cover them.
+   */
+  rows?: readonly [number, number];
 }
 
 const SAMPLE: Record<SpatialInterp, string> = {
@@ -100,9 +106,16 @@ export function runAugmentSpatial(
   a: SpatialArgs,
 ): void {
   if (kind === "mask" && interp !== "nearest") throw new Error(`masks are resampled with "nearest" only`);
-  const n = count(a.patch);
-  if (kind === "mask" && (n % 4 !== 0 || a.dstBase % 4 !== 0)) {
-    throw new RangeError(`a mask patch of [${a.patch}] voxels at ${a.dstBase} does not fill whole u32 words`);
+  const [first, end] = a.rows ?? [0, a.patch[0]];
+  if (!(Number.isInteger(first) && Number.isInteger(end) && 0 <= first && first < end && end <= a.patch[0])) {
+    throw new RangeError(`rows [${first}, ${end}) are not planes of a patch of [${a.patch}]`);
+  }
+  const plane = a.patch[1] * a.patch[2];
+  const dst: Shape3 = [end - first, a.patch[1], a.patch[2]];
+  const dstBase = a.dstBase + first * plane;
+  const n = count(dst);
+  if (kind === "mask" && (n % 4 !== 0 || dstBase % 4 !== 0)) {
+    throw new RangeError(`a mask patch of [${dst}] voxels at ${dstBase} does not fill whole u32 words`);
   }
   const kernel = gpu.kernel(`augment:spatial:${kind}:${interp}:${pad}`, () => ({
     name: `augment_spatial[${kind},${interp},${pad}]`,
@@ -132,8 +145,9 @@ export function runAugmentSpatial(
     .f32(m[0]).f32(m[1]).f32(m[2]).f32(a.centre[0])
     .f32(m[3]).f32(m[4]).f32(m[5]).f32(a.centre[1])
     .f32(m[6]).f32(m[7]).f32(m[8]).f32(a.centre[2])
-    .f32((a.patch[0] - 1) / 2).f32((a.patch[1] - 1) / 2).f32((a.patch[2] - 1) / 2).f32(0)
-    .u32s([...a.srcShape, a.srcBase]).u32s([...a.patch, a.dstBase]);
+    // output voxel v of the slab is v + first of the patch: v − (half − first) = (v + first) − half, exactly
+    .f32((a.patch[0] - 1) / 2 - first).f32((a.patch[1] - 1) / 2).f32((a.patch[2] - 1) / 2).f32(0)
+    .u32s([...a.srcShape, a.srcBase]).u32s([...dst, dstBase]);
   const units = kind === "image" ? n : n / 4;
   gpu.dispatch(kernel, [x, out], params, Math.ceil(units / WG));
 }

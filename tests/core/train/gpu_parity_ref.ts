@@ -167,10 +167,12 @@ export function assertMaskTies(
   crop: Pick<RawCrop, "centre" | "plan">,
   label: string,
   PATCH: Shape3,
+  errorCentre: readonly number[] = crop.centre,
 ) {
   const N = PATCH[0] * PATCH[1] * PATCH[2];
   const matrix = spatialMatrix(crop.plan.spatial ?? { angles: [0, 0, 0], scale: 1 });
-  const err = coordinateError(matrix, crop.centre, PATCH);
+  // the coordinate error bound, from the centre the kernel added (errorCentre when it differs)
+  const err = coordinateError(matrix, errorCentre, PATCH);
   // where each output voxel was in the warped patch: the plan's permutation applied to the indices
   let from = Float32Array.from({ length: N }, (_, i) => i);
   mirrorInPlace(from, PATCH, crop.plan.mirror);
