@@ -9,7 +9,8 @@
  * cross-entropy, 1 : 1, as nnU-Net's `DC_and_CE_loss` with `MemoryEfficientSoftDiceLoss`.
  *
  * Data side (`sample`): `image` f32 [1, D, H, W] (the fused crop) and `target` u8 [1, D, H, W] (the
- * class map).
+ * class map). When the run augments the crops on the GPU (`context.gpuViews`), `foreground` and
+ * `background` f32 [1, D, H, W] (raw; augmented in place on the GPU) instead of `image`, fused in `loss`.
  */
 import {
   add,
