@@ -179,6 +179,7 @@ function checkRawViews(
   method: string,
   where: string,
 ): void {
+  const taken = new Set<string>();
   for (const { view, image } of views) {
     const a = arrays[view.array];
     const n = image.length;
@@ -190,6 +191,9 @@ function checkRawViews(
       );
     };
     if (!a) fail(`the hook returned no array "${view.array}"`);
+    const slot = `${view.array}[${view.index}]`;
+    if (taken.has(slot)) fail(`a second crop promised for entry ${view.index} of "${view.array}"`);
+    taken.add(slot);
     if (a.dtype !== "f32") fail(`"${view.array}" is ${a.dtype}, views must be f32`);
     const per = a.shape.slice(1).reduce((p, v) => p * v, 1);
     if (a.shape.length < 1 || view.index >= a.shape[0] || per !== n) {

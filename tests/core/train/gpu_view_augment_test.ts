@@ -20,7 +20,8 @@ import { augmentViewsOnGpu, type GpuView } from "../../../core/train/gpu_augment
 import { uploadBatch } from "../../../core/train/gpu_batch.ts";
 import { CONTRASTIVE_AUGMENTATION } from "../../../plugins/ssl/simclr/mod.ts";
 import { fuse, fuseOnGpu, VOLUME_FUSION_AUGMENTATION } from "../../../plugins/ssl/volume-fusion/mod.ts";
-import { assert, assertEquals } from "../../assert.ts";
+import { assert, assertEquals, assertRejects } from "../../assert.ts";
+import { SampleHookError } from "../../../core/data/errors.ts";
 import { gpuTest, randomArray } from "../../helpers.ts";
 import { maxAbs, philoxNoise, U } from "../../kernels/augment_ref.ts";
 import { philoxNormals, stagedWithBound } from "./gpu_parity_ref.ts";
@@ -281,3 +282,51 @@ gpuTest(
     for (const t of Object.values(batch.tensors)) t.dispose();
   },
 );
+
+const fixture = new URL("../data/hooks/gpu_views_hook.ts", import.meta.url);
+
+async function fixtureBatch(mode: string, augmentOn: "cpu" | "gpu") {
+  const loader = await createPatchLoader({
+    source: { kind: "synthetic", count: 2, shape: [12, 12, 12] },
+    patchSize: PATCH,
+    batchSize: 2,
+    seed: 1,
+    workers: 0,
+    prefetch: 0,
+    augmentOn,
+    hookModule: fixture,
+    hookConfig: { mode },
+    onSkip: () => {},
+  });
+  try {
+    return await loader.batch(0);
+  } finally {
+    loader.close();
+  }
+}
+
+Deno.test("a hook declaring gpuViewAugmentation must put its raw crops where it said, once each", async () => {
+  const good = await fixtureBatch("good", "gpu");
+  assertEquals(good.views?.map((s) => s.map((v) => [v.array, v.index, v.view])), [
+    [["views", 0, 1], ["views", 1, 2]],
+    [["views", 0, 1], ["views", 1, 2]],
+  ]);
+  assertEquals(
+    (await fixtureBatch("changed", "cpu")).views,
+    undefined,
+    "the CPU path augments in the worker",
+  );
+  for (
+    const [mode, message] of [
+      ["changed", 'entry 0 of "views" is not the crop augment() left raw'],
+      ["twice", 'a second crop promised for entry 0 of "views"'],
+      ["missing", 'the hook returned no array "other"'],
+    ]
+  ) {
+    const error = await assertRejects(() => fixtureBatch(mode, "gpu"), SampleHookError);
+    assert(
+      error.message.includes("plugin gpu-views-fixture") && error.message.includes(message),
+      error.message,
+    );
+  }
+});
