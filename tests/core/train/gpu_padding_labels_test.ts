@@ -14,7 +14,10 @@ import { extractBox, type Shape3 } from "../../../core/data/volume.ts";
 import { augmentBatchOnGpu } from "../../../core/train/gpu_augment.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { gpuTest, randomArray } from "../../helpers.ts";
-import { U } from "../../kernels/augment_ref.ts";
+import { coordinateError, spatialTolerance, U } from "../../kernels/augment_ref.ts";
+import { openBatchSources, resolveRunConfig, RunConfigSchema } from "../../../mod.ts";
+import { uploadBatch } from "../../../core/train/gpu_batch.ts";
+import { affineTarget, voxelMlp } from "../../fixtures/tiny_plugins.ts";
 import { assertMaskTies, stagedWithBound } from "./gpu_parity_ref.ts";
 
 const SHAPE: Shape3 = [9, 7, 10]; // H below the patch: boxes stick out of the volume
@@ -196,5 +199,64 @@ gpuTest(
     }, 4);
     assert(crops.every((c) => c.plan.spatial && c.plan.rot90), "every sample rotates, scales and turns");
     assert(crops.some((c) => c.plan.rot90!.turns % 2 === 1), "an odd turn among them");
+  },
+);
+
+function runConfig(device: "gpu" | "cpu", padding: "zero" | "border") {
+  return resolveRunConfig(
+    RunConfigSchema.parse({
+      arch: "voxel-mlp-tiny",
+      method: "affine-target",
+      synthetic: { volumes: 2, size: [12, 12, 12] },
+      augmentation: "nnssl-mae",
+      augmentationDevice: device,
+      padding,
+      patch: [8, 8, 8],
+      batch: 2,
+      validationBatches: 0,
+      workers: 0,
+      seed: 3,
+      out: "unused",
+    }),
+    { plugin: voxelMlp, size: "tiny" },
+    affineTarget,
+  );
+}
+
+gpuTest(
+  "the run config's padding reaches both paths: border batches agree, and differ from zero padding",
+  async (gpu) => {
+    const open = (device: "gpu" | "cpu", padding: "zero" | "border") =>
+      openBatchSources(runConfig(device, padding), affineTarget, { gpu });
+    const [onGpu, onCpu, zero] = await Promise.all([
+      open("gpu", "border"),
+      open("cpu", "border"),
+      open("cpu", "zero"),
+    ]);
+    try {
+      let differs = 0;
+      for (let step = 0; step < 4; step++) {
+        const raw = await onGpu.train.batch(step);
+        const cpu = (await onCpu.train.batch(step)).arrays.image.data;
+        const zeros = (await zero.train.batch(step)).arrays.image.data;
+        assertEquals(raw.raw?.augment.padding, "border");
+        const uploaded = uploadBatch(raw, gpu, "affine-target");
+        const image = await uploaded.get("image").toFloat64();
+        for (const t of Object.values(uploaded.tensors)) t.dispose();
+        for (const [b, crop] of raw.raw!.crops.entries()) {
+          const matrix = spatialMatrix(crop.plan.spatial ?? { angles: [0, 0, 0], scale: 1 });
+          const atol = crop.plan.spatial
+            ? spatialTolerance("linear", crop.image, coordinateError(matrix, crop.centre, [8, 8, 8]))
+            : 0;
+          for (let i = b * 512; i < (b + 1) * 512; i++) {
+            assert(Math.abs(image[i] - cpu[i]) <= atol, `step ${step} voxel ${i}: ${image[i]} vs ${cpu[i]}`);
+            if (Math.abs(cpu[i] - zeros[i]) > 1e-6) differs++;
+          }
+        }
+      }
+      assert(differs > 0, "some patch reaches outside the volume, where border and zero padding differ");
+    } finally {
+      for (const s of [onGpu, onCpu, zero]) await s.train.close();
+    }
   },
 );
