@@ -318,8 +318,10 @@ export {
 export type {
   AugmentationPreset,
   AugmentPlan,
+  AugmentTarget,
   RawCrop,
   RawSample,
+  RawView,
   RngKey,
   Shape3,
   SpatialParams,
@@ -433,6 +435,7 @@ export type {
   NamedGroup,
   OpenSourcesOptions,
   RawBatch,
+  RawViewBatch,
   RunModel,
   RunSources,
 } from "./core/train/mod.ts";

@@ -6,7 +6,8 @@
  * - whole presets (nnssl-mae, nnunet) on batches drawn from the seed: the GPU path (raw crops uploaded and
  *   augmented, waited for) against the CPU path (cutSample per patch), and the CPU time a worker spends per
  *   sample on either path (the GPU path's worker only cuts the raw crop);
- * - the workers a ResEnc-L step needs on each path, for assumed step times (no GPU step has been measured).
+ * - the workers a ResEnc-L step needs on each path, for assumed step times (no GPU step has been measured);
+ * - the methods' own per-crop pipelines (SimCLR, VoCo, VolumeFusion): crops per second on either side.
  *
  * Patches are 160³ with the "gpu" preset and 64³ with "lavapipe" (160³ takes minutes per row there), plus
  * the CPU rows at 160³ with "lavapipe" (the worker counts of a ResEnc-L step); the volume is a random array
@@ -14,6 +15,7 @@
  */
 import { gaussianBlur } from "../core/data/augment/blur.ts";
 import { resolveAugmentation } from "../core/data/augment/config.ts";
+import { applyAugmentation, planAugmentation } from "../core/data/augment/pipeline.ts";
 import { adjustContrast, adjustGamma, scaleBrightness } from "../core/data/augment/intensity.ts";
 import { simulateLowResolution } from "../core/data/augment/lowres.ts";
 import { mirrorInPlace } from "../core/data/augment/mirror.ts";
@@ -25,7 +27,9 @@ import { cutRawCrop, cutSample, type SampleSpec } from "../core/data/sample.ts";
 import type { LoadTimings, VolumeReader } from "../core/data/sources.ts";
 import { extractBox, type Shape3 } from "../core/data/volume.ts";
 import { empty, type Tensor, tensor } from "../core/tensor/mod.ts";
-import { augmentBatchOnGpu } from "../core/train/gpu_augment.ts";
+import { augmentBatchOnGpu, augmentViewsOnGpu, type GpuView } from "../core/train/gpu_augment.ts";
+import { CONTRASTIVE_AUGMENTATION } from "../plugins/ssl/simclr/mod.ts";
+import { VOLUME_FUSION_AUGMENTATION } from "../plugins/ssl/volume-fusion/mod.ts";
 import {
   packLowresTaps,
   runAugmentBlurAxis,
@@ -295,6 +299,62 @@ async function presets(ctx: BenchContext, s: number, withGpu: boolean): Promise<
   }
 }
 
+/**
+ * The methods' own per-crop pipelines (issue 18, part 1): views already cut, augmented on the CPU
+ * (`applyAugmentation` per crop, one core) or on the GPU in place in their batch array
+ * (`augmentViewsOnGpu`, upload included, waited for). Views per step as the methods cut them at batch 2.
+ */
+async function pipelines(ctx: BenchContext): Promise<void> {
+  const { gpu } = ctx;
+  const lavapipe = ctx.preset === "lavapipe";
+  const steps = lavapipe ? 2 : 8;
+  const cases = [
+    { name: "SimCLR (contrastive pipeline)", pipeline: CONTRASTIVE_AUGMENTATION, size: 64, views: 2 * 4 },
+    { name: "VoCo (contrastive pipeline)", pipeline: CONTRASTIVE_AUGMENTATION, size: 64, views: 2 * 20 },
+    { name: "VolumeFusion", pipeline: VOLUME_FUSION_AUGMENTATION, size: lavapipe ? 64 : 160, views: 2 * 2 },
+  ];
+  for (const c of cases) {
+    const shape: Shape3 = [c.size, c.size, c.size];
+    const n = c.size ** 3;
+    const config = resolveAugmentation(c.pipeline);
+    const data = randomVolume(c.views * n, 11);
+    let cpuTotal = 0, gpuTotal = 0;
+    for (let step = 0; step < steps + 1; step++) {
+      const views: GpuView[] = Array.from({ length: c.views }, (_, i) => ({
+        base: i * n,
+        shape,
+        plan: planAugmentation(config, createRng(3, step, i).fork("augment")),
+        sample: i % 2,
+        view: 1 + (i >> 1),
+      }));
+      const t0 = performance.now();
+      for (const v of views) {
+        applyAugmentation(data.slice(v.base, v.base + n), shape, v.plan, createRng(3, step, v.view, "noise"));
+      }
+      const t1 = performance.now();
+      const t = tensor(data, [2, c.views / 2, 1, ...shape], { gpu });
+      augmentViewsOnGpu(gpu, t, views, { seed: 3, step });
+      await gpu.sync();
+      t.dispose();
+      const t2 = performance.now();
+      if (step === 0) continue; // warm-up: pipelines compile
+      cpuTotal += t1 - t0;
+      gpuTotal += t2 - t1;
+    }
+    const cpu = cpuTotal / (steps * c.views), onGpu = gpuTotal / (steps * c.views);
+    ctx.report({
+      suite: "augment",
+      name: `${c.name}, per crop`,
+      shape: `${c.views} crops of ${c.size}³ per step, ${steps} steps`,
+      medianMs: onGpu,
+      peer: { name: "CPU, 1 core", medianMs: cpu },
+      note: `GPU ${(1000 / onGpu).toFixed(1)} crops/s (upload + kernels, waited for), CPU ${
+        (1000 / cpu).toFixed(1)
+      } crops/s per core`,
+    });
+  }
+}
+
 /** The "augment" suite. */
 export const augmentSuite: BenchSuite = {
   name: "augment",
@@ -306,5 +366,16 @@ export const augmentSuite: BenchSuite = {
     // the worker side at ResEnc-L's 160³ whatever the preset: CPU work only (lavapipe is too slow for the
     // GPU side at 160³)
     if (s !== 160) await presets(ctx, 160, false);
+  },
+};
+
+/** The "augment-pipelines" suite: the methods' own per-crop pipelines on either side. */
+export const augmentPipelinesSuite: BenchSuite = {
+  name: "augment-pipelines",
+  async run(ctx) {
+    ctx.log(
+      "per-crop pipelines of SimCLR, VoCo and VolumeFusion, batch 2; CPU rows on one core of this machine",
+    );
+    await pipelines(ctx);
   },
 };

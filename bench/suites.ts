@@ -1,6 +1,6 @@
 /** The benchmark suites `deno task bench` runs, in order. A new suite is one file plus one line here. */
 import { attentionSuite } from "./attention_bench.ts";
-import { augmentSuite } from "./augment_bench.ts";
+import { augmentPipelinesSuite, augmentSuite } from "./augment_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import { distSuite } from "./dist_bench.ts";
@@ -17,6 +17,7 @@ export const suites: BenchSuite[] = [
   attentionSuite,
   dataSuite,
   augmentSuite,
+  augmentPipelinesSuite,
   methodSuite,
   distSuite,
 ];

@@ -4,8 +4,9 @@
  * simulation. Each launch works on one sample of a batch: operands are whole bindings and the sample
  * starts at an element offset inside them, so the samples of a batch share one tensor without the
  * binding-offset alignment. The random parameters are the caller's (drawn on the host); only the per-voxel
- * noise is drawn in the kernel. Limits: every binding must fit `maxStorageBufferBindingSize` (no chunking);
- * element offsets and counts below 2³².
+ * noise is drawn in the kernel. Limits: every binding must fit `maxStorageBufferBindingSize` (callers split:
+ * core/train/gpu_augment.ts binds each sample's part of a batch and resamples large regions by slabs of
+ * D planes, `SpatialArgs.rows`); element offsets and counts below 2³².
  *
  * @module
  */
@@ -45,6 +46,11 @@ export interface SpatialArgs {
   patch: Shape3;
   /** Element offset of the patch in the output binding. */
   dstBase: number;
+  /**
+   * Only the planes `[first, end)` along D of the patch (a slab; default all): the launch writes them at
+   * `dstBase + first·H·W`, reading a source region that need only cover them.
+   */
+  rows?: readonly [number, number];
 }
 
 const SAMPLE: Record<SpatialInterp, string> = {
@@ -100,9 +106,16 @@ export function runAugmentSpatial(
   a: SpatialArgs,
 ): void {
   if (kind === "mask" && interp !== "nearest") throw new Error(`masks are resampled with "nearest" only`);
-  const n = count(a.patch);
-  if (kind === "mask" && (n % 4 !== 0 || a.dstBase % 4 !== 0)) {
-    throw new RangeError(`a mask patch of [${a.patch}] voxels at ${a.dstBase} does not fill whole u32 words`);
+  const [first, end] = a.rows ?? [0, a.patch[0]];
+  if (!(Number.isInteger(first) && Number.isInteger(end) && 0 <= first && first < end && end <= a.patch[0])) {
+    throw new RangeError(`rows [${first}, ${end}) are not planes of a patch of [${a.patch}]`);
+  }
+  const plane = a.patch[1] * a.patch[2];
+  const dst: Shape3 = [end - first, a.patch[1], a.patch[2]];
+  const dstBase = a.dstBase + first * plane;
+  const n = count(dst);
+  if (kind === "mask" && (n % 4 !== 0 || dstBase % 4 !== 0)) {
+    throw new RangeError(`a mask patch of [${dst}] voxels at ${dstBase} does not fill whole u32 words`);
   }
   const kernel = gpu.kernel(`augment:spatial:${kind}:${interp}:${pad}`, () => ({
     name: `augment_spatial[${kind},${interp},${pad}]`,
@@ -132,15 +145,25 @@ export function runAugmentSpatial(
     .f32(m[0]).f32(m[1]).f32(m[2]).f32(a.centre[0])
     .f32(m[3]).f32(m[4]).f32(m[5]).f32(a.centre[1])
     .f32(m[6]).f32(m[7]).f32(m[8]).f32(a.centre[2])
-    .f32((a.patch[0] - 1) / 2).f32((a.patch[1] - 1) / 2).f32((a.patch[2] - 1) / 2).f32(0)
-    .u32s([...a.srcShape, a.srcBase]).u32s([...a.patch, a.dstBase]);
+    // output voxel v of the slab is v + first of the patch: v − (half − first) = (v + first) − half, exactly
+    .f32((a.patch[0] - 1) / 2 - first).f32((a.patch[1] - 1) / 2).f32((a.patch[2] - 1) / 2).f32(0)
+    .u32s([...a.srcShape, a.srcBase]).u32s([...dst, dstBase]);
   const units = kind === "image" ? n : n / 4;
   gpu.dispatch(kernel, [x, out], params, Math.ceil(units / WG));
 }
 
+/** Quarter turns in the plane of two axes (NumPy's `np.rot90(m, turns, axes)`). */
+export interface QuarterTurns {
+  /** The two axes of the plane (different, each 0, 1 or 2). */
+  axes: readonly [number, number];
+  /** Number of quarter turns (any integer; taken modulo 4). */
+  turns: number;
+}
+
 /**
  * Records the mirroring of one `[D, H, W]` sample from `x` (at `srcBase`) to `out` (at `dstBase`; must not
- * overlap), flipping the axes marked true. Masks are u8 (needs D·H·W and `dstBase` multiples of 4).
+ * overlap), flipping the axes marked true, then turning it by `turn` (as the CPU pipeline: mirror, then
+ * rot90; odd turns need equal sizes on the two axes). Masks are u8 (needs D·H·W and `dstBase` multiples of 4).
  */
 export function runAugmentMirror(
   gpu: Gpu,
@@ -151,10 +174,23 @@ export function runAugmentMirror(
   axes: readonly boolean[],
   srcBase: number,
   dstBase: number,
+  turn?: QuarterTurns,
 ): void {
   const n = count(shape);
   if (kind === "mask" && (n % 4 !== 0 || dstBase % 4 !== 0)) {
     throw new RangeError(`a mask of [${shape}] voxels at ${dstBase} does not fill whole u32 words`);
+  }
+  const turns = turn ? ((Math.trunc(turn.turns) % 4) + 4) % 4 : 0;
+  const [ta, tb] = turn?.axes ?? [0, 1];
+  if (turns !== 0) {
+    if (ta === tb || ![ta, tb].every((v) => v === 0 || v === 1 || v === 2)) {
+      throw new RangeError(`quarter turns need two different axes of 0, 1, 2, got [${turn!.axes}]`);
+    }
+    if (turns % 2 === 1 && shape[ta] !== shape[tb]) {
+      throw new RangeError(
+        `an odd number of quarter turns needs equal sizes on axes ${ta} and ${tb}, got [${shape}]`,
+      );
+    }
   }
   const kernel = gpu.kernel(`augment:mirror:${kind}`, () => ({
     name: `augment_mirror[${kind}]`,
@@ -175,11 +211,14 @@ export function runAugmentMirror(
     uniform: true,
   }));
   const flags = (axes[0] ? 1 : 0) | (axes[1] ? 2 : 0) | (axes[2] ? 4 : 0);
-  const params = new Params().u32s([...shape, flags]).u32s([srcBase, dstBase, 0, 0]);
+  const params = new Params().u32s([...shape, flags]).u32s([srcBase, dstBase, 0, 0]).u32s([ta, tb, turns, 0]);
   gpu.dispatch(kernel, [x, out], params, Math.ceil((kind === "image" ? n : n / 4) / WG));
 }
 
-/** The Philox key and counter words of a sample's noise: (seed, step, sample). */
+/**
+ * The Philox key and counter words of a sample's noise: (seed, step, sample, view). The view of the run's
+ * standard patch is 0; a method's own crops of one sample take 1, 2, … (see core/train/gpu_augment.ts).
+ */
 export interface NoiseKey {
   /** Run seed (a non-negative safe integer: 64-bit key, low and high words). */
   seed: number;
@@ -187,7 +226,12 @@ export interface NoiseKey {
   step: number;
   /** Index of the sample in the batch (a 32-bit counter word). */
   sample: number;
+  /** View of the sample (default 0): counter word 3 is 0x4e4f4953 + view (mod 2³²). */
+  view?: number;
 }
+
+/** Counter word 3 of the noise of `view`: the stream tag "NOIS" plus the view. */
+export const NOISE_STREAM = 0x4e4f4953;
 
 /** Records x[base + i] += sigma · N(0, 1) for i < n, the normals from Philox keyed by `key`. */
 export function runAugmentNoise(
@@ -205,7 +249,8 @@ export function runAugmentNoise(
     uniform: true,
   }));
   const params = new Params().u32(n).u32(base).u32(key.seed % 2 ** 32)
-    .u32(Math.floor(key.seed / 2 ** 32) % 2 ** 32).u32(key.step >>> 0).u32(key.sample >>> 0).f32(sigma);
+    .u32(Math.floor(key.seed / 2 ** 32) % 2 ** 32).u32(key.step >>> 0).u32(key.sample >>> 0).f32(sigma)
+    .u32((NOISE_STREAM + (key.view ?? 0)) >>> 0);
   gpu.dispatch(kernel, [x], params, Math.ceil(Math.ceil(n / 4) / WG));
 }
 

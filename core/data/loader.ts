@@ -25,6 +25,7 @@ import { DataFileError, SampleHookError, type SkippedFile } from "./errors.ts";
 import { createRng } from "./rng.ts";
 import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
 import type { SampleArray, SampleData } from "./sample_array.ts";
+import type { RawView } from "./sample_context.ts";
 import {
   createSampleRunner,
   type RawSample,
@@ -66,6 +67,8 @@ export interface PatchLoaderOptions {
   augmentOn?: "cpu" | "gpu";
   /** Image interpolation of the spatial transform (default "linear"; nnssl's is cubic). */
   interpolation?: "linear" | "cubic";
+  /** What patches read outside the volume: zeros (default) or the nearest edge voxel ("border"). */
+  padding?: "zero" | "border";
   /** Background workers (default: cores − 1, at least 1); 0 makes samples on the calling thread. */
   workers?: number;
   /** Batches prepared ahead (default 2). */
@@ -118,6 +121,11 @@ export interface PatchBatch {
   ids: string[];
   /** Each sample's standard patch as a raw crop, when the loader ships them for GPU augmentation. */
   raw?: RawSample[];
+  /**
+   * Each sample's own crops left raw for the GPU (methods declaring `gpuViewAugmentation`), in place in
+   * `arrays`; absent when no sample has any.
+   */
+  views?: RawView[][];
   /** Per-stage time summed over the batch's samples (worker time, not wall time). */
   timings: SampleTimings;
 }
@@ -195,6 +203,7 @@ function assemble(step: number, results: SampleResult[], where: string): PatchBa
   const timings = emptyTimings();
   results.forEach((r) => addTimings(timings, r.timings));
   const raw = results.every((r) => r.raw) ? results.map((r) => r.raw!) : undefined;
+  const views = results.some((r) => r.views) ? results.map((r) => r.views ?? []) : undefined;
   return {
     step,
     arrays,
@@ -202,6 +211,7 @@ function assemble(step: number, results: SampleResult[], where: string): PatchBa
     ids: results.map((r) => r.id),
     timings,
     ...(raw ? { raw } : {}),
+    ...(views ? { views } : {}),
   };
 }
 
@@ -259,6 +269,7 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
       anatomyProbability: options.anatomyProbability ?? 0,
       masks,
       interpolation: options.interpolation ?? "linear",
+      padding: options.padding ?? "zero",
       rawCrops: options.augmentOn === "gpu",
     },
     seed,

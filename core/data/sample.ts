@@ -13,7 +13,7 @@ import {
   type AugmentTimings,
   planAugmentation,
 } from "./augment/pipeline.ts";
-import { sourceBox, spatialMatrix, warpPatch } from "./augment/spatial.ts";
+import { sourceBox, spatialMatrix, type SpatialPadding, warpPatch } from "./augment/spatial.ts";
 import type { Rng } from "./rng.ts";
 import { choosePatchStart } from "./sampling.ts";
 import type { LoadTimings, VolumeArray, VolumeReader } from "./sources.ts";
@@ -36,6 +36,11 @@ export interface SampleSpec {
   masks: MaskName[];
   /** Image interpolation of the spatial transform (default linear; nnssl's is cubic). */
   interpolation?: "linear" | "cubic";
+  /**
+   * What the patch reads outside the volume (default "zero"): zeros, or the nearest edge voxel ("border"),
+   * with or without a spatial transform; masks alike.
+   */
+  padding?: SpatialPadding;
   /**
    * Ship raw crops ({@link cutRawCrop}) instead of augmented patches: the augmentation then runs on the
    * GPU, batched (core/train/gpu_augment.ts). Applies to the standard patch of methods without a data hook.
@@ -109,6 +114,7 @@ export function cutSample(
     load,
     augment,
     spec.interpolation,
+    spec.padding,
   );
   return { ...cut, centred };
 }
@@ -130,10 +136,17 @@ export interface RawCrop {
   plan: AugmentPlan;
 }
 
+/** Whether a box of `size` at `start` reaches outside a volume of `shape`. */
+function sticksOut(start: readonly number[], size: Shape3, shape: Shape3): boolean {
+  return start.some((s, i) => s < 0 || s + size[i] > shape[i]);
+}
+
 /**
  * Reads what the spatial transform of a patch of `size` at `start` needs: with a spatial transform, the
  * enlarged source box (`margin` voxels around it: 1 for linear, 2 for cubic) clipped to the volume,
- * since the warp treats everything outside as zero; without one, the patch box itself (zero outside).
+ * since the warp treats everything outside as zero (or as the edge with "border" padding); without one,
+ * the patch box itself (zero outside), or with "border" padding, where it reaches outside the volume,
+ * the part inside (the identity warp then repeats the edge).
  */
 export function readSourceRegion(
   reader: VolumeReader,
@@ -143,7 +156,19 @@ export function readSourceRegion(
   maskNames: readonly MaskName[],
   load: LoadTimings,
   margin = 1,
+  padding: SpatialPadding = "zero",
 ): Omit<RawCrop, "plan"> {
+  if (!plan.spatial && padding === "border" && sticksOut(start, size, reader.shape)) {
+    const lo = start.map((s, i) => Math.min(Math.max(0, s), reader.shape[i] - 1));
+    const hi = start.map((s, i) => Math.min(reader.shape[i], s + size[i]));
+    const shape = hi.map((h, i) => Math.max(1, h - lo[i])) as Shape3;
+    return {
+      image: reader.readRegion("image", lo, shape, load) as Float32Array,
+      shape,
+      centre: start.map((s, i) => s - lo[i] + (size[i] - 1) / 2),
+      masks: maskNames.map((m) => reader.readRegion(MASK_ARRAY[m], lo, shape, load) as Uint8Array),
+    };
+  }
   if (!plan.spatial) {
     return {
       image: reader.readRegion("image", start, size, load) as Float32Array,
@@ -181,15 +206,15 @@ export function cutRawCrop(
   });
   const plan = planAugmentation(spec.augmentation, rng.fork("augment"));
   const margin = spec.interpolation === "cubic" ? 2 : 1;
-  const region = readSourceRegion(reader, start, spec.patch, plan, spec.masks, load, margin);
+  const region = readSourceRegion(reader, start, spec.patch, plan, spec.masks, load, margin, spec.padding);
   return { ...region, plan, start: [start[0], start[1], start[2]], centred };
 }
 
 /**
- * Cuts the region of `size` at `start` (zero outside the volume) and applies `plan`: the spatial transform
- * while reading (around the region's centre; only the part of the enlarged source box inside the volume is
- * read), then intensities, mirroring and turns. `noise` supplies the noise values; `interpolation` is the
- * image's (default linear).
+ * Cuts the region of `size` at `start` (zero outside the volume, or the nearest edge voxel with `padding`
+ * "border") and applies `plan`: the spatial transform while reading (around the region's centre; only the
+ * part of the enlarged source box inside the volume is read), then intensities, mirroring and turns.
+ * `noise` supplies the noise values; `interpolation` is the image's (default linear).
  */
 export function cutRegion(
   reader: VolumeReader,
@@ -201,17 +226,22 @@ export function cutRegion(
   load: LoadTimings,
   augment?: AugmentTimings,
   interpolation: "linear" | "cubic" = "linear",
+  padding: SpatialPadding = "zero",
 ): Omit<CutSample, "centred"> {
   let image: Float32Array;
   let maskArrays: Uint8Array[];
   let augmentMs = 0;
-  if (plan.spatial) {
+  if (plan.spatial || (padding === "border" && sticksOut(start, size, reader.shape))) {
     const margin = interpolation === "cubic" ? 2 : 1;
-    const region = readSourceRegion(reader, start, size, plan, maskNames, load, margin);
-    const matrix = spatialMatrix(plan.spatial);
+    const region = readSourceRegion(reader, start, size, plan, maskNames, load, margin, padding);
+    const matrix = spatialMatrix(plan.spatial ?? { angles: [0, 0, 0], scale: 1 });
+    // without a spatial transform the identity warp only repeats the edge: nearest is an exact copy
+    const order = plan.spatial ? interpolation : "nearest";
     const t = performance.now();
-    image = warpPatch(region.image, region.shape, region.centre, matrix, size, interpolation);
-    maskArrays = region.masks.map((m) => warpPatch(m, region.shape, region.centre, matrix, size, "nearest"));
+    image = warpPatch(region.image, region.shape, region.centre, matrix, size, order, padding);
+    maskArrays = region.masks.map((m) =>
+      warpPatch(m, region.shape, region.centre, matrix, size, "nearest", padding)
+    );
     augmentMs += performance.now() - t;
   } else {
     image = reader.readRegion("image", start, size, load) as Float32Array;

@@ -12,7 +12,7 @@
  */
 import { type AugmentationInput, resolveAugmentation } from "./augment/config.ts";
 import type { Augmentation } from "./augment/config.ts";
-import { applyAugmentation, planAugmentation } from "./augment/pipeline.ts";
+import { applyAugmentation, type AugmentPlan, planAugmentation } from "./augment/pipeline.ts";
 import { asDataFileError, DataFileError, type SkippedFile } from "./errors.ts";
 import { createRng, type Rng } from "./rng.ts";
 import { cutRawCrop, cutRegion, cutSample, type MaskName, type RawCrop, type SampleSpec } from "./sample.ts";
@@ -95,6 +95,12 @@ export interface SampleContext<C = unknown> {
   readonly index: number;
   /** False for validation batches (the run's augmentation is then "none"). */
   readonly training: boolean;
+  /**
+   * True when `augment(crop, pipeline, rng, into)` leaves crops without masks for the GPU in this sample
+   * (the run augments on the GPU and the method declares `gpuViewAugmentation`): the hook must then put
+   * each such crop's image at `into` unchanged, and combine crops only after the loss receives them.
+   */
+  readonly gpuViews?: boolean;
   /** The run's patch size. */
   readonly patchSize: Shape3;
   /** The volume this sample was drawn from. */
@@ -109,8 +115,37 @@ export interface SampleContext<C = unknown> {
   /**
    * Augments a crop in place with a pipeline of intensity transforms, mirroring and quarter turns drawn
    * from `rng` (masks follow). Spatial transforms need the volume: pass `augmentation` to `volume.crop`.
+   *
+   * `into` names where the hook puts the crop's image in its arrays (`array`, at `index` along the
+   * sample's first axis). A method that declares `gpuViewAugmentation` passes it so that, when the run
+   * augments on the GPU, the crop (without masks) is left unchanged here, the hook copies it into
+   * `into` as it is, and the GPU applies the same plan there before the loss (its noise from Philox
+   * keyed by (seed, step, sample, view), views numbered 1, 2, … in call order). On the CPU path `into`
+   * changes nothing.
    */
-  augment(crop: Crop, pipeline: AugmentationInput | Augmentation, rng: Rng): Crop;
+  augment(crop: Crop, pipeline: AugmentationInput | Augmentation, rng: Rng, into?: AugmentTarget): Crop;
+}
+
+/** Where {@link SampleContext.augment}'s crop goes in the sample's arrays. */
+export interface AugmentTarget {
+  /** Name of the f32 array the hook returns. */
+  array: string;
+  /** Index of the crop along the array's first (per-sample) axis. */
+  index: number;
+}
+
+/** A crop whose augmentation was left for the GPU: where it is, its plan and its noise view. */
+export interface RawView {
+  /** The array the hook promised to put the crop in. */
+  array: string;
+  /** The crop's index along that array's per-sample first axis. */
+  index: number;
+  /** Shape `[D, H, W]` of the crop. */
+  shape: Shape3;
+  /** The augmentation decisions (drawn from the same forks as the CPU path). */
+  plan: AugmentPlan;
+  /** View number of the noise (1, 2, … in the order of the sample's `augment` calls). */
+  view: number;
 }
 
 /** A method's data hook: one sample's arrays from its context (pure in the context's generators and data). */
@@ -143,6 +178,12 @@ export interface SampleContextInit<C> {
    * (zeros) that the runner replaces by the GPU's result.
    */
   onRawPatch?: (raw: RawPatch) => void;
+  /**
+   * Set when the run augments on the GPU and the method declares `gpuViewAugmentation`: `augment(...,
+   * into)` on a crop without masks then draws the plan, hands it here with the untouched image, and
+   * applies nothing.
+   */
+  onRawView?: (view: RawView, image: Float32Array) => void;
 }
 
 /** A standard patch left for the GPU: the raw crop and the placeholder arrays `patch()` returned. */
@@ -219,6 +260,7 @@ function volumeView(
         anatomyProbability: options.anatomyProbability ?? spec.anatomyProbability,
         masks: [...(options.masks ?? spec.masks)],
         interpolation: spec.interpolation,
+        padding: spec.padding,
       };
       const cut = reading(reader, () => cutSample(reader, options.rng ?? base, patchSpec, load));
       return { image: cut.image, shape: [...size], start: cut.start, masks: cut.masks };
@@ -236,6 +278,17 @@ function reading<T>(reader: VolumeReader, read: () => T): T {
   }
 }
 
+/** The CPU's rot90 check for a deferred plan: odd turns need equal sizes on the two axes. */
+function checkTurns(plan: AugmentPlan, shape: Shape3): void {
+  if (!plan.rot90 || plan.rot90.turns % 2 === 0) return;
+  const [a, b] = plan.rot90.axes;
+  if (shape[a] !== shape[b]) {
+    throw new RangeError(
+      `rot90(): an odd number of quarter turns needs equal sizes on axes ${a} and ${b}, got [${shape}]`,
+    );
+  }
+}
+
 function checkSize(size: readonly number[], where: string): void {
   if (size.length !== 3 || !size.every((s) => Number.isInteger(s) && s >= 1)) {
     throw new RangeError(`${where}(): size must be three positive integers [D, H, W], got [${size}]`);
@@ -246,6 +299,7 @@ function checkSize(size: readonly number[], where: string): void {
 export function createSampleContext<C>(init: SampleContextInit<C>): SampleContext<C> {
   const base = createRng(init.seed, init.step, init.index);
   const volume = volumeView(init.reader, init.id, base, init.spec, init.load, init.onRawPatch);
+  let views = 0;
   return {
     config: init.config,
     rng: base.fork("hook"),
@@ -253,6 +307,7 @@ export function createSampleContext<C>(init: SampleContextInit<C>): SampleContex
     step: init.step,
     index: init.index,
     training: init.training,
+    gpuViews: init.onRawView !== undefined,
     patchSize: init.spec.patch,
     volume,
     patch: (options) => volume.patch(options),
@@ -277,7 +332,7 @@ export function createSampleContext<C>(init: SampleContextInit<C>): SampleContex
         `otherVolume(): no readable volume found in 64 attempts (${init.bad.size} of ${init.items} failed)`,
       );
     },
-    augment(crop, pipeline, rng) {
+    augment(crop, pipeline, rng, into) {
       const config = resolvePipeline(pipeline);
       if (config.rotation.p > 0 || config.scale.p > 0) {
         throw new RangeError(
@@ -287,6 +342,21 @@ export function createSampleContext<C>(init: SampleContextInit<C>): SampleContex
       }
       const plan = planAugmentation(config, rng.fork("augment"));
       const names = Object.keys(crop.masks) as MaskName[];
+      if (into && init.onRawView && names.length === 0) {
+        // the GPU applies the plan where the hook puts the crop; the same checks as the CPU path first
+        if (typeof into.array !== "string" || !Number.isInteger(into.index) || into.index < 0) {
+          throw new RangeError(
+            `augment(): into must be { array: name, index: integer >= 0 }, got ${JSON.stringify(into)}`,
+          );
+        }
+        checkTurns(plan, crop.shape);
+        views++;
+        init.onRawView(
+          { array: into.array, index: into.index, shape: [...crop.shape], plan, view: views },
+          crop.image,
+        );
+        return crop;
+      }
       const masks = names.map((n) => crop.masks[n]!);
       crop.image = applyAugmentation(crop.image, crop.shape, plan, rng.fork("noise"), masks);
       names.forEach((n, k) => (crop.masks[n] = masks[k]));

@@ -13,7 +13,7 @@
 import { DataFileError, deniedPermission, SampleHookError, type SkippedFile } from "./errors.ts";
 import { emptyTimings, type MaskName, type RawCrop, type SampleSpec, type SampleTimings } from "./sample.ts";
 import { checkSampleOutput, sampleArray, type SampleOutput } from "./sample_array.ts";
-import { createSampleContext, type RawPatch, type SampleHook } from "./sample_context.ts";
+import { createSampleContext, type RawPatch, type RawView, type SampleHook } from "./sample_context.ts";
 import {
   createVolumeCache,
   itemLabel,
@@ -77,6 +77,8 @@ export interface SampleResult {
    * batch. `arrays` then lacks those names.
    */
   raw?: RawSample;
+  /** The method's own crops left for the GPU (`context.augment(..., into)`), already in `arrays`. */
+  views?: RawView[];
 }
 
 /** A sample's standard patch left for the GPU, and where its arrays go. */
@@ -95,13 +97,16 @@ interface HookPlugin {
   config?: { parse(input: unknown): unknown };
   sample?: SampleHook;
   gpuAugmentation?: boolean;
+  gpuViewAugmentation?: boolean;
 }
 
 /** Loads the method plugin of `url` (its default export) and parses its config with its own schema. */
 export async function loadSampleHook(
   url: string,
   config: unknown,
-): Promise<{ name: string; hook: SampleHook; config: unknown; gpuAugmentation: boolean }> {
+): Promise<
+  { name: string; hook: SampleHook; config: unknown; gpuAugmentation: boolean; gpuViewAugmentation: boolean }
+> {
   let module;
   try {
     module = await import(url);
@@ -124,6 +129,7 @@ export async function loadSampleHook(
     hook: plugin.sample.bind(plugin),
     config: parsed,
     gpuAugmentation: plugin.gpuAugmentation === true,
+    gpuViewAugmentation: plugin.gpuViewAugmentation === true,
   };
 }
 
@@ -163,6 +169,47 @@ function takeRawArrays(
   return { crop: patch.crop, image, masks: maskNames };
 }
 
+/**
+ * Checks that each deferred view sits untouched where the hook said (`into`): an f32 array whose per-sample
+ * first axis has the index and whose entries there are the crop's; the GPU augments it in place.
+ */
+function checkRawViews(
+  arrays: SampleOutput,
+  views: readonly { view: RawView; image: Float32Array }[],
+  method: string,
+  where: string,
+): void {
+  const taken = new Set<string>();
+  for (const { view, image } of views) {
+    const a = arrays[view.array];
+    const n = image.length;
+    const fail = (problem: string) => {
+      throw new SampleHookError(
+        method,
+        where,
+        `augment(..., { array: "${view.array}", index: ${view.index} }): ${problem}`,
+      );
+    };
+    if (!a) fail(`the hook returned no array "${view.array}"`);
+    const slot = `${view.array}[${view.index}]`;
+    if (taken.has(slot)) fail(`a second crop promised for entry ${view.index} of "${view.array}"`);
+    taken.add(slot);
+    if (a.dtype !== "f32") fail(`"${view.array}" is ${a.dtype}, views must be f32`);
+    const per = a.shape.slice(1).reduce((p, v) => p * v, 1);
+    if (a.shape.length < 1 || view.index >= a.shape[0] || per !== n) {
+      fail(`"${view.array}" [${a.shape}] has no entry ${view.index} of ${n} voxels`);
+    }
+    const at = (a.data as Float32Array).subarray(view.index * n, (view.index + 1) * n);
+    for (let i = 0; i < n; i++) {
+      if (!Object.is(at[i], image[i])) {
+        fail(
+          `entry ${view.index} of "${view.array}" is not the crop augment() left raw (voxel ${i} differs)`,
+        );
+      }
+    }
+  }
+}
+
 /** Builds the runner: `run(task)` makes one sample; `close()` releases open volumes. */
 export async function createSampleRunner(
   init: SampleRunnerInit,
@@ -184,6 +231,7 @@ export async function createSampleRunner(
     let arrays: SampleOutput;
     let rawPatch: RawPatch | undefined;
     let raw: RawSample | undefined;
+    const rawViews: { view: RawView; image: Float32Array }[] = [];
     // the standard patch goes to the GPU raw when the run asks for it and the method allows it
     const onRawPatch = init.spec.rawCrops && (!method || method.gpuAugmentation)
       ? (r: RawPatch) => (rawPatch = r)
@@ -210,6 +258,9 @@ export async function createSampleRunner(
         onSkip: (s) => skipped.push(s),
         hold: (release) => held.push(release),
         onRawPatch,
+        onRawView: init.spec.rawCrops && method?.gpuViewAugmentation
+          ? (view, image) => rawViews.push({ view, image })
+          : undefined,
       });
       if (method) {
         const where = `step ${task.step}, sample ${task.index}, ${source}`;
@@ -224,6 +275,7 @@ export async function createSampleRunner(
         arrays = standardSample(context.patch(), init.spec.patch);
       }
       if (rawPatch) raw = takeRawArrays(arrays, rawPatch, init.spec.masks, method?.name, source);
+      if (method && rawViews.length > 0) checkRawViews(arrays, rawViews, method.name, source);
     } finally {
       volumes.release(reader);
       for (const release of held) release();
@@ -239,7 +291,15 @@ export async function createSampleRunner(
     timings.augmentMs = method
       ? 0
       : timings.totalMs - load.readMs - load.decompressMs - load.preprocessMs - load.copyMs;
-    const result: SampleResult = { arrays, id, source, timings, skipped, ...(raw ? { raw } : {}) };
+    const result: SampleResult = {
+      arrays,
+      id,
+      source,
+      timings,
+      skipped,
+      ...(raw ? { raw } : {}),
+      ...(rawViews.length > 0 ? { views: rawViews.map((v) => v.view) } : {}),
+    };
     const buffers = new Set<ArrayBufferLike>(Object.values(arrays).map((a) => a.data.buffer));
     if (raw) { for (const a of [raw.crop.image, ...raw.crop.masks]) buffers.add(a.buffer); }
     return { result, transfer: [...buffers] as ArrayBuffer[] };

@@ -65,6 +65,7 @@ export const SslMethodManifestSchema = z.object({
   defaults: z.object({ cnn: defaults.optional(), vit: defaults.optional() }),
   sample: fn.optional(),
   gpuAugmentation: z.boolean().optional(),
+  gpuViewAugmentation: z.boolean().optional(),
   masks: fn.optional(),
   build: fn,
 }).superRefine((m, ctx) => {

@@ -198,6 +198,13 @@ export interface SslMethodPlugin<C = unknown> extends PluginBase<C> {
    * arrays of those names are filled on the GPU before the loss (see docs/data.md). Default false.
    */
   gpuAugmentation?: boolean;
+  /**
+   * Whether the method's own per-crop pipelines may run on the GPU: its `sample` hook augments crops with
+   * `context.augment(crop, pipeline, rng, { array, index })` and puts each crop's image there unchanged
+   * afterwards. When the run augments on the GPU those calls only draw the plan, and the batch's arrays
+   * are augmented in place before the loss (see docs/data.md). Default false.
+   */
+  gpuViewAugmentation?: boolean;
   /** Builds the method for a network. */
   build(request: MethodRequest<C>): MethodInstance;
 }

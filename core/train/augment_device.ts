@@ -1,10 +1,11 @@
 /**
  * Where a run's standard-patch augmentation runs: on the GPU (the loader ships raw crops; see
  * gpu_augment.ts) or in the CPU workers. "auto" takes the GPU when it can: a GPU is at hand, the method
- * cuts the standard patch (no data hook, or a hook that declares `gpuAugmentation`; other hooks run their
- * per-crop pipelines on the CPU), there is augmentation to move, masks fill whole u32 words, and the
- * largest binding (the batch, or a worst-case source region of a rotated and zoomed-out patch) fits the
- * adapter's `maxStorageBufferBindingSize`.
+ * cuts the standard patch (no data hook, or a hook that declares `gpuAugmentation` or
+ * `gpuViewAugmentation`; other hooks run their per-crop pipelines on the CPU), there is augmentation to
+ * move (the run's, or the method's own per-crop pipelines), masks fill whole u32 words, and one
+ * sample's patch and the worst-case source region of one plane of a rotated and zoomed-out patch each fit
+ * the adapter's `maxStorageBufferBindingSize` (larger batches and regions are split: gpu_augment.ts).
  *
  * @module
  */
@@ -30,6 +31,8 @@ export interface AugmentationDeviceQuery {
   /** The method's name, and whether it makes its own samples (a data hook not declaring gpuAugmentation). */
   method: string;
   hasSampleHook: boolean;
+  /** Whether the method's hook augments its own crops and lets the GPU do it (`gpuViewAugmentation`). */
+  viewAugmentation?: boolean;
   /** Image interpolation ("cubic" reads a wider source box). */
   interpolation: "linear" | "cubic";
 }
@@ -66,21 +69,39 @@ export function chooseAugmentationDevice(
   if (q.setting === "cpu") return { device: "cpu", reason: "augmentationDevice is cpu" };
   const n = q.patch[0] * q.patch[1] * q.patch[2];
   const margin = q.interpolation === "cubic" ? 2 : 1;
-  const needed = Math.max(q.batch * n * 4, worstRegionBytes(q.augmentation, q.patch, margin));
+  // the batch is bound one sample at a time where it must be, and regions are resampled by slabs of planes:
+  // one sample's patch (plus the offset alignment) and the source of one plane must fit a binding
+  const limit = gpu?.limits.maxStorageBufferBindingSize ?? 0;
+  const sample = n * 4 + (gpu?.limits.minStorageBufferOffsetAlignment ?? 0);
+  // the thinnest slab: one plane, or with masks the fewest planes of a multiple of 4 voxels
+  const area = q.patch[1] * q.patch[2];
+  const planes = !q.masks || area % 4 === 0 ? 1 : area % 2 === 0 ? 2 : 4;
+  const plane = worstRegionBytes(
+    q.augmentation,
+    [Math.min(planes, q.patch[0]), q.patch[1], q.patch[2]],
+    margin,
+  );
   const obstacle = q.hasSampleHook
     ? `method ${q.method} makes its own samples (a sample() hook), whose pipelines run on the CPU`
     : !gpu
     ? "no GPU is at hand where the data sources are opened"
     : q.masks && n % 4 !== 0
     ? `masks on the GPU need a patch of a multiple of 4 voxels, got [${q.patch}]`
-    : needed > gpu.limits.maxStorageBufferBindingSize
-    ? `a binding of ${needed} bytes exceeds the adapter's maxStorageBufferBindingSize (${gpu.limits.maxStorageBufferBindingSize})`
+    : sample > limit
+    ? `one sample's patch needs a binding of ${sample} bytes, above the adapter's maxStorageBufferBindingSize (${limit})`
+    : plane > limit
+    ? `${planes} plane(s) of the patch read a source region of ${plane} bytes, above the adapter's maxStorageBufferBindingSize (${limit})`
     : undefined;
   if (q.setting === "gpu") {
     if (obstacle) throw new Error(`augmentationDevice "gpu": ${obstacle}; use "cpu" or "auto"`);
     return { device: "gpu", reason: "augmentationDevice is gpu" };
   }
   if (obstacle) return { device: "cpu", reason: obstacle };
-  if (q.augmentation === "none") return { device: "cpu", reason: "no augmentation to move" };
+  if (q.augmentation === "none" && !q.viewAugmentation) {
+    return { device: "cpu", reason: "no augmentation to move" };
+  }
+  if (q.augmentation === "none") {
+    return { device: "gpu", reason: `method ${q.method}'s per-crop pipelines run there` };
+  }
   return { device: "gpu", reason: "the adapter has room" };
 }

@@ -5,6 +5,7 @@
  */
 import type { SampleArray } from "../data/mod.ts";
 import type { RawCrop } from "../data/sample.ts";
+import type { RawView } from "../data/sample_context.ts";
 import type { GpuAugmentOptions } from "./gpu_augment.ts";
 
 /** Raw crops to augment on the GPU when the batch is uploaded (core/train/gpu_augment.ts). */
@@ -19,6 +20,14 @@ export interface RawBatch {
   augment: GpuAugmentOptions;
 }
 
+/** A method's own crops left raw in the batch's arrays, augmented on the GPU in place when uploaded. */
+export interface RawViewBatch {
+  /** Per sample, its views (array, index, shape, plan, view number). */
+  samples: RawView[][];
+  /** The Philox keys of the noise: run seed, step, and the batch's first global sample. */
+  key: { seed: number; step: number; firstSample?: number };
+}
+
 /** A batch on the host: named arrays stacked along the batch (`shape[0]` = B). */
 export interface HostBatch {
   /** Every array of the batch, `[B, ...]`, in the dtype it will have on the GPU. */
@@ -27,6 +36,8 @@ export interface HostBatch {
   sources?: string[];
   /** Raw crops augmented on the GPU into `image` and the masks when uploaded. */
   raw?: RawBatch;
+  /** The method's own crops to augment on the GPU in place (core/train/gpu_augment.ts). */
+  views?: RawViewBatch;
 }
 
 /** A deterministic stream of batches. */

@@ -52,6 +52,11 @@ const runConfigSchema = z.object({
   augmentationDevice: z.enum(["auto", "gpu", "cpu"]).default("auto"),
   /** Image interpolation of the spatial transform: "linear", or "cubic" (Keys, a = −0.5). */
   interpolation: z.enum(["linear", "cubic"]).default("linear"),
+  /**
+   * What patches read outside the volume, on either augmentation device: "zero" (absent: zero) or
+   * "border" (the nearest edge voxel), for the image and the masks.
+   */
+  padding: z.enum(["zero", "border"]).optional(),
   /** Probability of centring a patch on an anatomy voxel (nnssl's anatomy-centred variant: 0.33). */
   anatomyProbability: z.number().min(0).max(1).default(0),
   seed: z.number().int().min(0).default(0),

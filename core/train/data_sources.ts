@@ -43,11 +43,14 @@ export interface OpenSourcesOptions {
 }
 
 function toHost(batch: PatchBatch, config: ResolvedRunConfig, firstSample: number): HostBatch {
-  if (!batch.raw) return { arrays: batch.arrays, sources: batch.sources };
+  const views = batch.views
+    ? { views: { samples: batch.views, key: { seed: config.seed, step: batch.step, firstSample } } }
+    : {};
+  if (!batch.raw) return { arrays: batch.arrays, sources: batch.sources, ...views };
   const augment = {
     patch: config.patch,
     interpolation: config.interpolation ?? "linear",
-    padding: "zero" as const,
+    padding: config.padding ?? "zero",
     seed: config.seed,
     step: batch.step,
     firstSample, // a data-parallel rank's noise continues the global batch's, never repeats rank 0's
@@ -59,7 +62,7 @@ function toHost(batch: PatchBatch, config: ResolvedRunConfig, firstSample: numbe
     maskNames: first.masks,
     augment,
   };
-  return { arrays: batch.arrays, sources: batch.sources, raw };
+  return { arrays: batch.arrays, sources: batch.sources, raw, ...views };
 }
 
 function wrap(loader: PatchLoader, config: ResolvedRunConfig, firstSample = 0): BatchSource {
@@ -94,6 +97,7 @@ export async function openBatchSources(
     hookModule: method.sample ? options.methodModule : undefined,
     hookConfig: config.resolvedMethod.config,
     hookName: method.name,
+    padding: config.padding ?? "zero",
     isolation: options.isolation,
     sampleTimeoutMs: config.sampleTimeoutSeconds * 1000,
     onSkip: (s: { path: string; reason: string }) => options.log?.(`skipped ${s.path}: ${s.reason}`),
@@ -109,7 +113,9 @@ export async function openBatchSources(
     batch: config.batch,
     masks: masks.length > 0,
     method: method.name,
-    hasSampleHook: method.sample !== undefined && method.gpuAugmentation !== true,
+    hasSampleHook: method.sample !== undefined && method.gpuAugmentation !== true &&
+      method.gpuViewAugmentation !== true,
+    viewAugmentation: method.sample !== undefined && method.gpuViewAugmentation === true,
     interpolation: config.interpolation ?? "linear",
   }, options.gpu);
   options.log?.(`augmentation on the ${device.device.toUpperCase()} (${device.reason})`);

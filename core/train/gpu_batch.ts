@@ -9,7 +9,27 @@ import type { Gpu } from "../gpu/mod.ts";
 import type { GpuBatch } from "../plugin/mod.ts";
 import { type Tensor, tensor } from "../tensor/mod.ts";
 import type { HostBatch } from "./batch_source.ts";
-import { augmentBatchOnGpu } from "./gpu_augment.ts";
+import { augmentBatchOnGpu, augmentViewsOnGpu, type GpuView } from "./gpu_augment.ts";
+import type { RawViewBatch } from "./batch_source.ts";
+
+/** Augments the method's own crops in place in their uploaded arrays, one launch chain per array. */
+function augmentViews(gpu: Gpu, tensors: Record<string, Tensor>, views: RawViewBatch, method: string): void {
+  const byArray = new Map<string, GpuView[]>();
+  views.samples.forEach((list, b) => {
+    for (const v of list) {
+      const t = tensors[v.array];
+      if (!t || t.shape[0] !== views.samples.length) {
+        throw new Error(`method ${method}: views to augment in "${v.array}", which the batch lacks`);
+      }
+      const perSample = t.size / t.shape[0];
+      const n = v.shape[0] * v.shape[1] * v.shape[2];
+      const list = byArray.get(v.array) ?? [];
+      list.push({ base: b * perSample + v.index * n, shape: v.shape, plan: v.plan, sample: b, view: v.view });
+      byArray.set(v.array, list);
+    }
+  });
+  for (const [name, list] of byArray) augmentViewsOnGpu(gpu, tensors[name], list, views.key);
+}
 
 /** Uploads `host`; `method` names the method in the error for a missing array. */
 export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch {
@@ -37,6 +57,7 @@ export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch
     });
     size = host.raw.crops.length;
   }
+  if (host.views) augmentViews(gpu, tensors, host.views, method);
   return {
     tensors,
     size: size ?? 0,

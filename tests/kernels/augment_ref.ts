@@ -9,12 +9,12 @@ import { philox4x32 } from "../../core/tensor/reference/philox.ts";
 /** Unit roundoff of f32 (round to nearest). */
 export const U = 2 ** -24;
 
-/** Float64 reference of kernels/augment/noise.wgsl: the normals z_i for (seed, step, sample). */
-export function philoxNoise(n: number, seed: number, step: number, sample: number): Float64Array {
+/** Float64 reference of kernels/augment/noise.wgsl: the normals z_i for (seed, step, sample, view). */
+export function philoxNoise(n: number, seed: number, step: number, sample: number, view = 0): Float64Array {
   const out = new Float64Array(n);
   const key: [number, number] = [seed % 2 ** 32, Math.floor(seed / 2 ** 32) % 2 ** 32];
   for (let t = 0; 4 * t < n; t++) {
-    const r = philox4x32([t, step, sample, 0x4e4f4953], key);
+    const r = philox4x32([t, step, sample, (0x4e4f4953 + view) >>> 0], key);
     for (let pair = 0; pair < 2; pair++) {
       const u1 = ((r[2 * pair] >>> 8) + 1) / 16777216;
       const u2 = (r[2 * pair + 1] >>> 8) / 16777216;

@@ -2,6 +2,7 @@ import { gaussianBlur } from "../../core/data/augment/blur.ts";
 import { adjustContrast, adjustGamma, scaleBrightness } from "../../core/data/augment/intensity.ts";
 import { simulateLowResolution } from "../../core/data/augment/lowres.ts";
 import { mirrorInPlace } from "../../core/data/augment/mirror.ts";
+import { rot90 } from "../../core/data/augment/rot90.ts";
 import { spatialMatrix, type SpatialPadding, warpPatch } from "../../core/data/augment/spatial.ts";
 import { meanStd } from "../../core/data/normalize.ts";
 import { resampleTaps } from "../../core/data/resample.ts";
@@ -127,6 +128,44 @@ gpuTest("augment mirror flips images and u8 masks like mirrorInPlace", async (gp
   free(xi, xm, oi, om);
 });
 
+gpuTest("augment mirror with quarter turns matches mirrorInPlace then rot90", async (gpu) => {
+  const shape: Shape3 = [4, 4, 3];
+  const n = 48;
+  const img = f32(randomArray(n, 5));
+  const mask = Uint8Array.from(randomArray(n, 6, 0, 200), Math.floor);
+  const xi = upload(gpu, img), xm = upload(gpu, mask, "u8");
+  const oi = empty([n], { gpu }), om = empty([n], { gpu, dtype: "u8" });
+  const cases: [boolean[], [number, number], number][] = [
+    [[false, false, false], [0, 1], 1],
+    [[true, false, true], [0, 1], 3],
+    [[false, true, false], [1, 0], 2],
+    [[true, true, false], [0, 2], 2], // even turns on unequal sizes
+    [[false, false, true], [1, 0], -1],
+  ];
+  for (const [axes, plane, turns] of cases) {
+    const turn = { axes: plane, turns };
+    runAugmentMirror(gpu, "image", xi.binding, oi.binding, shape, axes, 0, 0, turn);
+    runAugmentMirror(gpu, "mask", xm.binding, om.binding, shape, axes, 0, 0, turn);
+    const ei = img.slice(), em = mask.slice();
+    mirrorInPlace(ei, shape, axes);
+    mirrorInPlace(em, shape, axes);
+    const label = `flip ${axes}, ${turns} turns in [${plane}]`;
+    assertEquals([...await oi.toArray()], [...rot90(ei, shape, plane, turns)], label);
+    assertEquals([...(await om.toArray()) as Uint8Array], [...rot90(em, shape, plane, turns)], label);
+  }
+  let threw = false;
+  try {
+    runAugmentMirror(gpu, "image", xi.binding, oi.binding, shape, [false, false, false], 0, 0, {
+      axes: [0, 2],
+      turns: 1,
+    });
+  } catch (error) {
+    threw = /equal sizes on axes 0 and 2/.test((error as Error).message);
+  }
+  assert(threw, "an odd turn on unequal sizes is refused");
+  free(xi, xm, oi, om);
+});
+
 gpuTest("augment noise adds Philox normals keyed by (seed, step, sample)", async (gpu) => {
   const n = 1003;
   const base = randomArray(n + 5, 9);
@@ -150,6 +189,17 @@ gpuTest("augment noise adds Philox normals keyed by (seed, step, sample)", async
   const same = await again.toFloat64();
   assertClose(same, z, { rtol: 0, atol: 6 * 64 * U, label: "same key" });
   assert(other.filter((v, i) => Math.abs(v - z[i]) < 1e-3).length < 5, "another sample, other numbers");
+  // another view of the same sample: its own stream, as the float64 reference says
+  const w = upload(gpu, new Float64Array(n));
+  runAugmentNoise(gpu, w.binding, 0, n, 1, { ...key, view: 2 });
+  const view = await w.toFloat64();
+  assertClose(view, philoxNoise(n, key.seed, key.step, key.sample, 2), {
+    rtol: 0,
+    atol: 6 * 64 * U,
+    label: "view 2",
+  });
+  assert(view.filter((v, i) => Math.abs(v - z[i]) < 1e-3).length < 5, "another view, other numbers");
+  w.dispose();
   const m = same.reduce((s, v) => s + v, 0) / n;
   const sd = Math.sqrt(same.reduce((s, v) => s + (v - m) ** 2, 0) / n);
   assert(Math.abs(m) < 0.15 && Math.abs(sd - 1) < 0.1, `mean ${m}, std ${sd}`);

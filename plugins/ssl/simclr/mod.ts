@@ -215,6 +215,7 @@ const plugin: SslMethodPlugin<SimclrConfig> = definePlugin({
     "SimCLR as nnssl: overlapping 64³ crop pairs from a 192×192×64 region, GAP of every stage, 2048-d projector, NT-Xent τ 0.5",
   supports: ["cnn", "vit"],
   network: { encoderOnly: true },
+  gpuViewAugmentation: true,
   config: SimclrConfig,
   defaults: {
     cnn: {
@@ -247,7 +248,10 @@ const plugin: SslMethodPlugin<SimclrConfig> = definePlugin({
         const start = offset.map((o, a) => regionStart[a] + o) as Vec3;
         const view = context.volume.crop(start, crop);
         if (config.augmentation === "contrastive") {
-          context.augment(view, CONTRASTIVE_AUGMENTATION, context.rng.fork("augment", i));
+          context.augment(view, CONTRASTIVE_AUGMENTATION, context.rng.fork("augment", i), {
+            array: "views",
+            index: i,
+          });
         }
         views.set(view.image, i * voxels);
         starts.set(start, i * 3);

@@ -203,6 +203,7 @@ const plugin: SslMethodPlugin<VocoConfig> = definePlugin({
     "VoCo as nnssl: overlap of 4 random 64³ crops with a 4×4×1 grid of base crops, predicted by ReLU(cos), plus base separation",
   supports: ["cnn", "vit"],
   network: { encoderOnly: true },
+  gpuViewAugmentation: true,
   config: VocoConfig,
   defaults: {
     cnn: {
@@ -238,7 +239,10 @@ const plugin: SslMethodPlugin<VocoConfig> = definePlugin({
     all.forEach((offset, i) => {
       const view = context.volume.crop(offset.map((o, a) => regionStart[a] + o), crop);
       if (config.augmentation === "contrastive") {
-        context.augment(view, CONTRASTIVE_AUGMENTATION, context.rng.fork("augment", i));
+        context.augment(view, CONTRASTIVE_AUGMENTATION, context.rng.fork("augment", i), {
+          array: "crops",
+          index: i,
+        });
       }
       crops.set(view.image, i * voxels);
     });

@@ -9,18 +9,22 @@
  * cross-entropy, 1 : 1, as nnU-Net's `DC_and_CE_loss` with `MemoryEfficientSoftDiceLoss`.
  *
  * Data side (`sample`): `image` f32 [1, D, H, W] (the fused crop) and `target` u8 [1, D, H, W] (the
- * class map).
+ * class map). When the run augments the crops on the GPU (`context.gpuViews`), `foreground` and
+ * `background` f32 [1, D, H, W] (raw; augmented in place on the GPU) instead of `image`, fused in `loss`.
  */
 import {
   add,
+  addScalar,
   type AugmentationInput,
   cast,
   crossEntropy,
   definePlugin,
+  mul,
   mulScalar,
   reshape,
   type Rng,
   sampleArray,
+  type SampleOutput,
   type SampleVolume,
   softDiceLoss,
   softmax,
@@ -213,6 +217,15 @@ function cutCrop(
   return crop.image;
 }
 
+/**
+ * {@link fuse} on the GPU, for batches whose crops were augmented there: `foreground` and `background`
+ * f32 [B, 1, D, H, W], `target` u8 [B, 1, D, H, W]; x = α·fg + (1 − α)·bg with α = k/(K − 1).
+ */
+export function fuseOnGpu(foreground: Tensor, background: Tensor, target: Tensor, classes: number): Tensor {
+  const alpha = mulScalar(cast(target, "f32"), 1 / (classes - 1));
+  return add(mul(foreground, alpha), mul(background, addScalar(mulScalar(alpha, -1), 1)));
+}
+
 /** The VolumeFusion plugin. */
 const plugin: SslMethodPlugin<VolumeFusionConfig> = definePlugin({
   kind: "ssl-method",
@@ -223,6 +236,7 @@ const plugin: SslMethodPlugin<VolumeFusionConfig> = definePlugin({
     "VolumeFusion as nnssl: two volumes fused box by box (10–39 boxes, 5 fusion classes), segmented with soft Dice + CE",
   supports: ["cnn", "vit"],
   network: (config: VolumeFusionConfig) => ({ outChannels: config.classes }),
+  gpuViewAugmentation: true,
   config: VolumeFusionConfig,
   defaults: {
     cnn: {
@@ -240,19 +254,42 @@ const plugin: SslMethodPlugin<VolumeFusionConfig> = definePlugin({
       batchSize: 2,
     },
   },
-  async sample(context) {
+  async sample(context): Promise<SampleOutput> {
     const { config } = context;
     const patch = context.patchSize;
-    const augment = context.training && config.augmentation === "nnssl"
-      ? (crop: ReturnType<SampleVolume["crop"]>, rng: Rng) => {
-        context.augment(crop, VOLUME_FUSION_AUGMENTATION, rng);
-      }
-      : undefined;
-    const foreground = cutCrop(context.volume, patch, config, context.rng.fork("foreground"), augment);
+    const augmenting = context.training && config.augmentation === "nnssl";
+    // on the GPU path the two crops go raw into their own arrays and are fused after their augmentation
+    const raw = augmenting && context.gpuViews === true;
+    const augmentInto = (array: string) =>
+      augmenting
+        ? (crop: ReturnType<SampleVolume["crop"]>, rng: Rng) => {
+          context.augment(crop, VOLUME_FUSION_AUGMENTATION, rng, { array, index: 0 });
+        }
+        : undefined;
+    const foreground = cutCrop(
+      context.volume,
+      patch,
+      config,
+      context.rng.fork("foreground"),
+      augmentInto("foreground"),
+    );
     const other = await context.otherVolume();
-    const background = cutCrop(other, patch, config, context.rng.fork("background"), augment);
+    const background = cutCrop(
+      other,
+      patch,
+      config,
+      context.rng.fork("background"),
+      augmentInto("background"),
+    );
     const boxes = drawFusionBoxes(patch, config, context.rng.fork("boxes"));
     const target = paintClassMap(patch, boxes);
+    if (raw) {
+      return {
+        foreground: sampleArray(foreground, [1, ...patch]),
+        background: sampleArray(background, [1, ...patch]),
+        target: sampleArray(target, [1, ...patch]),
+      };
+    }
     return {
       image: sampleArray(fuse(foreground, background, target, config.classes), [1, ...patch]),
       target: sampleArray(target, [1, ...patch]),
@@ -262,7 +299,10 @@ const plugin: SslMethodPlugin<VolumeFusionConfig> = definePlugin({
     return {
       modules: {},
       loss(batch, { rng }) {
-        const logits = network.forward(batch.get("image"), { rng });
+        const image = "image" in batch.tensors
+          ? batch.get("image")
+          : fuseOnGpu(batch.get("foreground"), batch.get("background"), batch.get("target"), config.classes);
+        const logits = network.forward(image, { rng });
         return volumeFusionLoss(logits, batch.get("target"), config);
       },
     };
