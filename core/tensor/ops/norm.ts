@@ -11,15 +11,21 @@
  */
 import {
   type AffineIndex,
+  mergePartials,
   type NormGeometry,
   type NormMask,
   type NormTypes,
   perColumn,
+  runChannelPartialSums,
   runChannelSums,
   runGroupCoefficients,
   runNormApply,
+  runNormApplyMerged,
+  runNormGradPartials,
   runNormGradSums,
   runNormInputGrad,
+  runNormInputGradMerged,
+  runNormPartials,
   runNormStats,
   statCount,
   statSize,
@@ -90,8 +96,7 @@ function normalize(call: NormCall): Tensor {
   if (x.size === 0) return y;
   const stats = emptyOn(x, [statCount(geo), statWidth(mask !== undefined)], "f32");
   const scratch = poolScratch(gpu);
-  runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch, mask);
-  runNormApply(gpu, types, geo, affine, {
+  const applyArgs = {
     x: x.binding,
     stats: stats.binding,
     weight: weight?.binding,
@@ -99,7 +104,16 @@ function normalize(call: NormCall): Tensor {
     residual: residual?.binding,
     mask,
     y: y.binding,
-  }, slope);
+  };
+  if (geo.kind === "rows") {
+    // 2 passes: partial moments, then the apply pass merges them (and writes the statistics)
+    const partials = runNormPartials(gpu, types.x, geo, x.binding, scratch, mask);
+    runNormApplyMerged(gpu, types, geo, affine, { ...applyArgs, partials }, call.eps, slope);
+    scratch.release(partials.part);
+  } else {
+    runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch, mask);
+    runNormApply(gpu, types, geo, affine, applyArgs, slope);
+  }
   const inputs = [x, weight, bias, residual].filter((t): t is Tensor => t !== undefined);
   const saved = [
     x,
@@ -127,7 +141,33 @@ function normalize(call: NormCall): Tensor {
     const m = statSize(geo);
     let dxArgs = gradArgs;
     let dxSlope = slope;
-    if (plan.kind === "segments") {
+    if (plan.kind === "segments" && geo.kind === "rows") {
+      // 3 passes: partial sums (gz, gz·x̂) per (n, c) (writing gz, the residual's gradient), the affine
+      // gradients from them, and dx, which merges its statistic's coefficients from them itself
+      const segments = { kind: "rows", rows: plan.n * plan.c, len: plan.s } as const;
+      const sumArgs = dres ? { ...gradArgs, gzOut: dres.binding } : gradArgs;
+      let partials = runNormGradPartials(gpu, types, geo, segments, affine, sumArgs, scratch, slope);
+      if (dres) {
+        dxArgs = { ...gradArgs, gy: dres.binding, y: undefined };
+        dxSlope = undefined;
+      }
+      if ((dW || dB) && partials.part.size > gpu.limits.maxStorageBufferBindingSize) {
+        // the affine pass binds the sums whole: merge them to one per (n, c) first (tiny bindings only)
+        partials = mergePartials(gpu, scratch, partials, plan.n * plan.c, "sum", "norm_grad_sums", 1);
+      }
+      runChannelPartialSums(gpu, types, plan.n, plan.c, partials, dW?.binding, dB?.binding);
+      runNormInputGradMerged(
+        gpu,
+        types,
+        geo,
+        affine,
+        { cpg: plan.c / plan.groups, channels: plan.c },
+        { ...dxArgs, partials, dx: dx.binding },
+        mask ? 1 : 1 / m,
+        dxSlope,
+      );
+      scratch.release(partials.part);
+    } else if (plan.kind === "segments") {
       // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients; with a
       // residual they also write gz (its gradient), which the dx pass then reads instead of gy and y
       const ab = emptyOn(x, [plan.n * plan.c, 2], "f32");
@@ -163,7 +203,9 @@ function normalize(call: NormCall): Tensor {
         runChannelSums(gpu, types, units, perUnit, ab.binding, dW?.binding, dB?.binding);
       }
     }
-    runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
+    if (plan.kind !== "segments") {
+      runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
+    }
     // one gradient per input, in the order of `inputs` (a tensor passed twice gets both)
     const all: [Tensor | undefined, Tensor | undefined][] = [[x, dx], [weight, dW], [bias, dB], [
       residual,
