@@ -39,7 +39,6 @@ import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {
   accumulatorWgsl,
   combineWgsl,
-  expandBy,
   type IndexMap,
   type OperandArg,
   type OperandSpec,
@@ -439,58 +438,6 @@ export function runChannelSums(
     c,
     bound,
     [n, c],
-  );
-}
-
-/**
- * Records the group-norm coefficients per (n, group): coef = (Σ_c w[c]·A, Σ_c w[c]·B)·scale over the
- * `cpg` channels of the group, from per-(n, c) sums ab = (A, B). With `maskedStats` (one vec4 per
- * (n, group), as {@link runNormStats} writes them with a mask) the scale is also multiplied by each
- * statistic's 1/count (pass scale 1).
- */
-export function runGroupCoefficients(
-  gpu: Gpu,
-  types: NormTypes,
-  rows: number,
-  groups: number,
-  cpg: number,
-  ab: BufferRange,
-  weight: BufferRange | undefined,
-  coef: BufferRange,
-  scale: number,
-  maskedStats?: BufferRange,
-): void {
-  const operands: OperandSpec[] = [{ name: "ab", type: "vec2<f32>", index: "map" }];
-  const bound: OperandArg[] = [{ range: ab, map: expandBy(cpg) }];
-  if (weight) {
-    operands.push({ name: "w", type: types.weight!, index: "whole" });
-    bound.push({ range: weight });
-  }
-  if (maskedStats) {
-    operands.push({ name: "st", type: "vec4<f32>", index: "same" });
-    bound.push({ range: maskedStats });
-  }
-  operands.push({ name: "cf", type: "vec2<f32>", write: true, index: "same" });
-  bound.push({ range: coef });
-  runPointwise(
-    gpu,
-    {
-      key: `groupcoef:${typesKey(types)}:${weight ? "w" : ""}${maskedStats ? "m" : ""}`,
-      name: "group_norm_coefficients",
-      operands,
-      uints: ["groups", "cpg"],
-      floats: ["scale"],
-      body: `var s = vec2<f32>(0.0);
-  let base = ix_ab(g);
-  for (var i = 0u; i < p.u_cpg; i++) {
-    ${weight ? "s += ab[base + i] * f32(w[(g % p.u_groups) * p.u_cpg + i]);" : "s += ab[base + i];"}
-  }
-  cf[ix_cf(g)] = s * p.f_scale${maskedStats ? " * st[ix_st(g)].z" : ""};`,
-    },
-    rows,
-    bound,
-    [groups, cpg],
-    [scale],
   );
 }
 

@@ -18,7 +18,6 @@ import {
   perColumn,
   runChannelPartialSums,
   runChannelSums,
-  runGroupCoefficients,
   runNormApply,
   runNormApplyMerged,
   runNormGradPartials,
@@ -125,7 +124,6 @@ function normalize(call: NormCall): Tensor {
   const out = record(call.op, inputs, y, saved, (g) => {
     const dx = emptyOn(x, x.shape);
     const dres = residual ? emptyOn(x, x.shape) : undefined;
-    const coef = emptyOn(x, [statCount(geo), 2], "f32");
     const gradArgs = {
       x: x.binding,
       stats: stats.binding,
@@ -139,18 +137,13 @@ function normalize(call: NormCall): Tensor {
     const dW = wantW ? emptyOn(weight!, weight!.shape) : undefined;
     const dB = wantB ? emptyOn(bias!, bias!.shape) : undefined;
     const m = statSize(geo);
-    let dxArgs = gradArgs;
-    let dxSlope = slope;
     if (plan.kind === "segments" && geo.kind === "rows") {
-      // 3 passes: partial sums (gz, gz·x̂) per (n, c) (writing gz, the residual's gradient), the affine
-      // gradients from them, and dx, which merges its statistic's coefficients from them itself
+      // 3 passes: partial sums (gz, gz·x̂) per (n, c) (writing gz, the residual's gradient, which dx then
+      // reads instead of gy and y), the affine gradients from them, and dx, which merges its statistic's
+      // coefficients from them itself
       const segments = { kind: "rows", rows: plan.n * plan.c, len: plan.s } as const;
       const sumArgs = dres ? { ...gradArgs, gzOut: dres.binding } : gradArgs;
       let partials = runNormGradPartials(gpu, types, geo, segments, affine, sumArgs, scratch, slope);
-      if (dres) {
-        dxArgs = { ...gradArgs, gy: dres.binding, y: undefined };
-        dxSlope = undefined;
-      }
       if ((dW || dB) && partials.part.size > gpu.limits.maxStorageBufferBindingSize) {
         // the affine pass binds the sums whole: merge them to one per (n, c) first (tiny bindings only)
         partials = mergePartials(gpu, scratch, partials, plan.n * plan.c, "sum", "norm_grad_sums", 1);
@@ -162,37 +155,16 @@ function normalize(call: NormCall): Tensor {
         geo,
         affine,
         { cpg: plan.c / plan.groups, channels: plan.c },
-        { ...dxArgs, partials, dx: dx.binding },
+        { ...(dres ? { ...gradArgs, gy: dres.binding, y: undefined } : gradArgs), partials, dx: dx.binding },
         mask ? 1 : 1 / m,
-        dxSlope,
+        dres ? undefined : slope,
       );
       scratch.release(partials.part);
-    } else if (plan.kind === "segments") {
-      // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients; with a
-      // residual they also write gz (its gradient), which the dx pass then reads instead of gy and y
-      const ab = emptyOn(x, [plan.n * plan.c, 2], "f32");
-      const segments: NormGeometry = { kind: "rows", rows: plan.n * plan.c, len: plan.s };
-      const sumArgs = dres ? { ...gradArgs, gzOut: dres.binding } : gradArgs;
-      runNormGradSums(gpu, types, geo, segments, affine, sumArgs, false, ab.binding, 1, scratch, slope);
-      if (dres) {
-        dxArgs = { ...gradArgs, gy: dres.binding, y: undefined };
-        dxSlope = undefined;
-      }
-      runGroupCoefficients(
-        gpu,
-        types,
-        plan.n * plan.groups,
-        plan.groups,
-        plan.c / plan.groups,
-        ab.binding,
-        weight?.binding,
-        coef.binding,
-        mask ? 1 : 1 / m,
-        mask ? stats.binding : undefined,
-      );
-      runChannelSums(gpu, types, plan.n, plan.c, ab.binding, dW?.binding, dB?.binding);
     } else {
-      if (mask) throw new Error(`${call.op}(): a masked norm needs per-channel segments`);
+      if (mask || plan.kind === "segments") {
+        throw new Error(`${call.op}(): a group or masked norm needs per-channel segments of rows`);
+      }
+      const coef = emptyOn(x, [statCount(geo), 2], "f32");
       runNormGradSums(gpu, types, geo, geo, affine, gradArgs, true, coef.binding, 1 / m, scratch, slope);
       if (dW || dB) {
         const [units, perUnit, segments]: [number, number, NormGeometry] = plan.kind === "lastDims"
@@ -201,10 +173,10 @@ function normalize(call: NormCall): Tensor {
         const ab = emptyOn(x, [units * perUnit, 2], "f32");
         runNormGradSums(gpu, types, geo, segments, affine, gradArgs, false, ab.binding, 1, scratch, slope);
         runChannelSums(gpu, types, units, perUnit, ab.binding, dW?.binding, dB?.binding);
+        ab.dispose();
       }
-    }
-    if (plan.kind !== "segments") {
-      runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
+      runNormInputGrad(gpu, types, geo, affine, { ...gradArgs, coef: coef.binding, dx: dx.binding }, slope);
+      coef.dispose();
     }
     // one gradient per input, in the order of `inputs` (a tensor passed twice gets both)
     const all: [Tensor | undefined, Tensor | undefined][] = [[x, dx], [weight, dW], [bias, dB], [
