@@ -26,6 +26,9 @@
  *   vec4 per element and merges its 256 partial states in a tree; pieces are merged per row afterwards
  *   by a pointwise kernel ({@link combineWgsl}) — after further row reductions over the partial states
  *   while a row has more than 64 of them ({@link runReduceMerge}), so no invocation merges thousands.
+ *   {@link runReducePartials} stops before the merge, with at most 64 states per row (longer pieces
+ *   from the start), for a pointwise pass that merges them itself: its `workgroupSetup` runs in uniform
+ *   control flow before the bounds check, so a workgroup can merge the states it needs in a tree.
  *   Pieces can be kept inside segments of a row (e.g. one channel's voxels) so that a per-voxel operand
  *   is read through an exact window.
  * - {@link runColumnReduce}: `[outer, R, inner]`, reduction over R for every column (o, j): one

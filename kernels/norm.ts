@@ -7,15 +7,40 @@
  * (`columns`: channels-first layer norm, over C at each voxel). Affine parameters are indexed
  * `a = ⌊g / adiv⌋ mod amod` (per channel: adiv = S, amod = C; per last-dim element: adiv = 1).
  *
- * Forward: (1) a moments reduction (Welford per invocation, Chan merges; rows are split into pieces of
- * ≤ 4096 elements, one workgroup each, so 2×32 channels of 160³ give ~64k workgroups), (2) a merge of the
- * pieces into (mean, rstd) per statistic (biased variance, rstd = 1/√(var + eps)), (3) one pointwise pass
- * y = act((x − mean)·rstd·w + b + residual), act = LeakyReLU(slope) or identity.
- * Backward, with gz = gy·act'(y) (act' read from the sign of y: valid for slope ≥ 0) and
- * x̂ = (x − mean)·rstd: sums of (gz, gz·x̂) per segment or column, merged; then one pointwise pass
- * dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz), c₂ = mean(w·gz·x̂) over the statistic's elements,
- * and d(residual) = gz (written by the reduction pass, which the dx pass then reads instead of gy and y).
- * dW = Σ gz·x̂ and dB = Σ gz per affine index.
+ * Math. Forward y = act((x − mean)·rstd·w + b + residual), act = LeakyReLU(slope) or identity, biased
+ * variance, rstd = 1/√(var + eps). Backward, with gz = gy·act'(y) (act' read from the sign of y: valid
+ * for slope ≥ 0) and x̂ = (x − mean)·rstd: dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz),
+ * c₂ = mean(w·gz·x̂) over the statistic's elements, d(residual) = gz, dW = Σ gz·x̂ and dB = Σ gz per
+ * affine index.
+ *
+ * Passes of instance and group norm (row geometry; fused and masked alike), per launch (T = tensor):
+ * forward, 2 launches:
+ *   F1 moments: reads x (and the mask) → ≤ 64 Welford states (vec4) per statistic; rows are cut into
+ *      pieces of max(4096, ⌈len/64⌉) elements, one workgroup each (2×32 channels of 160³: 4096
+ *      workgroups of 64,000 voxels).
+ *   F2 apply (merged): reads x, the states, w, b, residual (and the mask) → y, and the statistics
+ *      (mean, rstd[, 1/count, count]) kept for the backward. Where rows span at least a workgroup (256
+ *      or 1024 elements), each workgroup first merges the ≤ 64 states of the ≤ 2 statistics its
+ *      elements touch (one half of the workgroup per statistic, a tree in workgroup memory); on shorter
+ *      rows (then one state each, bar tiny bindings) each invocation merges its statistic's states.
+ * backward, 3 launches (2 without affine gradients):
+ *   B1 sums: reads x, stats, gy, y (with an activation) and w → ≤ 64 partial sums (gz, gz·x̂) per
+ *      (n, channel), and gz into d(residual) when there is a residual.
+ *   B2 affine: reads the partial sums (bound whole) → dW, dB per channel (C invocations).
+ *   B3 input gradient (merged): reads x, stats, gy and y (or gz, with a residual), w, the partial sums
+ *      (and the mask) → dx; each statistic's c = Σ_c w[c]·(A, B)/m over its C/G channels' partial sums
+ *      is merged per workgroup or per invocation as in F2.
+ * Traffic (f32): forward 3 T (x twice, y), 4 T with a residual; backward 5 T (x, gy twice; dx), 7 T with
+ * a residual and an activation. Before the merges were folded in: 3 forward launches (moments, merge,
+ * apply) and 5 backward (sums, merge, group coefficients, affine, dx), one more each when a row had
+ * more than 64 pieces (the pieces were ≤ 4096 elements; 160³ had 1000).
+ * Past the binding limit a statistic may need more than 64 pieces: row reductions over the states
+ * merge them first (one more launch each), and B2 merges them to one per (n, c) when the sums do not
+ * fit one binding.
+ *
+ * Layer norm over rows shares F1/F2. Channels-first layer norm (column geometry) and the layer norms'
+ * backward keep the separate merge pass: moments, merge into stats, apply (3); sums of (w·gz, w·gz·x̂)
+ * merged into the coefficients, affine sums over columns merged, affine per-unit sums, dx (6).
  *
  * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
  * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
@@ -32,8 +57,9 @@
  * visible count (read from the statistics, not a static 1/m); (4) dx is 0 at masked elements. A
  * statistic without visible elements gives y = 0, dx = 0 and no contribution to dW, dB (no NaN: its
  * rstd is 1/√eps and its 1/count 0). Limits: at most 8 storage operands per kernel, which the masked
- * passes reach (apply: x, st, w, b, residual, mask, y; input gradient: x, st, gy, y, w, coef, mask,
- * dx); the mask window is planned like any mapped operand, so chunking is unchanged.
+ * passes reach (apply: x, states, w, b, residual, mask, stats, y; input gradient: x, st, gy, y, w,
+ * mask, partial sums, dx); the mask window is planned like any mapped operand, so chunking is
+ * unchanged.
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {

@@ -5,8 +5,9 @@
  *
  * Statistics are numerically stable (Welford per invocation, Chan merges of partial moments; never
  * E[x²] − E[x]² of raw sums) with the biased variance, as PyTorch. Each op saves x, its (mean, rstd) per
- * statistic and, when an activation is fused, its output y; backward is one reduction pass plus one
- * pointwise pass (kernels/norm.ts). The unfused compositions (`instanceNorm` → `add` → `leakyRelu`)
+ * statistic and, when an activation is fused, its output y. Instance and group norms (fused and masked)
+ * take 2 launches forward (partial moments; apply, which merges them) and 3 backward (partial sums;
+ * affine gradients; dx, which merges its coefficients): see kernels/norm.ts. The unfused compositions (`instanceNorm` → `add` → `leakyRelu`)
  * are the oracle of the fused ops in the tests.
  */
 import {
