@@ -50,7 +50,8 @@
  * The key mask's flags of a tile are staged in workgroup memory; the bias is read per (query, key) from
  * global memory at the score (forward and dQ: consecutive keys per invocation; dK/dV: consecutive keys
  * across invocations).
- * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics):
+ * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics; the fused variant
+ * below replaces dQ and dK/dV by dkdvq and dqsum):
  *   stats kernel: per query, lse·log2(e) (+1e30 for lse = −∞, so that every p of that query is 0) and
  *     D = dO·O; per key, the key mask's flag copied per head. One scratch [heads, 2·Lq (+ Lk)] keeps the
  *     dQ and dK/dV kernels within 8 bindings with a bias and dS.
@@ -65,12 +66,26 @@
  * The backward recomputes q·k and dO·v in both kernels: 7 Lq·Lk·Dh multiply-adds against the 5 of the
  * algorithm (FLOP counts in {@link attentionFlops} use the algorithm's 5). A bias that needs no gradient
  * costs one read per score in each kernel and nothing else.
+ * Fused backward (`fusedBackward`, opt-in; {@link attentionBackwardPlan} decides whether it fits), 5
+ * passes: after the stats kernel, one dK/dV/dQ kernel (dkdvq) per block of key rows computes p and ds once
+ * per (query tile, key row) as dK/dV does, also stages the tile's ds in workgroup memory
+ * (tile·rows·4 bytes: the tile is then 16 rows where dK/dV uses 32 on a 32 KiB device), and after each
+ * tile adds dQ_i = Σ_r ds_ir·k_r over its key rows (one vec4 slot of one query per invocation, k read
+ * from global memory) into its own slab of f32 dQ partial sums [heads, key blocks, Lq, Dh] (each slab
+ * row written once; causal: from the block's first key on); with dBias it writes dS from the staged
+ * tile. A dQ sum kernel (dqsum) then adds the slabs of each query in block order (deterministic: WGSL
+ * has no float atomics, and an atomic compare-exchange loop would make dQ depend on the order workgroups
+ * run in) and scales. Limits: 8 bindings (9 with a bias, 10 with dBias: within the device's storage
+ * buffers per stage, 8 by WebGPU's default, 32 on lavapipe); the slabs take heads·⌈Lk/rows⌉·Lq·Dh f32,
+ * which grows with Lq·Lk (about half the score matrix at Dh 64, rows 128), hence opt-in; one head's
+ * slabs must fit one binding. A bounded number of slabs (several key blocks per workgroup) would keep the
+ * memory linear at the price of parallelism over keys: left for a GPU measurement to decide.
  *
  * Grid: heads·⌈L/rows⌉ workgroups, linear (split over x/y/z past 65,535). Bindings larger than the device
  * allows are split over heads (head_chunks.ts), except a shared bias, the key mask and a shared bias's
  * f32 dBias, which are bound whole and must each fit one binding. Limits: ≤ 8 storage bindings per kernel
- * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2); a shared bias's dBias needs heads·Lq·Lk f32 of
- * scratch during the backward.
+ * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2; the fused dkdvq 8–10 and dqsum 2, see above); a
+ * shared bias's dBias needs heads·Lq·Lk f32 of scratch during the backward.
  */
 import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { headChunks } from "./head_chunks.ts";
