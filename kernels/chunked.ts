@@ -805,6 +805,13 @@ export type ReduceGeometry =
 /** Most partial states one merge invocation combines; more are first merged by a row reduction. */
 export const MAX_PIECES = 64;
 
+/**
+ * Pieces per row of {@link runReducePartials} with `fewPieces` (unless a binding forces shorter ones):
+ * the pass that merges them reads them once per workgroup, so fewer keep that read small (16 states,
+ * 256 bytes, per 1024 elements), while 2·32 rows of 160³ still give 1024 workgroups.
+ */
+export const FEW_PIECES = 16;
+
 /** Number of results (rows or columns) of a reduction. */
 export function reduceUnits(geo: ReduceGeometry): number {
   return geo.kind === "rows" ? geo.rows : geo.outer * geo.inner;
@@ -852,10 +859,10 @@ export interface Partials {
 /**
  * Records a reduction over the rows or columns of `geo` into partial states in scratch memory, at most
  * {@link MAX_PIECES} per row/column: while a row has more, row reductions over its states merge them
- * first (one more pass each). With `fewPieces`, rows are cut into at most MAX_PIECES pieces from the
- * start (pieces of ⌈len/64⌉ elements when longer than 4096, as long as a binding allows), so that the
- * pass reading the states can merge them itself (2·32 channels of 160³: 4096 workgroups of 64,000
- * elements each) instead of a separate merge pass.
+ * first (one more pass each). With `fewPieces`, rows are cut into at most {@link FEW_PIECES} pieces
+ * from the start (pieces of ⌈len/16⌉ elements when longer than 4096, as long as a binding allows), so
+ * that the pass reading the states can merge them itself (2·32 channels of 160³: 1024 workgroups of
+ * 256,000 elements each) instead of a separate merge pass.
  */
 export function runReducePartials(
   gpu: Gpu,
@@ -872,7 +879,7 @@ export function runReducePartials(
   if (geo.kind === "rows") {
     const seg = geo.segment && geo.segment > 0 && geo.len % geo.segment === 0 ? geo.segment : geo.len;
     const segments = seg === 0 ? 1 : geo.len / seg;
-    const preferred = fewPieces ? Math.max(4096, Math.ceil(seg / MAX_PIECES)) : 4096;
+    const preferred = fewPieces ? Math.max(4096, Math.ceil(seg / FEW_PIECES)) : 4096;
     const pieceLen = rowPieceLength(gpu, Math.max(seg, 1), maxBytes, preferred);
     const perSegment = Math.max(1, Math.ceil(seg / pieceLen));
     pieces = segments * perSegment;

@@ -15,16 +15,16 @@
  *
  * Passes of instance and group norm (row geometry; fused and masked alike), per launch (T = tensor):
  * forward, 2 launches:
- *   F1 moments: reads x (and the mask) → ≤ 64 Welford states (vec4) per statistic; rows are cut into
- *      pieces of max(4096, ⌈len/64⌉) elements, one workgroup each (2×32 channels of 160³: 4096
- *      workgroups of 64,000 voxels).
+ *   F1 moments: reads x (and the mask) → ≤ 16 Welford states (vec4) per statistic; rows are cut into
+ *      pieces of max(4096, ⌈len/16⌉) elements, one workgroup each (2×32 channels of 160³: 1024
+ *      workgroups of 256,000 voxels).
  *   F2 apply (merged): reads x, the states, w, b, residual (and the mask) → y, and the statistics
  *      (mean, rstd[, 1/count, count]) kept for the backward. Where rows span at least a workgroup (256
- *      or 1024 elements), each workgroup first merges the ≤ 64 states of the ≤ 2 statistics its
+ *      or 1024 elements), each workgroup first merges the ≤ 16 states of the ≤ 2 statistics its
  *      elements touch (one half of the workgroup per statistic, a tree in workgroup memory); on shorter
  *      rows (then one state each, bar tiny bindings) each invocation merges its statistic's states.
  * backward, 3 launches (2 without affine gradients):
- *   B1 sums: reads x, stats, gy, y (with an activation) and w → ≤ 64 partial sums (gz, gz·x̂) per
+ *   B1 sums: reads x, stats, gy, y (with an activation) and w → ≤ 16 partial sums (gz, gz·x̂) per
  *      (n, channel), and gz into d(residual) when there is a residual.
  *   B2 affine: reads the partial sums (bound whole) → dW, dB per channel (C invocations).
  *   B3 input gradient (merged): reads x, stats, gy and y (or gz, with a residual), w, the partial sums
@@ -34,9 +34,9 @@
  * a residual and an activation. Before the merges were folded in: 3 forward launches (moments, merge,
  * apply) and 5 backward (sums, merge, group coefficients, affine, dx), one more each when a row had
  * more than 64 pieces (the pieces were ≤ 4096 elements; 160³ had 1000).
- * Past the binding limit a statistic may need more than 64 pieces: row reductions over the states
- * merge them first (one more launch each), and B2 merges them to one per (n, c) when the sums do not
- * fit one binding.
+ * Past the binding limit a statistic may need more than 16 pieces (up to 64 are merged in place); beyond
+ * 64, row reductions over the states merge them first (one more launch each), and B2 merges them to one
+ * per (n, c) when the sums do not fit one binding.
  *
  * Layer norm over rows shares F1/F2. Channels-first layer norm (column geometry) and the layer norms'
  * backward keep the separate merge pass: moments, merge into stats, apply (3); sums of (w·gz, w·gz·x̂)
@@ -592,8 +592,9 @@ const SHARED = `var<workgroup> _tree: array<vec4<f32>, ${WG}>;
 var<workgroup> _ws: array<vec4<f32>, 2>;`;
 
 /**
- * Records the partial moments of every row of `geo` (a row geometry): at most 64 Welford states per
- * statistic (weighted by visibility with `mask`), for {@link runNormApplyMerged}, which merges them.
+ * Records the partial moments of every row of `geo` (a row geometry): at most 16 Welford states per
+ * statistic (64 past a small binding limit; weighted by visibility with `mask`), for
+ * {@link runNormApplyMerged}, which merges them.
  * Release `part` to `scratch` once the apply pass is recorded.
  */
 export function runNormPartials(
@@ -719,8 +720,8 @@ fn stat_of(r: vec4<f32>) -> vec4<f32> {
 
 /**
  * Records the partial sums (gz, gz·x̂) of every row of `reduce` (per-channel segments for group norms),
- * at most 64 per row, writing gz to `args.gzOut` when given: the first backward pass. Release `part` to
- * `scratch` once the passes that read it are recorded.
+ * at most 16 per row (64 past a small binding limit), writing gz to `args.gzOut` when given: the first
+ * backward pass. Release `part` to `scratch` once the passes that read it are recorded.
  */
 export function runNormGradPartials(
   gpu: Gpu,
