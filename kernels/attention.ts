@@ -50,7 +50,8 @@
  * The key mask's flags of a tile are staged in workgroup memory; the bias is read per (query, key) from
  * global memory at the score (forward and dQ: consecutive keys per invocation; dK/dV: consecutive keys
  * across invocations).
- * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics):
+ * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics; the fused variant
+ * below replaces dQ and dK/dV by dkdvq and dqsum):
  *   stats kernel: per query, lse·log2(e) (+1e30 for lse = −∞, so that every p of that query is 0) and
  *     D = dO·O; per key, the key mask's flag copied per head. One scratch [heads, 2·Lq (+ Lk)] keeps the
  *     dQ and dK/dV kernels within 8 bindings with a bias and dS.
@@ -65,12 +66,26 @@
  * The backward recomputes q·k and dO·v in both kernels: 7 Lq·Lk·Dh multiply-adds against the 5 of the
  * algorithm (FLOP counts in {@link attentionFlops} use the algorithm's 5). A bias that needs no gradient
  * costs one read per score in each kernel and nothing else.
+ * Fused backward (`fusedBackward`, opt-in; {@link attentionBackwardPlan} decides whether it fits), 5
+ * passes: after the stats kernel, one dK/dV/dQ kernel (dkdvq) per block of key rows computes p and ds once
+ * per (query tile, key row) as dK/dV does, also stages the tile's ds in workgroup memory
+ * (tile·rows·4 bytes: the tile is then 16 rows where dK/dV uses 32 on a 32 KiB device), and after each
+ * tile adds dQ_i = Σ_r ds_ir·k_r over its key rows (one vec4 slot of one query per invocation, k read
+ * from global memory) into its own slab of f32 dQ partial sums [heads, key blocks, Lq, Dh] (each slab
+ * row written once; causal: from the block's first key on); with dBias it writes dS from the staged
+ * tile. A dQ sum kernel (dqsum) then adds the slabs of each query in block order (deterministic: WGSL
+ * has no float atomics, and an atomic compare-exchange loop would make dQ depend on the order workgroups
+ * run in) and scales. Limits: 8 bindings (9 with a bias, 10 with dBias: within the device's storage
+ * buffers per stage, 8 by WebGPU's default, 32 on lavapipe); the slabs take heads·⌈Lk/rows⌉·Lq·Dh f32,
+ * which grows with Lq·Lk (about half the score matrix at Dh 64, rows 128), hence opt-in; one head's
+ * slabs must fit one binding. A bounded number of slabs (several key blocks per workgroup) would keep the
+ * memory linear at the price of parallelism over keys: left for a GPU measurement to decide.
  *
  * Grid: heads·⌈L/rows⌉ workgroups, linear (split over x/y/z past 65,535). Bindings larger than the device
  * allows are split over heads (head_chunks.ts), except a shared bias, the key mask and a shared bias's
  * f32 dBias, which are bound whole and must each fit one binding. Limits: ≤ 8 storage bindings per kernel
- * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2); a shared bias's dBias needs heads·Lq·Lk f32 of
- * scratch during the backward.
+ * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2; the fused dkdvq 8–10 and dqsum 2, see above); a
+ * shared bias's dBias needs heads·Lq·Lk f32 of scratch during the backward.
  */
 import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { headChunks } from "./head_chunks.ts";
@@ -93,6 +108,11 @@ export interface AttentionTiling {
   rowsPerInvocation: number;
   /** Rows of the staged side per tile. */
   tile: number;
+  /**
+   * Query rows per tile of the fused dK/dV/dQ kernel, which also stages the tile's dS per key row
+   * (0: it does not fit this device's workgroup memory, and the backward keeps the separate dQ kernel).
+   */
+  fusedTile: number;
   /** Invocations per workgroup. */
   workgroup: number;
   /** Whether the kernels use subgroup operations. */
@@ -103,6 +123,13 @@ export interface AttentionTiling {
 export interface AttentionKernelOptions {
   /** Use subgroup operations (default: when the device has them). */
   subgroups?: boolean;
+  /**
+   * Backward in 5 Lq·Lk·Dh passes instead of 7: dQ from the dK/dV kernel's dS, without recomputing q·k
+   * and dO·v (where the device allows it). Off by default: it needs heads·⌈Lk/keyRows⌉·Lq·Dh f32 of
+   * scratch (dQ partial sums per block of keys, summed in a fixed order, so results stay
+   * deterministic), which grows with Lq·Lk like the score matrix, divided by keyRows/Dh (≈ 2).
+   */
+  fusedBackward?: boolean;
 }
 
 /** Shape and parameters of one attention call. */
@@ -192,6 +219,10 @@ export function attentionTiling(
   if (tile * (2 * rowSlots * 16 + 8) > budget) {
     throw new RangeError(`attention: head dim ${headDim} does not fit this device's workgroup memory`);
   }
+  // the fused backward also keeps dS of every (query of the tile, key row of the block) as f32
+  const keyRows = (workgroup / lanes) * rowsPerInvocation;
+  let fusedTile = 32;
+  while (fusedTile >= 1 && fusedTile * (2 * rowSlots * 16 + 8 + keyRows * 4) > budget) fusedTile /= 2;
   return {
     headDim,
     lanes,
@@ -199,12 +230,13 @@ export function attentionTiling(
     rowSlots,
     rowsPerInvocation,
     tile,
+    fusedTile: fusedTile >= 1 ? fusedTile : 0,
     workgroup,
     subgroups: subgroups && lanes > 1,
   };
 }
 
-type Kind = "forward" | "stats" | "dq" | "dkdv" | "dbias";
+type Kind = "forward" | "stats" | "dq" | "dkdv" | "dkdvq" | "dqsum" | "dbias";
 
 /** Which optional operands a kernel variant has. */
 interface Variant {
@@ -254,6 +286,18 @@ function layout(kind: Kind, type: AttentionType, v: Variant): Binding[] {
       ];
     case "dkdv":
       return [...qkvg, b("stats", "f32"), b("dk", type, true), b("dv", type, true), ...bias];
+    case "dkdvq":
+      return [
+        ...qkvg,
+        b("stats", "f32"),
+        b("dk", type, true),
+        b("dv", type, true),
+        b("dqp", "f32", true),
+        ...bias,
+        ...(v.ds ? [b("ds", v.ds, true)] : []),
+      ];
+    case "dqsum":
+      return [b("dqp", "f32"), b("dq", type, true)];
     case "dbias":
       return [b("ds", "f32"), b("dbias", "f32", true)];
   }
@@ -263,6 +307,8 @@ function layout(kind: Kind, type: AttentionType, v: Variant): Binding[] {
 const STATS_WORKGROUP = 64;
 /** Invocations of the dBias kernel's workgroups (one per bias element). */
 const DBIAS_WORKGROUP = 256;
+/** Invocations of the dQ sum's workgroups (one per element of dQ). */
+const DQSUM_WORKGROUP = 256;
 
 /** Rows (queries or keys) one invocation owns in a kernel. */
 function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
@@ -273,6 +319,7 @@ function rowsPerInvocation(_kind: Kind, t: AttentionTiling): number {
 function blockRows(kind: Kind, t: AttentionTiling): number {
   if (kind === "stats") return STATS_WORKGROUP;
   if (kind === "dbias") return DBIAS_WORKGROUP;
+  if (kind === "dqsum") return DQSUM_WORKGROUP;
   return (t.workgroup / t.lanes) * rowsPerInvocation(kind, t);
 }
 
@@ -286,9 +333,10 @@ const PARAMS = `
 struct P {
   lq: u32, lk: u32, heads: u32, blocks: u32, scale: f32, scale2: f32, causal: u32, head0: u32,
   brank: u32, sbase: u32, slices: u32, accumulate: u32, mdiv: u32, mstride: u32, mand: u32, ninf: u32,
-  spre: u32, pad0: u32, pad1: u32, pad2: u32,
+  spre: u32, nkb: u32, kbrows: u32, pad2: u32,
   bdims: array<vec4<u32>, 2>, bstrides: array<vec4<u32>, 2>,
-  o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32,
+  o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32, o8: u32, o9: u32, o10: u32,
+  o11: u32,
 }
 @group(1) @binding(0) var<uniform> p: P;
 // the bias slice of (global) head h: h row-major over p.bdims, dotted with p.bstrides
@@ -309,7 +357,9 @@ const LN2: f32 = 0.6931471805599453;
 `;
 
 function source(kind: Kind, type: AttentionType, t: AttentionTiling, variant: Variant): string {
-  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, tile: BC, workgroup: WG } = t;
+  const { headDim: DH, lanes: T, slots: NV, rowSlots: SP, workgroup: WG } = t;
+  const fused = kind === "dkdvq";
+  const BC = fused ? t.fusedTile : t.tile;
   const binds = layout(kind, type, variant);
   const buffers = binds.map((b, i) =>
     `@group(0) @binding(${i}) var<storage, ${b.rw ? "read_write" : "read"}> ${b.name}: array<${b.type}>;`
@@ -343,6 +393,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   dbias[${O("dbias")} + e] = acc;
 }`,
       {},
+    );
+  }
+  if (kind === "dqsum") {
+    // dQ of the fused backward: per element, scale · the sum of the key blocks' slabs in block order
+    // (deterministic); with a causal mask, block kb only wrote queries ≥ kb·kbrows
+    return specialize(
+      /* wgsl */ `
+${buffers}
+${PARAMS}
+${LINEAR_INDEX}
+@compute @workgroup_size(${DQSUM_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let wg = linear_workgroup(wid, nwg);
+  if (wg >= p.heads * p.blocks) { return; }
+  let head = wg / p.blocks;
+  let e = (wg % p.blocks) * ${DQSUM_WORKGROUP}u + lid;
+  let n = p.lq * ${DH}u;
+  if (e >= n) { return; }
+  var blocks = p.nkb;
+  if (p.causal != 0u) { blocks = min(blocks, (e / ${DH}u) / p.kbrows + 1u); }
+  var acc = 0.0;
+  let base = ${O("dqp")} + head * p.nkb * n + e;
+  for (var kb = 0u; kb < blocks; kb++) { acc += dqp[base + kb * n]; }
+  dq[${O("dq")} + head * n + e] = {{T}}(acc * p.scale);
+}`,
+      { T: type },
     );
   }
   if (kind === "stats") {
@@ -475,7 +552,7 @@ fn bias2(i: u32) -> f32 {
   // + the bias of (query, key) in log2 units (indices clamped into the slice: out-of-range pairs are masked)
   const biasTerm = (query: string, key: string) =>
     variant.bias ? ` + bias2(bb + min(${query}, p.lq - 1u) * p.lk + min(${key}, p.lk - 1u))` : "";
-  const flagTile = variant.mask && kind !== "dkdv" ? `var<workgroup> tf: array<f32, ${BC}>;` : "";
+  const flagTile = variant.mask && kind !== "dkdv" && !fused ? `var<workgroup> tf: array<f32, ${BC}>;` : "";
 
   const prelude = `
 ${PARAMS}
@@ -677,6 +754,53 @@ ${entry}
       `var kf${r} = 0.0;
   if (${rowOf(r)} < p.lk) { kf${r} = stats[st0 + 2u * p.lq + ${rowOf(r)}]; }`)
     : "";
+  // Fused (dkdvq): every ds of the tile is also staged in workgroup memory, tds[query · BR + key row];
+  // after the tile the workgroup adds dQ_i = Σ_r ds_ir·k_r over its key rows (one vec4 slot of one query
+  // per invocation, k read from global memory) and writes it to its block's slab of dQ partials, so that
+  // q·k and dO·v are computed once (the dQ sum adds the slabs and scales). With dBias it also writes dS.
+  const db = fused ? variant.ds : undefined;
+  const stageDs = fused
+    ? `
+      if (lane == 0u) {
+        ${unroll(R, (r) => `tds[i * ${BR}u + rloc + ${r * RS}u] = ds${r} * poison;`, "\n        ")}
+      }`
+    : "";
+  const dsTile = db
+    ? `
+    for (var e = lid; e < ${BC * BR}u; e += ${WG}u) {
+      let qi = q0 + e / ${BR}u;
+      let key = kb0 + e % ${BR}u;
+      if (qi < p.lq && key < p.lk) { ds[db0 + qi * p.lk + key] = ${db}(tds[e]); }
+    }`
+    : "";
+  const dqTile = fused
+    ? `
+    workgroupBarrier();
+    for (var e = lid; e < ${BC * SP}u; e += ${WG}u) {
+      let i = e / ${SP}u;
+      let sl = e % ${SP}u;
+      var acc = vec4<f32>(0.0);
+      for (var rr = 0u; rr < ${BR}u; rr++) {
+        acc = fma(vec4<f32>(tds[i * ${BR}u + rr]), ld_k(${O("k")} + kh, kb0 + rr, p.lk, sl), acc);
+      }
+      let qi = q0 + i;
+      if (qi < p.lq) {
+        let d = sl * 4u;
+        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { dqp[qp0 + qi * ${DH}u + d + c] = acc[c]; } }
+      }
+    }${dsTile}`
+    : "";
+  // queries before a causal key block are never visited: their dS is 0
+  const dsCausalZeros = db
+    ? `
+  if (p.causal != 0u) {
+    for (var e = lid; e < q_start * ${BR}u; e += ${WG}u) {
+      let qi = e / ${BR}u;
+      let key = kb0 + e % ${BR}u;
+      if (qi < p.lq && key < p.lk) { ds[db0 + qi * p.lk + key] = ${db}(0.0); }
+    }
+  }`
+    : "";
   return specialize(
     /* wgsl */ `
 ${buffers}
@@ -684,8 +808,20 @@ ${prelude}
 ${loader("q")}${loader("k")}${loader("vv")}${loader("g")}${storer("dk")}${storer("dv")}
 var<workgroup> tl: array<f32, ${BC}>;
 var<workgroup> td: array<f32, ${BC}>;
+${fused ? `var<workgroup> tds: array<f32, ${BC * BR}>;` : ""}
 ${entry}
-  let st0 = ${O("stats")} + head * p.spre;
+  let st0 = ${O("stats")} + head * p.spre;${
+      fused
+        ? `
+  let kb0 = block * ${BR}u;
+  let qp0 = ${O("dqp")} + (head * p.nkb + block) * p.lq * ${DH}u;`
+        : ""
+    }${
+      db
+        ? `
+  let db0 = ${O("ds")} + head * p.lq * p.lk;`
+        : ""
+    }
   ${loadRows("k", "k", `${O("k")} + kh`, "p.lk")}
   ${loadRows("v", "vv", `${O("vv")} + kh`, "p.lk")}
   ${keyFlags}
@@ -728,7 +864,7 @@ ${entry}
           variant.mask ? ` || kf${r} == 0.0` : ""
         });
       let ds${r} = p${r} * (x[${R + r}] - td[i]);`, "\n      ")
-    }
+    }${stageDs}
       ${
       unroll(NV, (v) =>
         `{
@@ -744,8 +880,8 @@ ${entry}
         }
       }`, "\n      ")
     }
-    }
-  }
+    }${dqTile}
+  }${dsCausalZeros}
   ${storeRows("dk", `${O("dk")} + kh`, "ak", () => "(p.scale * poison)", "p.lk")}
   ${storeRows("dv", `${O("dv")} + kh`, "av", () => "poison", "p.lk")}
 }`,
@@ -806,9 +942,9 @@ function dispatchChunks(
   rowsPerHead: number,
 ): void {
   const variant: Variant = {
-    bias: kind === "stats" || kind === "dbias" ? undefined : masks.bias?.type,
-    mask: masks.keyMask !== undefined && kind !== "dbias",
-    ds: kind === "dq" ? ds : undefined,
+    bias: kind === "stats" || kind === "dbias" || kind === "dqsum" ? undefined : masks.bias?.type,
+    mask: masks.keyMask !== undefined && kind !== "dbias" && kind !== "dqsum",
+    ds: kind === "dq" || kind === "dkdvq" ? ds : undefined,
   };
   const binds = layout(kind, type, variant).map((b) => {
     const x = bound[b.name];
@@ -834,6 +970,9 @@ function dispatchChunks(
   }
   const mask = masks.keyMask;
   const spre = 2 * s.lq + (mask ? s.lk : 0);
+  // the fused backward's dQ partial sums: one [lq, headDim] slab per block of key rows
+  const keyBlockRows = blockRows("dkdvq", t);
+  const keyBlocks = Math.ceil(s.lk / keyBlockRows);
   for (const [n, c] of chunks.entries()) {
     const ranges: BufferRange[] = [];
     const offsets: number[] = [];
@@ -848,9 +987,9 @@ function dispatchChunks(
       .u32(dims.length).u32(shared ? 0 : c.head0).u32(shared?.slices ?? 0).u32(n > 0 ? 1 : 0)
       .u32(mask ? Math.max(1, mask.headsPerRow) : 1).u32(mask && mask.rows > 1 ? s.lk : 0)
       .u32(mask?.type === "f32" ? 0x7fffffff : 0xffffffff).u32(0xff800000)
-      .u32(spre).u32(0).u32(0).u32(0)
+      .u32(spre).u32(keyBlocks).u32(keyBlockRows).u32(0)
       .u32s(dims, 8).u32s(strides, 8)
-      .u32s(offsets, 8);
+      .u32s(offsets, 12);
     // dBias: every chunk covers all bias elements (adding to the previous chunks' sums)
     gpu.dispatch(kernel, ranges, params, kind === "dbias" ? blocks : c.heads * blocks);
   }
@@ -948,6 +1087,42 @@ export interface AttentionBackwardBuffers {
   dbias?: { range: BufferRange; type: AttentionType };
   /** Scratch, f32 [heads, lq, lk]: dS per head, for the dBias of a shared bias. */
   dsScratch?: BufferRange;
+  /**
+   * Scratch, f32, {@link attentionBackwardPlan}'s `dqPartials` elements: the fused backward's dQ partial
+   * sums per block of key rows. Without it the backward runs the separate dQ kernel (7 passes).
+   */
+  dqPartials?: BufferRange;
+}
+
+/** How {@link runAttentionBackward} will run: fused or not, and the scratch the fused one needs. */
+export interface AttentionBackwardPlan {
+  /** dK, dV and dQ from one kernel that computes q·k and dO·v once (5 Lq·Lk·Dh passes, not 7). */
+  fused: boolean;
+  /** f32 elements of {@link AttentionBackwardBuffers.dqPartials} (heads·⌈Lk/keyRows⌉·Lq·Dh; 0 unfused). */
+  dqPartials: number;
+}
+
+/**
+ * Decides whether the backward runs fused: the tiling must leave room for the staged dS in workgroup
+ * memory, the kernel's bindings (8, +1 with a bias, +1 with dBias) must fit the device's storage buffers
+ * per stage, and one head's dQ partials one binding.
+ */
+export function attentionBackwardPlan(
+  gpu: Gpu,
+  s: AttentionShape,
+  options: AttentionKernelOptions = {},
+  masks: AttentionMasks = {},
+  dbias = false,
+): AttentionBackwardPlan {
+  const unfused = { fused: false, dqPartials: 0 };
+  if (options.fusedBackward !== true || s.heads === 0 || s.lq === 0 || s.lk === 0) return unfused;
+  const t = attentionTiling(gpu, s.headDim, options);
+  if (t.fusedTile < 1) return unfused;
+  const bindings = 8 + (masks.bias ? 1 : 0) + (dbias ? 1 : 0);
+  if (bindings > gpu.limits.maxStorageBuffersPerShaderStage) return unfused;
+  const perHead = Math.ceil(s.lk / blockRows("dkdvq", t)) * s.lq * s.headDim;
+  if (align4(perHead * 4) > gpu.limits.maxStorageBufferBindingSize) return unfused;
+  return { fused: true, dqPartials: s.heads * perHead };
 }
 
 /**
@@ -992,8 +1167,20 @@ export function runAttentionBackward(
   if (ds) bound.ds = { range: ds.range, perHead: s.lq * s.lk, elementBytes: ds.type === "f16" ? 2 : 4 };
   if (b.dbias && shared) bound.dbias = { range: b.dbias.range, elementBytes: 4 };
   if (spre > 0) dispatchChunks(gpu, "stats", type, s, t, masks, undefined, bound, spre - s.lq);
-  if (s.lq > 0) dispatchChunks(gpu, "dq", type, s, t, masks, ds?.type, bound, s.lq);
-  if (s.lk > 0) dispatchChunks(gpu, "dkdv", type, s, t, masks, undefined, bound, s.lk);
+  const plan = attentionBackwardPlan(gpu, s, options, masks, b.dbias !== undefined);
+  if (plan.fused && b.dqPartials) {
+    if (b.dqPartials.size < plan.dqPartials * 4) {
+      throw new RangeError(
+        `attention: dqPartials holds ${b.dqPartials.size} bytes, ${plan.dqPartials * 4} needed`,
+      );
+    }
+    bound.dqp = { range: b.dqPartials, perHead: plan.dqPartials / s.heads, elementBytes: 4 };
+    dispatchChunks(gpu, "dkdvq", type, s, t, masks, ds?.type, bound, s.lk);
+    dispatchChunks(gpu, "dqsum", type, s, t, masks, undefined, bound, s.lq * s.headDim);
+  } else {
+    if (s.lq > 0) dispatchChunks(gpu, "dq", type, s, t, masks, ds?.type, bound, s.lq);
+    if (s.lk > 0) dispatchChunks(gpu, "dkdv", type, s, t, masks, undefined, bound, s.lk);
+  }
   if (ds && shared) {
     dispatchChunks(gpu, "dbias", type, s, t, masks, undefined, bound, shared.slices * s.lq * s.lk);
   }

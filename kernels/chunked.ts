@@ -26,6 +26,9 @@
  *   vec4 per element and merges its 256 partial states in a tree; pieces are merged per row afterwards
  *   by a pointwise kernel ({@link combineWgsl}) — after further row reductions over the partial states
  *   while a row has more than 64 of them ({@link runReduceMerge}), so no invocation merges thousands.
+ *   {@link runReducePartials} stops before the merge, with at most 64 states per row (longer pieces
+ *   from the start), for a pointwise pass that merges them itself: its `workgroupSetup` runs in uniform
+ *   control flow before the bounds check, so a workgroup can merge the states it needs in a tree.
  *   Pieces can be kept inside segments of a row (e.g. one channel's voxels) so that a per-voxel operand
  *   is read through an exact window.
  * - {@link runColumnReduce}: `[outer, R, inner]`, reduction over R for every column (o, j): one
@@ -320,6 +323,13 @@ export interface PointwiseSpec {
   elementsPerInvocation?: number;
   /** Granule of chunk starts, in elements (e.g. 4 when an invocation owns an aligned block). */
   granule?: number;
+  /**
+   * WGSL statements run by every invocation of a workgroup before the bounds check, in uniform control
+   * flow (so they may use `workgroupBarrier()` and `var<workgroup>` declared in `helpers`): they see
+   * `wg_g0` and `wg_g1`, the elements [wg_g0, wg_g1) of the workgroup (empty for the padding workgroups
+   * of a split grid), and `lid`; the variables they declare are in scope in `body`.
+   */
+  workgroupSetup?: string;
 }
 
 function pointwiseSource(spec: PointwiseSpec): string {
@@ -341,13 +351,17 @@ ${indexFns(spec.operands)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let _t = linear_workgroup(wid, nwg) * ${WG}u + lid;
+  let _w = linear_workgroup(wid, nwg);
+  let wg_g0 = p.g0 + min(_w * ${WG * ept}u, p.n);
+  let wg_g1 = min(wg_g0 + ${WG * ept}u, p.g0 + p.n);
+  {{SETUP}}
+  let _t = _w * ${WG}u + lid;
   if (_t * ${ept}u >= p.n) { return; }
   let g = p.g0 + _t * ${ept}u;
   let g_end = p.g0 + p.n;
   {{BODY}}
 }`,
-    { HELPERS: spec.helpers ?? "", BODY: spec.body },
+    { HELPERS: spec.helpers ?? "", SETUP: spec.workgroupSetup ?? "", BODY: spec.body },
   );
 }
 
@@ -789,7 +803,14 @@ export type ReduceGeometry =
   | { kind: "columns"; outer: number; r: number; inner: number };
 
 /** Most partial states one merge invocation combines; more are first merged by a row reduction. */
-const MAX_MERGE = 64;
+export const MAX_PIECES = 64;
+
+/**
+ * Pieces per row of {@link runReducePartials} with `fewPieces` (unless a binding forces shorter ones):
+ * the pass that merges them reads them once per workgroup, so fewer keep that read small (16 states,
+ * 256 bytes, per 1024 elements), while 2·32 rows of 160³ still give 1024 workgroups.
+ */
+export const FEW_PIECES = 16;
 
 /** Number of results (rows or columns) of a reduction. */
 export function reduceUnits(geo: ReduceGeometry): number {
@@ -827,6 +848,93 @@ export interface ReduceMergeArgs {
   mergeFloats?: readonly number[];
 }
 
+/** Partial states of a reduction: `pieces` vec4 states per row/column, `part[unit·pieces + q]`. */
+export interface Partials {
+  /** Scratch memory holding the states (release it to the scratch when done). */
+  part: BufferRange;
+  /** States per row/column (≤ {@link MAX_PIECES}). */
+  pieces: number;
+}
+
+/**
+ * Records a reduction over the rows or columns of `geo` into partial states in scratch memory, at most
+ * {@link MAX_PIECES} per row/column: while a row has more, row reductions over its states merge them
+ * first (one more pass each). With `fewPieces`, rows are cut into at most {@link FEW_PIECES} pieces
+ * from the start (pieces of ⌈len/16⌉ elements when longer than 4096, as long as a binding allows), so
+ * that the pass reading the states can merge them itself (2·32 channels of 160³: 1024 workgroups of
+ * 256,000 elements each) instead of a separate merge pass.
+ */
+export function runReducePartials(
+  gpu: Gpu,
+  scratch: Scratch,
+  geo: ReduceGeometry,
+  spec: Omit<ReduceMergeSpec, "merge">,
+  a: Pick<ReduceMergeArgs, "args" | "uints" | "floats">,
+  fewPieces = false,
+): Partials {
+  const units = reduceUnits(geo);
+  const maxBytes = Math.max(4, ...spec.operands.map((o) => OPERAND_BYTES[o.type]));
+  let pieces: number;
+  let part: BufferRange;
+  if (geo.kind === "rows") {
+    const seg = geo.segment && geo.segment > 0 && geo.len % geo.segment === 0 ? geo.segment : geo.len;
+    const segments = seg === 0 ? 1 : geo.len / seg;
+    const preferred = fewPieces ? Math.max(4096, Math.ceil(seg / FEW_PIECES)) : 4096;
+    const pieceLen = rowPieceLength(gpu, Math.max(seg, 1), maxBytes, preferred);
+    const perSegment = Math.max(1, Math.ceil(seg / pieceLen));
+    pieces = segments * perSegment;
+    part = scratch.acquire(units * pieces * 16);
+    runRowReduce(gpu, spec, geo.rows * segments, seg, pieceLen, a.args, part, a.uints, a.floats);
+  } else {
+    pieces = columnPieces(geo);
+    part = scratch.acquire(units * pieces * 16);
+    pieces = runColumnReduce(gpu, spec, geo, a.args, part, a.uints, a.floats, pieces);
+  }
+  return mergePartials(gpu, scratch, { part, pieces }, units, spec.mode, spec.name, MAX_PIECES);
+}
+
+/**
+ * Merges the partial states of `units` rows/columns (accumulator `mode`) by row reductions until at
+ * most `maxPieces` remain per unit (one pass each; none when there are already few enough).
+ */
+export function mergePartials(
+  gpu: Gpu,
+  scratch: Scratch,
+  partials: Partials,
+  units: number,
+  mode: AccMode,
+  name: string,
+  maxPieces: number,
+): Partials {
+  let { part, pieces } = partials;
+  while (pieces > maxPieces) {
+    // merge the partial states in parallel first (a reduction of 2·32 channels of 160³ leaves ~64k)
+    const pieceLen = rowPieceLength(gpu, pieces, 16);
+    const next = Math.ceil(pieces / pieceLen);
+    const merged = scratch.acquire(units * next * 16);
+    runRowReduce(
+      gpu,
+      {
+        key: "merge_states",
+        name: `${name}_merge_states`,
+        operands: [{ name: "st", type: "vec4<f32>", index: "same" }],
+        value: "let v = st[ix_st(g)];",
+        mode,
+        statesIn: true,
+      },
+      units,
+      pieces,
+      pieceLen,
+      [{ range: part }],
+      merged,
+    );
+    scratch.release(part);
+    part = merged;
+    pieces = next;
+  }
+  return { part, pieces };
+}
+
 /**
  * Records a reduction over the rows or columns of `geo` (pieces in scratch memory), then the merge
  * pass, one invocation per row/column, which sees its merged state as `combine_part(g)`.
@@ -840,47 +948,7 @@ export function runReduceMerge(
 ): void {
   const units = reduceUnits(geo);
   if (units === 0) return;
-  const maxBytes = Math.max(4, ...spec.operands.map((o) => OPERAND_BYTES[o.type]));
-  let pieces: number;
-  let part: BufferRange;
-  if (geo.kind === "rows") {
-    const seg = geo.segment && geo.segment > 0 && geo.len % geo.segment === 0 ? geo.segment : geo.len;
-    const segments = seg === 0 ? 1 : geo.len / seg;
-    const pieceLen = rowPieceLength(gpu, Math.max(seg, 1), maxBytes);
-    const perSegment = Math.max(1, Math.ceil(seg / pieceLen));
-    pieces = segments * perSegment;
-    part = scratch.acquire(units * pieces * 16);
-    runRowReduce(gpu, spec, geo.rows * segments, seg, pieceLen, a.args, part, a.uints, a.floats);
-  } else {
-    pieces = columnPieces(geo);
-    part = scratch.acquire(units * pieces * 16);
-    pieces = runColumnReduce(gpu, spec, geo, a.args, part, a.uints, a.floats, pieces);
-  }
-  while (pieces > MAX_MERGE) {
-    // merge the partial states in parallel first (a reduction of 2·32 channels of 160³ leaves ~64k)
-    const pieceLen = rowPieceLength(gpu, pieces, 16);
-    const next = Math.ceil(pieces / pieceLen);
-    const merged = scratch.acquire(units * next * 16);
-    runRowReduce(
-      gpu,
-      {
-        key: "merge_states",
-        name: `${spec.name}_merge_states`,
-        operands: [{ name: "st", type: "vec4<f32>", index: "same" }],
-        value: "let v = st[ix_st(g)];",
-        mode: spec.mode,
-        statesIn: true,
-      },
-      units,
-      pieces,
-      pieceLen,
-      [{ range: part }],
-      merged,
-    );
-    scratch.release(part);
-    part = merged;
-    pieces = next;
-  }
+  const { part, pieces } = runReducePartials(gpu, scratch, geo, spec, a);
   const m = spec.merge;
   runPointwise(
     gpu,

@@ -7,15 +7,40 @@
  * (`columns`: channels-first layer norm, over C at each voxel). Affine parameters are indexed
  * `a = ⌊g / adiv⌋ mod amod` (per channel: adiv = S, amod = C; per last-dim element: adiv = 1).
  *
- * Forward: (1) a moments reduction (Welford per invocation, Chan merges; rows are split into pieces of
- * ≤ 4096 elements, one workgroup each, so 2×32 channels of 160³ give ~64k workgroups), (2) a merge of the
- * pieces into (mean, rstd) per statistic (biased variance, rstd = 1/√(var + eps)), (3) one pointwise pass
- * y = act((x − mean)·rstd·w + b + residual), act = LeakyReLU(slope) or identity.
- * Backward, with gz = gy·act'(y) (act' read from the sign of y: valid for slope ≥ 0) and
- * x̂ = (x − mean)·rstd: sums of (gz, gz·x̂) per segment or column, merged; then one pointwise pass
- * dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz), c₂ = mean(w·gz·x̂) over the statistic's elements,
- * and d(residual) = gz (written by the reduction pass, which the dx pass then reads instead of gy and y).
- * dW = Σ gz·x̂ and dB = Σ gz per affine index.
+ * Math. Forward y = act((x − mean)·rstd·w + b + residual), act = LeakyReLU(slope) or identity, biased
+ * variance, rstd = 1/√(var + eps). Backward, with gz = gy·act'(y) (act' read from the sign of y: valid
+ * for slope ≥ 0) and x̂ = (x − mean)·rstd: dx = rstd·(w·gz − c₁ − x̂·c₂) with c₁ = mean(w·gz),
+ * c₂ = mean(w·gz·x̂) over the statistic's elements, d(residual) = gz, dW = Σ gz·x̂ and dB = Σ gz per
+ * affine index.
+ *
+ * Passes of instance and group norm (row geometry; fused and masked alike), per launch (T = tensor):
+ * forward, 2 launches:
+ *   F1 moments: reads x (and the mask) → ≤ 16 Welford states (vec4) per statistic; rows are cut into
+ *      pieces of max(4096, ⌈len/16⌉) elements, one workgroup each (2×32 channels of 160³: 1024
+ *      workgroups of 256,000 voxels).
+ *   F2 apply (merged): reads x, the states, w, b, residual (and the mask) → y, and the statistics
+ *      (mean, rstd[, 1/count, count]) kept for the backward. Where rows span at least a workgroup (256
+ *      or 1024 elements), each workgroup first merges the ≤ 16 states of the ≤ 2 statistics its
+ *      elements touch (one half of the workgroup per statistic, a tree in workgroup memory); on shorter
+ *      rows (then one state each, bar tiny bindings) each invocation merges its statistic's states.
+ * backward, 3 launches (2 without affine gradients):
+ *   B1 sums: reads x, stats, gy, y (with an activation) and w → ≤ 16 partial sums (gz, gz·x̂) per
+ *      (n, channel), and gz into d(residual) when there is a residual.
+ *   B2 affine: reads the partial sums (bound whole) → dW, dB per channel (C invocations).
+ *   B3 input gradient (merged): reads x, stats, gy and y (or gz, with a residual), w, the partial sums
+ *      (and the mask) → dx; each statistic's c = Σ_c w[c]·(A, B)/m over its C/G channels' partial sums
+ *      is merged per workgroup or per invocation as in F2.
+ * Traffic (f32): forward 3 T (x twice, y), 4 T with a residual; backward 5 T (x, gy twice; dx), 7 T with
+ * a residual and an activation. Before the merges were folded in: 3 forward launches (moments, merge,
+ * apply) and 5 backward (sums, merge, group coefficients, affine, dx), one more each when a row had
+ * more than 64 pieces (the pieces were ≤ 4096 elements; 160³ had 1000).
+ * Past the binding limit a statistic may need more than 16 pieces (up to 64 are merged in place); beyond
+ * 64, row reductions over the states merge them first (one more launch each), and B2 merges them to one
+ * per (n, c) when the sums do not fit one binding.
+ *
+ * Layer norm over rows shares F1/F2. Channels-first layer norm (column geometry) and the layer norms'
+ * backward keep the separate merge pass: moments, merge into stats, apply (3); sums of (w·gz, w·gz·x̂)
+ * merged into the coefficients, affine sums over columns merged, affine per-unit sums, dx (6).
  *
  * Data types: x, y, residual, gy and dx share f32 or f16 storage; weight and bias may each be f32 or
  * f16; statistics and every accumulation are f32. Chunking: see kernels/chunked.ts; per-channel weights
@@ -32,22 +57,28 @@
  * visible count (read from the statistics, not a static 1/m); (4) dx is 0 at masked elements. A
  * statistic without visible elements gives y = 0, dx = 0 and no contribution to dW, dB (no NaN: its
  * rstd is 1/√eps and its 1/count 0). Limits: at most 8 storage operands per kernel, which the masked
- * passes reach (apply: x, st, w, b, residual, mask, y; input gradient: x, st, gy, y, w, coef, mask,
- * dx); the mask window is planned like any mapped operand, so chunking is unchanged.
+ * passes reach (apply: x, states, w, b, residual, mask, stats, y; input gradient: x, st, gy, y, w,
+ * mask, partial sums, dx); the mask window is planned like any mapped operand, so chunking is
+ * unchanged.
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import {
-  expandBy,
+  accumulatorWgsl,
+  combineWgsl,
   type IndexMap,
   type OperandArg,
   type OperandSpec,
   type OperandType,
+  type Partials,
   perColumn,
   perRow,
   type ReduceGeometry,
+  type ReduceMergeArgs,
+  type ReduceMergeSpec,
   reduceUnits,
   runPointwise,
   runReduceMerge,
+  runReducePartials,
 } from "./chunked.ts";
 import type { Scratch } from "./reduce.ts";
 
@@ -199,6 +230,29 @@ function typesKey(t: NormTypes): string {
   return `${t.x},${t.weight ?? "-"},${t.bias ?? "-"}`;
 }
 
+/** Which optional operands a norm's pointwise pass has. */
+interface NormFlags {
+  weight?: unknown;
+  bias?: unknown;
+  residual?: unknown;
+  mask?: unknown;
+}
+
+/**
+ * WGSL of the forward output of element `e` (affine index `a`), from its statistic `s` (mean, rstd):
+ * the one place that defines y (shared by the 3-pass and the merged 2-pass forward).
+ */
+function applyEach(types: NormTypes, args: NormFlags, act: boolean): string {
+  return `var z = (f32(x[ix_x(e)]) - s.x) * s.y;
+    ${args.weight ? "z = z * f32(w[a]);" : ""}
+    ${args.bias ? "z = z + f32(b[a]);" : ""}
+    ${args.residual ? "z = z + f32(res[ix_res(e)]);" : ""}
+    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}${
+    args.mask ? "\n    z = select(0.0, z, m[ix_m(e)] != 0.0);" : ""
+  }
+    y[ix_y(e)] = ${types.x}(z);`;
+}
+
 /**
  * Records y = act((x − mean)·rstd·w + b + residual) over the whole tensor; `slope` undefined: no
  * activation, else LeakyReLU(slope). With a mask, y = 0 at masked elements.
@@ -245,18 +299,7 @@ export function runNormApply(
       uints: ["adiv", "amod"],
       floats: ["slope"],
       elementsPerInvocation: quad ? 4 : 1,
-      body: normBody(
-        quad,
-        "let s = st[ix_st(g)];",
-        `var z = (f32(x[ix_x(e)]) - s.x) * s.y;
-    ${args.weight ? "z = z * f32(w[a]);" : ""}
-    ${args.bias ? "z = z + f32(b[a]);" : ""}
-    ${args.residual ? "z = z + f32(res[ix_res(e)]);" : ""}
-    ${act ? "z = select(z * p.f_slope, z, z > 0.0);" : ""}${
-          args.mask ? "\n    z = select(0.0, z, m[ix_m(e)] != 0.0);" : ""
-        }
-    y[ix_y(e)] = ${types.x}(z);`,
-      ),
+      body: normBody(quad, "let s = st[ix_st(g)];", applyEach(types, args, act)),
     },
     elements(geo),
     bound,
@@ -333,6 +376,28 @@ export function runNormGradSums(
   slope?: number,
 ): void {
   if (statCount(reduce) === 0) return;
+  const { spec, args: a } = gradSumsSpec(types, geo, reduce, affine, args, weighted, slope);
+  runReduceMerge(gpu, scratch, reduce, {
+    ...spec,
+    merge: {
+      operands: [{ name: "o", type: "vec2<f32>", write: true, index: "same" }],
+      floats: ["scale"],
+      body: `let r = combine_part(g);
+  o[ix_o(g)] = vec2<f32>(r.x, r.y) * p.f_scale;`,
+    },
+  }, { ...a, mergeArgs: [{ range: out }], mergeFloats: [scale] });
+}
+
+/** The reduction of (gz, gz·x̂) shared by {@link runNormGradSums} and {@link runNormGradPartials}. */
+function gradSumsSpec(
+  types: NormTypes,
+  geo: NormGeometry,
+  reduce: NormGeometry,
+  affine: AffineIndex,
+  args: NormGradArgs,
+  weighted: boolean,
+  slope?: number,
+): { spec: Omit<ReduceMergeSpec, "merge">; args: ReduceMergeArgs } {
   const { operands, bound } = gradOperands(types, geo, args, weighted);
   if (args.gzOut) {
     operands.push({ name: "gzo", type: types.x, write: true, index: "same" });
@@ -342,32 +407,23 @@ export function runNormGradSums(
   const w = weighted && args.weight;
   const masked = args.mask !== undefined;
   const flags = `${act ? "a" : ""}${w ? "w" : ""}${args.gzOut ? "z" : ""}${masked ? "m" : ""}`;
-  runReduceMerge(gpu, scratch, reduce, {
-    key: `normgrad:${typesKey(types)}:${flags}`,
-    name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}${
-      masked ? ",masked" : ""
-    }]`,
-    operands,
-    uints: ["adiv", "amod"],
-    floats: ["slope"],
-    value: `${GZ(act, masked)}
+  return {
+    spec: {
+      key: `normgrad:${typesKey(types)}:${flags}`,
+      name: `norm_grad_sums[${types.x},${reduce.kind}${act ? ",act" : ""}${w ? ",weighted" : ""}${
+        masked ? ",masked" : ""
+      }]`,
+      operands,
+      uints: ["adiv", "amod"],
+      floats: ["slope"],
+      value: `${GZ(act, masked)}
     ${args.gzOut ? `gzo[ix_gzo(g)] = ${types.x}(gz);` : ""}
     ${w ? "gz = gz * f32(w[(g / p.u_adiv) % p.u_amod]);" : ""}
     let v = vec4<f32>(gz, gz * xh, 0.0, 0.0);`,
-    mode: "sum",
-    merge: {
-      operands: [{ name: "o", type: "vec2<f32>", write: true, index: "same" }],
-      floats: ["scale"],
-      body: `let r = combine_part(g);
-  o[ix_o(g)] = vec2<f32>(r.x, r.y) * p.f_scale;`,
+      mode: "sum",
     },
-  }, {
-    args: bound,
-    uints: [affine.adiv, affine.amod],
-    floats: [slope ?? 0],
-    mergeArgs: [{ range: out }],
-    mergeFloats: [scale],
-  });
+    args: { args: bound, uints: [affine.adiv, affine.amod], floats: [slope ?? 0], mergeArgs: [] },
+  };
 }
 
 /**
@@ -411,62 +467,28 @@ export function runChannelSums(
   );
 }
 
-/**
- * Records the group-norm coefficients per (n, group): coef = (Σ_c w[c]·A, Σ_c w[c]·B)·scale over the
- * `cpg` channels of the group, from per-(n, c) sums ab = (A, B). With `maskedStats` (one vec4 per
- * (n, group), as {@link runNormStats} writes them with a mask) the scale is also multiplied by each
- * statistic's 1/count (pass scale 1).
- */
-export function runGroupCoefficients(
-  gpu: Gpu,
-  types: NormTypes,
-  rows: number,
-  groups: number,
-  cpg: number,
-  ab: BufferRange,
-  weight: BufferRange | undefined,
-  coef: BufferRange,
-  scale: number,
-  maskedStats?: BufferRange,
-): void {
-  const operands: OperandSpec[] = [{ name: "ab", type: "vec2<f32>", index: "map" }];
-  const bound: OperandArg[] = [{ range: ab, map: expandBy(cpg) }];
-  if (weight) {
-    operands.push({ name: "w", type: types.weight!, index: "whole" });
-    bound.push({ range: weight });
-  }
-  if (maskedStats) {
-    operands.push({ name: "st", type: "vec4<f32>", index: "same" });
-    bound.push({ range: maskedStats });
-  }
-  operands.push({ name: "cf", type: "vec2<f32>", write: true, index: "same" });
-  bound.push({ range: coef });
-  runPointwise(
-    gpu,
-    {
-      key: `groupcoef:${typesKey(types)}:${weight ? "w" : ""}${maskedStats ? "m" : ""}`,
-      name: "group_norm_coefficients",
-      operands,
-      uints: ["groups", "cpg"],
-      floats: ["scale"],
-      body: `var s = vec2<f32>(0.0);
-  let base = ix_ab(g);
-  for (var i = 0u; i < p.u_cpg; i++) {
-    ${weight ? "s += ab[base + i] * f32(w[(g % p.u_groups) * p.u_cpg + i]);" : "s += ab[base + i];"}
-  }
-  cf[ix_cf(g)] = s * p.f_scale${maskedStats ? " * st[ix_st(g)].z" : ""};`,
-    },
-    rows,
-    bound,
-    [groups, cpg],
-    [scale],
-  );
-}
-
 /** Outputs of {@link runNormInputGrad}. */
 export interface NormInputGradArgs extends NormGradArgs {
   coef: BufferRange;
   dx: BufferRange;
+}
+
+/**
+ * WGSL of dx at element `e` (affine index `a`) from its statistic `s` and coefficients `c` = (c₁, c₂):
+ * the one place that defines dx (shared by the 5-pass and the merged 3-pass backward).
+ */
+function inputGradEach(types: NormTypes, args: NormFlags & { y?: unknown }, act: boolean): string {
+  return `let xh = (f32(x[ix_x(e)]) - s.x) * s.y;
+    var gz = f32(gy[ix_gy(e)]);
+    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(e)]) > 0.0);" : ""}
+    ${args.weight ? "let wv = f32(w[a]);" : "let wv = 1.0;"}
+    ${
+    args.mask
+      ? `let vis = m[ix_m(e)] != 0.0;
+    let d = s.y * (wv * gz - c.x - xh * c.y);
+    dx[ix_dx(e)] = ${types.x}(select(0.0, d, vis));`
+      : `dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`
+  }`;
 }
 
 /** Records dx = rstd·(w·gz − c₁ − x̂·c₂) over the whole tensor (0 at masked elements). */
@@ -498,22 +520,340 @@ export function runNormInputGrad(
       body: normBody(
         quad,
         "let s = st[ix_st(g)];\n  let c = cf[ix_cf(g)];",
-        `let xh = (f32(x[ix_x(e)]) - s.x) * s.y;
-    var gz = f32(gy[ix_gy(e)]);
-    ${act ? "gz = select(gz * p.f_slope, gz, f32(y[ix_y(e)]) > 0.0);" : ""}
-    ${args.weight ? "let wv = f32(w[a]);" : "let wv = 1.0;"}
-    ${
-          args.mask
-            ? `let vis = m[ix_m(e)] != 0.0;
-    let d = s.y * (wv * gz - c.x - xh * c.y);
-    dx[ix_dx(e)] = ${types.x}(select(0.0, d, vis));`
-            : `dx[ix_dx(e)] = ${types.x}(s.y * (wv * gz - c.x - xh * c.y));`
-        }`,
+        inputGradEach(types, args, act),
       ),
     },
     elements(geo),
     bound,
     [affine.adiv, affine.amod],
     [slope ?? 0],
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Merged passes: 2 forward (moments → apply) and 3 backward (sums → affine sums → dx) for row geometries
+
+/** Invocations per workgroup of the generated pointwise passes (kernels/chunked.ts). */
+const WG = 256;
+
+/** Partials map of a row geometry: element g reads the `count` states of its statistic. */
+function partialsMap(len: number, count: number): IndexMap {
+  return { div: len, mul: count, mod: 1, extent: count };
+}
+
+/** The first stride of a tree over `count` values held by invocations 0 … count − 1 (of ≤ 128). */
+function treeStart(count: number): number {
+  let s = 1;
+  while (s < Math.min(count, 128)) s *= 2;
+  return Math.floor(s / 2);
+}
+
+/**
+ * Whether a merged pass merges its statistics per workgroup (every workgroup's elements then touch at
+ * most 2 statistics, as rows are at least a workgroup's span) rather than per invocation.
+ */
+function cooperative(len: number, elementsPerInvocation: number, count: number): boolean {
+  return count > 1 && len >= WG * elementsPerInvocation;
+}
+
+/**
+ * WGSL run by every workgroup of a merged pass: the 2 halves of the workgroup (128 invocations each)
+ * merge the states of the first and second statistic its elements touch (`_gh`: the first element of
+ * that statistic inside the workgroup), each over its `p.u_cnt` states read as `gather` (which adds
+ * state `j` of the block at `_base` into `_acc`), in a shared tree using `combine(a, b)`; invocation 0
+ * of each half then runs `finish` (with the merged vec4 `_r`), which stores its result in `_ws[_h]`.
+ * The body then reads `_ws[g / p.u_len − _sa]`.
+ */
+function workgroupMerge(gather: string, combine: string, finish: string): string {
+  return `let _sa = wg_g0 / p.u_len;
+  let _h = lid / 128u;
+  let _i = lid % 128u;
+  let _gh = select(wg_g0, (_sa + 1u) * p.u_len, _h == 1u);
+  let _live = _gh < wg_g1;
+  var _acc = acc_init();
+  if (_live) {
+    let _base = ix_part(_gh);
+    for (var j = _i; j < p.u_cnt; j += 128u) { ${gather} }
+  }
+  _tree[lid] = acc_value(_acc);
+  workgroupBarrier();
+  for (var _s = p.u_tree; _s > 0u; _s /= 2u) {
+    if (_i < _s) { _tree[lid] = ${combine}; }
+    workgroupBarrier();
+  }
+  if (_i == 0u && _live) {
+    let _r = _tree[lid];
+    ${finish}
+  }
+  workgroupBarrier();`;
+}
+
+const SHARED = `var<workgroup> _tree: array<vec4<f32>, ${WG}>;
+var<workgroup> _ws: array<vec4<f32>, 2>;`;
+
+/**
+ * Records the partial moments of every row of `geo` (a row geometry): at most 16 Welford states per
+ * statistic (64 past a small binding limit; weighted by visibility with `mask`), for
+ * {@link runNormApplyMerged}, which merges them.
+ * Release `part` to `scratch` once the apply pass is recorded.
+ */
+export function runNormPartials(
+  gpu: Gpu,
+  type: FloatType,
+  geo: Extract<NormGeometry, { kind: "rows" }>,
+  x: BufferRange,
+  scratch: Scratch,
+  mask?: NormMask,
+): Partials {
+  const operands: OperandSpec[] = [{ name: "x", type, index: "same" }];
+  const args: OperandArg[] = [{ range: x }];
+  maskOperand(mask, operands, args);
+  return runReducePartials(
+    gpu,
+    scratch,
+    geo,
+    {
+      key: `normstats:${type}${mask ? ":masked" : ""}`,
+      name: `norm_stats[${type},${geo.kind}${mask ? ",masked" : ""}]`,
+      operands,
+      value: mask
+        ? "let v = vec4<f32>(f32(x[ix_x(g)]), select(0.0, 1.0, m[ix_m(g)] != 0.0), 0.0, 0.0);"
+        : "let v = vec4<f32>(f32(x[ix_x(g)]), 0.0, 0.0, 0.0);",
+      mode: mask ? "wmoments" : "moments",
+    },
+    { args },
+    true,
+  );
+}
+
+/** Buffers of {@link runNormApplyMerged}. */
+export interface NormApplyMergedArgs extends Omit<NormApplyArgs, "stats"> {
+  /** Partial moments from {@link runNormPartials}. */
+  partials: Partials;
+  /** Written: (mean, rstd) per statistic, or (mean, rstd, 1/count, count) with a mask. */
+  stats: BufferRange;
+}
+
+/**
+ * Records y = act((x − mean)·rstd·w + b + residual) like {@link runNormApply}, merging each statistic's
+ * partial moments itself (per workgroup when rows span whole workgroups, else per invocation), and
+ * writes the statistics for the backward: the second and last forward pass.
+ */
+export function runNormApplyMerged(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: Extract<NormGeometry, { kind: "rows" }>,
+  affine: AffineIndex,
+  args: NormApplyMergedArgs,
+  eps: number,
+  slope?: number,
+): void {
+  const masked = args.mask !== undefined;
+  const { part, pieces } = args.partials;
+  const operands: OperandSpec[] = [
+    { name: "x", type: types.x, index: "same" },
+    { name: "part", type: "vec4<f32>", index: "map" },
+  ];
+  const bound: OperandArg[] = [{ range: args.x }, { range: part, map: partialsMap(geo.len, pieces) }];
+  if (args.weight) {
+    operands.push({ name: "w", type: types.weight!, index: "whole" });
+    bound.push({ range: args.weight });
+  }
+  if (args.bias) {
+    operands.push({ name: "b", type: types.bias!, index: "whole" });
+    bound.push({ range: args.bias });
+  }
+  if (args.residual) {
+    operands.push({ name: "res", type: types.x, index: "same" });
+    bound.push({ range: args.residual });
+  }
+  maskOperand(args.mask, operands, bound);
+  operands.push({ name: "st", type: statType(masked), write: true, index: "map" });
+  bound.push({ range: args.stats, map: perRow(geo.len) });
+  operands.push({ name: "y", type: types.x, write: true, index: "same" });
+  bound.push({ range: args.y });
+  const act = slope !== undefined;
+  const quad = quadOk(geo, affine);
+  const coop = cooperative(geo.len, quad ? 4 : 1, pieces);
+  const flags = `${args.weight ? "w" : ""}${args.bias ? "b" : ""}${args.residual ? "r" : ""}${
+    act ? "a" : ""
+  }${masked ? "m" : ""}`;
+  const store = `st[ix_st(${coop ? "_gh" : "g"})] = ${masked ? "s" : "s.xy"};`;
+  runPointwise(
+    gpu,
+    {
+      key: `normapplymerged:${typesKey(types)}:${flags}:${quad ? 4 : 1}:${coop ? "wg" : "inv"}`,
+      name: `norm_apply_merged[${types.x},${flags}${quad ? ",x4" : ""}${coop ? ",wg" : ""}]`,
+      operands,
+      uints: ["adiv", "amod", "len", "pieces", "cnt", "tree"],
+      floats: ["slope", "eps"],
+      elementsPerInvocation: quad ? 4 : 1,
+      helpers: `${accumulatorWgsl(masked ? "wmoments" : "moments")}
+${coop ? SHARED : combineWgsl("part")}
+// (count, mean, M2) → (mean, rstd, 1/count, count), biased variance, 1/count = 0 when empty
+fn stat_of(r: vec4<f32>) -> vec4<f32> {
+  let rstd = inverseSqrt(max(r.z / max(r.x, 1.0), 0.0) + p.f_eps);
+  return vec4<f32>(r.y, rstd, select(0.0, 1.0 / r.x, r.x > 0.0), r.x);
+}`,
+      workgroupSetup: coop
+        ? workgroupMerge(
+          "_acc = acc_merge(_acc, acc_from(part[_base + j]));",
+          "acc_value(acc_merge(acc_from(_tree[lid]), acc_from(_tree[lid + _s])))",
+          `let s = stat_of(_r);
+    _ws[_h] = s;
+    if (_gh % p.u_len == 0u) { ${store} }`,
+        )
+        : "",
+      body: normBody(
+        quad,
+        coop ? "let s = _ws[g / p.u_len - _sa];" : `let s = stat_of(combine_part(g));
+  if (g % p.u_len == 0u) { ${store} }`,
+        applyEach(types, args, act),
+      ),
+    },
+    elements(geo),
+    bound,
+    [affine.adiv, affine.amod, geo.len, pieces, pieces, treeStart(pieces)],
+    [slope ?? 0, eps],
+  );
+}
+
+/**
+ * Records the partial sums (gz, gz·x̂) of every row of `reduce` (per-channel segments for group norms),
+ * at most 16 per row (64 past a small binding limit), writing gz to `args.gzOut` when given: the first
+ * backward pass. Release `part` to `scratch` once the passes that read it are recorded.
+ */
+export function runNormGradPartials(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: NormGeometry,
+  reduce: Extract<NormGeometry, { kind: "rows" }>,
+  affine: AffineIndex,
+  args: NormGradArgs,
+  scratch: Scratch,
+  slope?: number,
+): Partials {
+  const { spec, args: a } = gradSumsSpec(types, geo, reduce, affine, args, false, slope);
+  return runReducePartials(gpu, scratch, reduce, spec, a, true);
+}
+
+/**
+ * Records dW[c] = Σₙ Σ_q part[(n·C + c)·pieces + q].y and dB[c] = (the same).x from the per-(n, c)
+ * partial sums of {@link runNormGradPartials} (bound whole).
+ */
+export function runChannelPartialSums(
+  gpu: Gpu,
+  types: NormTypes,
+  n: number,
+  c: number,
+  partials: Partials,
+  dWeight?: BufferRange,
+  dBias?: BufferRange,
+): void {
+  if (!dWeight && !dBias) return;
+  const operands: OperandSpec[] = [{ name: "part", type: "vec4<f32>", index: "whole" }];
+  const bound: OperandArg[] = [{ range: partials.part }];
+  if (dWeight) {
+    operands.push({ name: "dw", type: types.weight!, write: true, index: "same" });
+    bound.push({ range: dWeight });
+  }
+  if (dBias) {
+    operands.push({ name: "db", type: types.bias!, write: true, index: "same" });
+    bound.push({ range: dBias });
+  }
+  runPointwise(
+    gpu,
+    {
+      key: `chpartsums:${typesKey(types)}:${dWeight ? "w" : ""}${dBias ? "b" : ""}`,
+      name: "norm_channel_sums",
+      operands,
+      uints: ["n", "c", "pieces"],
+      body: `var s = vec2<f32>(0.0);
+  for (var i = 0u; i < p.u_n; i++) {
+    let base = (i * p.u_c + g) * p.u_pieces;
+    for (var q = 0u; q < p.u_pieces; q++) { s += part[base + q].xy; }
+  }
+  ${dWeight ? `dw[ix_dw(g)] = ${types.weight}(s.y);` : ""}
+  ${dBias ? `db[ix_db(g)] = ${types.bias}(s.x);` : ""}`,
+    },
+    c,
+    bound,
+    [n, c, partials.pieces],
+  );
+}
+
+/** Buffers of {@link runNormInputGradMerged}. */
+export interface NormInputGradMergedArgs extends NormGradArgs {
+  /** Per-(n, c) partial sums (gz, gz·x̂) from {@link runNormGradPartials}. */
+  partials: Partials;
+  dx: BufferRange;
+}
+
+/**
+ * Records dx = rstd·(w·gz − c₁ − x̂·c₂) like {@link runNormInputGrad} for a group/instance norm (row
+ * geometry of `cpg` channels of `channels` per statistic, statistic g·cpg … of the per-channel partial
+ * sums), merging each statistic's coefficients c = scale·Σ_c w[c]·(A, B) from the cpg·pieces partial
+ * sums itself (scale = `scale`, or each statistic's 1/count with a mask): the last backward pass.
+ */
+export function runNormInputGradMerged(
+  gpu: Gpu,
+  types: NormTypes,
+  geo: Extract<NormGeometry, { kind: "rows" }>,
+  affine: AffineIndex,
+  group: { cpg: number; channels: number },
+  args: NormInputGradMergedArgs,
+  scale: number,
+  slope?: number,
+): void {
+  const { part, pieces } = args.partials;
+  const count = group.cpg * pieces;
+  const { operands, bound } = gradOperands(types, geo, args, true);
+  operands.push({ name: "part", type: "vec4<f32>", index: "map" });
+  bound.push({ range: part, map: partialsMap(geo.len, count) });
+  operands.push({ name: "dx", type: types.x, write: true, index: "same" });
+  bound.push({ range: args.dx });
+  const act = args.y !== undefined;
+  const masked = args.mask !== undefined;
+  const quad = quadOk(geo, affine);
+  const coop = cooperative(geo.len, quad ? 4 : 1, count);
+  const flags = `${act ? "a" : ""}${args.weight ? "w" : ""}${masked ? "m" : ""}`;
+  // state j of statistic `sig` belongs to channel (sig·cpg + j / pieces) mod C
+  const weight = (sig: string) => args.weight ? ` * f32(w[(${sig} * p.u_cpg + j / p.u_pieces) % p.u_c])` : "";
+  const scaleOf = (gi: string) => (masked ? `st[ix_st(${gi})].z` : "p.f_scale");
+  runPointwise(
+    gpu,
+    {
+      key: `normdxmerged:${typesKey(types)}:${flags}:${quad ? 4 : 1}:${coop ? "wg" : "inv"}`,
+      name: `norm_input_grad_merged[${types.x},${flags}${quad ? ",x4" : ""}${coop ? ",wg" : ""}]`,
+      operands,
+      uints: ["adiv", "amod", "len", "cnt", "pieces", "cpg", "c", "tree"],
+      floats: ["slope", "scale"],
+      elementsPerInvocation: quad ? 4 : 1,
+      helpers: coop ? `${accumulatorWgsl("sum")}\n${SHARED}` : `
+// c = scale·Σ_j w·(A, B) over the cnt partial sums of element g's statistic
+fn coef_of(g: u32) -> vec2<f32> {
+  let base = ix_part(g);
+  let sig = g / p.u_len;
+  var s = vec2<f32>(0.0);
+  for (var j = 0u; j < p.u_cnt; j++) { s += part[base + j].xy${weight("sig")}; }
+  return s * ${scaleOf("g")};
+}`,
+      workgroupSetup: coop
+        ? workgroupMerge(
+          `_acc = acc_add(_acc, part[_base + j]${weight("(_gh / p.u_len)")});`,
+          "_tree[lid] + _tree[lid + _s]",
+          `_ws[_h] = vec4<f32>(_r.xy * ${scaleOf("_gh")}, 0.0, 0.0);`,
+        )
+        : "",
+      body: normBody(
+        quad,
+        `let s = st[ix_st(g)];\n  let c = ${coop ? "_ws[g / p.u_len - _sa].xy" : "coef_of(g)"};`,
+        inputGradEach(types, args, act),
+      ),
+    },
+    elements(geo),
+    bound,
+    [affine.adiv, affine.amod, geo.len, count, pieces, group.cpg, group.channels, treeStart(count)],
+    [slope ?? 0, scale],
   );
 }

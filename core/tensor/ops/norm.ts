@@ -5,21 +5,27 @@
  *
  * Statistics are numerically stable (Welford per invocation, Chan merges of partial moments; never
  * E[x²] − E[x]² of raw sums) with the biased variance, as PyTorch. Each op saves x, its (mean, rstd) per
- * statistic and, when an activation is fused, its output y; backward is one reduction pass plus one
- * pointwise pass (kernels/norm.ts). The unfused compositions (`instanceNorm` → `add` → `leakyRelu`)
+ * statistic and, when an activation is fused, its output y. Instance and group norms (fused and masked)
+ * take 2 launches forward (partial moments; apply, which merges them) and 3 backward (partial sums;
+ * affine gradients; dx, which merges its coefficients): see kernels/norm.ts. The unfused compositions (`instanceNorm` → `add` → `leakyRelu`)
  * are the oracle of the fused ops in the tests.
  */
 import {
   type AffineIndex,
+  mergePartials,
   type NormGeometry,
   type NormMask,
   type NormTypes,
   perColumn,
+  runChannelPartialSums,
   runChannelSums,
-  runGroupCoefficients,
   runNormApply,
+  runNormApplyMerged,
+  runNormGradPartials,
   runNormGradSums,
   runNormInputGrad,
+  runNormInputGradMerged,
+  runNormPartials,
   runNormStats,
   statCount,
   statSize,
@@ -90,8 +96,7 @@ function normalize(call: NormCall): Tensor {
   if (x.size === 0) return y;
   const stats = emptyOn(x, [statCount(geo), statWidth(mask !== undefined)], "f32");
   const scratch = poolScratch(gpu);
-  runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch, mask);
-  runNormApply(gpu, types, geo, affine, {
+  const applyArgs = {
     x: x.binding,
     stats: stats.binding,
     weight: weight?.binding,
@@ -99,7 +104,16 @@ function normalize(call: NormCall): Tensor {
     residual: residual?.binding,
     mask,
     y: y.binding,
-  }, slope);
+  };
+  if (geo.kind === "rows") {
+    // 2 passes: partial moments, then the apply pass merges them (and writes the statistics)
+    const partials = runNormPartials(gpu, types.x, geo, x.binding, scratch, mask);
+    runNormApplyMerged(gpu, types, geo, affine, { ...applyArgs, partials }, call.eps, slope);
+    scratch.release(partials.part);
+  } else {
+    runNormStats(gpu, types.x, geo, x.binding, stats.binding, call.eps, scratch, mask);
+    runNormApply(gpu, types, geo, affine, applyArgs, slope);
+  }
   const inputs = [x, weight, bias, residual].filter((t): t is Tensor => t !== undefined);
   const saved = [
     x,
@@ -111,7 +125,6 @@ function normalize(call: NormCall): Tensor {
   const out = record(call.op, inputs, y, saved, (g) => {
     const dx = emptyOn(x, x.shape);
     const dres = residual ? emptyOn(x, x.shape) : undefined;
-    const coef = emptyOn(x, [statCount(geo), 2], "f32");
     const gradArgs = {
       x: x.binding,
       stats: stats.binding,
@@ -125,34 +138,34 @@ function normalize(call: NormCall): Tensor {
     const dW = wantW ? emptyOn(weight!, weight!.shape) : undefined;
     const dB = wantB ? emptyOn(bias!, bias!.shape) : undefined;
     const m = statSize(geo);
-    let dxArgs = gradArgs;
-    let dxSlope = slope;
-    if (plan.kind === "segments") {
-      // sums (gz, gz·x̂) per (n, c) give both the group coefficients and the affine gradients; with a
-      // residual they also write gz (its gradient), which the dx pass then reads instead of gy and y
-      const ab = emptyOn(x, [plan.n * plan.c, 2], "f32");
-      const segments: NormGeometry = { kind: "rows", rows: plan.n * plan.c, len: plan.s };
+    if (plan.kind === "segments" && geo.kind === "rows") {
+      // 3 passes: partial sums (gz, gz·x̂) per (n, c) (writing gz, the residual's gradient, which dx then
+      // reads instead of gy and y), the affine gradients from them, and dx, which merges its statistic's
+      // coefficients from them itself
+      const segments = { kind: "rows", rows: plan.n * plan.c, len: plan.s } as const;
       const sumArgs = dres ? { ...gradArgs, gzOut: dres.binding } : gradArgs;
-      runNormGradSums(gpu, types, geo, segments, affine, sumArgs, false, ab.binding, 1, scratch, slope);
-      if (dres) {
-        dxArgs = { ...gradArgs, gy: dres.binding, y: undefined };
-        dxSlope = undefined;
+      let partials = runNormGradPartials(gpu, types, geo, segments, affine, sumArgs, scratch, slope);
+      if ((dW || dB) && partials.part.size > gpu.limits.maxStorageBufferBindingSize) {
+        // the affine pass binds the sums whole: merge them to one per (n, c) first (tiny bindings only)
+        partials = mergePartials(gpu, scratch, partials, plan.n * plan.c, "sum", "norm_grad_sums", 1);
       }
-      runGroupCoefficients(
+      runChannelPartialSums(gpu, types, plan.n, plan.c, partials, dW?.binding, dB?.binding);
+      runNormInputGradMerged(
         gpu,
         types,
-        plan.n * plan.groups,
-        plan.groups,
-        plan.c / plan.groups,
-        ab.binding,
-        weight?.binding,
-        coef.binding,
+        geo,
+        affine,
+        { cpg: plan.c / plan.groups, channels: plan.c },
+        { ...(dres ? { ...gradArgs, gy: dres.binding, y: undefined } : gradArgs), partials, dx: dx.binding },
         mask ? 1 : 1 / m,
-        mask ? stats.binding : undefined,
+        dres ? undefined : slope,
       );
-      runChannelSums(gpu, types, plan.n, plan.c, ab.binding, dW?.binding, dB?.binding);
+      scratch.release(partials.part);
     } else {
-      if (mask) throw new Error(`${call.op}(): a masked norm needs per-channel segments`);
+      if (mask || plan.kind === "segments") {
+        throw new Error(`${call.op}(): a group or masked norm needs per-channel segments of rows`);
+      }
+      const coef = emptyOn(x, [statCount(geo), 2], "f32");
       runNormGradSums(gpu, types, geo, geo, affine, gradArgs, true, coef.binding, 1 / m, scratch, slope);
       if (dW || dB) {
         const [units, perUnit, segments]: [number, number, NormGeometry] = plan.kind === "lastDims"
@@ -161,9 +174,11 @@ function normalize(call: NormCall): Tensor {
         const ab = emptyOn(x, [units * perUnit, 2], "f32");
         runNormGradSums(gpu, types, geo, segments, affine, gradArgs, false, ab.binding, 1, scratch, slope);
         runChannelSums(gpu, types, units, perUnit, ab.binding, dW?.binding, dB?.binding);
+        ab.dispose();
       }
+      runNormInputGrad(gpu, types, geo, affine, { ...gradArgs, coef: coef.binding, dx: dx.binding }, slope);
+      coef.dispose();
     }
-    runNormInputGrad(gpu, types, geo, affine, { ...dxArgs, coef: coef.binding, dx: dx.binding }, dxSlope);
     // one gradient per input, in the order of `inputs` (a tensor passed twice gets both)
     const all: [Tensor | undefined, Tensor | undefined][] = [[x, dx], [weight, dW], [bias, dB], [
       residual,
