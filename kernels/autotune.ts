@@ -14,8 +14,9 @@
  * on the same adapter, use the choice directly.
  *
  * Off unless an {@link Autotuner} is attached to the device ({@link attachAutotuner}; the pretrain
- * command does it unless `VOXSSL_AUTOTUNE=0` or `--no-autotune`), so library calls and tests run the
- * reasoned choices and stay deterministic. A cached choice that is not among the current candidates
+ * command does it on hardware adapters unless `VOXSSL_AUTOTUNE=0` or `--no-autotune`, and on CPU
+ * adapters only with `VOXSSL_AUTOTUNE=1`), so library calls and tests run the reasoned choices and stay
+ * deterministic. A cached choice that is not among the current candidates
  * (another version's tiles, other limits) is ignored.
  */
 import type { Gpu } from "../core/gpu/mod.ts";
@@ -83,18 +84,37 @@ interface Pending {
   probe: () => TuneProbe;
 }
 
-/** Whether a value of `VOXSSL_AUTOTUNE` enables autotuning: 0, off, false and no disable it. */
-export function autotuneSwitch(value: string | undefined): boolean {
-  return !["0", "off", "false", "no"].includes((value ?? "").trim().toLowerCase());
+/** When the pretrain command tunes: always, never, or on hardware adapters only ("auto"). */
+export type AutotuneMode = "on" | "off" | "auto";
+
+/**
+ * The mode a value of `VOXSSL_AUTOTUNE` asks for: 0, off, false, no → "off"; 1, on, true, yes → "on";
+ * unset or empty → "auto" (on, except on CPU adapters such as lavapipe, where compiling the candidates
+ * costs minutes and the times say nothing about a GPU).
+ * @throws RangeError on any other value.
+ */
+export function autotuneSwitch(value: string | undefined): AutotuneMode {
+  const v = (value ?? "").trim().toLowerCase();
+  if (["0", "off", "false", "no"].includes(v)) return "off";
+  if (["1", "on", "true", "yes"].includes(v)) return "on";
+  if (v === "" || v === "auto") return "auto";
+  throw new RangeError(`VOXSSL_AUTOTUNE: expected 0/off, 1/on or auto, got "${value}"`);
 }
 
-/** Whether `VOXSSL_AUTOTUNE` disables autotuning ({@link autotuneSwitch}); also true without env access. */
-export function autotuneDisabledByEnvironment(): boolean {
+/** The mode `VOXSSL_AUTOTUNE` asks for ({@link autotuneSwitch}); "off" without env access (sandbox). */
+export function autotuneModeFromEnvironment(): AutotuneMode {
+  let value: string | undefined;
   try {
-    return !autotuneSwitch(Deno.env.get("VOXSSL_AUTOTUNE"));
+    value = Deno.env.get("VOXSSL_AUTOTUNE");
   } catch {
-    return true; // no env access (sandbox): never tune there
+    return "off";
   }
+  return autotuneSwitch(value);
+}
+
+/** Whether `mode` tunes on `gpu` ("auto": not on a CPU fallback adapter). */
+export function autotuneApplies(mode: AutotuneMode, gpu: Pick<Gpu, "adapterInfo">): boolean {
+  return mode === "on" || (mode === "auto" && !gpu.adapterInfo.isFallbackAdapter);
 }
 
 /** The smallest power of two ≥ v (shape-class buckets of large sizes). */

@@ -1,5 +1,6 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerAutotune } from "./autotune.ts";
 import { registerBenchmark } from "./benchmark.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerEvaluate } from "./evaluate.ts";
@@ -29,6 +30,7 @@ const commands: RegisterCommand[] = [
   registerReport,
   registerFinetune,
   registerBenchmark,
+  registerAutotune,
 ];
 
 /** Adds every subcommand to `program`. */

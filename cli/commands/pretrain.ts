@@ -44,6 +44,7 @@ import {
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 import { dataParallelRun, joinJob } from "../distributed.ts";
 import { launchInfo } from "../../core/dist/mod.ts";
+import { autotuneModeFromEnvironment } from "../../kernels/mod.ts";
 import { reportObserver } from "../report/run_observer.ts";
 import { logMode, logOption } from "../progress.ts";
 import { runProgress } from "../run_progress.ts";
@@ -102,6 +103,7 @@ interface PretrainFlags {
   init?: string;
   log?: string;
   overwrite?: boolean;
+  autotune?: boolean;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -220,6 +222,7 @@ export function registerPretrain(program: Command): void {
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
     .addOption(logOption())
     .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
+    .option("--no-autotune", "use the reasoned conv/matmul tiles, not measured ones (also VOXSSL_AUTOTUNE=0)")
     .action(async (flags) => {
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
@@ -356,6 +359,7 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
+          autotune: flags.autotune === false ? "off" : autotuneModeFromEnvironment(),
           ...parallel.trainer,
           log: parallel.trainer.log ?? progress.log,
           observer: dist.primary ? combineObservers(progress.observer, report) : undefined,

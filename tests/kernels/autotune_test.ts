@@ -5,12 +5,14 @@
  * device that records dispatches instead of running them. The numerics of every candidate are checked
  * on lavapipe in autotune_candidates_test.ts.
  */
-import { assert, assertEquals } from "../assert.ts";
+import { assert, assertEquals, assertThrows } from "../assert.ts";
 import type { BufferRange, Gpu, GpuLimits } from "../../core/gpu/mod.ts";
 import {
   adapterIdentity,
   attachAutotuner,
+  autotuneApplies,
   Autotuner,
+  autotunerOf,
   autotuneSwitch,
   chooseTile,
   clearCache,
@@ -27,6 +29,7 @@ import {
   tileKey,
   type TuneTimer,
 } from "../../kernels/mod.ts";
+import { startAutotune, tuneNewShapes } from "../../core/train/autotune_step.ts";
 
 const LIMITS: GpuLimits = {
   maxStorageBufferBindingSize: 2 ** 31 - 4,
@@ -153,9 +156,15 @@ Deno.test("autotune: without a tuner (disabled) launchers use the reasoned plan,
     detachAutotuner(gpu);
     await Deno.remove(dir, { recursive: true });
   }
-  // the environment switch: VOXSSL_AUTOTUNE=0 (or off/false/no) disables, anything else enables
-  for (const off of ["0", "off", "FALSE", " no "]) assertEquals(autotuneSwitch(off), false, off);
-  for (const on of [undefined, "", "1", "on"]) assertEquals(autotuneSwitch(on), true, String(on));
+  // the environment switch: VOXSSL_AUTOTUNE=0 (or off/false/no) disables, 1 forces, unset means auto
+  for (const off of ["0", "off", "FALSE", " no "]) assertEquals(autotuneSwitch(off), "off", off);
+  for (const on of ["1", "on", "Yes"]) assertEquals(autotuneSwitch(on), "on", on);
+  for (const auto of [undefined, "", "auto"]) assertEquals(autotuneSwitch(auto), "auto", String(auto));
+  assertThrows(() => autotuneSwitch("sometimes"), RangeError, "VOXSSL_AUTOTUNE");
+  const cpu = { adapterInfo: { isFallbackAdapter: true } as GPUAdapterInfo };
+  const hardware = { adapterInfo: { isFallbackAdapter: false } as GPUAdapterInfo };
+  assertEquals([autotuneApplies("auto", cpu), autotuneApplies("auto", hardware)], [false, true]);
+  assertEquals([autotuneApplies("on", cpu), autotuneApplies("off", hardware)], [true, false]);
 });
 
 Deno.test("autotune: the cache round-trips through its file, keyed by adapter and driver", async () => {
@@ -263,5 +272,32 @@ Deno.test("autotune: a corrupt cache is ignored with a warning and replaced; con
     assertEquals(leftovers, ["autotune.json"], "no temporary or lock files left");
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("autotune: the trainer's hooks attach a tuner only where the mode applies, and tune the classes a step met", async () => {
+  const lines: string[] = [];
+  const log = (line: string) => lines.push(line);
+  const timer: TuneTimer = (record, candidate) => {
+    record();
+    return Promise.resolve({ ms: candidate.length, source: "fake" });
+  };
+  const cpu = recordingGpu([], { ...INFO, isFallbackAdapter: true });
+  await startAutotune(cpu, "auto", log, { cachePath: null, timer });
+  assertEquals(autotunerOf(cpu), undefined, "auto leaves a CPU adapter untuned");
+  assert(lines[0].includes("off on a CPU adapter"), lines[0]);
+  const gpu = recordingGpu([], { ...INFO, isFallbackAdapter: false });
+  try {
+    await startAutotune(gpu, "auto", log, { cachePath: null, timer });
+    assert(autotunerOf(gpu) !== undefined, "auto tunes a hardware adapter");
+    assert(lines[1].startsWith("autotune: on (0 shape classes cached"), lines[1]);
+    assertEquals(await tuneNewShapes(gpu, log), false, "nothing met yet");
+    forward(gpu); // the step
+    assertEquals(await tuneNewShapes(gpu, log), true);
+    assert(lines[2].startsWith("autotune: timed 1 new shape classes"), lines[2]);
+    forward(gpu);
+    assertEquals(await tuneNewShapes(gpu, log), false, "a tuned class is not timed again");
+  } finally {
+    detachAutotuner(gpu);
   }
 });
