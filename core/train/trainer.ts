@@ -46,7 +46,6 @@ import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } fr
 import { loadInitialWeights } from "./interop.ts";
 import type { ResolvedRunConfig } from "./config.ts";
 import { startAutotune, tuneNewShapes } from "./autotune_step.ts";
-import type { AutotuneMode } from "../../kernels/mod.ts";
 import { uploadBatch } from "./gpu_batch.ts";
 import { lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
 import { DataWaitClock, notifyCheckpoint, recordMetrics, type RunObserver } from "./run_events.ts";
@@ -98,7 +97,7 @@ export interface TrainerOptions {
    * "on", "auto" (not on CPU adapters) or "off"; default off (the reasoned tiles), so library runs and
    * tests stay deterministic.
    */
-  autotune?: AutotuneMode;
+  autotune?: "on" | "off" | "auto";
 }
 
 /** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
