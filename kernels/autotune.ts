@@ -261,11 +261,14 @@ export class Autotuner {
       this.#tuning = false;
     }
     if (results.length > 0 && this.cachePath !== null) {
+      // a cache that cannot be written (permissions, a full disk) costs re-tuning later, never the run
       await mergeClasses(
         this.cachePath,
         this.identity,
         Object.fromEntries(results.map((r) => [r.key, r.record])),
         this.#warn,
+      ).catch((error) =>
+        this.#warn(`autotune cache ${this.cachePath} not saved: ${(error as Error).message}`)
       );
     }
     return results;

@@ -301,3 +301,48 @@ Deno.test("autotune: the trainer's hooks attach a tuner only where the mode appl
     detachAutotuner(gpu);
   }
 });
+
+Deno.test("autotune: a candidate that fails counts as slowest with a warning; a class that cannot be replayed keeps its default", async () => {
+  const gpu = recordingGpu([]);
+  const warnings: string[] = [];
+  const timer: TuneTimer = (record, candidate, shapeClass) => {
+    if (shapeClass.startsWith("matmul")) throw new Error("probe should not get here");
+    record();
+    if (candidate === "128x64x16/8x8m|s512") {
+      return Promise.reject(new Error("out of memory"));
+    }
+    return Promise.resolve({ ms: 10 - candidate.length / 10, source: "fake" });
+  };
+  const tuner = new Autotuner(gpu, { cachePath: null, timer, warn: (m) => warnings.push(m) });
+  attachAutotuner(gpu, tuner);
+  try {
+    forward(gpu);
+    const s = { batch: 1, m: 8, n: 8, k: 8, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+    // a matmul whose probe cannot take its buffers (the pool refuses)
+    const refusing = {
+      ...gpu,
+      pool: {
+        acquire: () => {
+          throw new Error("pool refuses");
+        },
+        release: () => {},
+      },
+    } as unknown as Gpu;
+    attachAutotuner(refusing, tuner);
+    runMatmul(refusing, "f32", range(64), range(64), range(64), s);
+    const results = await tuner.tunePending();
+    assertEquals(results.length, 1, "the conv class is tuned, the matmul class is not");
+    const failed = Object.entries(results[0].record.ms).filter(([, ms]) => ms === null).map(([c]) => c);
+    assertEquals(failed, ["128x64x16/8x8m|s512"]);
+    assert(results[0].record.choice !== "128x64x16/8x8m|s512");
+    assertEquals(warnings.length, 2, warnings.join("\n"));
+    assert(
+      warnings.some((w) => w.includes("out of memory")) && warnings.some((w) => w.includes("pool refuses")),
+    );
+    runMatmul(refusing, "f32", range(64), range(64), range(64), s);
+    assertEquals(tuner.pending.length, 0, "a class that failed is not retried in this process");
+    detachAutotuner(refusing);
+  } finally {
+    detachAutotuner(gpu);
+  }
+});
