@@ -17,7 +17,10 @@
  * maxComputeWorkgroupStorageSize (WebGPU guarantees 16 KiB, so 128 × 128 tiles use BK = 8 there); the
  * large tile is halved while the invocations exceed maxComputeInvocationsPerWorkgroup. These tiles were
  * chosen by reasoning about GPUs and checked on lavapipe only (where 8×8 blocks ran about 2× faster
- * than 4×4); they are not tuned on a GPU. The "fast" axis is the one contiguous in the output tensor
+ * than 4×4); they are the default. With an autotuner attached to the device (kernels/autotune.ts; the
+ * pretrain command on GPUs) each dispatch's tile and split-K target are the fastest measured among
+ * {@link convCandidates}: the reasoned choice and its neighbours within the device's limits
+ * ({@link tunedConv}). The "fast" axis is the one contiguous in the output tensor
  * (M for activations, N for weight gradients): invocations adjacent in index own adjacent vec4 of it,
  * so stores coalesce.
  *
