@@ -208,16 +208,17 @@ export class Autotuner {
 
   /**
    * Times every candidate of every pending class, keeps the fastest, and saves the new choices to the
-   * cache file. A candidate that fails (it does not compile, the device runs out of memory) counts as
+   * cache file. `onClass` hears of each class before it is timed (progress for a watchdog). A candidate that fails (it does not compile, the device runs out of memory) counts as
    * infinitely slow, with a warning; a class whose probe cannot be built is left to its default.
    */
-  async tunePending(): Promise<TuneResult[]> {
+  async tunePending(onClass?: (key: string, index: number, total: number) => void): Promise<TuneResult[]> {
     const results: TuneResult[] = [];
     const work = [...this.#pending];
     this.#pending.clear();
     this.#tuning = true;
     try {
-      for (const [key, pending] of work) {
+      for (const [index, [key, pending]] of work.entries()) {
+        onClass?.(key, index, work.length);
         let probe: TuneProbe;
         try {
           probe = pending.probe();

@@ -5,6 +5,7 @@
  * steps after it run the measured ones.
  */
 import type { Gpu } from "../gpu/mod.ts";
+import { setActivity } from "../plugin/activity.ts";
 import {
   autotuneApplies,
   type AutotuneMode,
@@ -44,7 +45,8 @@ export async function tuneNewShapes(gpu: Gpu, log: (line: string) => void): Prom
   const tuner = autotunerOf(gpu);
   if (!tuner || tuner.pending.length === 0) return false;
   const t0 = performance.now();
-  const results = await tuner.tunePending();
+  // each class is progress for the stall watchdog: a slow device may take minutes over all of them
+  const results = await tuner.tunePending((key, i, n) => setActivity(`autotuning ${key} (${i + 1}/${n})`));
   const changed = results.filter((r) => r.record.choice !== r.defaultChoice).length;
   log(
     `autotune: timed ${results.length} new shape classes in ${
