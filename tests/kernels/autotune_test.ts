@@ -30,6 +30,7 @@ import {
   type TuneTimer,
 } from "../../kernels/mod.ts";
 import { startAutotune, tuneNewShapes } from "../../core/train/autotune_step.ts";
+import { currentActivity } from "../../core/plugin/activity.ts";
 
 const LIMITS: GpuLimits = {
   maxStorageBufferBindingSize: 2 ** 31 - 4,
@@ -295,6 +296,8 @@ Deno.test("autotune: the trainer's hooks attach a tuner only where the mode appl
     forward(gpu); // the step
     assertEquals(await tuneNewShapes(gpu, log), true);
     assert(lines[2].startsWith("autotune: timed 1 new shape classes"), lines[2]);
+    // each class timed moved the activity record the stall watchdog reads
+    assert(currentActivity().startsWith("autotuning conv3d_fwd|") && currentActivity().endsWith("(1/1)"));
     forward(gpu);
     assertEquals(await tuneNewShapes(gpu, log), false, "a tuned class is not timed again");
   } finally {
