@@ -134,7 +134,6 @@ export class Autotuner {
   readonly identity: AdapterIdentity;
   /** The cache file (null: memory only). */
   readonly cachePath: string | null;
-  readonly #gpu: Gpu;
   readonly #timer: TuneTimer;
   readonly #warn: (message: string) => void;
   readonly #choices = new Map<string, TuneRecord>();
@@ -144,7 +143,6 @@ export class Autotuner {
   #tuning = false;
 
   constructor(gpu: Gpu, options: AutotunerOptions = {}) {
-    this.#gpu = gpu;
     this.identity = adapterIdentity(gpu);
     this.cachePath = options.cachePath === undefined ? defaultCachePath() : options.cachePath;
     this.#warn = options.warn ?? ((m) => console.warn(`voxssl: ${m}`));
