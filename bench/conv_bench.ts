@@ -13,6 +13,9 @@
  * TF.js has only 'same'/'valid' padding: padding 1 maps to 'same' (same output size and work; TF puts an
  * odd padding at the high end), 0 to 'valid'.
  *
+ * "tuned" rows: the same pass with tiles and split-K chosen by the autotuner (bench/tuned.ts), timed in the
+ * same run as the reasoned row above it (the note has both and the tuner's choices).
+ *
  * f16 rows (devices with shader-f16): the same three passes on f16 storage (f16 loads and stores, f32
  * arithmetic and accumulation, as autocast runs them), timed in the same run, with the f32 time of the
  * same pass in the note. Their "% of ceiling" is of the f32 FMA ceiling, the arithmetic they do.
@@ -31,6 +34,7 @@ import {
 } from "../kernels/mod.ts";
 import { type BenchContext, type BenchSuite, measure, type MeasureOptions, measureWall } from "./harness.ts";
 import { loadTfjs, type Tfjs } from "./peers/tfjs.ts";
+import { measureTuned } from "./tuned.ts";
 
 /** One benchmark layer: a convolution, or a transposed convolution (decoder upsampling). */
 interface Layer {
@@ -252,6 +256,21 @@ async function benchLayer(ctx: BenchContext, tf: Tfjs, l: Layer): Promise<void> 
       note:
         `${l.label}; wall: voxssl ${ours.medianMs.toFixed(2)} ms, TF.js ${theirs.medianMs.toFixed(2)} ms, ` +
         `TF.js/voxssl ×${(theirs.medianMs / ours.medianMs).toFixed(2)}`,
+    });
+    // the same pass with tiles chosen by measurement (autotuner), against the reasoned ones above
+    const tuned = await measureTuned(ctx.gpu, run, timing);
+    const tunedGflops = flops / (tuned.medianMs * 1e6);
+    ctx.report({
+      suite: "conv3d",
+      name: `${l.transposed ? "convT " : ""}${pass} tuned`,
+      shape,
+      medianMs: tuned.medianMs,
+      gflops: tunedGflops,
+      fractionOfCeiling: tunedGflops / ctx.ceilings.fmaF32Gflops,
+      note: `${l.label}; autotuned: ${tuned.choices.join(", ")}; reasoned ` +
+        `${gpuTime.medianMs.toFixed(2)} ms, reasoned/tuned ×${
+          (gpuTime.medianMs / tuned.medianMs).toFixed(2)
+        }`,
     });
   }
   for (const t of [tx, tdy, tw]) t.dispose();

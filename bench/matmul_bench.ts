@@ -1,13 +1,15 @@
 /**
  * matmul GFLOP/s against the FMA ceiling, side by side with TF.js's WebGPU matMul on the same adapter.
  * The side-by-side columns are both wall-clock (iterations queued, then a one-element readback), so the
- * ratio compares like with like; the GFLOP/s column uses GPU timestamps when available.
+ * ratio compares like with like; the GFLOP/s column uses GPU timestamps when available. The "f32 tuned" row
+ * is the same matmul with the tile the autotuner measured fastest (bench/tuned.ts), timed in the same run.
  */
 import type { Tensor } from "../core/tensor/mod.ts";
 import { Generator, matmul, scope, slice } from "../core/tensor/mod.ts";
 import { matmulFlops } from "../kernels/mod.ts";
 import { type BenchSuite, measure, measureWall } from "./harness.ts";
 import { loadTfjs } from "./peers/tfjs.ts";
+import { measureTuned } from "./tuned.ts";
 
 const SHAPES = {
   lavapipe: [[1, 256, 256, 256], [1, 333, 200, 301], [4, 128, 72, 128]],
@@ -61,6 +63,18 @@ export const matmulSuite: BenchSuite = {
         fractionOfCeiling: gflops / ctx.ceilings.fmaF32Gflops,
         note: `wall: voxssl ${ours.medianMs.toFixed(2)} ms, TF.js ${peer.medianMs.toFixed(2)} ms, ` +
           `TF.js/voxssl ×${(peer.medianMs / ours.medianMs).toFixed(2)}`,
+      });
+      const tuned = await measureTuned(ctx.gpu, run, {});
+      const tunedGflops = flops / (tuned.medianMs * 1e6);
+      ctx.report({
+        suite: "matmul",
+        name: "f32 tuned",
+        shape: `${batch}×${m}×${k} · ${k}×${n}`,
+        medianMs: tuned.medianMs,
+        gflops: tunedGflops,
+        fractionOfCeiling: tunedGflops / ctx.ceilings.fmaF32Gflops,
+        note: `autotuned: ${tuned.choices.join(", ")}; reasoned ${gpuTime.medianMs.toFixed(2)} ms, ` +
+          `reasoned/tuned ×${(gpuTime.medianMs / tuned.medianMs).toFixed(2)}`,
       });
       if (ctx.gpu.hasF16) {
         const [a16, b16] = scope(

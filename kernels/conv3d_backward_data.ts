@@ -32,7 +32,6 @@ import {
   accumulatorWindow,
   checkConvType,
   chooseSplits,
-  chooseTile,
   CONV_BYTES,
   type ConvType,
   coverRow,
@@ -46,6 +45,7 @@ import {
   narrow,
   ncdhwSpan,
   planChunks,
+  probeRanges,
   ranges,
   rowCover,
   runBoxToF16,
@@ -53,6 +53,7 @@ import {
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  tunedConv,
   typeKey,
   widen,
   type Window,
@@ -565,10 +566,33 @@ export function runConv3dBackwardData(
                 }
                 if (mMax === 0) continue;
                 const k = (co1 - co0) * taps[0] * taps[1] * taps[2];
-                const tile = chooseTile(gpu.limits, mMax, n, "m");
+                const bVec = !direct && g.cin % 4 === 0 && ci0 % 4 === 0 && n % 4 === 0;
+                const choice = tunedConv(
+                  gpu,
+                  "conv3d_bwd_data",
+                  `${g.kernel}/${g.stride}/${g.padding}/${taps}:${+direct}${+linear}${+bVec}${+stores}` +
+                    `${typeKey(type, out)}`,
+                  { m: mMax, n, k, fast: "m" },
+                  () => {
+                    const probe = probeRanges(gpu, { dy: b.dy, w: b.w, bias: b.bias, dx: b.dx });
+                    return {
+                      record: () => runConv3dBackwardData(gpu, g, probe.buffers, type),
+                      dispose: probe.dispose,
+                    };
+                  },
+                );
+                const tile = choice.tile;
                 const tiles = Math.ceil(mMax / tile.bm) * Math.ceil(n / tile.bn);
                 const maxZ = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / phases);
-                const split = chooseSplits(tiles * phases, k, tile.bk, phases * mMax * n, limit, maxZ);
+                const split = chooseSplits(
+                  tiles * phases,
+                  k,
+                  tile.bk,
+                  phases * mMax * n,
+                  limit,
+                  maxZ,
+                  choice.splitTarget,
+                );
                 const variant: Variant = {
                   type,
                   out,
@@ -576,7 +600,7 @@ export function runConv3dBackwardData(
                   taps,
                   direct,
                   aVec: linear,
-                  bVec: !direct && g.cin % 4 === 0 && ci0 % 4 === 0 && n % 4 === 0,
+                  bVec,
                   yVec: stores,
                   split: split.splits > 1,
                 };

@@ -28,7 +28,6 @@ import {
   accumulatorWindow,
   checkConvType,
   chooseSplits,
-  chooseTile,
   CONV_BYTES,
   type ConvType,
   elem,
@@ -39,12 +38,14 @@ import {
   narrow,
   ncdhwSpan,
   planChunks,
+  probeRanges,
   ranges,
   runBoxToF16,
   scratch,
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  tunedConv,
   typeKey,
   widen,
   type Window,
@@ -382,8 +383,6 @@ export function runConv3dBackwardWeight(
       const dwOut = windowOf(gpu, b.dw, dwStartElem, dwEndElem, tb);
       const dwWin: Window = f32Acc ? accumulatorWindow(gpu, dwStartElem, dwEndElem) : dwOut;
       const dwStart = dwStartElem - dwWin.base;
-      const tile = chooseTile(gpu.limits, m, n, "n");
-      const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn);
       if (g.batch === 0) {
         // no samples: the gradient is zero (the window may include zeros of the previous chunk: harmless)
         runFill(gpu, dwWin.binding, dwWin.binding.size / 4, 0);
@@ -412,6 +411,23 @@ export function runConv3dBackwardWeight(
             (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo,
             tb,
           );
+          const aVec = (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0 && sy % 4 === 0;
+          const outVec = kc % 4 === 0 && dwStart % 4 === 0 && n % 4 === 0;
+          const choice = tunedConv(
+            gpu,
+            "conv3d_bwd_weight",
+            `${g.kernel}/${g.stride}/${g.padding}:${+aVec}${+patch}${+outVec}${typeKey(type, out)}`,
+            { m, n, k, fast: "n" },
+            () => {
+              const probe = probeRanges(gpu, { x: b.x, dy: b.dy, dw: b.dw });
+              return {
+                record: () => runConv3dBackwardWeight(gpu, g, probe.buffers, type),
+                dispose: probe.dispose,
+              };
+            },
+          );
+          const tile = choice.tile;
+          const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn);
           const split = chooseSplits(
             tiles,
             k,
@@ -419,16 +435,9 @@ export function runConv3dBackwardWeight(
             m * n,
             limit,
             gpu.limits.maxComputeWorkgroupsPerDimension,
+            choice.splitTarget,
           );
-          const variant: Variant = {
-            type,
-            out,
-            tile,
-            aVec: (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0 && sy % 4 === 0,
-            bPatch: patch,
-            outVec: kc % 4 === 0 && dwStart % 4 === 0 && n % 4 === 0,
-            split: split.splits > 1,
-          };
+          const variant: Variant = { type, out, tile, aVec, bPatch: patch, outVec, split: split.splits > 1 };
           const params = new Params()
             .u32(tiles).u32(Math.ceil(n / tile.bn)).u32(m).u32(n)
             .u32(k).u32(split.kSplit).u32(split.splits).u32(first ? 0 : 1)

@@ -28,7 +28,6 @@ import {
   accumulatorWindow,
   checkConvType,
   chooseSplits,
-  chooseTile,
   CONV_BYTES,
   type ConvType,
   coverRow,
@@ -42,6 +41,7 @@ import {
   narrow,
   ncdhwSpan,
   planChunks,
+  probeRanges,
   ranges,
   rowCover,
   runBoxToF16,
@@ -49,6 +49,7 @@ import {
   TILE_PROLOGUE,
   tileGrid,
   tileKey,
+  tunedConv,
   typeKey,
   widen,
   type Window,
@@ -422,7 +423,20 @@ export function runConv3dForward(
             )
             : windowOf(gpu, b.x, 0, 0, tb);
           const wWin = windowOf(gpu, b.w, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol, tb);
-          const tile = chooseTile(gpu.limits, m, n, "m");
+          const a: ALoad = pointwise && rowsAligned ? "pointwise" : patch ? "patch" : "scalar";
+          const bVec = kc % 4 === 0 && (ci0 * kvol) % 4 === 0 && k % 4 === 0;
+          const yVec = rowsAligned && sy % 4 === 0;
+          const choice = tunedConv(
+            gpu,
+            "conv3d_fwd",
+            `${g.kernel}/${g.stride}/${g.padding}:${a}${+bVec}${+yVec}${typeKey(type, out)}`,
+            { m, n, k, fast: "m" },
+            () => {
+              const probe = probeRanges(gpu, { x: b.x, w: b.w, bias: b.bias, y: b.y });
+              return { record: () => runConv3dForward(gpu, g, probe.buffers, type), dispose: probe.dispose };
+            },
+          );
+          const tile = choice.tile;
           const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn);
           const split = chooseSplits(
             tiles,
@@ -431,16 +445,9 @@ export function runConv3dForward(
             m * n,
             limit,
             gpu.limits.maxComputeWorkgroupsPerDimension,
+            choice.splitTarget,
           );
-          const variant: Variant = {
-            type,
-            out,
-            tile,
-            a: pointwise && rowsAligned ? "pointwise" : patch ? "patch" : "scalar",
-            bVec: kc % 4 === 0 && (ci0 * kvol) % 4 === 0 && k % 4 === 0,
-            yVec: rowsAligned && sy % 4 === 0,
-            split: split.splits > 1,
-          };
+          const variant: Variant = { type, out, tile, a, bVec, yVec, split: split.splits > 1 };
           const accumulate = ci0 > 0 ? 1 : 0;
           const params = new Params()
             .u32(tiles).u32(Math.ceil(n / tile.bn)).u32(m).u32(n)

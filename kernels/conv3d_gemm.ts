@@ -17,7 +17,10 @@
  * maxComputeWorkgroupStorageSize (WebGPU guarantees 16 KiB, so 128 × 128 tiles use BK = 8 there); the
  * large tile is halved while the invocations exceed maxComputeInvocationsPerWorkgroup. These tiles were
  * chosen by reasoning about GPUs and checked on lavapipe only (where 8×8 blocks ran about 2× faster
- * than 4×4); they are not tuned on a GPU. The "fast" axis is the one contiguous in the output tensor
+ * than 4×4); they are the default. With an autotuner attached to the device (kernels/autotune.ts; the
+ * pretrain command on GPUs) each dispatch's tile and split-K target are the fastest measured among
+ * {@link convCandidates}: the reasoned choice and its neighbours within the device's limits
+ * ({@link tunedConv}). The "fast" axis is the one contiguous in the output tensor
  * (M for activations, N for weight gradients): invocations adjacent in index own adjacent vec4 of it,
  * so stores coalesce.
  *
@@ -45,6 +48,7 @@
  * end ({@link runBoxToF16}).
  */
 import { type BufferRange, type Gpu, type GpuLimits, Params } from "../core/gpu/mod.ts";
+import { autotunerOf, bucket, type TuneProbe } from "./autotune.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Storage type of convolution tensors. */
@@ -167,8 +171,49 @@ export const CONV_TUNING = {
   minKPerSplit: 256,
 };
 
-/** Picks the tile for an M × N output from the device's limits (see the header comment). */
-export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast: "m" | "n"): GemmTile {
+/**
+ * The sizes that define a tile before it is oriented and checked: the tile along the smaller GEMM side
+ * (`small`) and the larger (`big`), and the register block along the smaller side (`tSmall`; 8 along
+ * the larger). `bk` caps the K slice (halved further while workgroup memory does not fit).
+ */
+export interface TileShape {
+  small: number;
+  big: number;
+  tSmall: number;
+  bk?: number;
+}
+
+/**
+ * The tile of `shape` for an M × N output, or undefined when it breaks the device's limits (too many
+ * invocations, workgroup memory, fewer invocations than K slice entries, a block that does not divide).
+ */
+export function tileOf(
+  limits: GpuLimits,
+  mSize: number,
+  nSize: number,
+  fast: "m" | "n",
+  shape: TileShape,
+): GemmTile | undefined {
+  const { small, big, tSmall } = shape;
+  const tBig = 8;
+  if (small % tSmall !== 0 || big % tBig !== 0 || small < 16 || big < 32) return undefined;
+  const threads = (big / tBig) * (small / tSmall);
+  const tile = mSize <= nSize
+    ? { bm: small, tm: tSmall, bn: big, tn: tBig }
+    : { bm: big, tm: tBig, bn: small, tn: tSmall };
+  let bk = shape.bk ?? 16;
+  while ((tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
+  if (
+    threads > limits.maxComputeInvocationsPerWorkgroup || threads < bk ||
+    (tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize
+  ) {
+    return undefined;
+  }
+  return { ...tile, bk, threads, fast };
+}
+
+/** The reasoned {@link TileShape} for an M × N output (see the header comment). */
+export function defaultTileShape(limits: GpuLimits, mSize: number, nSize: number): TileShape {
   const small = Math.min(mSize, nSize);
   const big = Math.max(mSize, nSize);
   const padded = (tile: number) => Math.ceil(small / tile) * tile;
@@ -180,22 +225,79 @@ export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast
     ? 64
     : 128;
   const tSmall = smallTile === 16 ? 4 : 8;
-  const tBig = 8;
   let bigTile = 128;
   while (bigTile > 32 && bigTile / 2 >= big) bigTile /= 2;
-  while ((bigTile / tBig) * (smallTile / tSmall) > limits.maxComputeInvocationsPerWorkgroup && bigTile > 32) {
+  while ((bigTile / 8) * (smallTile / tSmall) > limits.maxComputeInvocationsPerWorkgroup && bigTile > 32) {
     bigTile /= 2;
   }
-  const threads = (bigTile / tBig) * (smallTile / tSmall);
-  const tile = mSize <= nSize
-    ? { bm: smallTile, tm: tSmall, bn: bigTile, tn: tBig }
-    : { bm: bigTile, tm: tBig, bn: smallTile, tn: tSmall };
-  let bk = 16;
-  while ((tile.bm + tile.bn + 8) * bk * 4 > limits.maxComputeWorkgroupStorageSize && bk > 4) bk /= 2;
-  if (threads > limits.maxComputeInvocationsPerWorkgroup || threads < bk) {
+  return { small: smallTile, big: bigTile, tSmall };
+}
+
+/** Picks the tile for an M × N output from the device's limits (see the header comment). */
+export function chooseTile(limits: GpuLimits, mSize: number, nSize: number, fast: "m" | "n"): GemmTile {
+  const shape = defaultTileShape(limits, mSize, nSize);
+  const tile = tileOf(limits, mSize, nSize, fast, shape);
+  if (!tile) {
+    const threads = (shape.big / 8) * (shape.small / shape.tSmall);
     throw new Error(`conv3d: no GEMM tile fits this device's limits (${threads} invocations)`);
   }
-  return { ...tile, bk, threads, fast };
+  return tile;
+}
+
+/** One tuning candidate of a convolution dispatch: its tile and the split-K target it plans with. */
+export interface ConvChoice {
+  tile: GemmTile;
+  /** Workgroups split-K aims for ({@link chooseSplits}); 0 turns split-K off. */
+  splitTarget: number;
+}
+
+/** Cache key of a {@link ConvChoice}, e.g. "128x32x16/8x8m|s512". */
+export function convChoiceKey(c: ConvChoice): string {
+  return `${tileKey(c.tile)}|s${c.splitTarget}`;
+}
+
+/**
+ * The candidates the autotuner times for one convolution dispatch of an M × N output with reduction
+ * length `k`: first the reasoned choice ({@link chooseTile}, {@link CONV_TUNING}), then its neighbours
+ * (each tile side halved, a 4-wide register block on the small side, K slices of 8), all
+ * within the device's limits, and, where split-K can engage, the reasoned tile without split-K and with
+ * four times the workgroup target.
+ */
+export function convCandidates(
+  limits: GpuLimits,
+  mSize: number,
+  nSize: number,
+  kSize: number,
+  fast: "m" | "n",
+): ConvChoice[] {
+  const target = CONV_TUNING.targetWorkgroups;
+  const base = defaultTileShape(limits, mSize, nSize);
+  const first: ConvChoice = { tile: chooseTile(limits, mSize, nSize, fast), splitTarget: target };
+  const out = [first];
+  const seen = new Set([convChoiceKey(first)]);
+  const add = (c: ConvChoice) => {
+    const key = convChoiceKey(c);
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(c);
+    }
+  };
+  // larger tiles than the reasoned ones would only pad more (it takes the smallest that covers)
+  const shapes: TileShape[] = [
+    { ...base, small: base.small / 2, tSmall: base.small / 2 === 16 ? 4 : base.tSmall },
+    { ...base, big: base.big / 2 },
+    { ...base, tSmall: 4 },
+    { ...base, bk: 8 },
+  ];
+  for (const shape of shapes) {
+    const tile = tileOf(limits, mSize, nSize, fast, shape);
+    if (tile) add({ tile, splitTarget: target });
+  }
+  if (kSize >= 2 * CONV_TUNING.minKPerSplit) {
+    add({ tile: first.tile, splitTarget: 0 });
+    add({ tile: first.tile, splitTarget: 4 * target });
+  }
+  return out;
 }
 
 /**
@@ -346,7 +448,8 @@ export interface SplitPlan {
 
 /**
  * Chooses how many K splits a dispatch of `workgroups` workgroups (tiles × independent problems such as
- * stride phases) gets: enough to reach {@link CONV_TUNING}.targetWorkgroups, each split at least
+ * stride phases) gets: enough to reach `target` workgroups ({@link CONV_TUNING}.targetWorkgroups unless
+ * the autotuner chose another; 0 never splits), each split at least
  * minKPerSplit long, with the scratch of `partialPerSplit` floats per split within `maxScratchElems` and
  * at most `maxZ` splits (grid z).
  */
@@ -357,10 +460,11 @@ export function chooseSplits(
   partialPerSplit: number,
   maxScratchElems: number,
   maxZ: number,
+  target: number = CONV_TUNING.targetWorkgroups,
 ): SplitPlan {
   const single = { splits: 1, kSplit: Math.max(bk, Math.ceil(k / bk) * bk) };
-  if (k < 2 * CONV_TUNING.minKPerSplit || workgroups >= CONV_TUNING.targetWorkgroups) return single;
-  const want = Math.ceil(CONV_TUNING.targetWorkgroups / Math.max(1, workgroups));
+  if (k < 2 * CONV_TUNING.minKPerSplit || workgroups >= target) return single;
+  const want = Math.ceil(target / Math.max(1, workgroups));
   const byK = Math.floor(k / CONV_TUNING.minKPerSplit);
   const byMem = Math.floor(maxScratchElems / Math.max(1, partialPerSplit));
   let splits = Math.min(want, byK, byMem, maxZ);
@@ -541,4 +645,49 @@ export function* ranges(total: number, chunk: number): Generator<[number, number
 export function scratch(gpu: Gpu, elems: number, bytes = 4): BufferRange {
   const size = Math.max(16, Math.ceil((elems * bytes) / 4) * 4);
   return { buffer: gpu.pool.acquire(size), size };
+}
+
+/**
+ * The autotuner's choice of tile and split-K target for one dispatch of `op` (kernels/autotune.ts): the
+ * reasoned choice unless a tuner is attached to the device. `variant` names what else selects the kernel
+ * (geometry, load paths, types); M and K are bucketed to powers of two, N (channels) is exact. `probe`
+ * replays the launcher call on scratch buffers ({@link probeRanges}).
+ */
+export function tunedConv(
+  gpu: Gpu,
+  op: string,
+  variant: string,
+  size: { m: number; n: number; k: number; fast: "m" | "n" },
+  probe: () => TuneProbe,
+): ConvChoice {
+  const { m, n, k, fast } = size;
+  const tuner = autotunerOf(gpu);
+  if (!tuner) return { tile: chooseTile(gpu.limits, m, n, fast), splitTarget: CONV_TUNING.targetWorkgroups };
+  return tuner.choose({
+    op,
+    shapeClass: `${variant}:m${bucket(m)}:n${n}:k${bucket(k)}`,
+    candidates: convCandidates(gpu.limits, m, n, k, fast),
+    keyOf: convChoiceKey,
+    probe,
+  });
+}
+
+/**
+ * Scratch buffers with the sizes of `ranges` (undefined stays undefined), and a function returning them
+ * to the pool: what a probe replays a launcher call on.
+ */
+export function probeRanges<T extends Record<string, BufferRange | undefined>>(
+  gpu: Gpu,
+  ranges: T,
+): { buffers: T; dispose: () => void } {
+  const taken: BufferRange[] = [];
+  const buffers = Object.fromEntries(
+    Object.entries(ranges).map(([name, r]) => {
+      if (!r) return [name, undefined];
+      const fresh = { buffer: gpu.pool.acquire(Math.max(16, r.size)), size: r.size };
+      taken.push(fresh);
+      return [name, fresh];
+    }),
+  ) as T;
+  return { buffers, dispose: () => taken.forEach((r) => gpu.pool.release(r.buffer)) };
 }

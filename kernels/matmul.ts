@@ -4,12 +4,17 @@
  * Tiling: a workgroup of 16×16 invocations computes a 64×64 tile of C; each invocation owns a 4×4
  * register block (four vec4 accumulators). K advances in slices of 16: the workgroup stages a 16×64 slice
  * of A and of B in workgroup memory as vec4<f32> (2 × 4 KiB), then each invocation does 16 rank-1 updates
- * reading one vec4 of A and one of B per step (16 FMAs per two shared loads).
+ * reading one vec4 of A and one of B per step (16 FMAs per two shared loads). That is the reasoned
+ * tile; with an autotuner attached to the device (kernels/autotune.ts) the tile is the fastest measured
+ * of {@link matmulCandidates} (BM × BN from 32 × 32 to 128 × 64, same 4×4 blocks, (BN/4) × (BM/4)
+ * invocations, each loading ⌈4·BM/invocations⌉ quads of A and ⌈4·BN/invocations⌉ of B per K slice).
  * Loads: vec4 global loads along the contiguous axis when that axis is a multiple of 4 (variant "v"),
  * scalar loads otherwise; edges are zero-padded, so any M, N, K is correct. f16 storage is widened on
- * load. Grid: x = ⌈N/64⌉, y = ⌈M/64⌉, z = batch (chunks of 65,535). Limits: 8 KiB workgroup memory.
+ * load. Grid: x = ⌈N/BN⌉, y = ⌈M/BM⌉, z = batch (chunks of 65,535). Limits: (BM + BN) KiB/4 of workgroup
+ * memory (8 KiB for 64 × 64), (BM/4)·(BN/4) invocations.
  */
-import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import { type BufferRange, type Gpu, type GpuLimits, Params } from "../core/gpu/mod.ts";
+import { autotunerOf, bucket } from "./autotune.ts";
 import { specialize } from "./wgsl.ts";
 
 /** Storage type of matmul operands. */
@@ -30,94 +35,159 @@ export interface MatmulShape {
   bBatchStride: number;
 }
 
-const TILE = 64;
+/** One matmul tiling: a BM × BN tile of C per workgroup of (BN/4) × (BM/4) invocations (4×4 blocks). */
+export interface MatmulTile {
+  bm: number;
+  bn: number;
+}
 
-function loadA(transA: boolean, vec: boolean): string {
+/** K slice staged in workgroup memory per step. */
+const BK = 16;
+
+/** Cache key of a {@link MatmulTile}, e.g. "64x64". */
+export function matmulTileKey(t: MatmulTile): string {
+  return `${t.bm}x${t.bn}`;
+}
+
+/**
+ * The tiles the autotuner times for a matmul: the reasoned 64 × 64 first, then 32 × 32, 32 × 64,
+ * 64 × 32, 128 × 64 and 64 × 128, those whose invocations ((BM/4)·(BN/4)), workgroup width and
+ * workgroup memory ((BM + BN)·BK·16 bytes) fit the device's limits.
+ */
+export function matmulCandidates(limits: GpuLimits): MatmulTile[] {
+  const all: MatmulTile[] = [
+    { bm: 64, bn: 64 },
+    { bm: 32, bn: 32 },
+    { bm: 32, bn: 64 },
+    { bm: 64, bn: 32 },
+    { bm: 128, bn: 64 },
+    { bm: 64, bn: 128 },
+  ];
+  return all.filter((t) =>
+    (t.bm / 4) * (t.bn / 4) <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.bn / 4 <= limits.maxComputeWorkgroupSizeX &&
+    (t.bm + t.bn) * BK * 16 <= limits.maxComputeWorkgroupStorageSize
+  );
+}
+
+// Each loader fills one operand's BK-slice from quads q = t + j·THREADS (4 consecutive elements along
+// the operand's contiguous axis), j < ⌈quads / THREADS⌉.
+function quadLoop(quads: number, threads: number, body: string): string {
+  const iters = Math.ceil(quads / threads);
+  return `for (var j = 0u; j < ${iters}u; j++) {
+    let q = t + j * ${threads}u;
+    if (q < ${quads}u) {${body}
+    }
+  }`;
+}
+
+function loadA(tile: MatmulTile, transA: boolean, vec: boolean): string {
+  const threads = (tile.bm * tile.bn) / 16;
+  const sa = tile.bm / 4;
   if (!transA) {
-    // A[m, k]: invocation t loads row t/4, four consecutive k at (t%4)*4
-    return vec
-      ? `{
-    let row = t / 4u; let kq = (t % 4u) * 4u; let m = tile_m + row; let k = k0 + kq;
-    var v = vec4<f32>(0.0);
-    if (m < p.m && k < p.k) { v = vec4<f32>(a[(a_base + m * p.k + k) / 4u]); }
-    As[(kq + 0u) * 16u + row / 4u][row % 4u] = v.x; As[(kq + 1u) * 16u + row / 4u][row % 4u] = v.y;
-    As[(kq + 2u) * 16u + row / 4u][row % 4u] = v.z; As[(kq + 3u) * 16u + row / 4u][row % 4u] = v.w;
-  }`
-      : `{
-    let row = t / 4u; let kq = (t % 4u) * 4u; let m = tile_m + row;
-    for (var j = 0u; j < 4u; j++) {
-      let k = k0 + kq + j;
-      var v = 0.0;
-      if (m < p.m && k < p.k) { v = f32(a[a_base + m * p.k + k]); }
-      As[(kq + j) * 16u + row / 4u][row % 4u] = v;
-    }
-  }`;
+    // A[m, k]: quad q is row q/4, four consecutive k at (q%4)*4, stored transposed into As[k][m/4]
+    return quadLoop(
+      4 * tile.bm,
+      threads,
+      vec
+        ? `
+      let row = q / 4u; let kq = (q % 4u) * 4u; let m = tile_m + row; let k = k0 + kq;
+      var v = vec4<f32>(0.0);
+      if (m < p.m && k < p.k) { v = vec4<f32>(a[(a_base + m * p.k + k) / 4u]); }
+      As[(kq + 0u) * ${sa}u + row / 4u][row % 4u] = v.x; As[(kq + 1u) * ${sa}u + row / 4u][row % 4u] = v.y;
+      As[(kq + 2u) * ${sa}u + row / 4u][row % 4u] = v.z; As[(kq + 3u) * ${sa}u + row / 4u][row % 4u] = v.w;`
+        : `
+      let row = q / 4u; let kq = (q % 4u) * 4u; let m = tile_m + row;
+      for (var c = 0u; c < 4u; c++) {
+        let k = k0 + kq + c;
+        var v = 0.0;
+        if (m < p.m && k < p.k) { v = f32(a[a_base + m * p.k + k]); }
+        As[(kq + c) * ${sa}u + row / 4u][row % 4u] = v;
+      }`,
+    );
   }
-  // A stored [k, m]: invocation t loads k-row t/16, four consecutive m at (t%16)*4
-  return vec
-    ? `{
-    let kr = t / 16u; let mq = (t % 16u) * 4u; let k = k0 + kr; let m = tile_m + mq;
-    var v = vec4<f32>(0.0);
-    if (k < p.k && m < p.m) { v = vec4<f32>(a[(a_base + k * p.m + m) / 4u]); }
-    As[kr * 16u + mq / 4u] = v;
-  }`
-    : `{
-    let kr = t / 16u; let mq = (t % 16u) * 4u; let k = k0 + kr;
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-      let m = tile_m + mq + j;
-      if (k < p.k && m < p.m) { v[j] = f32(a[a_base + k * p.m + m]); }
-    }
-    As[kr * 16u + mq / 4u] = v;
-  }`;
+  // A stored [k, m]: quad q is k-row q/(BM/4), four consecutive m
+  return quadLoop(
+    4 * tile.bm,
+    threads,
+    vec
+      ? `
+      let kr = q / ${sa}u; let mq = (q % ${sa}u) * 4u; let k = k0 + kr; let m = tile_m + mq;
+      var v = vec4<f32>(0.0);
+      if (k < p.k && m < p.m) { v = vec4<f32>(a[(a_base + k * p.m + m) / 4u]); }
+      As[kr * ${sa}u + mq / 4u] = v;`
+      : `
+      let kr = q / ${sa}u; let mq = (q % ${sa}u) * 4u; let k = k0 + kr;
+      var v = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) {
+        let m = tile_m + mq + c;
+        if (k < p.k && m < p.m) { v[c] = f32(a[a_base + k * p.m + m]); }
+      }
+      As[kr * ${sa}u + mq / 4u] = v;`,
+  );
 }
 
-function loadB(transB: boolean, vec: boolean): string {
+function loadB(tile: MatmulTile, transB: boolean, vec: boolean): string {
+  const threads = (tile.bm * tile.bn) / 16;
+  const sb = tile.bn / 4;
   if (!transB) {
-    // B[k, n]: invocation t loads k-row t/16, four consecutive n at (t%16)*4
-    return vec
-      ? `{
-    let kr = t / 16u; let nq = (t % 16u) * 4u; let k = k0 + kr; let n = tile_n + nq;
-    var v = vec4<f32>(0.0);
-    if (k < p.k && n < p.n) { v = vec4<f32>(b[(b_base + k * p.n + n) / 4u]); }
-    Bs[kr * 16u + nq / 4u] = v;
-  }`
-      : `{
-    let kr = t / 16u; let nq = (t % 16u) * 4u; let k = k0 + kr;
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-      let n = tile_n + nq + j;
-      if (k < p.k && n < p.n) { v[j] = f32(b[b_base + k * p.n + n]); }
-    }
-    Bs[kr * 16u + nq / 4u] = v;
-  }`;
+    // B[k, n]: quad q is k-row q/(BN/4), four consecutive n
+    return quadLoop(
+      4 * tile.bn,
+      threads,
+      vec
+        ? `
+      let kr = q / ${sb}u; let nq = (q % ${sb}u) * 4u; let k = k0 + kr; let n = tile_n + nq;
+      var v = vec4<f32>(0.0);
+      if (k < p.k && n < p.n) { v = vec4<f32>(b[(b_base + k * p.n + n) / 4u]); }
+      Bs[kr * ${sb}u + nq / 4u] = v;`
+        : `
+      let kr = q / ${sb}u; let nq = (q % ${sb}u) * 4u; let k = k0 + kr;
+      var v = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) {
+        let n = tile_n + nq + c;
+        if (k < p.k && n < p.n) { v[c] = f32(b[b_base + k * p.n + n]); }
+      }
+      Bs[kr * ${sb}u + nq / 4u] = v;`,
+    );
   }
-  // B stored [n, k]: invocation t loads n-row t/4, four consecutive k at (t%4)*4
-  return vec
-    ? `{
-    let row = t / 4u; let kq = (t % 4u) * 4u; let n = tile_n + row; let k = k0 + kq;
-    var v = vec4<f32>(0.0);
-    if (n < p.n && k < p.k) { v = vec4<f32>(b[(b_base + n * p.k + k) / 4u]); }
-    Bs[(kq + 0u) * 16u + row / 4u][row % 4u] = v.x; Bs[(kq + 1u) * 16u + row / 4u][row % 4u] = v.y;
-    Bs[(kq + 2u) * 16u + row / 4u][row % 4u] = v.z; Bs[(kq + 3u) * 16u + row / 4u][row % 4u] = v.w;
-  }`
-    : `{
-    let row = t / 4u; let kq = (t % 4u) * 4u; let n = tile_n + row;
-    for (var j = 0u; j < 4u; j++) {
-      let k = k0 + kq + j;
-      var v = 0.0;
-      if (n < p.n && k < p.k) { v = f32(b[b_base + n * p.k + k]); }
-      Bs[(kq + j) * 16u + row / 4u][row % 4u] = v;
-    }
-  }`;
+  // B stored [n, k]: quad q is n-row q/4, four consecutive k, stored transposed into Bs[k][n/4]
+  return quadLoop(
+    4 * tile.bn,
+    threads,
+    vec
+      ? `
+      let row = q / 4u; let kq = (q % 4u) * 4u; let n = tile_n + row; let k = k0 + kq;
+      var v = vec4<f32>(0.0);
+      if (n < p.n && k < p.k) { v = vec4<f32>(b[(b_base + n * p.k + k) / 4u]); }
+      Bs[(kq + 0u) * ${sb}u + row / 4u][row % 4u] = v.x; Bs[(kq + 1u) * ${sb}u + row / 4u][row % 4u] = v.y;
+      Bs[(kq + 2u) * ${sb}u + row / 4u][row % 4u] = v.z; Bs[(kq + 3u) * ${sb}u + row / 4u][row % 4u] = v.w;`
+      : `
+      let row = q / 4u; let kq = (q % 4u) * 4u; let n = tile_n + row;
+      for (var c = 0u; c < 4u; c++) {
+        let k = k0 + kq + c;
+        var v = 0.0;
+        if (n < p.n && k < p.k) { v = f32(b[b_base + n * p.k + k]); }
+        Bs[(kq + c) * ${sb}u + row / 4u][row % 4u] = v;
+      }`,
+  );
 }
 
-function source(type: MatmulType, s: MatmulShape, vecA: boolean, vecB: boolean, vecC: boolean): string {
+function source(
+  type: MatmulType,
+  s: MatmulShape,
+  tile: MatmulTile,
+  vecA: boolean,
+  vecB: boolean,
+  vecC: boolean,
+): string {
   const store = vecC
     ? `if (m < p.m && n < p.n) { c[(c_base + m * p.n + n) / 4u] = vec4<{{T}}>(acc[i]); }`
     : `for (var j = 0u; j < 4u; j++) {
         if (m < p.m && n + j < p.n) { c[c_base + m * p.n + n + j] = {{T}}(acc[i][j]); }
       }`;
+  const sa = tile.bm / 4;
+  const sb = tile.bn / 4;
   return specialize(
     /* wgsl */ `
 struct P { m: u32, n: u32, k: u32, a_stride: u32, b_stride: u32, batch0: u32 }
@@ -125,26 +195,26 @@ struct P { m: u32, n: u32, k: u32, a_stride: u32, b_stride: u32, batch0: u32 }
 @group(0) @binding(1) var<storage, read> b: array<{{TB}}>;
 @group(0) @binding(2) var<storage, read_write> c: array<{{TC}}>;
 @group(1) @binding(0) var<uniform> p: P;
-var<workgroup> As: array<vec4<f32>, 256>; // [k][m/4] of the current 16×64 slice
-var<workgroup> Bs: array<vec4<f32>, 256>; // [k][n/4]
+var<workgroup> As: array<vec4<f32>, ${BK * sa}>; // [k][m/4] of the current ${BK}×${tile.bm} slice
+var<workgroup> Bs: array<vec4<f32>, ${BK * sb}>; // [k][n/4]
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(${sb}, ${sa})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) t: u32) {
   let batch = p.batch0 + wid.z;
   let a_base = batch * p.a_stride;
   let b_base = batch * p.b_stride;
   let c_base = batch * p.m * p.n;
-  let tile_m = wid.y * ${TILE}u;
-  let tile_n = wid.x * ${TILE}u;
+  let tile_m = wid.y * ${tile.bm}u;
+  let tile_n = wid.x * ${tile.bn}u;
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-    ${loadA(s.transA, vecA)}
-    ${loadB(s.transB, vecB)}
+  for (var k0 = 0u; k0 < p.k; k0 += ${BK}u) {
+    ${loadA(tile, s.transA, vecA)}
+    ${loadB(tile, s.transB, vecB)}
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      let av = As[kk * 16u + lid.y];
-      let bv = Bs[kk * 16u + lid.x];
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      let av = As[kk * ${sa}u + lid.y];
+      let bv = Bs[kk * ${sb}u + lid.x];
       acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
       acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
       acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
@@ -167,6 +237,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   );
 }
 
+const REASONED: MatmulTile = { bm: 64, bn: 64 };
+
 /** Records C = op(A)·op(B) for every batch. `c` holds batch·M·N elements of `type`. */
 export function runMatmul(
   gpu: Gpu,
@@ -181,17 +253,34 @@ export function runMatmul(
   const vecA = (s.transA ? s.m : s.k) % 4 === 0;
   const vecB = (s.transB ? s.k : s.n) % 4 === 0;
   const vecC = s.n % 4 === 0;
-  const key = `matmul:${type}:${+s.transA}${+s.transB}:${+vecA}${+vecB}${+vecC}`;
+  const flags = `${+s.transA}${+s.transB}:${+vecA}${+vecB}${+vecC}`;
+  const tuner = autotunerOf(gpu);
+  const tile = !tuner ? REASONED : tuner.choose({
+    op: "matmul",
+    shapeClass: `${type}:${flags}:b${bucket(s.batch)}:m${bucket(s.m)}:n${bucket(s.n)}:k${bucket(s.k)}`,
+    candidates: matmulCandidates(gpu.limits),
+    keyOf: matmulTileKey,
+    probe: () => {
+      const taken = [a, b, c].map((r) => ({ buffer: gpu.pool.acquire(Math.max(16, r.size)), size: r.size }));
+      return {
+        record: () => runMatmul(gpu, type, taken[0], taken[1], taken[2], s),
+        dispose: () => taken.forEach((r) => gpu.pool.release(r.buffer)),
+      };
+    },
+  });
+  const tk = matmulTileKey(tile);
+  const reasoned = tk === matmulTileKey(REASONED);
+  const key = `matmul:${type}:${flags}${reasoned ? "" : `:${tk}`}`;
   const kernel = gpu.kernel(key, () => ({
     name: `matmul[${type},${s.transA ? "T" : "N"}${s.transB ? "T" : "N"},${vecA ? "v" : "s"}${
       vecB ? "v" : "s"
-    }]`,
-    code: source(type, s, vecA, vecB, vecC),
+    }${reasoned ? "" : `,${tk}`}]`,
+    code: source(type, s, tile, vecA, vecB, vecC),
     storage: ["read", "read", "read_write"],
     uniform: true,
   }));
-  const gx = Math.ceil(s.n / TILE);
-  const gy = Math.ceil(s.m / TILE);
+  const gx = Math.ceil(s.n / tile.bn);
+  const gy = Math.ceil(s.m / tile.bm);
   const maxZ = gpu.limits.maxComputeWorkgroupsPerDimension;
   for (let b0 = 0; b0 < s.batch; b0 += maxZ) {
     const params = new Params().u32(s.m).u32(s.n).u32(s.k).u32(s.aBatchStride).u32(s.bBatchStride).u32(b0);

@@ -3,7 +3,21 @@ export * from "./conv3d_backward_data.ts";
 export * from "./conv3d_backward_weight.ts";
 export * from "./conv3d_bias_grad.ts";
 export * from "./conv3d_forward.ts";
-export { chooseTile, CONV_TUNING, type ConvType, type GemmTile } from "./conv3d_gemm.ts";
+export {
+  chooseTile,
+  CONV_TUNING,
+  convCandidates,
+  type ConvChoice,
+  convChoiceKey,
+  type ConvType,
+  defaultTileShape,
+  type GemmTile,
+  tileKey,
+  tileOf,
+  type TileShape,
+} from "./conv3d_gemm.ts";
+export * from "./autotune.ts";
+export * from "./autotune_cache.ts";
 export {
   checkConv3dGeometry,
   type Conv3dGeometry,

@@ -20,6 +20,8 @@ const child = new Deno.Command(Deno.execPath(), {
   args: ["test", "--allow-all", "--no-check=remote", "--parallel", `--junit-path=${junitPath}`, ...args],
   stdout: "inherit",
   stderr: "inherit",
+  // the suite runs the reasoned conv/matmul tiles (deterministic); tests that tune attach their own tuner
+  env: { VOXSSL_AUTOTUNE: Deno.env.get("VOXSSL_AUTOTUNE") ?? "0" },
 }).spawn();
 const status = await child.status;
 

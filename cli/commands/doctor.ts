@@ -14,6 +14,18 @@ import {
 } from "../../core/gpu/mod.ts";
 import { matmul, scope, sum, tensor } from "../../mod.ts";
 import { matmulRef, ref, sumRef } from "../../testing.ts";
+import { adapterIdentity, defaultCachePath, readCacheFile } from "../../kernels/mod.ts";
+import { describeAutotuneMode } from "./autotune.ts";
+
+/** One line on the autotuner: on or off, and how many shape classes the cache holds for this adapter. */
+async function autotuneLine(gpu: Gpu): Promise<string> {
+  const path = defaultCachePath();
+  const warnings: string[] = [];
+  const cache = await readCacheFile(path, (m) => warnings.push(m));
+  const n = Object.keys(cache.adapters[adapterIdentity(gpu).key]?.classes ?? {}).length;
+  return `autotune:  ${describeAutotuneMode(gpu)}; ${n} shape classes measured for this adapter in ${path}` +
+    `${warnings.length ? ` (${warnings.join("; ")})` : ""} (voxssl autotune shows them)`;
+}
 
 const FEATURES: { name: GpuFeature; use: string }[] = [
   { name: "shader-f16", use: "f16 storage and mixed precision" },
@@ -99,6 +111,7 @@ export function registerDoctor(program: Command): void {
         Deno.exit(1);
       }
       console.log(`self-test: ok (matmul and reduction match the CPU reference, ${ms.toFixed(0)} ms)`);
+      console.log(await autotuneLine(gpu));
       if (options.strict && missing.length > 0) {
         console.error(`missing optional features: ${missing.join(", ")} (--strict)`);
         Deno.exit(1);

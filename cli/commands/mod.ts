@@ -1,5 +1,6 @@
 /** The list of subcommands. A new command is one file in this folder plus one line here. */
 import type { Command } from "@commander-js/extra-typings";
+import { registerAutotune } from "./autotune.ts";
 import { registerBenchmark } from "./benchmark.ts";
 import { registerClassify } from "./classify.ts";
 import { registerDoctor } from "./doctor.ts";
@@ -31,6 +32,7 @@ const commands: RegisterCommand[] = [
   registerFinetune,
   registerClassify,
   registerBenchmark,
+  registerAutotune,
 ];
 
 /** Adds every subcommand to `program`. */

@@ -44,6 +44,7 @@ import {
 import { closeLoaderWorkers, loaderIsolation, startLoaderWorkers } from "../sandbox_workers.ts";
 import { dataParallelRun, joinJob } from "../distributed.ts";
 import { launchInfo } from "../../core/dist/mod.ts";
+import { type AutotuneMode, autotuneModeFromEnvironment } from "../../kernels/mod.ts";
 import { reportObserver } from "../report/run_observer.ts";
 import { logMode, logOption } from "../progress.ts";
 import { runProgress } from "../run_progress.ts";
@@ -102,12 +103,22 @@ interface PretrainFlags {
   init?: string;
   log?: string;
   overwrite?: boolean;
+  autotune?: boolean;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
 type RunRequest =
   | { kind: "new"; config: RunConfig; configFile?: string }
   | { kind: "resume"; resolved: ResolvedRunConfig; notes: string[] };
+
+/** The autotune mode VOXSSL_AUTOTUNE asks for; a bad value is the user's to fix. */
+function autotuneMode(): AutotuneMode {
+  try {
+    return autotuneModeFromEnvironment();
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
 
 /** Reads flags, config file and checkpoint into a request; plugin paths come out absolute. */
 async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunRequest> {
@@ -220,7 +231,9 @@ export function registerPretrain(program: Command): void {
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
     .addOption(logOption())
     .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
+    .option("--no-autotune", "use the reasoned conv/matmul tiles, not measured ones (also VOXSSL_AUTOTUNE=0)")
     .action(async (flags) => {
+      const autotune = flags.autotune === false ? "off" : autotuneMode();
       const cwd = Deno.cwd();
       const request = await describeRun(flags, cwd);
       const config = request.kind === "new" ? request.config : request.resolved;
@@ -358,6 +371,7 @@ export function registerPretrain(program: Command): void {
           coreVersion: VERSION,
           resume: request.kind === "resume",
           gpu,
+          autotune,
           ...parallel.trainer,
           log: parallel.trainer.log ?? progress.log,
           observer: dist.primary ? combineObservers(progress.observer, report) : undefined,

@@ -45,6 +45,7 @@ import type { BatchSource, HostBatch } from "./batch_source.ts";
 import { type Checkpoint, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { loadInitialWeights } from "./interop.ts";
 import type { ResolvedRunConfig } from "./config.ts";
+import { startAutotune, tuneNewShapes } from "./autotune_step.ts";
 import { uploadBatch } from "./gpu_batch.ts";
 import { lossCurveSvg, type MetricsRecord, readMetrics, truncateMetrics } from "./metrics.ts";
 import { DataWaitClock, notifyCheckpoint, recordMetrics, type RunObserver } from "./run_events.ts";
@@ -91,6 +92,12 @@ export interface TrainerOptions {
   distributed?: DistributedRole;
   /** Told of every metrics record and checkpoint (progress display, run report). */
   observer?: RunObserver;
+  /**
+   * Choose conv and matmul tiles by measurement, cached on disk per adapter (core/train/autotune_step.ts):
+   * "on", "auto" (not on CPU adapters) or "off"; default off (the reasoned tiles), so library runs and
+   * tests stay deterministic.
+   */
+  autotune?: "on" | "off" | "auto";
 }
 
 /** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
@@ -558,6 +565,7 @@ function formatDuration(seconds: number): string {
 /** Runs (or resumes) a pretraining run to its end or to a stop request. */
 export async function runPretraining(options: TrainerOptions): Promise<RunSummary> {
   const run = await openRun(options);
+  if (options.autotune && options.autotune !== "off") await startAutotune(run.gpu, options.autotune, run.log);
   const { config } = run;
   const total = totalSteps(config);
   const stop = listenForStop(run.log);
@@ -576,7 +584,8 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       await trainStep(run, host, lr, options.gradientHook, options.distributed?.onGradientReady);
       run.observer?.step?.(run);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
-      if (run.step % config.logEvery === 0 || endOfEpoch || run.step === total) {
+      const logged = run.step % config.logEvery === 0 || endOfEpoch || run.step === total;
+      if (logged) {
         const steps = run.intervalSteps;
         // every rank logs the same averaged loss and skip count, so all ranks stop alike
         const verdict = health.check(await logInterval(run, lr, options.distributed), steps);
@@ -586,6 +595,11 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
           }
           throw new RunStoppedError(`${verdict.message}; run folder ${run.paths.out}`);
         }
+      }
+      if (options.autotune && options.autotune !== "off") {
+        setActivity(`step ${run.step}: autotuning conv and matmul tiles`);
+        // after the log line, so its memory peak is the step's; the probes' buffers then leave the peak
+        if (await tuneNewShapes(run.gpu, run.log) && logged) run.gpu.pool.resetPeak();
       }
       setActivity(`step ${run.step}: end of step (validation, checkpoint)`);
       if (endOfEpoch) await endEpoch(run, options);

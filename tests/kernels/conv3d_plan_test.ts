@@ -7,8 +7,12 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type BufferRange, type Gpu, type GpuLimits, workgroupGrid } from "../../core/gpu/mod.ts";
 import {
+  attachAutotuner,
+  Autotuner,
   type Conv3dGeometry,
+  convCandidates,
   convOutputSize,
+  detachAutotuner,
   runConv3dBackwardData,
   runConv3dBackwardWeight,
   runConv3dBiasGrad,
@@ -64,6 +68,8 @@ function recordingGpu(limits: GpuLimits, log: Dispatch[]): Gpu {
     },
     pool: { acquire: (bytes: number) => ({ id: id++, size: bytes, buffer: undefined }), release: () => {} },
     hasF16: true,
+    adapterInfo: { vendor: "test", architecture: "", device: "", description: "recording device" },
+    backend: "none",
   };
   return gpu as unknown as Gpu;
 }
@@ -156,4 +162,48 @@ Deno.test("conv3d launchers plan f16 tensors of 2×32×160³ in byte windows, wi
     count(half, "conv3d_forward[") < count(full, "conv3d_forward["),
     `f16 ${count(half, "conv3d_forward[")} forward dispatches, f32 ${count(full, "conv3d_forward[")}`,
   );
+});
+
+Deno.test("every autotune candidate plans the ResEnc-L / Primus layers within H100-like limits, and fits WebGPU's minimum limits", () => {
+  let forced = 0;
+  for (const [name, g] of layers) {
+    const log: Dispatch[] = [];
+    const gpu = recordingGpu(LIMITS, log);
+    const sx = g.batch * g.cin * g.in[0] * g.in[1] * g.in[2];
+    const sy = g.batch * g.cout * g.out[0] * g.out[1] * g.out[2];
+    const kc = g.cout * g.cin * g.kernel[0] * g.kernel[1] * g.kernel[2];
+    const [x, y, w] = [tensorRange(sx), tensorRange(sy), tensorRange(kc)];
+    const passes = [
+      () => runConv3dForward(gpu, g, { x, w, y }),
+      () => runConv3dBackwardData(gpu, g, { dy: y, w, dx: x }),
+      () => runConv3dBackwardWeight(gpu, g, { x, dy: y, dw: w }),
+    ];
+    const tuner = new Autotuner(gpu, { cachePath: null });
+    attachAutotuner(gpu, tuner);
+    try {
+      passes.forEach((pass) => pass()); // leaves every class pending with its candidates
+      assert(tuner.pending.length >= 3, `${name}: ${tuner.pending.length} classes`);
+      for (const { key, candidates } of tuner.pending) {
+        // the recording device asserts every binding and grid of each forced plan
+        for (const c of candidates) for (const pass of passes) tuner.withForced(key, c, pass);
+        forced += candidates.length;
+      }
+    } finally {
+      detachAutotuner(gpu);
+    }
+  }
+  assert(forced > 6 * layers.length, `${forced} candidates planned`);
+  const minimum = {
+    ...LIMITS,
+    maxComputeWorkgroupStorageSize: 16384,
+    maxComputeInvocationsPerWorkgroup: 256,
+  };
+  for (const [m, n, k] of [[8_192_000, 32, 864], [2000, 320, 8640], [320, 8640, 2000], [70, 70, 600]]) {
+    for (const fast of ["m", "n"] as const) {
+      for (const { tile: t } of convCandidates(minimum, m, n, k, fast)) {
+        assert(t.threads <= 256 && t.threads === (t.bm / t.tm) * (t.bn / t.tn), JSON.stringify(t));
+        assert((t.bm + t.bn + 8) * t.bk * 4 <= 16384 && t.threads >= t.bk, JSON.stringify(t));
+      }
+    }
+  }
 });
