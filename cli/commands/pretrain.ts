@@ -102,6 +102,7 @@ interface PretrainFlags {
   init?: string;
   log?: string;
   overwrite?: boolean;
+  profile?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -220,8 +221,19 @@ export function registerPretrain(program: Command): void {
     .option("--dry-run", "print the resolved configuration and parameter count; train nothing")
     .addOption(logOption())
     .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
+    .option(
+      "--profile <n>",
+      "after one warm-up step, profile n steps (GPU time, kernels, bytes, encode time, data wait, memory " +
+        "timeline per op family), print the table, write profile.json and profile.svg into the run folder, stop",
+    )
     .action(async (flags) => {
       const cwd = Deno.cwd();
+      const profileSteps = flags.profile === undefined
+        ? undefined
+        : parseNumber(flags.profile, "--profile", true);
+      if (profileSteps !== undefined && profileSteps < 1) {
+        throw new ConfigError(`--profile: expected a number of steps >= 1, got "${flags.profile}"`);
+      }
       const request = await describeRun(flags, cwd);
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
@@ -359,6 +371,7 @@ export function registerPretrain(program: Command): void {
           ...parallel.trainer,
           log: parallel.trainer.log ?? progress.log,
           observer: dist.primary ? combineObservers(progress.observer, report) : undefined,
+          profile: profileSteps === undefined ? undefined : { steps: profileSteps },
         });
         progress.finish(); // the bar ends here, so that the report's path is the last line
         if (dist.primary) {

@@ -120,6 +120,20 @@ export interface GpuCounters {
   readbacks: number;
 }
 
+/**
+ * Sees every dispatch while attached with {@link Gpu.observeDispatches} (the profiler,
+ * core/gpu/gpu_profiler.ts). It may cut the recording into compute passes (e.g. to time each with its own
+ * timestamp writes) or submit (`Gpu.flush`) between dispatches.
+ */
+export interface DispatchObserver {
+  /** Called before a dispatch is recorded; returns true when the open pass must end first. */
+  beforeDispatch(kernel: Kernel, bindings: readonly Binding[], passOpen: boolean): boolean;
+  /** The descriptor of a compute pass about to begin (e.g. its timestamp writes). */
+  beginPass(): GPUComputePassDescriptor | undefined;
+  /** Called right after each submit. */
+  submitted(): void;
+}
+
 const UNIFORM_SLOT_BYTES = 256;
 const UNIFORM_RING_SLOTS = 4096; // 1 MiB
 
@@ -191,6 +205,7 @@ export class Gpu {
   #batchKernels: string[] = [];
   #recentBatches: string[][] = [];
   #timedSection = false;
+  #observer: DispatchObserver | undefined;
   #stagingFree: GPUBuffer[] = [];
   #errors: string[] = [];
   #lost: string | undefined;
@@ -333,6 +348,9 @@ export class Gpu {
       : workgroups;
     if (grid[0] * grid[1] * grid[2] === 0) return;
     const storageGroup = this.#storageBindGroup(kernel, bindings);
+    if (this.#observer && !this.#timedSection) {
+      if (this.#observer.beforeDispatch(kernel, bindings, this.#pass !== undefined)) this.#endPass();
+    }
     let uniformOffset = 0;
     if (params) {
       if (params.byteLength > UNIFORM_SLOT_BYTES) {
@@ -384,6 +402,7 @@ export class Gpu {
     }
     this.device.queue.submit([commands]);
     this.counters.submits++;
+    this.#observer?.submitted();
     this.#recentBatches.push(this.#batchKernels);
     if (this.#recentBatches.length > 4) this.#recentBatches.shift();
     this.#batchKernels = [];
@@ -496,6 +515,16 @@ export class Gpu {
     return { ms: Number(end - begin) / 1e6, source: "timestamp-query" };
   }
 
+  /**
+   * Attaches an observer that sees every dispatch from now on (undefined detaches it). Work recorded so far
+   * is submitted first, so that segments never mix work from before and after.
+   * @internal For the profiler (core/gpu/gpu_profiler.ts).
+   */
+  observeDispatches(observer: DispatchObserver | undefined): void {
+    this.flush();
+    this.#observer = observer;
+  }
+
   /** Throws the first error WebGPU reported since the last check (validation, out of memory, compile). */
   throwPendingErrors(): void {
     this.#assertUsable();
@@ -530,7 +559,7 @@ export class Gpu {
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+      this.#pass = this.#encoder.beginComputePass(this.#observer?.beginPass());
     }
     return this.#pass;
   }

@@ -10,9 +10,11 @@ import type { GpuBatch } from "../plugin/mod.ts";
 import { type Tensor, tensor } from "../tensor/mod.ts";
 import type { HostBatch } from "./batch_source.ts";
 import { augmentBatchOnGpu } from "./gpu_augment.ts";
+import { opFamily } from "../gpu/mod.ts";
 
 /** Uploads `host`; `method` names the method in the error for a missing array. */
 export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch {
+  using _family = opFamily("data");
   const tensors: Record<string, Tensor> = {};
   let size: number | undefined;
   for (const [name, a] of Object.entries(host.arrays)) {
