@@ -440,8 +440,8 @@ export type {
 // --- profiling: GPU time, kernels, bytes and memory per op family (docs/profiling.md) -------------------
 export {
   formatProfileTable,
-  profileSvg,
   type ProfileReport,
+  profileSvg,
   type RunProfileOptions,
   StepProfiler,
   writeProfile,
