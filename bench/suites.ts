@@ -4,6 +4,7 @@ import { augmentSuite } from "./augment_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import { distSuite } from "./dist_bench.ts";
+import { e2eSuite } from "./e2e_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 import { methodSuite } from "./method_bench.ts";
@@ -19,4 +20,5 @@ export const suites: BenchSuite[] = [
   augmentSuite,
   methodSuite,
   distSuite,
+  e2eSuite,
 ];
