@@ -58,6 +58,7 @@ export async function runE2eCase(ctx: BenchContext, c: E2eCase): Promise<void> {
   const timed = ctx.preset === "gpu" ? 5 : 2;
   let bench;
   try {
+    gpu.pool.trim(); // an empty cache: the reserved bytes below are this case's own
     bench = await openBenchRun(gpu, c.config);
     for (let i = 0; i < warmup; i++) await bench.step();
     await gpu.sync();
@@ -108,7 +109,6 @@ export async function runE2eCase(ctx: BenchContext, c: E2eCase): Promise<void> {
     });
   } finally {
     await bench?.close();
-    gpu.pool.trim(); // the next case starts from an empty cache: its reserved bytes are its own
   }
 }
 

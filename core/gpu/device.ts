@@ -40,6 +40,13 @@ export interface GpuOptions {
   dispatchesPerSubmit?: number;
   /** Wrap every dispatch in an error scope and submit it alone: slow, but names the failing kernel. */
   debug?: boolean;
+  /**
+   * Count, do not run: dispatches are checked and counted but never recorded, so no kernel runs and every
+   * result is garbage, while buffers are handed out and given back exactly as in a real run. For
+   * measuring the memory of configurations a slow adapter cannot run in reasonable time
+   * (bench/memory_model.ts).
+   */
+  countOnly?: boolean;
 }
 
 /** The limits voxssl reads, as granted by the device (after any cap from the options). */
@@ -186,7 +193,7 @@ export class Gpu {
     readbacks: 0,
   };
 
-  readonly #options: Required<Pick<GpuOptions, "dispatchesPerSubmit" | "debug">>;
+  readonly #options: Required<Pick<GpuOptions, "dispatchesPerSubmit" | "debug" | "countOnly">>;
   readonly #kernels = new Map<string, Kernel>();
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
   readonly #bindGroups = new Map<string, GPUBindGroup>();
@@ -226,7 +233,11 @@ export class Gpu {
     this.fallbacks = fallbacks;
     this.limits = limits;
     this.backend = envVar("DENO_WEBGPU_BACKEND") ?? "default";
-    this.#options = { dispatchesPerSubmit: options.dispatchesPerSubmit ?? 32, debug: options.debug ?? false };
+    this.#options = {
+      dispatchesPerSubmit: options.dispatchesPerSubmit ?? 32,
+      debug: options.debug ?? false,
+      countOnly: options.countOnly ?? false,
+    };
     this.pool = new BufferPool(device, limits.maxBufferSize);
     this.#slotBytes = Math.max(UNIFORM_SLOT_BYTES, limits.minUniformBufferOffsetAlignment);
     this.#ring = device.createBuffer({
@@ -347,6 +358,10 @@ export class Gpu {
       ? workgroupGrid(workgroups, this.limits.maxComputeWorkgroupsPerDimension)
       : workgroups;
     if (grid[0] * grid[1] * grid[2] === 0) return;
+    if (this.#options.countOnly) {
+      this.counters.dispatches++;
+      return;
+    }
     const storageGroup = this.#storageBindGroup(kernel, bindings);
     if (this.#observer && !this.#timedSection) {
       if (this.#observer.beforeDispatch(kernel, bindings, this.#pass !== undefined)) this.#endPass();
