@@ -94,7 +94,7 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-const scale = small ? 6 : 1; // a CPU adapter gets longer limits
+const scale = small ? 3 : 1; // a CPU adapter gets longer limits
 const outFile = options.out.startsWith("/") ? options.out : `${root}${options.out}`;
 const scratch = await Deno.makeTempDir({ prefix: "voxssl-gpu-check-" });
 const result: Record<string, unknown> = {
