@@ -184,14 +184,17 @@ if (import.meta.main) {
       const model = fitMemoryModel(list[0]);
       // reserved: the cached free buffers add a fixed part, so its slope is fitted on the two smallest sizes
       const slope = (list[1].reserved - list[0].reserved) / (batch * (list[1].side ** 3 - list[0].side ** 3));
-      const reserved = (m: MemoryMeasurement) => list[0].reserved + slope * (m.batch * m.side ** 3 - batch * list[0].side ** 3);
+      const reserved = (m: MemoryMeasurement) =>
+        list[0].reserved + slope * (m.batch * m.side ** 3 - batch * list[0].side ** 3);
       for (const m of [...list.slice(1), target]) {
         const p = predictMemory(model, m.side, m.batch, parameterCount(arch, m.side, list[0]));
         const r = reserved(m);
         checks.push(
           `| ${arch} | ${precision} | ${m.side}³${m.side === 160 ? " (counted)" : ""} | ${fmt(m.peak)} | ${
             fmt(p.peak)
-          } | ${pct(p.peak, m.peak)} | ${fmt(m.reserved)} | ${m.side > list[1].side ? `${fmt(r)} | ${pct(r, m.reserved)}` : "(fit) | "} |`,
+          } | ${pct(p.peak, m.peak)} | ${fmt(m.reserved)} | ${
+            m.side > list[1].side ? `${fmt(r)} | ${pct(r, m.reserved)}` : "(fit) | "
+          } |`,
         );
       }
       const params = parameterCount(arch, 160, list[0]);
@@ -204,7 +207,9 @@ if (import.meta.main) {
         rows.push(`| ${arch} | ${label} | ${fmt(p.peak)} | ${fits} |`);
       }
       console.error(
-        `${arch} ${precision}: resident ${fmt(model.resident)} (${model.bytesPerParameter.toFixed(2)} B/parameter), ` +
+        `${arch} ${precision}: resident ${fmt(model.resident)} (${
+          model.bytesPerParameter.toFixed(2)
+        } B/parameter), ` +
           `${model.peakPerVoxel.toFixed(0)} B peak per voxel; reserved slope ${slope.toFixed(0)} B per voxel`,
       );
     }
