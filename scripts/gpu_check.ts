@@ -9,7 +9,8 @@
  * rows are in it). The JSON is rewritten (atomically) after every part, so a killed check keeps what ran.
  *
  * `--small`: the same parts scaled down to run end to end on lavapipe (the bench suites at the lavapipe
- * preset, the tiny architectures at 16³ batch 1 for the e2e part, longer limits for a CPU adapter).
+ * preset, the tiny architectures at 16³ batch 1 for the e2e part, 3× longer limits for a CPU adapter;
+ * `VOXSSL_GPU_CHECK_SCALE=k` multiplies every limit by k).
  *
  * @module
  */
@@ -94,7 +95,8 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-const scale = small ? 3 : 1; // a CPU adapter gets longer limits
+// a CPU adapter gets longer limits; VOXSSL_GPU_CHECK_SCALE multiplies them (a busy machine)
+const scale = (small ? 3 : 1) * Number(Deno.env.get("VOXSSL_GPU_CHECK_SCALE") ?? 1);
 const outFile = options.out.startsWith("/") ? options.out : `${root}${options.out}`;
 const scratch = await Deno.makeTempDir({ prefix: "voxssl-gpu-check-" });
 const result: Record<string, unknown> = {
