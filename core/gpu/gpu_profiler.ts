@@ -4,9 +4,12 @@
  *
  * GPU time comes from timestamp queries when the device has "timestamp-query": the recording is cut into
  * one compute pass per run of dispatches of one family, and each pass writes a timestamp at its start and
- * end. Without the feature, each run is submitted alone and timed on the host from the submit to
- * `queue.onSubmittedWorkDone` (a wall-clock estimate: it includes the driver's latency, and a run that
- * waits for the previous one is counted from that one's end). `source` says which one a report used.
+ * end. Without the feature there is no GPU time per family: a step is recorded synchronously, so
+ * `queue.onSubmittedWorkDone` promises can only resolve after the whole step is recorded, all at once, and
+ * say nothing about when each family's work finished (measured on lavapipe: every millisecond landed on the
+ * last family). The profile then gives the step's total only: the wall clock from its first submit to
+ * `onSubmittedWorkDone`, host time included where the GPU waited for commands. `source` says which one a
+ * report used.
  *
  * Cutting the work into more passes and submits costs a little; the profiler is for profiling runs, not
  * for every step.
@@ -14,7 +17,7 @@
 import type { Binding, DispatchObserver, Gpu, Kernel } from "./device.ts";
 import { currentOpFamily, OP_FAMILIES, type OpFamily } from "./op_family.ts";
 
-/** How GPU time was measured. */
+/** How GPU time was measured: per family from timestamp queries, or the step's total by wall clock. */
 export type GpuTimeSource = "timestamp-query" | "submit-wall-clock";
 
 /** The figures of one op family. */
@@ -23,7 +26,7 @@ export interface FamilyFigures {
   kernels: number;
   /** Bytes of every binding of every dispatch (each bound range once per dispatch: the ideal traffic). */
   bytesBound: number;
-  /** GPU milliseconds (see the report's `source`). */
+  /** GPU milliseconds from timestamp queries (0 where the device has none: see the report's `source`). */
   gpuMs: number;
   /** Host milliseconds spent recording this family's work (the time before each of its dispatches). */
   encodeMs: number;
@@ -37,17 +40,19 @@ export interface GpuProfile {
   source: GpuTimeSource;
   /** Figures per family (every family, zeros included). */
   families: Record<OpFamily, FamilyFigures>;
-  /** Segments the recording was cut into (passes or submits). */
+  /** Compute passes the recording was cut into (timestamp queries; 0 otherwise). */
   segments: number;
+  /**
+   * GPU milliseconds of the whole recording: the families' sum with timestamp queries, otherwise the wall
+   * clock from the first submit to the end of the GPU work.
+   */
+  totalMs: number;
 }
 
 interface Segment {
   family: OpFamily;
-  /** Timestamp mode: index of the begin query in its set. */
+  /** Index of the begin query in its set. */
   query?: { set: number; index: number };
-  /** Fallback mode: submit time and completion time (ms, performance.now()). */
-  submittedAt?: number;
-  doneAt?: Promise<number>;
 }
 
 const QUERIES_PER_SET = 2048;
@@ -69,7 +74,7 @@ export class GpuProfiler implements DispatchObserver {
   #sets: GPUQuerySet[] = [];
   #nextQuery = 0;
   #lastDispatch = 0;
-  #unsubmitted: Segment[] = [];
+  #firstSubmit: number | undefined;
 
   /** `forceFallback` times by submits even where timestamp queries exist (to test that path). */
   constructor(gpu: Gpu, options: { forceFallback?: boolean } = {}) {
@@ -81,7 +86,7 @@ export class GpuProfiler implements DispatchObserver {
   begin(): void {
     this.#families = emptyFamilies();
     this.#segments = [];
-    this.#unsubmitted = [];
+    this.#firstSubmit = undefined;
     this.#open = undefined;
     this.#nextQuery = 0;
     this.#lastDispatch = performance.now();
@@ -94,10 +99,15 @@ export class GpuProfiler implements DispatchObserver {
   async collect(): Promise<GpuProfile> {
     await this.#gpu.sync();
     this.#gpu.observeDispatches(undefined);
+    const end = performance.now();
     if (this.source === "timestamp-query") await this.#readTimestamps();
-    else await this.#readSubmitTimes();
     const families = this.#families;
-    return { source: this.source, families, segments: this.#segments.length };
+    const totalMs = this.source === "timestamp-query"
+      ? OP_FAMILIES.reduce((a, f) => a + families[f].gpuMs, 0)
+      : this.#firstSubmit === undefined
+      ? 0
+      : end - this.#firstSubmit;
+    return { source: this.source, families, segments: this.#segments.length, totalMs };
   }
 
   /** Frees the query sets. */
@@ -116,14 +126,11 @@ export class GpuProfiler implements DispatchObserver {
     this.#lastDispatch = now;
     figures.byKernel[kernel.name] = (figures.byKernel[kernel.name] ?? 0) + 1;
     for (const b of bindings) figures.bytesBound += b.size;
-    if (this.#open?.family === family && (passOpen || this.source !== "timestamp-query")) return false;
-    this.#open = undefined;
-    // without timestamps, each family's run is submitted alone: the previous one goes now
-    if (this.source !== "timestamp-query" && this.#unsubmitted.length > 0) this.#gpu.flush();
+    if (this.source !== "timestamp-query") return false; // counts only: the recording stays as it is
+    if (this.#open?.family === family && passOpen) return false;
     this.#open = { family };
     this.#segments.push(this.#open);
-    if (this.source !== "timestamp-query") this.#unsubmitted.push(this.#open);
-    return passOpen; // timestamps: the new run gets a pass of its own (beginPass gives it its queries)
+    return passOpen; // the new run gets a pass of its own (beginPass gives it its queries)
   }
 
   /** @internal DispatchObserver. */
@@ -147,15 +154,9 @@ export class GpuProfiler implements DispatchObserver {
 
   /** @internal DispatchObserver. */
   submitted(): void {
-    // the next dispatch starts a new segment, even of the same family: each pass or submit is timed alone
+    // the next dispatch starts a new pass, even of the same family: each pass is timed alone
     this.#open = undefined;
-    if (this.source === "timestamp-query") return;
-    const now = performance.now();
-    const queue = this.#gpu.device.queue;
-    for (const segment of this.#unsubmitted.splice(0)) {
-      segment.submittedAt = now;
-      segment.doneAt = queue.onSubmittedWorkDone().then(() => performance.now());
-    }
+    this.#firstSubmit ??= performance.now();
   }
 
   async #readTimestamps(): Promise<void> {
@@ -191,15 +192,5 @@ export class GpuProfiler implements DispatchObserver {
       if (stamps[at + 1] >= stamps[at]) this.#families[s.family].gpuMs += ns / 1e6;
     }
     this.#gpu.throwPendingErrors();
-  }
-
-  async #readSubmitTimes(): Promise<void> {
-    let previousDone = 0;
-    for (const s of this.#segments) {
-      if (!s.doneAt || s.submittedAt === undefined) continue;
-      const done = await s.doneAt;
-      this.#families[s.family].gpuMs += Math.max(0, done - Math.max(previousDone, s.submittedAt));
-      previousDone = Math.max(previousDone, done);
-    }
   }
 }

@@ -15,8 +15,9 @@ const MiB = 2 ** 20;
 const SOURCE_LABEL = {
   "timestamp-query": "GPU time from timestamp queries (one pass per run of a family's kernels)",
   "submit-wall-clock":
-    "this adapter lacks timestamp-query: GPU time is the wall clock from submit to queue.onSubmittedWorkDone " +
-    "per run of a family's kernels (an estimate that includes the driver's latency)",
+    "this adapter lacks timestamp-query: no GPU time per family (a step is recorded without waiting, so " +
+    "queue.onSubmittedWorkDone can only be read after it); the step's GPU time is the wall clock from its " +
+    "first submit to onSubmittedWorkDone",
 } as const;
 
 function bytes(n: number): string {
@@ -26,11 +27,12 @@ function bytes(n: number): string {
 /** The report as a console table: one row per op family, then the step's totals and its memory. */
 export function formatProfileTable(report: ProfileReport): string {
   const header = ["family", "kernels", "GPU ms", "share", "bytes bound", "encode ms", "MiB at peak"];
+  const timed = report.source === "timestamp-query";
   const rows = report.families.map((r) => [
     r.family,
     r.kernels.toFixed(0),
-    r.gpuMs.toFixed(2),
-    `${(100 * r.gpuShare).toFixed(1)}%`,
+    timed ? r.gpuMs.toFixed(2) : "n/a",
+    timed ? `${(100 * r.gpuShare).toFixed(1)}%` : "n/a",
     bytes(r.bytesBound),
     r.encodeMs.toFixed(1),
     (r.bytesAtPeak / MiB).toFixed(1),
@@ -40,7 +42,7 @@ export function formatProfileTable(report: ProfileReport): string {
     "total",
     t.kernels.toFixed(0),
     t.gpuMs.toFixed(2),
-    "100%",
+    timed ? "100%" : "",
     bytes(t.bytesBound),
     t.encodeMs.toFixed(1),
     (report.memory.peakBytes / MiB).toFixed(1),
@@ -56,7 +58,7 @@ export function formatProfileTable(report: ProfileReport): string {
     ...rows.slice(0, -1).map(line),
     line(rows.at(-1)!),
     `step: wall ${t.wallMs.toFixed(1)} ms (profiled), encode ${t.encodeMs.toFixed(1)} ms on the host, ` +
-    `data wait ${t.dataWaitMs.toFixed(1)} ms, GPU ${t.gpuMs.toFixed(2)} ms`,
+    `data wait ${t.dataWaitMs.toFixed(1)} ms, GPU ${t.gpuMs.toFixed(2)} ms${timed ? "" : " (wall clock)"}`,
     `memory: peak ${bytes(m.peakBytes)} = resident ${bytes(m.atPeak.resident)} + ${
       bytes(m.peakBytes - m.atPeak.resident)
     } allocated in the step (${m.allocations} buffers handed out)`,
@@ -90,19 +92,22 @@ export function profileSvg(report: ProfileReport): string {
   const families = report.families.filter((r) => r.kernels > 0);
   const top = 56;
   const barsBottom = top + families.length * (barH + 6);
-  const maxMs = Math.max(1e-9, ...families.map((r) => r.gpuMs));
-  const bx = (ms: number) => (ms / maxMs) * (w - left - right - 120);
+  // without timestamp queries there is no GPU time per family: the bars show kernel counts
+  const timed = report.source === "timestamp-query";
+  const value = (r: (typeof families)[number]) => (timed ? r.gpuMs : r.kernels);
+  const maxValue = Math.max(1e-9, ...families.map(value));
+  const bx = (v: number) => (v / maxValue) * (w - left - right - 120);
   const parts: string[] = [];
   families.forEach((r, i) => {
     const y = top + i * (barH + 6);
     parts.push(
       `<text x="${left - 6}" y="${y + 13}" text-anchor="end">${esc(r.family)}</text>`,
-      `<rect x="${left}" y="${y}" width="${bx(r.gpuMs).toFixed(1)}" height="${barH}" fill="${
+      `<rect x="${left}" y="${y}" width="${bx(value(r)).toFixed(1)}" height="${barH}" fill="${
         COLORS[r.family]
       }"/>`,
-      `<text x="${(left + bx(r.gpuMs) + 6).toFixed(1)}" y="${y + 13}">${r.gpuMs.toFixed(2)} ms · ${
-        r.kernels.toFixed(0)
-      } kernels</text>`,
+      `<text x="${(left + bx(value(r)) + 6).toFixed(1)}" y="${y + 13}">${
+        timed ? `${r.gpuMs.toFixed(2)} ms · ` : ""
+      }${r.kernels.toFixed(0)} kernels</text>`,
     );
   });
   // memory timeline
@@ -147,7 +152,13 @@ export function profileSvg(report: ProfileReport): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="20" font-size="14">${esc(`profile: ${report.subject} · ${report.adapter}`)}</text>`,
-    `<text x="10" y="38">${esc(`GPU time per op family per step (${report.source})`)}</text>`,
+    `<text x="10" y="38">${
+      esc(
+        timed
+          ? "GPU time per op family per step (timestamp queries)"
+          : "kernels per op family per step (no timestamp-query on this adapter: no GPU time per family)",
+      )
+    }</text>`,
     ...parts,
     `</svg>`,
   ].join("\n") + "\n";

@@ -21,7 +21,7 @@ import {
 export interface FamilyRow extends Omit<FamilyFigures, "byKernel"> {
   /** The family. */
   family: OpFamily;
-  /** Share of the step's GPU time. */
+  /** Share of the step's GPU time (0 without timestamp queries: no GPU time per family then). */
   gpuShare: number;
   /** Bytes this family's allocations held at the step's memory peak. */
   bytesAtPeak: number;
@@ -39,12 +39,13 @@ export interface ProfileReport {
   steps: number;
   /** How GPU time was measured. */
   source: GpuTimeSource;
-  /** Families with any work, most GPU time first. */
+  /** Families with any work, most GPU time first (most kernels first without timestamp queries). */
   families: FamilyRow[];
   /** Per-step totals. */
   total: {
     kernels: number;
     bytesBound: number;
+    /** GPU time of the step: the families' sum, or the wall clock without timestamp queries (`source`). */
     gpuMs: number;
     /** Host time recording the step (forward, backward, optimizer), without waiting for the GPU. */
     encodeMs: number;
@@ -59,6 +60,7 @@ export interface ProfileReport {
 
 interface StepRecord {
   families: Record<OpFamily, FamilyFigures>;
+  gpuMs: number;
   source: GpuTimeSource;
   encodeMs: number;
   wallMs: number;
@@ -111,6 +113,7 @@ export class StepProfiler {
     const memory = this.#gpu.pool.stopTimeline()!;
     this.#steps.push({
       families: profile.families,
+      gpuMs: profile.totalMs,
       source: profile.source,
       encodeMs,
       wallMs,
@@ -146,20 +149,21 @@ export class StepProfiler {
       row.byKernel = Object.fromEntries(Object.entries(row.byKernel).sort((a, b) => b[1] - a[1]));
       return row;
     });
-    const gpuMs = rows.reduce((a, r) => a + r.gpuMs, 0);
-    for (const r of rows) r.gpuShare = gpuMs > 0 ? r.gpuMs / gpuMs : 0;
     const mean = (f: (s: StepRecord) => number) => this.#steps.reduce((a, s) => a + f(s), 0) / n;
+    const familiesMs = rows.reduce((a, r) => a + r.gpuMs, 0);
+    for (const r of rows) r.gpuShare = familiesMs > 0 ? r.gpuMs / familiesMs : 0;
     const info = this.#gpu.adapterInfo;
     return {
       subject,
       adapter: info.description || `${info.vendor} ${info.device}`,
       steps: n,
       source: this.#steps[0].source,
-      families: rows.filter((r) => r.kernels > 0 || r.bytesAtPeak > 0).sort((a, b) => b.gpuMs - a.gpuMs),
+      families: rows.filter((r) => r.kernels > 0 || r.bytesAtPeak > 0)
+        .sort((a, b) => b.gpuMs - a.gpuMs || b.kernels - a.kernels),
       total: {
         kernels: rows.reduce((a, r) => a + r.kernels, 0),
         bytesBound: rows.reduce((a, r) => a + r.bytesBound, 0),
-        gpuMs,
+        gpuMs: mean((s) => s.gpuMs),
         encodeMs: mean((s) => s.encodeMs),
         dataWaitMs: mean((s) => s.dataWaitMs),
         wallMs: mean((s) => s.wallMs),

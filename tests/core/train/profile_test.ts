@@ -56,6 +56,14 @@ for (const forceFallback of [false, true]) {
         lines[1].startsWith(forceFallback ? "this adapter lacks timestamp-query" : "GPU time from timestamp"),
       );
       const cells = (name: string) => lines.find((l) => l.startsWith(name + " "))!.trim().split(/\s+/);
+      if (forceFallback) {
+        // no GPU time per family without timestamp queries: the table says n/a, the step's total is wall clock
+        assertEquals(cells("matmul")[2], "n/a");
+        assert(report.families.every((r) => r.gpuMs === 0) && report.total.gpuMs > 0, "wall-clock total");
+      } else {
+        const sum = report.families.reduce((a, r) => a + r.gpuMs, 0);
+        assert(Math.abs(sum - report.total.gpuMs) <= 1e-9 * Math.max(1, sum), "families sum to the total");
+      }
       assertEquals(cells("elementwise")[1], "2");
       assertEquals(cells("matmul")[1], "1");
       assertEquals(cells("cast")[1], "1");
