@@ -11,4 +11,4 @@ if [ -n "${DENO_DIR:-}" ] && [ "${DENO_DIR#*.device}" != "$DENO_DIR" ]; then
   extra+=(--cached-only) # gpu-run.sh's carried DENO_DIR: the GPU machine has no registry
 fi
 if command -v deno >/dev/null 2>&1; then deno=deno; else deno=./deno; fi
-exec "$deno" run --allow-all "${extra[@]}" scripts/gpu_check.ts "${extra[@]}" "$@"
+exec "$deno" run --allow-all ${extra[@]+"${extra[@]}"} scripts/gpu_check.ts ${extra[@]+"${extra[@]}"} "$@"
