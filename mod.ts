@@ -440,6 +440,19 @@ export type {
   RunSources,
 } from "./core/train/mod.ts";
 
+// --- profiling: GPU time, kernels, bytes and memory per op family (docs/profiling.md) -------------------
+export {
+  formatProfileTable,
+  type ProfileReport,
+  profileSvg,
+  type RunProfileOptions,
+  StepProfiler,
+  writeProfile,
+} from "./core/train/mod.ts";
+export type { FamilyRow } from "./core/train/mod.ts";
+export { currentOpFamily, OP_FAMILIES, type OpFamily, opFamily } from "./core/gpu/mod.ts";
+export type { FamilyFigures, GpuTimeSource, MemoryOwner, MemoryTimeline } from "./core/gpu/mod.ts";
+
 // --- downstream: nnU-Net datasets, inference, metrics (docs/downstream.md) ------------------------------
 export {
   argmaxClasses,

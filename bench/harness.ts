@@ -29,6 +29,8 @@ export interface BenchRow {
   /** The same work on a peer (e.g. TF.js WebGPU), timed the same way. */
   peer?: { name: string; medianMs: number };
   note?: string;
+  /** Structured figures beyond the row (e.g. the e2e suite's profile), kept in the JSON output only. */
+  details?: Record<string, unknown>;
 }
 
 /** What a suite gets. */

@@ -4,6 +4,7 @@ import { augmentPipelinesSuite, augmentSuite } from "./augment_bench.ts";
 import { convSuite } from "./conv_bench.ts";
 import { dataSuite } from "./data_bench.ts";
 import { distSuite } from "./dist_bench.ts";
+import { e2eSuite } from "./e2e_bench.ts";
 import type { BenchSuite } from "./harness.ts";
 import { matmulSuite } from "./matmul_bench.ts";
 import { methodSuite } from "./method_bench.ts";
@@ -20,4 +21,5 @@ export const suites: BenchSuite[] = [
   augmentPipelinesSuite,
   methodSuite,
   distSuite,
+  e2eSuite,
 ];

@@ -104,6 +104,7 @@ interface PretrainFlags {
   log?: string;
   overwrite?: boolean;
   autotune?: boolean;
+  profile?: string;
 }
 
 /** What a run is, before any plugin is loaded: its parsed config, or the checkpoint it resumes. */
@@ -232,9 +233,20 @@ export function registerPretrain(program: Command): void {
     .addOption(logOption())
     .option("--overwrite", "replace the earlier run in --out (without it, --out onto a run is refused)")
     .option("--no-autotune", "use the reasoned conv/matmul tiles, not measured ones (also VOXSSL_AUTOTUNE=0)")
+    .option(
+      "--profile <n>",
+      "after one warm-up step, profile n steps (GPU time, kernels, bytes, encode time, data wait, memory " +
+        "timeline per op family), print the table, write profile.json and profile.svg into the run folder, stop",
+    )
     .action(async (flags) => {
       const autotune = flags.autotune === false ? "off" : autotuneMode();
       const cwd = Deno.cwd();
+      const profileSteps = flags.profile === undefined
+        ? undefined
+        : parseNumber(flags.profile, "--profile", true);
+      if (profileSteps !== undefined && profileSteps < 1) {
+        throw new ConfigError(`--profile: expected a number of steps >= 1, got "${flags.profile}"`);
+      }
       const request = await describeRun(flags, cwd);
       const config = request.kind === "new" ? request.config : request.resolved;
       const plugins = config.plugins;
@@ -375,6 +387,7 @@ export function registerPretrain(program: Command): void {
           ...parallel.trainer,
           log: parallel.trainer.log ?? progress.log,
           observer: dist.primary ? combineObservers(progress.observer, report) : undefined,
+          profile: profileSteps === undefined ? undefined : { steps: profileSteps },
         });
         progress.finish(); // the bar ends here, so that the report's path is the last line
         if (dist.primary) {

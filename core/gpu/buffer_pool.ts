@@ -30,6 +30,8 @@ export interface PoolStats {
   reuses: number;
 }
 
+import { MemoryRecorder, type MemoryTimeline } from "./memory_timeline.ts";
+
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const MIN_CLASS = 256;
 
@@ -47,6 +49,7 @@ let nextBufferId = 1;
 export class BufferPool {
   #free = new Map<number, GpuBuffer[]>();
   #inUse = new Set<GpuBuffer>();
+  #recorder: MemoryRecorder | undefined;
   #stats: PoolStats = {
     bytesInUse: 0,
     peakBytesInUse: 0,
@@ -83,6 +86,7 @@ export class BufferPool {
     this.#stats.bytesInUse += buffer.size;
     this.#stats.buffersInUse++;
     this.#stats.peakBytesInUse = Math.max(this.#stats.peakBytesInUse, this.#stats.bytesInUse);
+    this.#recorder?.acquired(buffer, buffer.size);
     return buffer;
   }
 
@@ -93,6 +97,7 @@ export class BufferPool {
     }
     this.#stats.bytesInUse -= buffer.size;
     this.#stats.buffersInUse--;
+    this.#recorder?.released(buffer, buffer.size);
     let list = this.#free.get(buffer.size);
     if (!list) this.#free.set(buffer.size, list = []);
     list.push(buffer);
@@ -120,6 +125,21 @@ export class BufferPool {
   /** Starts a new peak measurement from the current bytes in use. */
   resetPeak(): void {
     this.#stats.peakBytesInUse = this.#stats.bytesInUse;
+  }
+
+  /**
+   * Starts recording the memory timeline (core/gpu/memory_timeline.ts): every buffer handed out or given
+   * back from now on, attributed to the op family recording it. Restarts a recording already running.
+   */
+  startTimeline(): void {
+    this.#recorder = new MemoryRecorder(this.#stats.bytesInUse);
+  }
+
+  /** Stops recording and returns the timeline (undefined when none was recording). */
+  stopTimeline(): MemoryTimeline | undefined {
+    const timeline = this.#recorder?.timeline();
+    this.#recorder = undefined;
+    return timeline;
   }
 
   /** Destroys every buffer, in use or free. */

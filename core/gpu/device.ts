@@ -40,6 +40,13 @@ export interface GpuOptions {
   dispatchesPerSubmit?: number;
   /** Wrap every dispatch in an error scope and submit it alone: slow, but names the failing kernel. */
   debug?: boolean;
+  /**
+   * Count, do not run: dispatches are checked and counted but never recorded, so no kernel runs and every
+   * result is garbage, while buffers are handed out and given back exactly as in a real run. For
+   * measuring the memory of configurations a slow adapter cannot run in reasonable time
+   * (bench/memory_model.ts).
+   */
+  countOnly?: boolean;
 }
 
 /** The limits voxssl reads, as granted by the device (after any cap from the options). */
@@ -120,6 +127,20 @@ export interface GpuCounters {
   readbacks: number;
 }
 
+/**
+ * Sees every dispatch while attached with {@link Gpu.observeDispatches} (the profiler,
+ * core/gpu/gpu_profiler.ts). It may cut the recording into compute passes (e.g. to time each with its own
+ * timestamp writes) or submit (`Gpu.flush`) between dispatches.
+ */
+export interface DispatchObserver {
+  /** Called before a dispatch is recorded; returns true when the open pass must end first. */
+  beforeDispatch(kernel: Kernel, bindings: readonly Binding[], passOpen: boolean): boolean;
+  /** The descriptor of a compute pass about to begin (e.g. its timestamp writes). */
+  beginPass(): GPUComputePassDescriptor | undefined;
+  /** Called right after each submit. */
+  submitted(): void;
+}
+
 const UNIFORM_SLOT_BYTES = 256;
 const UNIFORM_RING_SLOTS = 4096; // 1 MiB
 
@@ -172,7 +193,7 @@ export class Gpu {
     readbacks: 0,
   };
 
-  readonly #options: Required<Pick<GpuOptions, "dispatchesPerSubmit" | "debug">>;
+  readonly #options: Required<Pick<GpuOptions, "dispatchesPerSubmit" | "debug" | "countOnly">>;
   readonly #kernels = new Map<string, Kernel>();
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
   readonly #bindGroups = new Map<string, GPUBindGroup>();
@@ -191,6 +212,7 @@ export class Gpu {
   #batchKernels: string[] = [];
   #recentBatches: string[][] = [];
   #timedSection = false;
+  #observer: DispatchObserver | undefined;
   #stagingFree: GPUBuffer[] = [];
   #errors: string[] = [];
   #lost: string | undefined;
@@ -211,7 +233,11 @@ export class Gpu {
     this.fallbacks = fallbacks;
     this.limits = limits;
     this.backend = envVar("DENO_WEBGPU_BACKEND") ?? "default";
-    this.#options = { dispatchesPerSubmit: options.dispatchesPerSubmit ?? 32, debug: options.debug ?? false };
+    this.#options = {
+      dispatchesPerSubmit: options.dispatchesPerSubmit ?? 32,
+      debug: options.debug ?? false,
+      countOnly: options.countOnly ?? false,
+    };
     this.pool = new BufferPool(device, limits.maxBufferSize);
     this.#slotBytes = Math.max(UNIFORM_SLOT_BYTES, limits.minUniformBufferOffsetAlignment);
     this.#ring = device.createBuffer({
@@ -332,7 +358,14 @@ export class Gpu {
       ? workgroupGrid(workgroups, this.limits.maxComputeWorkgroupsPerDimension)
       : workgroups;
     if (grid[0] * grid[1] * grid[2] === 0) return;
+    if (this.#options.countOnly) {
+      this.counters.dispatches++;
+      return;
+    }
     const storageGroup = this.#storageBindGroup(kernel, bindings);
+    if (this.#observer && !this.#timedSection) {
+      if (this.#observer.beforeDispatch(kernel, bindings, this.#pass !== undefined)) this.#endPass();
+    }
     let uniformOffset = 0;
     if (params) {
       if (params.byteLength > UNIFORM_SLOT_BYTES) {
@@ -384,6 +417,7 @@ export class Gpu {
     }
     this.device.queue.submit([commands]);
     this.counters.submits++;
+    this.#observer?.submitted();
     this.#recentBatches.push(this.#batchKernels);
     if (this.#recentBatches.length > 4) this.#recentBatches.shift();
     this.#batchKernels = [];
@@ -496,6 +530,16 @@ export class Gpu {
     return { ms: Number(end - begin) / 1e6, source: "timestamp-query" };
   }
 
+  /**
+   * Attaches an observer that sees every dispatch from now on (undefined detaches it). Work recorded so far
+   * is submitted first, so that segments never mix work from before and after.
+   * @internal For the profiler (core/gpu/gpu_profiler.ts).
+   */
+  observeDispatches(observer: DispatchObserver | undefined): void {
+    this.flush();
+    this.#observer = observer;
+  }
+
   /** Throws the first error WebGPU reported since the last check (validation, out of memory, compile). */
   throwPendingErrors(): void {
     this.#assertUsable();
@@ -530,7 +574,7 @@ export class Gpu {
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+      this.#pass = this.#encoder.beginComputePass(this.#observer?.beginPass());
     }
     return this.#pass;
   }

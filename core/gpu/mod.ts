@@ -5,3 +5,6 @@ export * from "./device.ts";
 export * from "./dispatch_grid.ts";
 export * from "./errors.ts";
 export * from "./params.ts";
+export * from "./memory_timeline.ts";
+export * from "./op_family.ts";
+export * from "./gpu_profiler.ts";

@@ -24,6 +24,7 @@ import {
 import type { BufferRange, Gpu, GpuBuffer } from "../gpu/mod.ts";
 import { createArena, keep, reshape, slice, type Tensor, tensor } from "../tensor/mod.ts";
 import type { ParameterGroup } from "../nn/mod.ts";
+import { opFamily } from "../gpu/mod.ts";
 
 /** Optimizer configuration (zod-validated; defaults as PyTorch's). */
 export const OptimizerSchema = z.discriminatedUnion("name", [
@@ -178,6 +179,7 @@ export class Optimizer {
 
   /** Zeroes every gradient arena. */
   zeroGrad(): void {
+    using _family = opFamily("optimizer");
     for (const g of this.groups) {
       const b = g.grads.whole.binding;
       runFill(this.#gpu, b, b.size / 4, 0);
@@ -201,6 +203,7 @@ export class Optimizer {
    * for bit as they were (its gradients still count in the global norm; give it none to leave it out).
    */
   step(lr: number | readonly (number | null)[]): void {
+    using _family = opFamily("optimizer");
     const gpu = this.#gpu;
     const scratch = this.#scratch;
     let slot = 0;

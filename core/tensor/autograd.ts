@@ -7,6 +7,7 @@
  * run, and accumulates into the `grad` of leaves (tensors with `requiresGrad` and no node). Gradients
  * accumulate across calls until the caller clears them (gradient accumulation).
  */
+import { currentOpFamily, withOpFamily } from "../gpu/op_family.ts";
 import { autocast } from "./autocast.ts";
 import { releaseNode, scopeOwned, trackNode } from "./scope.ts";
 import { sameShape } from "./shape.ts";
@@ -43,7 +44,7 @@ export function record(
 ): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return output;
   for (const t of saved) t.retain();
-  const node: GradNode = { name, inputs, saved, backward, released: false };
+  const node: GradNode = { name, inputs, saved, backward, released: false, family: currentOpFamily() };
   output.requiresGrad = true;
   output.node = node;
   trackNode(node);
@@ -156,7 +157,9 @@ export function backward(loss: Tensor, seed?: Tensor, options: BackwardOptions =
         continue;
       }
       // autocast off: each rule follows the dtypes its op recorded (core/tensor/autocast.ts)
-      const inputGrads = scopeOwned(() => autocast(() => node.backward(g), { enabled: false }));
+      const inputGrads = scopeOwned(() =>
+        withOpFamily(node.family, () => autocast(() => node.backward(g), { enabled: false }))
+      );
       g.dispose();
       releaseNode(node);
       node.inputs.forEach((input, i) => {

@@ -9,7 +9,7 @@
  * that saved it for backward. Views (`reshape`) share the storage. When the last reference goes, the
  * buffer returns to the pool.
  */
-import { align4, type BufferRange, type Gpu, type GpuBuffer } from "../gpu/mod.ts";
+import { align4, type BufferRange, type Gpu, type GpuBuffer, type OpFamily } from "../gpu/mod.ts";
 import { type DType, DTYPE_BYTES, type HostArray, hostArray, toHostArray } from "./dtype.ts";
 import { numel, type Shape } from "./shape.ts";
 import { trackTensor } from "./scope.ts";
@@ -30,6 +30,8 @@ export interface GradNode {
   readonly saved: readonly Tensor[];
   readonly backward: (grad: Tensor) => readonly (Tensor | undefined)[];
   released: boolean;
+  /** The op family that recorded the node; its backward rule runs in it (core/gpu/op_family.ts). */
+  readonly family?: OpFamily;
 }
 
 let nextTensorId = 1;

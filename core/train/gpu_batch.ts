@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/mod.ts";
+import { type Gpu, opFamily } from "../gpu/mod.ts";
 import type { GpuBatch } from "../plugin/mod.ts";
 import { type Tensor, tensor } from "../tensor/mod.ts";
 import type { HostBatch } from "./batch_source.ts";
@@ -33,6 +33,7 @@ function augmentViews(gpu: Gpu, tensors: Record<string, Tensor>, views: RawViewB
 
 /** Uploads `host`; `method` names the method in the error for a missing array. */
 export function uploadBatch(host: HostBatch, gpu: Gpu, method: string): GpuBatch {
+  using _family = opFamily("data");
   const tensors: Record<string, Tensor> = {};
   let size: number | undefined;
   for (const [name, a] of Object.entries(host.arrays)) {

@@ -19,3 +19,6 @@ export * from "./run_folder.ts";
 export * from "./stop_signals.ts";
 export * from "./tfevents.ts";
 export * from "./trainer.ts";
+export * from "./profile_report.ts";
+export * from "./run_profile.ts";
+export * from "./step_profile.ts";

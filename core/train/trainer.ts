@@ -55,6 +55,7 @@ import { buildRun, type FrozenModules, type RunModel } from "./run_model.ts";
 import { listenForStop } from "./stop_signals.ts";
 import { DEFAULT_HEALTH, HealthMonitor } from "./health.ts";
 import { RunStoppedError } from "./run_errors.ts";
+import { RunProfile, type RunProfileOptions } from "./run_profile.ts";
 
 /** Inputs of {@link runPretraining}. */
 export interface TrainerOptions {
@@ -98,6 +99,8 @@ export interface TrainerOptions {
    * tests stay deterministic.
    */
   autotune?: "on" | "off" | "auto";
+  /** Profile steps after a warm-up, write the profile into the run folder and stop (`pretrain --profile`). */
+  profile?: RunProfileOptions;
 }
 
 /** A process's part in a data-parallel run (see core/dist's `dataParallel`). */
@@ -575,13 +578,17 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
     await readMetrics(run.paths.metrics),
   );
   let stoppedBy: string | undefined;
+  const profile = options.profile ? new RunProfile(options.profile, run) : undefined;
   try {
     while (run.step < total) {
       const lr = learningRate(config.schedule, config.optimizer.lr, epochOf(run), config.epochs);
       setActivity(`step ${run.step + 1}: waiting for the batch`);
+      const waitStart = performance.now();
       const host = await run.dataWait.time(() => options.train.batch(run.step));
       setActivity(`step ${run.step + 1}: training`);
-      await trainStep(run, host, lr, options.gradientHook, options.distributed?.onGradientReady);
+      const work = () => trainStep(run, host, lr, options.gradientHook, options.distributed?.onGradientReady);
+      if (profile) await profile.step(work, performance.now() - waitStart);
+      else await work();
       run.observer?.step?.(run);
       const endOfEpoch = run.step % config.stepsPerEpoch === 0;
       const logged = run.step % config.logEvery === 0 || endOfEpoch || run.step === total;
@@ -603,7 +610,8 @@ export async function runPretraining(options: TrainerOptions): Promise<RunSummar
       }
       setActivity(`step ${run.step}: end of step (validation, checkpoint)`);
       if (endOfEpoch) await endEpoch(run, options);
-      const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined);
+      const local = stop.requested ?? (options.stopAfterStep === run.step ? "stopAfterStep" : undefined) ??
+        (profile?.finished ? "profile" : undefined);
       const request = options.distributed ? await options.distributed.agreeStop(local) : local;
       if (request && run.step < total) {
         await saveRunCheckpoint(run, "latest.safetensors", options.coreVersion);

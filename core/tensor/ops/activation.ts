@@ -18,6 +18,7 @@ import { normalCdf } from "../special.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Names of the table's activations. */
 export type ActivationName = "relu" | "leakyRelu" | "gelu" | "silu" | "sigmoid" | "tanh";
@@ -61,6 +62,7 @@ export const ACTIVATIONS: Record<ActivationName, ActivationDef> = {
 
 /** Applies a table activation with scalar parameter `s`. */
 export function activation(name: ActivationName, x: Tensor, s = 0): Tensor {
+  using _family = opFamily("activation");
   checkFloatTensor(name, "the input", x);
   const def = ACTIVATIONS[name];
   const kernel: ActivationKernel = { name, fwd: def.fwd, grad: def.grad, uses: def.uses };
@@ -95,6 +97,7 @@ export const tanh = (x: Tensor): Tensor => activation("tanh", x);
 
 /** The SwiGLU gate silu(a)·b of two tensors of one shape. */
 export function swiglu(a: Tensor, b: Tensor): Tensor {
+  using _family = opFamily("activation");
   const op = "swiglu";
   checkFloatTensor(op, "a", a);
   checkDevice(op, a, [b]);
@@ -118,6 +121,7 @@ export function swiglu(a: Tensor, b: Tensor): Tensor {
  * packed SwiGLU of timm's Eva (GluMlp with gate_last=False); `gateLast: true` gives first·silu(second).
  */
 export function swigluSplit(x: Tensor, options: { gateLast?: boolean } = {}): Tensor {
+  using _family = opFamily("activation");
   const op = "swigluSplit";
   checkFloatTensor(op, "the input", x);
   const last = x.shape[x.rank - 1];
@@ -160,6 +164,7 @@ function checkProbability(op: string, p: number): void {
  * from the same counters in backward, so it is identical in both passes and reproducible from the seed.
  */
 export function dropout(x: Tensor, p: number, generator: Generator): Tensor {
+  using _family = opFamily("activation");
   checkFloatTensor("dropout", "the input", x);
   checkProbability("dropout", p);
   const state = generator.reserve(x.size);
@@ -179,6 +184,7 @@ export function dropout(x: Tensor, p: number, generator: Generator): Tensor {
  * the generator's stream at this point is < 1 − p; backward reuses the same draws.
  */
 export function dropPath(x: Tensor, p: number, generator: Generator): Tensor {
+  using _family = opFamily("activation");
   checkFloatTensor("dropPath", "the input", x);
   checkProbability("dropPath", p);
   if (x.rank < 1) throw new RangeError(`dropPath(): needs a batch dimension, got a scalar`);

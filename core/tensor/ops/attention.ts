@@ -20,6 +20,7 @@ import type { Tensor } from "../tensor.ts";
 import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { cast } from "./elementwise.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface AttentionOptions {
@@ -200,6 +201,7 @@ export function attentionForward(
   options: AttentionOptions = {},
   kernelOptions: AttentionKernelOptions = {},
 ): { out: Tensor; lse: Tensor } {
+  using _family = opFamily("attention");
   const s = check(q, k, v, options);
   const masks = kernelMasks(q, s, options);
   const out = emptyOn(q, q.shape);
@@ -234,6 +236,7 @@ export function attentionBackward(
   options: AttentionOptions = {},
   kernelOptions: AttentionKernelOptions = {},
 ): [Tensor, Tensor, Tensor] | [Tensor, Tensor, Tensor, Tensor] {
+  using _family = opFamily("attention");
   const s = check(q, k, v, options);
   if (out.shape.join() !== q.shape.join() || gradOut.shape.join() !== q.shape.join()) {
     throw new RangeError(`attentionBackward(): out ${out} and gradOut ${gradOut} must be shaped like q ${q}`);
@@ -307,6 +310,7 @@ export function scaledDotProductAttention(
   v: Tensor,
   options: AttentionOptions = {},
 ): Tensor {
+  using _family = opFamily("attention");
   return autocastOp([q, k, v], ([q16, k16, v16]) => scaledDotProductAttention(q16!, k16!, v16!, options)) ??
     attentionAsCalled(q, k, v, options);
 }

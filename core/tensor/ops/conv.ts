@@ -24,6 +24,7 @@ import type { Tensor } from "../tensor.ts";
 import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { cast } from "./elementwise.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** A size per spatial axis (D, H, W), or one size for all three. */
 export type Size3 = number | readonly [number, number, number];
@@ -155,6 +156,7 @@ function gradAs(g: Tensor, like: Tensor): Tensor {
  * const y = conv3d(x, w, { bias: b, stride: 2, padding: 1 }); // ResEnc downsampling
  */
 export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): Tensor {
+  using _family = opFamily("conv");
   return autocastOp(
     [x, weight, options.bias],
     ([x16, w16, b16]) => conv3d(x16!, w16!, { ...options, bias: b16 }),
@@ -207,6 +209,7 @@ function conv3dAsCalled(x: Tensor, weight: Tensor, options: Conv3dOptions): Tens
  * const up = convTranspose3d(x, w, { stride: 2 }); // decoder upsampling with a 2³ kernel
  */
 export function convTranspose3d(x: Tensor, weight: Tensor, options: ConvTranspose3dOptions = {}): Tensor {
+  using _family = opFamily("conv");
   return autocastOp(
     [x, weight, options.bias],
     ([x16, w16, b16]) => convTranspose3d(x16!, w16!, { ...options, bias: b16 }),

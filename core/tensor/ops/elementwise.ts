@@ -12,6 +12,7 @@ import { emptyOn, full } from "./create.ts";
 import { unpackedDtype } from "./internal.ts";
 import { sum } from "./reduce.ts";
 import { reshape } from "./shape.ts";
+import { forceOpFamily, opFamily } from "../../gpu/op_family.ts";
 
 /** An entry of the unary table: y = f(x; s0, s1). */
 export interface UnaryDef {
@@ -91,6 +92,7 @@ function checkFloat(op: string, t: Tensor): void {
 
 /** Applies a unary table entry. */
 export function unary(name: UnaryName, x: Tensor, s0 = 0, s1 = 0): Tensor {
+  using _family = opFamily("elementwise");
   const def = UNARY[name];
   checkFloat(name, x);
   const out = emptyOn(x, x.shape);
@@ -204,6 +206,7 @@ export const BINARY: Record<BinaryName, BinaryDef> = {
 
 /** Reduces a broadcast gradient back to `shape` (sums over broadcast dimensions). */
 export function sumTo(g: Tensor, shape: Shape): Tensor {
+  using _family = opFamily("elementwise");
   if (sameShape(g.shape, shape)) return g;
   const lead = g.rank - shape.length;
   const axes: number[] = [];
@@ -218,6 +221,7 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
  * masks) but an op whose result would be u8 refuses them: cast to another dtype first.
  */
 export function binary(name: BinaryName, a: Tensor, b: Tensor): Tensor {
+  using _family = opFamily("elementwise");
   const def = BINARY[name];
   if (a.dtype !== b.dtype) {
     throw new TypeError(`${name}(): dtypes differ (${a} and ${b}); cast() one of them`);
@@ -286,6 +290,7 @@ export const ge = (a: Tensor, b: Tensor): Tensor => binary("ge", a, b);
  * selects `a`). `a` and `b` share a dtype other than u8.
  */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  using _family = opFamily("elementwise");
   if (isFloat(cond.dtype)) throw new TypeError(`where(): cond must be a u32/i32/u8 mask, got ${cond}`);
   if (a.dtype !== b.dtype) throw new TypeError(`where(): dtypes differ (${a} and ${b})`);
   unpackedDtype("where", a);
@@ -316,6 +321,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
  * byte); out of u8 they are exact.
  */
 export function cast(x: Tensor, dtype: DType): Tensor {
+  using _family = forceOpFamily("cast");
   if (x.dtype === dtype) return x;
   const out = emptyOn(x, x.shape, dtype);
   runElementwise(
@@ -331,6 +337,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 
 /** A copy of `x` (differentiable; u8 copies too). */
 export function clone(x: Tensor): Tensor {
+  using _family = opFamily("elementwise");
   const out = emptyOn(x, x.shape);
   runElementwise(
     x.gpu,
@@ -344,6 +351,7 @@ export function clone(x: Tensor): Tensor {
 
 /** `target += alpha · source` in place (same shape; not recorded by autograd). */
 export function addInPlace(target: Tensor, source: Tensor, alpha = 1): void {
+  using _family = opFamily("elementwise");
   if (!sameShape(target.shape, source.shape) || target.dtype !== source.dtype) {
     throw new RangeError(`addInPlace(): ${target} and ${source} differ`);
   }

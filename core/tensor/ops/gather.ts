@@ -15,6 +15,7 @@ import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { clone } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 function checkIndex(op: string, index: Tensor): void {
   if (index.dtype !== "i32" && index.dtype !== "u32") {
@@ -45,6 +46,7 @@ function gatherRaw(x: Tensor, index: Tensor, s: RowsShape): Tensor {
  * const pos = gatherRows(posEmbed, keep); // posEmbed [1, 8000, 864] → [B, 2000, 864]
  */
 export function gatherRows(x: Tensor, index: Tensor): Tensor {
+  using _family = opFamily("layout");
   const op = "gatherRows";
   checkFloatTensor(op, "x", x);
   checkIndex(op, index);
@@ -74,6 +76,7 @@ export function gatherRows(x: Tensor, index: Tensor): Tensor {
  * const full = scatterRows(expand(maskToken, [B, N, C]), keep, encoded); // MAE decoder input
  */
 export function scatterRows(base: Tensor, index: Tensor, src: Tensor): Tensor {
+  using _family = opFamily("layout");
   const op = "scatterRows";
   checkFloatTensor(op, "base", base);
   checkFloatTensor(op, "src", src);

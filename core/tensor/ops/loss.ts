@@ -36,6 +36,7 @@ import { normalizeAxis, numel, reducedShape, sameShape, type Shape } from "../sh
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype, poolScratch, unpackedDtype } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** A mask over `pred` [N, C, ...spatial]: same shape, or one value per voxel for every channel. */
 function maskArg(op: string, pred: Tensor, mask: Tensor | undefined): MaskArg | undefined {
@@ -123,11 +124,13 @@ function maskedError(
  * const loss = mseLoss(reconstruction, image, { mask: masked }); // MAE: masked voxels only
  */
 export function mseLoss(pred: Tensor, target: Tensor, options: MaskedLossOptions = {}): Tensor {
+  using _family = opFamily("loss");
   return maskedError("mseLoss", "mse", pred, target, options);
 }
 
 /** Mean absolute error Σ m·|pred − target| / Σ m (gradient sign(pred − target), 0 at ties). */
 export function l1Loss(pred: Tensor, target: Tensor, options: MaskedLossOptions = {}): Tensor {
+  using _family = opFamily("loss");
   return maskedError("l1Loss", "l1", pred, target, options);
 }
 
@@ -161,6 +164,7 @@ export interface CrossEntropyOptions {
  * A label outside [0, C) that is not ignoreIndex makes the loss NaN (the GPU cannot throw).
  */
 export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  using _family = opFamily("loss");
   const op = "crossEntropy";
   checkFloatTensor(op, "logits", logits);
   checkDevice(op, logits, [labels, options.mask]);
@@ -240,6 +244,7 @@ export interface SoftDiceOptions {
  * [−1, 0], like nnU-Net's (add 1 for the usual 1 − Dice). The target gets no gradient.
  */
 export function softDiceLoss(probs: Tensor, target: Tensor, options: SoftDiceOptions = {}): Tensor {
+  using _family = opFamily("loss");
   const op = "softDiceLoss";
   checkFloatTensor(op, "probs", probs);
   checkDevice(op, probs, [target, options.mask]);
@@ -308,6 +313,7 @@ function dimShape(x: Tensor, dim: number): { s: DimShape; axis: number } {
  * (PyTorch's `F.cosine_similarity`; identical to it whenever the norms exceed eps).
  */
 export function cosineSimilarity(a: Tensor, b: Tensor, dim = -1, eps = 1e-8): Tensor {
+  using _family = opFamily("loss");
   const op = "cosineSimilarity";
   checkFloatTensor(op, "a", a);
   checkDevice(op, a, [b]);
@@ -353,6 +359,7 @@ export function cosineSimilarity(a: Tensor, b: Tensor, dim = -1, eps = 1e-8): Te
 
 /** x / max(‖x‖₂, eps) along `dim` (PyTorch's `F.normalize`), e.g. the projections of NT-Xent. */
 export function l2Normalize(x: Tensor, dim = -1, eps = 1e-12): Tensor {
+  using _family = opFamily("loss");
   const op = "l2Normalize";
   checkFloatTensor(op, "the input", x);
   const { s } = dimShape(x, dim);
@@ -384,6 +391,7 @@ export function l2Normalize(x: Tensor, dim = -1, eps = 1e-12): Tensor {
 
 /** log Σ exp(x) along `dim`, computed with a running maximum (never overflows). */
 export function logSumExp(x: Tensor, dim = -1, keepDims = false): Tensor {
+  using _family = opFamily("loss");
   const op = "logSumExp";
   checkFloatTensor(op, "the input", x);
   const { s, axis } = dimShape(x, dim);

@@ -10,6 +10,7 @@ import { autocastOp } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { cast, sumTo } from "./elementwise.ts";
 import { expand } from "./shape.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -35,6 +36,7 @@ function batchOperand(t: Tensor, batch: Shape): { src: Tensor; stride: number } 
  * that dtype. Under `autocast()` f32 operands compute in f16 and the result is f32.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
+  using _family = opFamily("matmul");
   return autocastOp([a, b], ([a16, b16]) => matmul(a16!, b16!, options)) ?? matmulAsCalled(a, b, options);
 }
 

@@ -37,6 +37,7 @@ import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { cast } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype, checkShapeIs, poolScratch } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 type FloatType = "f32" | "f16";
 
@@ -252,6 +253,7 @@ function groupNormCall(
  * @param eps added to the variance; default 1e-5 (PyTorch's GroupNorm)
  */
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  using _family = opFamily("norm");
   return groupNormCall("groupNorm", x, groups, weight, bias, eps);
 }
 
@@ -262,6 +264,7 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Ten
  * @param eps added to the variance; default 1e-5
  */
 export function instanceNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  using _family = opFamily("norm");
   const c = x.rank >= 2 ? x.shape[1] : 1;
   return groupNormCall("instanceNorm", x, c, weight, bias, eps);
 }
@@ -278,6 +281,7 @@ export function instanceNormAct(
   bias: Tensor | undefined,
   options: NormActOptions = {},
 ): Tensor {
+  using _family = opFamily("norm");
   const c = x.rank >= 2 ? x.shape[1] : 1;
   return groupNormCall("instanceNormAct", x, c, weight, bias, options.eps ?? 1e-5, options);
 }
@@ -290,6 +294,7 @@ export function groupNormAct(
   bias: Tensor | undefined,
   options: NormActOptions = {},
 ): Tensor {
+  using _family = opFamily("norm");
   return groupNormCall("groupNormAct", x, groups, weight, bias, options.eps ?? 1e-5, options);
 }
 
@@ -321,6 +326,7 @@ export function maskedInstanceNorm(
   bias?: Tensor,
   options: MaskedNormOptions = {},
 ): Tensor {
+  using _family = opFamily("norm");
   const op = "maskedInstanceNorm";
   if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
   const [n, c] = x.shape;
@@ -373,6 +379,7 @@ export function layerNorm(
   bias?: Tensor,
   eps = 1e-5,
 ): Tensor {
+  using _family = opFamily("norm");
   const op = "layerNorm";
   const shape = normalizedShape === undefined
     ? x.shape.slice(-1)
@@ -406,6 +413,7 @@ export function layerNorm(
  * @param eps default 1e-6
  */
 export function layerNormChannelsFirst(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-6): Tensor {
+  using _family = opFamily("norm");
   const op = "layerNormChannelsFirst";
   if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
   const [n, c] = x.shape;

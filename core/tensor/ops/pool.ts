@@ -15,6 +15,7 @@ import { numel } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { checkFloatTensor, poolScratch } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 function poolShape(op: string, x: Tensor, kernel: number | readonly number[]): Pool3dShape {
   checkFloatTensor(op, "the input", x);
@@ -49,6 +50,7 @@ function pool3d(op: string, kind: "avg" | "max", x: Tensor, kernel: number | rea
  * ⌊D/kd⌋ × ⌊H/kh⌋ × ⌊W/kw⌋ and trailing voxels are dropped, like PyTorch's AvgPool3d(k, k).
  */
 export function avgPool3d(x: Tensor, kernel: number | readonly number[]): Tensor {
+  using _family = opFamily("reduce");
   return pool3d("avgPool3d", "avg", x, kernel);
 }
 
@@ -57,6 +59,7 @@ export function avgPool3d(x: Tensor, kernel: number | readonly number[]): Tensor
  * each window (in D, H, W scan order), like PyTorch's MaxPool3d(k, k).
  */
 export function maxPool3d(x: Tensor, kernel: number | readonly number[]): Tensor {
+  using _family = opFamily("reduce");
   return pool3d("maxPool3d", "max", x, kernel);
 }
 
@@ -64,6 +67,7 @@ export function maxPool3d(x: Tensor, kernel: number | readonly number[]): Tensor
  * Mean over all spatial dims of `x` [N, C, ...spatial] → [N, C] (or [N, C, 1, …] with `keepDims`).
  */
 export function globalAvgPool(x: Tensor, keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   const op = "globalAvgPool";
   checkFloatTensor(op, "the input", x);
   if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);

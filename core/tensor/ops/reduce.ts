@@ -10,6 +10,7 @@ import { emptyOn } from "./create.ts";
 import { cast, div, eq, mul, mulScalar } from "./elementwise.ts";
 import { unpackedDtype } from "./internal.ts";
 import { expand, permute, reshape } from "./shape.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Views `x` as [outer, R, inner] for `axes`, permuting (without recording) when they are not adjacent. */
 function asBlock(x: Tensor, axes: number[]): { src: Tensor; outer: number; r: number; inner: number } {
@@ -76,12 +77,14 @@ function reduceValues(
 
 /** Sum over `axes` (default all), with Kahan-compensated, chunked accumulation. */
 export function sum(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   const { out, keptShape } = reduceValues("sum", x, axes, keepDims, false);
   return record("sum", [x], out, [], (g) => [expand(reshape(g, keptShape), x.shape)]);
 }
 
 /** Mean over `axes` (default all). */
 export function mean(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   const { out, keptShape } = reduceValues("sum", x, axes, keepDims, true);
   const count = x.size / Math.max(out.size, 1);
   return record("mean", [x], out, [], (g) => [expand(reshape(mulScalar(g, 1 / count), keptShape), x.shape)]);
@@ -104,11 +107,13 @@ function extremum(
 
 /** Maximum over `axes` (default all); ties share the gradient. */
 export function max(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   return extremum("max", x, axes, keepDims);
 }
 
 /** Minimum over `axes` (default all); ties share the gradient. */
 export function min(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   return extremum("min", x, axes, keepDims);
 }
 
@@ -123,10 +128,12 @@ function argReduce(op: "argmax" | "argmin", x: Tensor, axis: number, keepDims: b
 
 /** Index (i32) of the largest value along `axis`; the first among ties. */
 export function argmax(x: Tensor, axis: number, keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   return argReduce("argmax", x, axis, keepDims);
 }
 
 /** Index (i32) of the smallest value along `axis`; the first among ties. */
 export function argmin(x: Tensor, axis: number, keepDims = false): Tensor {
+  using _family = opFamily("reduce");
   return argReduce("argmin", x, axis, keepDims);
 }

@@ -19,6 +19,7 @@ import { keep } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn, tensor } from "./create.ts";
 import { checkFloatTensor } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Options of {@link interpolate}. */
 export interface InterpolateOptions {
@@ -64,6 +65,7 @@ function tablesFor(gpu: Gpu, key: string, build: () => AxisTable[]): CachedTable
  * const pos = interpolate(embedding, { size: [12, 12, 12], mode: "trilinear" });
  */
 export function interpolate(x: Tensor, options: InterpolateOptions): Tensor {
+  using _family = opFamily("layout");
   const op = "interpolate";
   checkFloatTensor(op, "the input", x);
   const spatial = x.shape.slice(2);

@@ -29,6 +29,7 @@ import { noGrad, record } from "../autograd.ts";
 import { numel } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { emptyOn, tensor } from "./create.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Options of {@link ropeSinCos}. */
 export interface RopeTableOptions {
@@ -177,6 +178,7 @@ function ropeKernel(x: Tensor, sinCos: Tensor, inverse: boolean): Tensor {
  * is a constant). f32 or f16 x; the table is f32.
  */
 export function applyRope(x: Tensor, sinCos: Tensor): Tensor {
+  using _family = opFamily("attention");
   const out = ropeKernel(x, sinCos, false);
   return record("applyRope", [x], out, [sinCos], (g) => [noGrad(() => ropeKernel(g, sinCos, true))]);
 }

@@ -17,6 +17,7 @@ import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { sumTo } from "./elementwise.ts";
 import { unpackedDtype } from "./internal.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 /** Resolves one −1 in a target shape. */
 function resolveShape(shape: Shape, size: number, what: string): number[] {
@@ -42,6 +43,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 
 /** Reorders dimensions: output dimension d is input dimension `perm[d]`. */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  using _family = opFamily("layout");
   const p = perm.map((d) => normalizeAxis(d, x.rank));
   if (p.length !== x.rank || new Set(p).size !== p.length) {
     throw new RangeError(`permute(): [${perm}] is not a permutation of ${x.rank} dimensions`);
@@ -62,6 +64,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 
 /** Swaps two dimensions. */
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
+  using _family = opFamily("layout");
   const perm = Array.from({ length: x.rank }, (_, i) => i);
   const a = normalizeAxis(dim0, x.rank);
   const b = normalizeAxis(dim1, x.rank);
@@ -74,6 +77,7 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
  * trailing dimensions are taken whole).
  */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  using _family = opFamily("layout");
   const dtype = unpackedDtype("slice", x);
   const begin = x.shape.map((n, d) => clampIndex(starts[d] ?? 0, n));
   const end = x.shape.map((n, d) => clampIndex(ends[d] ?? n, n));
@@ -99,6 +103,7 @@ function clampIndex(i: number, n: number): number {
  * unpadded). Non-negative amounts.
  */
 export function pad(x: Tensor, padding: readonly (readonly [number, number])[], value = 0): Tensor {
+  using _family = opFamily("layout");
   const dtype = unpackedDtype("pad", x);
   if (padding.length > x.rank) throw new RangeError(`pad(): ${padding.length} pairs for rank ${x.rank}`);
   const before = x.shape.map((_, d) => padding[d]?.[0] ?? 0);
@@ -120,6 +125,7 @@ export function pad(x: Tensor, padding: readonly (readonly [number, number])[], 
 
 /** Materialises broadcasting to `shape` (a copy; the gradient sums back). */
 export function expand(x: Tensor, shape: Shape): Tensor {
+  using _family = opFamily("layout");
   const dtype = unpackedDtype("expand", x);
   const target = broadcastShapes(x.shape, shape);
   if (target.length !== shape.length || target.some((d, i) => d !== shape[i])) {
@@ -136,6 +142,7 @@ export function expand(x: Tensor, shape: Shape): Tensor {
 
 /** Joins tensors of equal shape except along `axis`. */
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  using _family = opFamily("layout");
   if (xs.length === 0) throw new RangeError("concat(): no tensors");
   const first = xs[0];
   const dtype = unpackedDtype("concat", first);

@@ -8,6 +8,7 @@ import { emptyOn } from "./create.ts";
 import { exp, mul, sub } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { permute } from "./shape.ts";
+import { opFamily } from "../../gpu/op_family.ts";
 
 function rowwise(kind: "softmax" | "logSoftmax", x: Tensor, axis: number): Tensor {
   if (!isFloat(x.dtype)) throw new TypeError(`${kind}() needs a float tensor, got ${x}`);
@@ -34,6 +35,7 @@ function rowwise(kind: "softmax" | "logSoftmax", x: Tensor, axis: number): Tenso
 
 /** softmax(x) along `axis` (default last). */
 export function softmax(x: Tensor, axis = -1): Tensor {
+  using _family = opFamily("reduce");
   const y = rowwise("softmax", x, axis);
   // dx = y · (g − Σ g·y)
   return record("softmax", [x], y, [y], (g) => [mul(y, sub(g, sum(mul(g, y), axis, true)))]);
@@ -41,6 +43,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 
 /** log(softmax(x)) along `axis` (default last), computed as x − max − log Σ exp(x − max). */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  using _family = opFamily("reduce");
   const y = rowwise("logSoftmax", x, axis);
   // dx = g − softmax · Σ g
   return record("logSoftmax", [x], y, [y], (g) => [sub(g, mul(exp(y), sum(g, axis, true)))]);
