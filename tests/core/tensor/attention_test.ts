@@ -620,7 +620,7 @@ gpuTest("attention f16 with f32 and f16 biases matches the reference within f16 
   }
 });
 
-gpuTest("attention under autocast keeps an f32 bias f32 and gives f32 gradients", async (gpu) => {
+gpuTest("attention under autocast returns f16, keeps an f32 bias f32 and gives f32 gradients", async (gpu) => {
   if (!gpu.hasF16) {
     console.log("  (device has no shader-f16: skipped)");
     return;
@@ -639,7 +639,8 @@ gpuTest("attention under autocast keeps an f32 bias f32 and gives f32 gradients"
     [q, k, v, b].forEach((t) => (t.grad = undefined));
     return [y, ...grads];
   });
-  assert(ts.every((t) => t.dtype === "f32"), "output and gradients in f32");
+  assert(ts[0].dtype === "f16", "the output in f16");
+  assert(ts.slice(1).every((t) => t.dtype === "f32"), "gradients of the f32 leaves in f32");
   const options = { causal: true, bias, keyMask };
   const ref = attentionForwardRef(xs[0], xs[1], xs[2], options);
   const grads = attentionBackwardRef(xs[0], xs[1], xs[2], xs[3], options);
