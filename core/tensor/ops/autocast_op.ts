@@ -50,7 +50,9 @@ export function autocastCommon<T extends readonly (Tensor | undefined)[]>(operan
   const present = operands.filter((t): t is Tensor => t?.dtype === "f32" || t?.dtype === "f16");
   if (!present.some((t) => t.dtype === "f16") || !present.some((t) => t.dtype === "f32")) return operands;
   const to = present.every((t) => t.dtype === "f16" || isMasterWeight(t)) ? "f16" : "f32";
-  return operands.map((t) => (t && (t.dtype === "f32" || t.dtype === "f16") ? cast(t, to) : t)) as unknown as T;
+  return operands.map((
+    t,
+  ) => (t && (t.dtype === "f32" || t.dtype === "f16") ? cast(t, to) : t)) as unknown as T;
 }
 
 /**
