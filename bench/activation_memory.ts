@@ -36,6 +36,7 @@ interface Row {
   savedBytes: number;
   savedF16: number;
   savedF32: number;
+  weightCopies: number;
   peakBytes: number;
   castNodes: number;
   castElements: number;
@@ -47,7 +48,7 @@ function walk(loss: Any) {
   const seenNodes = new Set<Any>();
   const ranges = new Set<string>();
   const byDtype: Record<string, number> = {};
-  let castNodes = 0, castElements = 0;
+  let castNodes = 0, castElements = 0, weightCopies = 0;
   const stack = [loss];
   while (stack.length > 0) {
     const t = stack.pop();
@@ -64,10 +65,15 @@ function walk(loss: Any) {
       const key = `${s.buffer.id}:${s.byteOffset}:${s.byteLength}`;
       if (ranges.has(key)) continue;
       ranges.add(key);
+      const input = s.node?.name === "cast" ? s.node.inputs[0] : undefined;
+      if (input && input.requiresGrad && !input.node) {
+        weightCopies += s.byteLength; // an f16 copy of a parameter (autocast)
+        continue;
+      }
       byDtype[s.dtype] = (byDtype[s.dtype] ?? 0) + s.byteLength;
     }
   }
-  return { byDtype, castNodes, castElements };
+  return { byDtype, castNodes, castElements, weightCopies };
 }
 
 async function measure(arch: string, mixed: boolean, checkpointing: string): Promise<Row> {
@@ -129,6 +135,7 @@ async function measure(arch: string, mixed: boolean, checkpointing: string): Pro
     savedBytes: total,
     savedF16: saved.f16 ?? 0,
     savedF32: saved.f32 ?? 0,
+    weightCopies: result.graph.weightCopies,
     peakBytes,
     castNodes: result.graph.castNodes,
     castElements: result.graph.castElements,
@@ -145,7 +152,7 @@ console.log(
   }, batch ${BATCH}`,
 );
 console.log(
-  "arch    precision  checkpointing  saved KiB (f16 / f32)   pool peak KiB  cast nodes (elements)  loss",
+  "arch    precision  checkpointing  saved KiB (f16 / f32)  weight copies KiB  pool peak KiB  casts (elements)  loss",
 );
 for (const arch of ["resenc", "primus"]) {
   const unit = arch === "resenc" ? "stages" : "blocks";
@@ -153,14 +160,12 @@ for (const arch of ["resenc", "primus"]) {
     for (const ckpt of canCheckpoint ? ["none", unit] : ["none"]) {
       const r = await measure(arch, mixed, ckpt);
       rows.push(r);
+      const saved = `${kib(r.savedBytes)} (${kib(r.savedF16)} / ${kib(r.savedF32)})`;
+      const casts = `${r.castNodes} (${r.castElements})`;
       console.log(
-        `${r.arch.padEnd(7)} ${r.precision.padEnd(10)} ${r.checkpointing.padEnd(14)} ` +
-          `${kib(r.savedBytes).padStart(6)} (${kib(r.savedF16)} / ${kib(r.savedF32)})`.padEnd(24) +
-          `${kib(r.peakBytes).padStart(10)}     ${String(r.castNodes).padStart(4)} (${r.castElements})`
-            .padEnd(
-              36,
-            ) +
-          `${r.loss.toFixed(5)}`,
+        `${r.arch.padEnd(7)} ${r.precision.padEnd(10)} ${r.checkpointing.padEnd(14)} ${saved.padEnd(22)} ` +
+          `${kib(r.weightCopies).padStart(17)}  ${kib(r.peakBytes).padStart(13)}  ${casts.padEnd(16)}  ` +
+          r.loss.toFixed(5),
       );
     }
   }
