@@ -198,6 +198,7 @@ export {
   zerosLike,
 } from "./core/tensor/mod.ts";
 export { OWNED_TENSORS } from "./core/tensor/mod.ts";
+export { checkpoint, type CheckpointOptions } from "./core/tensor/mod.ts";
 export type {
   Arena,
   ArenaLayout,
@@ -240,6 +241,7 @@ export {
   truncNormal,
 } from "./core/nn/mod.ts";
 export type { ConvLayer, ParameterGroup, SafetensorsDtype } from "./core/nn/mod.ts";
+export { type ActivationCheckpointing, checkpointedSegments } from "./core/nn/mod.ts";
 
 // --- optimisation ---------------------------------------------------------------------------------------
 export { learningRate, Optimizer, type OptimizerConfig, type Schedule } from "./core/optim/mod.ts";

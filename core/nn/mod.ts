@@ -8,3 +8,4 @@ export * from "./parameter_groups.ts";
 export * from "./safetensors.ts";
 export * from "./state_dict.ts";
 export * from "./pth/mod.ts";
+export * from "./checkpointing.ts";

@@ -20,6 +20,21 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/**
+ * Runs `fn` recording the graph even inside `backward()` (which records nothing): a checkpointed
+ * segment recomputes its forward pass this way (core/tensor/checkpoint.ts).
+ * @internal
+ */
+export function withGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
 /** Runs `fn` without recording the autograd graph (evaluation, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
   const previous = gradEnabled;
@@ -61,6 +76,8 @@ export interface GradMath {
   clone(a: Tensor): Tensor;
   /** A tensor of ones shaped like `a`. */
   onesLike(a: Tensor): Tensor;
+  /** `a` converted to a float dtype (not recorded). */
+  cast(a: Tensor, dtype: "f32" | "f16"): Tensor;
 }
 
 let math: GradMath | undefined;
@@ -163,9 +180,16 @@ export function backward(loss: Tensor, seed?: Tensor, options: BackwardOptions =
       g.dispose();
       releaseNode(node);
       node.inputs.forEach((input, i) => {
-        const gi = inputGrads[i];
+        let gi = inputGrads[i];
         if (!gi) return;
         if (!input.requiresGrad) return gi.dispose();
+        if (gi.dtype !== input.dtype && (input.dtype === "f32" || input.dtype === "f16")) {
+          // a gradient always has its tensor's dtype (mixed precision: an f16 activation read by an op
+          // that computed in f32 gets its gradient back in f16)
+          const converted = gi;
+          gi = scopeOwned(() => [m.cast(converted, input.dtype as "f32" | "f16")])[0];
+          converted.dispose();
+        }
         if (!sameShape(gi.shape, input.shape)) {
           throw new Error(`backward of ${node.name}: gradient [${gi.shape}] for input [${input.shape}]`);
         }

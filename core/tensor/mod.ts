@@ -1,6 +1,7 @@
 /** Tensors, ops, autograd, memory scopes and seeded random numbers. */
 export { backward, type BackwardOptions, isGradEnabled, noGrad } from "./autograd.ts";
 export { autocast, autocastDtype, type AutocastOptions, isAutocastEnabled } from "./autocast.ts";
+export { checkpoint, type CheckpointOptions } from "./checkpoint.ts";
 export * from "./dtype.ts";
 export * from "./ops/mod.ts";
 export * from "./random.ts";

@@ -40,8 +40,8 @@ const runConfigSchema = z.object({
   lr: z.number().positive().optional(),
   schedule: ScheduleSchema.optional(),
   clipGradNorm: z.number().min(0).optional(),
-  /** "mixed": the forward pass under autocast (f16 convolutions, matmuls and attention where the device has
-   * shader-f16, f32 elsewhere) with dynamic loss scaling; parameters stay f32. */
+  /** "mixed": the forward pass under autocast (f16 activations, f32 losses and reductions on devices with
+   * shader-f16; all f32 elsewhere) with dynamic loss scaling; parameters stay f32. */
   precision: z.enum(["f32", "mixed"]).default("f32"),
   /** Data augmentation preset (default: the method's). */
   augmentation: z.enum(["none", "nnssl-mae", "nnunet"]).optional(),

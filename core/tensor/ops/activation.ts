@@ -16,6 +16,7 @@ import type { Generator } from "../random.ts";
 import { sameShape } from "../shape.ts";
 import { normalCdf } from "../special.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastCommon } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype } from "./internal.ts";
 import { opFamily } from "../../gpu/op_family.ts";
@@ -96,9 +97,10 @@ export const sigmoid = (x: Tensor): Tensor => activation("sigmoid", x);
 export const tanh = (x: Tensor): Tensor => activation("tanh", x);
 
 /** The SwiGLU gate silu(a)·b of two tensors of one shape. */
-export function swiglu(a: Tensor, b: Tensor): Tensor {
+export function swiglu(inputA: Tensor, inputB: Tensor): Tensor {
   using _family = opFamily("activation");
   const op = "swiglu";
+  const [a, b] = autocastCommon([inputA, inputB]); // autocast: one dtype (rule 3)
   checkFloatTensor(op, "a", a);
   checkDevice(op, a, [b]);
   checkSameDtype(op, "b", a, b);

@@ -298,7 +298,7 @@ export function attentionBackward(
  *
  * q [..., Lq, Dh], k and v [..., Lk, Dh] with the same leading dimensions (typically [B, H, L, Dh]),
  * contiguous, all f32 or all f16 (f16 storage, f32 arithmetic and accumulation; f16 needs the device's
- * shader-f16); under `autocast()` f32 operands compute in f16 and the output is f32. Any head dim and
+ * shader-f16); under `autocast()` f32 operands compute in f16 and the output is f16. Any head dim and
  * length (Lq may differ from Lk). Differentiable in q, k, v and the bias; the backward recomputes the
  * probabilities from the saved per-query log-sum-exp.
  * @example

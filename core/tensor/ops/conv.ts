@@ -8,7 +8,7 @@
  *
  * Precision: operands are all f32 or all f16 (f16 storage with f32 arithmetic and accumulation; needs the
  * device's shader-f16); the output and every gradient have the operands' dtype. Under `autocast()` f32
- * operands are cast to f16 and the result back to f32 (core/tensor/autocast.ts).
+ * operands are cast to f16 and the result is f16 (core/tensor/autocast.ts).
  */
 import {
   type Conv3dGeometry,
@@ -150,7 +150,7 @@ function gradAs(g: Tensor, like: Tensor): Tensor {
  * 3D convolution as PyTorch's `F.conv3d` with groups = 1: input [N, Cin, D, H, W], weight
  * [Cout, Cin, kD, kH, kW], optional bias [Cout]; output [N, Cout, ⌊(D + 2p − kD)/s⌋ + 1, …].
  * All f32 or all f16 tensors (f32 accumulation); under `autocast()` f32 operands compute in f16 and the
- * output is f32. Differentiable with respect to input, weight and bias. Tensors above the device's
+ * output is f16. Differentiable with respect to input, weight and bias. Tensors above the device's
  * binding limit are processed in chunks.
  * @example
  * const y = conv3d(x, w, { bias: b, stride: 2, padding: 1 }); // ResEnc downsampling
@@ -203,7 +203,7 @@ function conv3dAsCalled(x: Tensor, weight: Tensor, options: Conv3dOptions): Tens
  * Transposed 3D convolution as PyTorch's `F.conv_transpose3d` with groups = 1: input
  * [N, Cin, D, H, W], weight [Cin, Cout, kD, kH, kW], optional bias [Cout]; output
  * [N, Cout, (D − 1)·s − 2p + kD + outputPadding, …]. All f32 or all f16 tensors (f32 accumulation);
- * under `autocast()` f32 operands compute in f16 and the output is f32. Differentiable with respect to
+ * under `autocast()` f32 operands compute in f16 and the output is f16. Differentiable with respect to
  * input, weight and bias. Tensors above the device's binding limit are processed in chunks.
  * @example
  * const up = convTranspose3d(x, w, { stride: 2 }); // decoder upsampling with a 2³ kernel

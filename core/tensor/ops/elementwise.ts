@@ -8,6 +8,7 @@ import { isGradEnabled, record } from "../autograd.ts";
 import { type DType, isFloat } from "../dtype.ts";
 import { broadcastShapes, broadcastStrides, contiguousStrides, sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastCommon, autocastF32 } from "./autocast_op.ts";
 import { emptyOn, full } from "./create.ts";
 import { unpackedDtype } from "./internal.ts";
 import { sum } from "./reduce.ts";
@@ -90,11 +91,15 @@ function checkFloat(op: string, t: Tensor): void {
   if (!isFloat(unpackedDtype(op, t))) throw new TypeError(`${op}() needs a float tensor, got ${t}`);
 }
 
+/** Unary ops that autocast computes in f32 (range and precision: core/tensor/autocast.ts, rule 4). */
+const F32_UNARY: ReadonlySet<UnaryName> = new Set(["exp", "log", "sqrt", "rsqrt", "powScalar"]);
+
 /** Applies a unary table entry. */
-export function unary(name: UnaryName, x: Tensor, s0 = 0, s1 = 0): Tensor {
+export function unary(name: UnaryName, input: Tensor, s0 = 0, s1 = 0): Tensor {
   using _family = opFamily("elementwise");
   const def = UNARY[name];
-  checkFloat(name, x);
+  checkFloat(name, input);
+  const [x] = F32_UNARY.has(name) ? autocastF32([input]) : [input];
   const out = emptyOn(x, x.shape);
   runElementwise(
     x.gpu,
@@ -220,9 +225,10 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
  * Applies a binary table entry with broadcasting. u8 operands are read (comparisons of u8 masks give u32
  * masks) but an op whose result would be u8 refuses them: cast to another dtype first.
  */
-export function binary(name: BinaryName, a: Tensor, b: Tensor): Tensor {
+export function binary(name: BinaryName, left: Tensor, right: Tensor): Tensor {
   using _family = opFamily("elementwise");
   const def = BINARY[name];
+  const [a, b] = name === "pow" ? autocastF32([left, right]) : autocastCommon([left, right]);
   if (a.dtype !== b.dtype) {
     throw new TypeError(`${name}(): dtypes differ (${a} and ${b}); cast() one of them`);
   }
@@ -289,8 +295,9 @@ export const ge = (a: Tensor, b: Tensor): Tensor => binary("ge", a, b);
  * `cond ? a : b` elementwise with broadcasting; `cond` is an integer mask (u32, i32 or u8; non-zero
  * selects `a`). `a` and `b` share a dtype other than u8.
  */
-export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+export function where(cond: Tensor, ifTrue: Tensor, ifFalse: Tensor): Tensor {
   using _family = opFamily("elementwise");
+  const [a, b] = autocastCommon([ifTrue, ifFalse]);
   if (isFloat(cond.dtype)) throw new TypeError(`where(): cond must be a u32/i32/u8 mask, got ${cond}`);
   if (a.dtype !== b.dtype) throw new TypeError(`where(): dtypes differ (${a} and ${b})`);
   unpackedDtype("where", a);

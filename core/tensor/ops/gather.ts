@@ -12,6 +12,7 @@ import { runGatherRows, runGatherRowsGrad, runScatterRows } from "../../../kerne
 import type { RowsShape } from "../../../kernels/mod.ts";
 import { noGrad, record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastCommon } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { clone } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype } from "./internal.ts";
@@ -75,9 +76,10 @@ export function gatherRows(x: Tensor, index: Tensor): Tensor {
  * @example
  * const full = scatterRows(expand(maskToken, [B, N, C]), keep, encoded); // MAE decoder input
  */
-export function scatterRows(base: Tensor, index: Tensor, src: Tensor): Tensor {
+export function scatterRows(inputBase: Tensor, index: Tensor, inputSrc: Tensor): Tensor {
   using _family = opFamily("layout");
   const op = "scatterRows";
+  const [base, src] = autocastCommon([inputBase, inputSrc]); // autocast: one dtype (rule 3)
   checkFloatTensor(op, "base", base);
   checkFloatTensor(op, "src", src);
   checkSameDtype(op, "src", base, src);

@@ -34,6 +34,7 @@ import { record } from "../autograd.ts";
 import { isFloat } from "../dtype.ts";
 import { normalizeAxis, numel, reducedShape, sameShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastF32 } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype, poolScratch, unpackedDtype } from "./internal.ts";
 import { opFamily } from "../../gpu/op_family.ts";
@@ -67,10 +68,11 @@ export interface MaskedLossOptions {
 function maskedError(
   op: string,
   kind: "mse" | "l1",
-  pred: Tensor,
-  target: Tensor,
+  input: Tensor,
+  inputTarget: Tensor,
   o: MaskedLossOptions,
 ): Tensor {
+  const [pred, target] = autocastF32([input, inputTarget]); // autocast: losses in f32
   checkFloatTensor(op, "pred", pred);
   checkDevice(op, pred, [target]);
   checkSameDtype(op, "target", pred, target);
@@ -163,9 +165,10 @@ export interface CrossEntropyOptions {
  * with weight mask·(label ≠ ignoreIndex) (PyTorch's `reduction="mean"`). No counted voxel: loss 0.
  * A label outside [0, C) that is not ignoreIndex makes the loss NaN (the GPU cannot throw).
  */
-export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntropyOptions = {}): Tensor {
+export function crossEntropy(input: Tensor, labels: Tensor, options: CrossEntropyOptions = {}): Tensor {
   using _family = opFamily("loss");
   const op = "crossEntropy";
+  const [logits] = autocastF32([input]);
   checkFloatTensor(op, "logits", logits);
   checkDevice(op, logits, [labels, options.mask]);
   const s = classShape(op, logits);
@@ -243,9 +246,10 @@ export interface SoftDiceOptions {
  * −mean(dc) over classes (class 0 excluded unless `includeBackground`) and samples — negative, in
  * [−1, 0], like nnU-Net's (add 1 for the usual 1 − Dice). The target gets no gradient.
  */
-export function softDiceLoss(probs: Tensor, target: Tensor, options: SoftDiceOptions = {}): Tensor {
+export function softDiceLoss(input: Tensor, inputTarget: Tensor, options: SoftDiceOptions = {}): Tensor {
   using _family = opFamily("loss");
   const op = "softDiceLoss";
+  const [probs, target] = autocastF32([input, inputTarget]);
   checkFloatTensor(op, "probs", probs);
   checkDevice(op, probs, [target, options.mask]);
   const s = classShape(op, probs);
@@ -312,9 +316,10 @@ function dimShape(x: Tensor, dim: number): { s: DimShape; axis: number } {
  * Cosine similarity of `a` and `b` along `dim`: a·b / (max(‖a‖, eps)·max(‖b‖, eps)), the dim removed
  * (PyTorch's `F.cosine_similarity`; identical to it whenever the norms exceed eps).
  */
-export function cosineSimilarity(a: Tensor, b: Tensor, dim = -1, eps = 1e-8): Tensor {
+export function cosineSimilarity(inputA: Tensor, inputB: Tensor, dim = -1, eps = 1e-8): Tensor {
   using _family = opFamily("loss");
   const op = "cosineSimilarity";
+  const [a, b] = autocastF32([inputA, inputB]);
   checkFloatTensor(op, "a", a);
   checkDevice(op, a, [b]);
   checkSameDtype(op, "b", a, b);
@@ -358,9 +363,10 @@ export function cosineSimilarity(a: Tensor, b: Tensor, dim = -1, eps = 1e-8): Te
 }
 
 /** x / max(‖x‖₂, eps) along `dim` (PyTorch's `F.normalize`), e.g. the projections of NT-Xent. */
-export function l2Normalize(x: Tensor, dim = -1, eps = 1e-12): Tensor {
+export function l2Normalize(input: Tensor, dim = -1, eps = 1e-12): Tensor {
   using _family = opFamily("loss");
   const op = "l2Normalize";
+  const [x] = autocastF32([input]);
   checkFloatTensor(op, "the input", x);
   const { s } = dimShape(x, dim);
   const type = x.dtype as LossType;
@@ -390,9 +396,10 @@ export function l2Normalize(x: Tensor, dim = -1, eps = 1e-12): Tensor {
 }
 
 /** log Σ exp(x) along `dim`, computed with a running maximum (never overflows). */
-export function logSumExp(x: Tensor, dim = -1, keepDims = false): Tensor {
+export function logSumExp(input: Tensor, dim = -1, keepDims = false): Tensor {
   using _family = opFamily("loss");
   const op = "logSumExp";
+  const [x] = autocastF32([input]);
   checkFloatTensor(op, "the input", x);
   const { s, axis } = dimShape(x, dim);
   if (s.r === 0) throw new RangeError(`${op}(): dim ${dim} of [${x.shape}] is empty`);

@@ -33,7 +33,7 @@ function batchOperand(t: Tensor, batch: Shape): { src: Tensor; stride: number } 
 /**
  * a · b over the last two dimensions; leading (batch) dimensions broadcast. Both operands need rank ≥ 2
  * and the same float dtype (f32, or f16 storage with f32 accumulation); the result and the gradients have
- * that dtype. Under `autocast()` f32 operands compute in f16 and the result is f32.
+ * that dtype. Under `autocast()` f32 operands compute in f16 and the result is f16.
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   using _family = opFamily("matmul");

@@ -1,9 +1,15 @@
 /** All tensor ops. Importing this module also installs the ops autograd uses to accumulate. */
 import { installGradMath } from "../autograd.ts";
 import { onesLike } from "./create.ts";
-import { add, addInPlace, clone } from "./elementwise.ts";
+import { add, addInPlace, cast, clone } from "./elementwise.ts";
 
-installGradMath({ add: (a, b) => add(a, b), addInPlace: (t, s) => addInPlace(t, s), clone, onesLike });
+installGradMath({
+  add: (a, b) => add(a, b),
+  addInPlace: (t, s) => addInPlace(t, s),
+  clone,
+  onesLike,
+  cast: (a, dtype) => cast(a, dtype),
+});
 
 export * from "./conv.ts";
 export * from "./attention.ts";

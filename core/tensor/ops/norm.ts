@@ -34,6 +34,7 @@ import {
 import { noGrad, record } from "../autograd.ts";
 import { numel } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastCommon } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { cast } from "./elementwise.ts";
 import { checkDevice, checkFloatTensor, checkSameDtype, checkShapeIs, poolScratch } from "./internal.ts";
@@ -203,13 +204,16 @@ export interface NormActOptions {
 
 function groupNormCall(
   op: string,
-  x: Tensor,
+  input: Tensor,
   groups: number,
   weight: Tensor | undefined,
   bias: Tensor | undefined,
   eps: number,
   act?: NormActOptions,
 ): Tensor {
+  // autocast: an f16 x keeps its dtype (f32 weight, bias and statistics); a residual of the other float
+  // dtype is reconciled with x (core/tensor/autocast.ts, rule 3)
+  const [x, residual] = autocastCommon([input, act?.residual]);
   if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
   const [n, c] = x.shape;
   checkParams(op, x, [c], weight, bias);
@@ -217,7 +221,6 @@ function groupNormCall(
   if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
     throw new RangeError(`${op}(): ${c} channels cannot be split into ${groups} groups`);
   }
-  const residual = act?.residual;
   if (residual) {
     checkDevice(op, x, [residual]);
     checkSameDtype(op, "residual", x, residual);
@@ -320,7 +323,7 @@ export interface MaskedNormOptions {
  * const y = maskedInstanceNorm(conv, visible, w, b, { slope: 0.01, residual: skip });
  */
 export function maskedInstanceNorm(
-  x: Tensor,
+  input: Tensor,
   mask: Tensor,
   weight?: Tensor,
   bias?: Tensor,
@@ -328,6 +331,7 @@ export function maskedInstanceNorm(
 ): Tensor {
   using _family = opFamily("norm");
   const op = "maskedInstanceNorm";
+  const [x, residual] = autocastCommon([input, options.residual]);
   if (x.rank < 2) throw new RangeError(`${op}(): input must be [N, C, ...spatial], got [${x.shape}]`);
   const [n, c] = x.shape;
   checkParams(op, x, [c], weight, bias);
@@ -335,7 +339,7 @@ export function maskedInstanceNorm(
   checkEps(op, eps);
   checkDevice(op, x, [mask]);
   checkShapeIs(op, "mask", mask, [n, 1, ...x.shape.slice(2)]);
-  const { residual, slope } = options;
+  const { slope } = options;
   if (residual) {
     checkDevice(op, x, [residual]);
     checkSameDtype(op, "residual", x, residual);

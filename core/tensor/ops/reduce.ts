@@ -9,6 +9,7 @@ import type { Tensor } from "../tensor.ts";
 import { emptyOn } from "./create.ts";
 import { cast, div, eq, mul, mulScalar } from "./elementwise.ts";
 import { unpackedDtype } from "./internal.ts";
+import { isAutocastEnabled } from "../autocast.ts";
 import { expand, permute, reshape } from "./shape.ts";
 import { opFamily } from "../../gpu/op_family.ts";
 
@@ -40,15 +41,17 @@ function reduceValues(
   mean: boolean,
 ): { out: Tensor; axes: number[]; keptShape: Shape } {
   const dtype = unpackedDtype(mean ? "mean" : op, x);
+  // autocast: an f16 sum or mean (f32 accumulation in any case) returns f32 (core/tensor/autocast.ts)
+  const outType = op === "sum" && dtype === "f16" && isAutocastEnabled() ? "f32" : dtype;
   const axes = normalizeAxes(axesArg, x.rank);
   const keptShape = reducedShape(x.shape, axes, true);
-  const out = emptyOn(x, reducedShape(x.shape, axes, keepDims));
+  const out = emptyOn(x, reducedShape(x.shape, axes, keepDims), outType);
   if (axes.length === 0) {
     runReduce(
       x.gpu,
       op,
       dtype,
-      dtype,
+      outType,
       x.binding,
       out.binding,
       { outer: x.size, r: 1, inner: 1 },
@@ -64,7 +67,7 @@ function reduceValues(
     x.gpu,
     op,
     dtype,
-    dtype,
+    outType,
     src.binding,
     out.binding,
     { outer, r, inner },
@@ -75,19 +78,33 @@ function reduceValues(
   return { out, axes, keptShape };
 }
 
-/** Sum over `axes` (default all), with Kahan-compensated, chunked accumulation. */
+/** The gradient `g` of a reduction's output in the input's dtype (an autocast sum of f16 returns f32). */
+function gradAs(g: Tensor, x: Tensor): Tensor {
+  return g.dtype === x.dtype ? g : cast(g, x.dtype);
+}
+
+/**
+ * Sum over `axes` (default all), with Kahan-compensated, chunked accumulation in f32. The result has
+ * x's dtype; under `autocast()` an f16 x gives an f32 result (no cast pass: the kernel reads f16).
+ */
 export function sum(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
   using _family = opFamily("reduce");
   const { out, keptShape } = reduceValues("sum", x, axes, keepDims, false);
-  return record("sum", [x], out, [], (g) => [expand(reshape(g, keptShape), x.shape)]);
+  return record("sum", [x], out, [], (g) => [expand(reshape(gradAs(g, x), keptShape), x.shape)]);
 }
 
-/** Mean over `axes` (default all). */
+/** Mean over `axes` (default all); dtypes as {@link sum}. */
 export function mean(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
   using _family = opFamily("reduce");
   const { out, keptShape } = reduceValues("sum", x, axes, keepDims, true);
   const count = x.size / Math.max(out.size, 1);
-  return record("mean", [x], out, [], (g) => [expand(reshape(mulScalar(g, 1 / count), keptShape), x.shape)]);
+  return record(
+    "mean",
+    [x],
+    out,
+    [],
+    (g) => [expand(reshape(gradAs(mulScalar(g, 1 / count), x), keptShape), x.shape)],
+  );
 }
 
 function extremum(

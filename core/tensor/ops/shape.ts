@@ -14,6 +14,7 @@ import {
   type Shape,
 } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastCommon } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { sumTo } from "./elementwise.ts";
 import { unpackedDtype } from "./internal.ts";
@@ -140,10 +141,14 @@ export function expand(x: Tensor, shape: Shape): Tensor {
   return record("expand", [x], out, [], (g) => [sumTo(g, x.shape)]);
 }
 
-/** Joins tensors of equal shape except along `axis`. */
-export function concat(xs: readonly Tensor[], axis: number): Tensor {
+/**
+ * Joins tensors of equal shape and dtype except along `axis` (under `autocast()` f16 and f32 inputs are
+ * brought to one dtype: core/tensor/autocast.ts, rule 3).
+ */
+export function concat(inputs: readonly Tensor[], axis: number): Tensor {
   using _family = opFamily("layout");
-  if (xs.length === 0) throw new RangeError("concat(): no tensors");
+  if (inputs.length === 0) throw new RangeError("concat(): no tensors");
+  const xs = autocastCommon(inputs);
   const first = xs[0];
   const dtype = unpackedDtype("concat", first);
   const a = normalizeAxis(axis, first.rank);

@@ -4,6 +4,7 @@ import { noGrad, record } from "../autograd.ts";
 import { isFloat } from "../dtype.ts";
 import { normalizeAxis } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { autocastF32 } from "./autocast_op.ts";
 import { emptyOn } from "./create.ts";
 import { exp, mul, sub } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -34,16 +35,18 @@ function rowwise(kind: "softmax" | "logSoftmax", x: Tensor, axis: number): Tenso
 }
 
 /** softmax(x) along `axis` (default last). */
-export function softmax(x: Tensor, axis = -1): Tensor {
+export function softmax(input: Tensor, axis = -1): Tensor {
   using _family = opFamily("reduce");
+  const [x] = autocastF32([input]); // autocast: in f32
   const y = rowwise("softmax", x, axis);
   // dx = y · (g − Σ g·y)
   return record("softmax", [x], y, [y], (g) => [mul(y, sub(g, sum(mul(g, y), axis, true)))]);
 }
 
 /** log(softmax(x)) along `axis` (default last), computed as x − max − log Σ exp(x − max). */
-export function logSoftmax(x: Tensor, axis = -1): Tensor {
+export function logSoftmax(input: Tensor, axis = -1): Tensor {
   using _family = opFamily("reduce");
+  const [x] = autocastF32([input]);
   const y = rowwise("logSoftmax", x, axis);
   // dx = g − softmax · Σ g
   return record("logSoftmax", [x], y, [y], (g) => [sub(g, mul(exp(y), sum(g, axis, true)))]);

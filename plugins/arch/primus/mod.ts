@@ -31,6 +31,8 @@ import {
   applyRope,
   type ArchitecturePlugin,
   cast,
+  checkpoint,
+  checkpointedSegments,
   Conv3d,
   type ConvInit,
   ConvTranspose3d,
@@ -95,6 +97,11 @@ export interface PrimusConfig {
   attnInnerNorm: boolean;
   /** "he" (default): Primus (InitWeights_He on up_projection); "torch-default": nnssl's EvaMAE. */
   decoderInit: "he" | "torch-default";
+  /**
+   * Activation checkpointing of transformer blocks: "none" (default), "blocks" (every block) or block
+   * indices; a checkpointed block keeps only its input for backward and recomputes its forward pass there.
+   */
+  activationCheckpointing: "none" | "blocks" | number[];
 }
 
 /** The zod schema of {@link PrimusConfig}, with its defaults. */
@@ -117,6 +124,10 @@ const PrimusConfig: z.ZodType<PrimusConfig> = z.object({
   attnInnerNorm: z.boolean().default(true),
   /** "he": Primus (InitWeights_He on up_projection); "torch-default": what nnssl's EvaMAE ends up with. */
   decoderInit: z.enum(["he", "torch-default"]).default("he"),
+  /** Activation checkpointing of transformer blocks: "none", "blocks" (all) or block indices. */
+  activationCheckpointing: z.union([z.enum(["none", "blocks"]), z.array(z.number().int().min(0))]).default(
+    "none",
+  ),
 }).refine((c) => c.embedDim % c.heads === 0 && (c.embedDim / c.heads) % 6 === 0, {
   message: "embedDim / heads (the head dim) must be an integer divisible by 6 for the 3D rotary embedding",
 }).refine((c) => patchEmbedSizeOf(c).every((p) => Number.isInteger(Math.log2(p))) && patchEmbedMax(c) >= 2, {
@@ -348,9 +359,17 @@ export class EvaBlock extends Module {
 /** DNA's Eva container: pos_embed, blocks, final norm; the rotary tables are cached per token grid. */
 class Eva extends Module {
   readonly blocks: Sequence<EvaBlock>;
+  /** Blocks run with activation checkpointing. */
+  readonly checkpointed: ReadonlySet<number>;
   readonly #rope = new Map<string, Tensor>();
   constructor(readonly c: PrimusConfig, readonly grid: Vec3, rng: Generator) {
     super();
+    this.checkpointed = checkpointedSegments(
+      c.activationCheckpointing,
+      c.depth,
+      "blocks",
+      "primus: activationCheckpointing",
+    );
     const tokens = grid[0] * grid[1] * grid[2];
     this.registerParameter("pos_embed", truncNormal([1, tokens, c.embedDim], rng, 0.02));
     this.blocks = this.registerModule("blocks", new Sequence<EvaBlock>());
@@ -384,13 +403,17 @@ class Eva extends Module {
    * is added to every token, then only the kept ones (and their rotary rows) go through the blocks.
    */
   forward(x: Tensor, grid: Vec3, rng?: Generator, keep?: Tensor): Tensor {
-    let h = add(x, this.positionEmbedding(grid));
+    // under autocast x is f16: the (possibly resized) position embedding follows it
+    let h = add(x, cast(this.positionEmbedding(grid), x.dtype));
     let rope = this.rope(grid, x);
     if (keep) {
       h = gatherRows(h, keep);
       rope = gatherRows(reshape(rope, [1, ...rope.shape]), keep); // [B, K, 2R]: one table per sample
     }
-    for (const block of this.blocks.items) h = block.forward(h, rope, rng);
+    this.blocks.items.forEach((block, i) => {
+      const run = (x: Tensor) => block.forward(x, rope, rng);
+      h = this.checkpointed.has(i) ? checkpoint(run, [h], { generators: [rng] }) : run(h);
+    });
     return this.child<LayerNorm>("norm").forward(h);
   }
 
@@ -451,8 +474,9 @@ export function substituteMaskToken(tokens: Tensor, { mask, token }: MaskTokenIn
     throw new RangeError(`primus: maskToken.mask must be [${b}, ${n}] (batch, tokens), got ${mask}`);
   }
   if (token.size !== d) throw new RangeError(`primus: maskToken.token must have ${d} values, got ${token}`);
-  const m = reshape(mask.dtype === "f32" ? mask : cast(mask, "f32"), [b, n, 1]);
-  const t = reshape(token, [1, 1, d]);
+  // in the tokens' dtype (f16 under autocast)
+  const m = reshape(cast(mask, tokens.dtype), [b, n, 1]);
+  const t = reshape(cast(token, tokens.dtype), [1, 1, d]);
   return add(mul(tokens, add(mul(m, -1), 1)), mul(m, t));
 }
 

@@ -19,6 +19,8 @@ import {
   type AdaptationPlan,
   type ArchitecturePlugin,
   avgPool3d,
+  checkpoint,
+  checkpointedSegments,
   concat,
   Conv3d,
   type ConvInit,
@@ -66,6 +68,11 @@ export interface ResEncConfig {
    * residual block zeroed); "torch-default": what nnssl's MAE trainer runs with (it never initializes).
    */
   init: "he" | "torch-default";
+  /**
+   * Activation checkpointing of encoder stages: "none" (default), "stages" (every stage) or stage indices;
+   * a checkpointed stage keeps only its input for backward and recomputes its forward pass there.
+   */
+  activationCheckpointing: "none" | "stages" | number[];
 }
 
 /** The zod schema of {@link ResEncConfig}, with its defaults. */
@@ -80,6 +87,10 @@ const ResEncConfig: z.ZodType<ResEncConfig> = z.object({
   /** "he": dynamic_network_architectures' initialize (He normal, zero bias, last norm of every
    * residual block zeroed); "torch-default": what nnssl's MAE trainer runs with (it never initializes). */
   init: z.enum(["he", "torch-default"]).default("he"),
+  /** Activation checkpointing of encoder stages: "none", "stages" (all) or stage indices. */
+  activationCheckpointing: z.union([z.enum(["none", "stages"]), z.array(z.number().int().min(0))]).default(
+    "none",
+  ),
 }).refine((c) => c.features.length === c.blocksPerStage.length && c.features.length === c.strides.length, {
   message: "features, blocksPerStage and strides need one entry per stage",
 });
@@ -194,8 +205,16 @@ class BasicBlockD extends Module {
 class Encoder extends Module {
   readonly stem: Holder<ConvNormAct>;
   readonly stages: Sequence<Holder<BasicBlockD>>;
+  /** Stages run with activation checkpointing. */
+  readonly checkpointed: ReadonlySet<number>;
   constructor(inChannels: number, rng: Generator, c: ResEncConfig) {
     super();
+    this.checkpointed = checkpointedSegments(
+      c.activationCheckpointing,
+      c.features.length,
+      "stages",
+      "resenc: activationCheckpointing",
+    );
     this.stem = this.registerModule("stem", new Holder<ConvNormAct>("convs"));
     this.stem.list.add(
       new ConvNormAct(inChannels, c.features[0], c.kernel, 1, rng, true, c.negativeSlope, c.init),
@@ -217,8 +236,15 @@ class Encoder extends Module {
   forward(x: Tensor, hooks?: LayerHooks): Tensor[] {
     let h = this.stem.list.items[0].forward(x, hooks && { hooks, stage: 0 });
     const skips: Tensor[] = [];
+    if (hooks && this.checkpointed.size > 0) {
+      throw new Error(
+        'resenc: activationCheckpointing does not combine with layer hooks (they would run twice); set it to "none"',
+      );
+    }
     this.stages.items.forEach((stage, s) => {
-      for (const block of stage.list.items) h = block.forward(h, hooks && { hooks, stage: s });
+      const run = (x: Tensor) =>
+        stage.list.items.reduce((y, block) => block.forward(y, hooks && { hooks, stage: s }), x);
+      h = this.checkpointed.has(s) ? checkpoint(run, [h]) : run(h);
       skips.push(h);
     });
     return skips;

@@ -20,6 +20,7 @@
  */
 import {
   add,
+  cast,
   expand,
   type Generator,
   keep as retain,
@@ -100,7 +101,9 @@ export function nnsslLossTokens(dropped: ArrayLike<number>, grid: readonly numbe
  */
 export function restoreSequence(encoded: Tensor, keep: Tensor, maskToken: Tensor, n: number): Tensor {
   const [b, , c] = encoded.shape;
-  return scatterRows(expand(reshape(maskToken, [1, 1, c]), [b, n, c]), keep, encoded);
+  // the mask token in the encoder's dtype (f16 under autocast)
+  const token = cast(maskToken, encoded.dtype);
+  return scatterRows(expand(reshape(token, [1, 1, c]), [b, n, c]), keep, encoded);
 }
 
 /** The decoder's blocks, named "0", "1", … (a ModuleList). */

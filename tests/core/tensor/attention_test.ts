@@ -620,39 +620,47 @@ gpuTest("attention f16 with f32 and f16 biases matches the reference within f16 
   }
 });
 
-gpuTest("attention under autocast keeps an f32 bias f32 and gives f32 gradients", async (gpu) => {
-  if (!gpu.hasF16) {
-    console.log("  (device has no shader-f16: skipped)");
-    return;
-  }
-  const c: Config = [2, 2, 19, 23, 40, true];
-  const xs = inputs(c, 980, true); // f16-representable: the casts inside autocast are exact
-  const bias = randomBias(c, "heads", 981);
-  const keyMask = randomKeyMask(2, 23, 982);
-  const ts = scope(() => {
-    const [q, k, v] = xs.slice(0, 3).map((x) => tensor(x.data, x.shape, { requiresGrad: true }));
-    const b = tensor(bias.data, bias.shape, { requiresGrad: true });
-    const mask = tensor(keyMask.data, keyMask.shape, { dtype: "u32" });
-    const y = autocast(() => scaledDotProductAttention(q, k, v, { causal: true, bias: b, keyMask: mask }));
-    backward(sum(mul(y, tensor(xs[3].data, xs[3].shape))));
-    const grads = [q.grad!, k.grad!, v.grad!, b.grad!];
-    [q, k, v, b].forEach((t) => (t.grad = undefined));
-    return [y, ...grads];
-  });
-  assert(ts.every((t) => t.dtype === "f32"), "output and gradients in f32");
-  const options = { causal: true, bias, keyMask };
-  const ref = attentionForwardRef(xs[0], xs[1], xs[2], options);
-  const grads = attentionBackwardRef(xs[0], xs[1], xs[2], xs[3], options);
-  const expected = [ref.out, grads.dq, grads.dk, grads.dv, grads.dbias!];
-  for (const [i, name] of ["out", "dq", "dk", "dv", "dbias"].entries()) {
-    assertClose(await ts[i].toFloat64(), expected[i].data, {
-      rtol: 1.5e-3,
-      atol: 1e-3,
-      label: `autocast ${name}`,
+gpuTest(
+  "attention under autocast returns f16, keeps an f32 bias f32 and gives f32 gradients",
+  async (gpu) => {
+    if (!gpu.hasF16) {
+      console.log("  (device has no shader-f16: skipped)");
+      return;
+    }
+    const c: Config = [2, 2, 19, 23, 40, true];
+    const xs = inputs(c, 980, true); // f16-representable: the casts inside autocast are exact
+    const bias = randomBias(c, "heads", 981);
+    const keyMask = randomKeyMask(2, 23, 982);
+    const ts = scope(() => {
+      const [q, k, v] = xs.slice(0, 3).map((x) => tensor(x.data, x.shape, { requiresGrad: true }));
+      const b = tensor(bias.data, bias.shape, { requiresGrad: true });
+      const mask = tensor(keyMask.data, keyMask.shape, { dtype: "u32" });
+      // the loss inside the block: mul(f16 y, f32 data) promotes y to f32 (core/tensor/autocast.ts)
+      const [y, loss] = autocast(() => {
+        const y = scaledDotProductAttention(q, k, v, { causal: true, bias: b, keyMask: mask });
+        return [y, sum(mul(y, tensor(xs[3].data, xs[3].shape)))];
+      });
+      backward(loss);
+      const grads = [q.grad!, k.grad!, v.grad!, b.grad!];
+      [q, k, v, b].forEach((t) => (t.grad = undefined));
+      return [y, ...grads];
     });
-  }
-  ts.forEach((t) => t.dispose());
-});
+    assert(ts[0].dtype === "f16", "the output in f16");
+    assert(ts.slice(1).every((t) => t.dtype === "f32"), "gradients of the f32 leaves in f32");
+    const options = { causal: true, bias, keyMask };
+    const ref = attentionForwardRef(xs[0], xs[1], xs[2], options);
+    const grads = attentionBackwardRef(xs[0], xs[1], xs[2], xs[3], options);
+    const expected = [ref.out, grads.dq, grads.dk, grads.dv, grads.dbias!];
+    for (const [i, name] of ["out", "dq", "dk", "dv", "dbias"].entries()) {
+      assertClose(await ts[i].toFloat64(), expected[i].data, {
+        rtol: 1.5e-3,
+        atol: 1e-3,
+        label: `autocast ${name}`,
+      });
+    }
+    ts.forEach((t) => t.dispose());
+  },
+);
 
 gpuTest("attention with a bias that needs no gradient adds no backward memory", async (gpu) => {
   const c: Config = [2, 2, 33, 40, 16, true];

@@ -1,8 +1,9 @@
 /**
- * autocast() (core/tensor/autocast.ts): which ops change precision, that their results equal the
- * explicit f16 computation exactly, error bounds against the float64 reference derived from f16
- * rounding, gradients arriving in f32 at f32 leaves, nesting, backward and noGrad, f16 operands, and
- * devices without shader-f16.
+ * autocast() (core/tensor/autocast.ts): the compute ops return f16 and equal the explicit f16
+ * computation exactly, error bounds against the float64 reference derived from f16 rounding, f16
+ * activations flowing through the ops that accept them, mixed f16/f32 operands (master weights follow
+ * the activation, data promotes to f32), the f32 ops (losses, softmax, sums), gradients in each tensor's
+ * dtype (f32 at f32 leaves), nesting, backward and noGrad, f16 operands, and devices without shader-f16.
  *
  * Error bound of an autocast conv or matmul y = Σ x·w (+ b) against float64, with u = 2⁻¹⁰ the largest
  * relative error of one f32 → f16 conversion on the GPU (WGSL may pick either neighbour): each product
@@ -59,7 +60,7 @@ const half = (t: ops.Tensor) => ops.cast(t, "f16");
 const full = (t: ops.Tensor) => ops.cast(t, "f32");
 
 gpuTest(
-  "autocast() computes conv3d in f16 and returns f32: equal to the explicit casts, within f16 error bounds of the reference",
+  "autocast() computes conv3d in f16 and returns f16: equal to the explicit casts, within f16 error bounds of the reference",
   { requires: ["shader-f16"] },
   async (gpu) => {
     assertEquals(ops.autocastDtype(gpu), undefined, "off outside a block");
@@ -71,16 +72,25 @@ gpuTest(
     const run = (mode: "autocast" | "explicit" | "f32") =>
       ops.scope(() => {
         const [xt, wt, bt] = [make(x, gpu, true), make(w, gpu, true), make(b, gpu, true)];
-        const y = mode === "autocast"
-          ? ops.autocast(() => {
+        const g = make(gy, gpu);
+        let y: ops.Tensor;
+        if (mode === "autocast") {
+          // the loss inside the block too: mul(f16 y, f32 data) promotes y to f32 (rule 3)
+          const [out, loss] = ops.autocast(() => {
             assertEquals(ops.autocastDtype(gpu), "f16");
-            return ops.conv3d(xt, wt, { bias: bt, ...opts });
-          })
-          : mode === "explicit"
-          ? full(ops.conv3d(half(xt), half(wt), { bias: half(bt), ...opts }))
-          : ops.conv3d(xt, wt, { bias: bt, ...opts });
-        assertEquals(y.dtype, "f32");
-        ops.backward(ops.sum(ops.mul(y, make(gy, gpu))));
+            const out = ops.conv3d(xt, wt, { bias: bt, ...opts });
+            return [out, ops.sum(ops.mul(out, g))];
+          });
+          assertEquals([out.dtype, loss.dtype], ["f16", "f32"]);
+          ops.backward(loss);
+          y = full(out);
+        } else {
+          const out = mode === "explicit"
+            ? full(ops.conv3d(half(xt), half(wt), { bias: half(bt), ...opts }))
+            : ops.conv3d(xt, wt, { bias: bt, ...opts });
+          ops.backward(ops.sum(ops.mul(out, g)));
+          y = out;
+        }
         for (const t of [xt, wt, bt]) {
           assertEquals(t.grad!.dtype, "f32", "gradients arrive in f32 at f32 leaves");
         }
@@ -116,7 +126,7 @@ gpuTest(
 );
 
 gpuTest(
-  "autocast() computes convTranspose3d, matmul and scaledDotProductAttention in f16 and returns f32",
+  "autocast() computes convTranspose3d, matmul and scaledDotProductAttention in f16 and returns f16",
   { requires: ["shader-f16"] },
   async (gpu) => {
     const x = f32Ref([1, 4, 3, 2, 3], 5);
@@ -133,10 +143,12 @@ gpuTest(
           ops.scaledDotProductAttention(t(q), t(k), t(v)),
         ];
         const out = mode === "autocast" ? ops.autocast(compute) : compute();
-        return mode === "explicit" ? out.map(full) : out;
+        if (mode === "autocast") {
+          assert(out.every((t) => t.dtype === "f16"), `autocast ops return f16: ${out.map((t) => t.dtype)}`);
+        }
+        return mode === "f32" ? out : out.map(full);
       });
     const auto = ops3("autocast");
-    assert(auto.every((t) => t.dtype === "f32"), `autocast ops return f32: ${auto.map((t) => t.dtype)}`);
     const [av, ev, fv] = [await values(auto), await values(ops3("explicit")), await values(ops3("f32"))];
     ["convTranspose3d", "matmul", "scaledDotProductAttention"].forEach((name, i) => {
       assertSame(av[i], ev[i], `${name}: autocast equals the explicit f16 casts`);
@@ -150,7 +162,7 @@ gpuTest(
 );
 
 gpuTest(
-  "autocast() leaves every other op in f32: norms, activations, reductions, elementwise (what losses are made of)",
+  "autocast() leaves f32 inputs of every other op in f32: norms, activations, reductions, elementwise",
   async (gpu) => {
     const x = f32Ref([2, 3, 4, 5], 12);
     const compute = () => {
@@ -171,6 +183,114 @@ gpuTest(
     assert(inside.every((t) => t.dtype === "f32"), `all f32: ${inside.map((t) => t.dtype)}`);
     const [a, b] = [await values(inside), await values(ops.scope(compute))];
     a.forEach((v, i) => assertSame(v, b[i], `op ${i}: identical inside and outside autocast`));
+  },
+);
+
+gpuTest(
+  "autocast() keeps f16 activations f16, casts master weights to them, promotes data to f32, and computes losses and sums in f32",
+  { requires: ["shader-f16"] },
+  async (gpu) => {
+    const x = f32Ref([2, 3, 4, 5, 2], 21);
+    const w = f32Ref([3], 22);
+    const target = f32Ref([2, 3, 4, 5, 2], 23);
+    const run = (mode: "autocast" | "explicit") =>
+      ops.scope(() => {
+        const xt = half(make(x, gpu, true)); // an f16 activation in a graph
+        const weight = make(w, gpu, true); // a master weight
+        const data = make(target, gpu); // data: no grad
+        const param = ops.reshape(weight, [1, 3, 1, 1, 1]); // a view of a weight is not a leaf
+        const bias = make(f32Ref([2], 24), gpu, true); // a leaf weight
+        const compute = (): ops.Tensor[] => {
+          if (mode === "autocast") {
+            const flow = [
+              ops.instanceNormAct(xt, weight, weight, { residual: xt }),
+              ops.gelu(xt),
+              ops.add(xt, xt),
+              ops.avgPool3d(xt, 2),
+              ops.mul(xt, param), // not a leaf: f32 wins
+              ops.add(ops.reshape(xt, [120, 2]), bias), // a leaf weight: f16
+            ];
+            return [
+              ...flow,
+              ops.mseLoss(xt, data),
+              ops.sum(xt),
+              ops.mean(xt, [2, 3]),
+              ops.softmax(xt),
+              ops.exp(xt),
+              ops.add(xt, data),
+            ];
+          }
+          const f = full;
+          return [
+            ops.instanceNormAct(xt, weight, weight, { residual: xt }),
+            ops.gelu(xt),
+            ops.add(xt, xt),
+            ops.avgPool3d(xt, 2),
+            ops.mul(f(xt), param),
+            ops.add(ops.reshape(xt, [120, 2]), half(bias)),
+            ops.mseLoss(f(xt), data),
+            ops.sum(f(xt)),
+            ops.mean(f(xt), [2, 3]),
+            ops.softmax(f(xt)),
+            ops.exp(f(xt)),
+            ops.add(f(xt), data),
+          ];
+        };
+        return mode === "autocast" ? ops.autocast(compute) : compute();
+      });
+    const auto = run("autocast");
+    const dtypes = auto.map((t) => t.dtype);
+    assertEquals(
+      dtypes,
+      ["f16", "f16", "f16", "f16", "f32", "f16", "f32", "f32", "f32", "f32", "f32", "f32"],
+      "f16 flow (norm + residual + act, gelu, add, pool), a view of a weight promotes, a leaf weight " +
+        "follows the activation, f32 losses, sums, softmax, exp, data promotes",
+    );
+    const [a, e] = [await values(auto), await values(run("explicit"))];
+    a.forEach((v, i) => assertSame(v, e[i], `op ${i}: autocast equals the explicit casts`));
+    // outside autocast mixed dtypes stay an error
+    ops.scope(() => {
+      const h = half(make(x, gpu));
+      assertThrows(() => ops.add(h, make(target, gpu)), TypeError, "dtypes differ");
+    });
+  },
+);
+
+gpuTest(
+  "gradients under autocast have their tensors' dtypes: f16 activations, f32 master weights and inputs",
+  { requires: ["shader-f16"] },
+  async (gpu) => {
+    const x = f32Ref([2, 3, 4, 4, 4], 25);
+    const w = f32Ref([4, 3, 3, 3, 3], 26, 0.3);
+    const gamma = f32Ref([4], 27);
+    const target = f32Ref([2, 4, 4, 4, 4], 28);
+    const grads = (mode: "autocast" | "explicit") =>
+      ops.scope(() => {
+        const [xt, wt, gt] = [make(x, gpu, true), make(w, gpu, true), make(gamma, gpu, true)];
+        const data = make(target, gpu);
+        let hidden: ops.Tensor;
+        const loss = mode === "autocast"
+          ? ops.autocast(() => {
+            hidden = ops.conv3d(xt, wt, { padding: 1 });
+            const y = ops.instanceNormAct(hidden, gt, gt, { residual: hidden });
+            return ops.mseLoss(ops.add(y, ops.reshape(gt, [1, 4, 1, 1, 1])), data);
+          })
+          : (() => {
+            hidden = ops.conv3d(half(xt), half(wt), { padding: 1 });
+            const y = ops.instanceNormAct(hidden, gt, gt, { residual: hidden });
+            return ops.mseLoss(ops.add(full(y), ops.reshape(gt, [1, 4, 1, 1, 1])), data);
+          })();
+        assertEquals(hidden!.dtype, "f16");
+        ops.backward(loss);
+        const out = [xt.grad!, wt.grad!, gt.grad!];
+        assertEquals(out.map((t) => t.dtype), ["f32", "f32", "f32"]);
+        [xt, wt, gt].forEach((t) => (t.grad = undefined));
+        return out;
+      });
+    const [a, e] = [await values(grads("autocast")), await values(grads("explicit"))];
+    ["dx", "dw", "dgamma"].forEach((k, i) =>
+      assertSame(a[i], e[i], `${k}: autocast equals the explicit casts`)
+    );
   },
 );
 
@@ -242,12 +362,12 @@ gpuTest(
       const [at, bt] = [make(a, gpu), make(b, gpu)];
       return [
         ops.noGrad(() => ops.autocast(() => ops.matmul(at, bt))),
-        full(ops.matmul(half(at), half(bt))),
+        ops.matmul(half(at), half(bt)),
         ops.autocast(() => ops.matmul(half(at), half(bt))),
         ops.autocast(() => ops.matmul(at, half(bt))),
       ];
     });
-    assertEquals([noGradAuto.dtype, halfOps.dtype, mixed.dtype], ["f32", "f16", "f32"]);
+    assertEquals([noGradAuto.dtype, halfOps.dtype, mixed.dtype], ["f16", "f16", "f16"]);
     const [v0, v1, v2, v3] = await values([noGradAuto, explicit, halfOps, mixed]);
     assertSame(v0, v1, "noGrad + autocast");
     assertSame(v2, v1, "f16 operands: the f16 op, f16 result");
