@@ -50,7 +50,8 @@ const SUITES: [string, number][] = [
   ["attention", 20],
   ["data", 25],
   ["augment", 20],
-  ["methods", 60],
+  ["augment-pipelines", 10],
+  ["methods", 50],
   ["dist", 15],
 ];
 
