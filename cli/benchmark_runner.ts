@@ -185,6 +185,7 @@ export const FinetuneOptionsSchema = z.object({
   patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
     .optional(),
   lr: z.number().positive().optional(),
+  optimizer: z.enum(["sgd", "adamw"]).optional(),
   schedule: z.enum(["warmup-poly", "sawtooth"]).optional(),
   nnsslSawtooth: z.boolean().optional(),
   spacing: z.union([z.literal("median"), z.literal("none"), z.tuple([z.number(), z.number(), z.number()])])
@@ -199,6 +200,12 @@ export const PredictOptionsSchema = z.object({
   step: z.number().gt(0).max(1).default(0.5),
   /** Mirroring test-time augmentation (default false: 8× the inference time). */
   mirroring: z.boolean().default(false),
+  /**
+   * The sliding window [D, H, W] (default: the training patch). A CNN is fully convolutional, so a
+   * window covering whole cases (one forward each) is a cheaper choice on slow devices.
+   */
+  patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
+    .optional(),
 }).strict();
 
 /**
@@ -244,6 +251,7 @@ function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   if (o.batch) flags.push("--batch", String(o.batch));
   if (o.patch) flags.push("--patch", o.patch.join(","));
   if (o.lr) flags.push("--lr", String(o.lr));
+  if (o.optimizer) flags.push("--optimizer", o.optimizer);
   if (o.schedule) flags.push("--schedule", o.schedule);
   if (o.nnsslSawtooth) flags.push("--nnssl-sawtooth");
   if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
@@ -454,7 +462,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
           "--spacing",
           spacing ? spacing.join(",") : "none",
           "--patch",
-          (runConfig.patch as number[]).join(","),
+          (predict.patch ?? runConfig.patch as number[]).join(","),
           "--step",
           String(predict.step),
           ...(predict.mirroring ? ["--mirror"] : []),

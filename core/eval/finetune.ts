@@ -82,6 +82,12 @@ export interface FinetuneOptions {
   lr?: number;
   /** The optimizer (default: SGD Nesterov 0.99 wd 3e-5 for CNNs, AdamW (0.9, 0.98) wd 5e-2 for ViTs). */
   optimizer?: OptimizerConfig;
+  /**
+   * The optimizer by kind, with nnssl's fine-tuning settings of that kind whatever the architecture
+   * (`"sgd"`: ResEnc's, lr 1e-3, scratch 1e-2; `"adamw"`: Primus's, lr 1e-4, scratch 3e-4); ignored when
+   * `optimizer` is given. Default: the family's.
+   */
+  optimizerKind?: "sgd" | "adamw";
   /** Gradient-norm clip (default 12 CNN, 1 ViT). */
   clipGradNorm?: number;
   /** The schedule (default warm-up + poly). */
@@ -210,9 +216,11 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
   if (schedule.nnsslQuirk && family !== "cnn") {
     throw new Error("nnsslQuirk reproduces nnssl's ResEnc sawtooth (its Primus variant freezes correctly)");
   }
-  const scratchLr = family === "cnn" ? 1e-2 : 3e-4;
+  const kind = o.optimizerKind ?? (family === "cnn" ? "sgd" : "adamw");
+  const byKind = method.defaults[kind === "sgd" ? "cnn" : "vit"]!.optimizer!;
+  const scratchLr = kind === "sgd" ? 1e-2 : 3e-4;
   const optimizer = OptimizerSchema.parse({
-    ...(o.optimizer ?? defaults.optimizer),
+    ...(o.optimizer ?? byKind),
     ...(o.lr ? { lr: o.lr } : !o.optimizer && !pre ? { lr: scratchLr } : {}),
   });
   const ids = o.dataset.cases.map((c) => c.id);
