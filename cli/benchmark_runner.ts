@@ -191,6 +191,7 @@ export const FinetuneOptionsSchema = z.object({
   spacing: z.union([z.literal("median"), z.literal("none"), z.tuple([z.number(), z.number(), z.number()])])
     .optional(),
   batchDice: z.boolean().optional(),
+  deepSupervision: z.boolean().optional(),
   augmentation: z.boolean().optional(),
 }).strict();
 
@@ -256,6 +257,7 @@ function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   if (o.nnsslSawtooth) flags.push("--nnssl-sawtooth");
   if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
   if (o.batchDice) flags.push("--batch-dice");
+  if (o.deepSupervision) flags.push("--deep-supervision");
   if (o.augmentation === false) flags.push("--no-augmentation");
   return flags;
 }

@@ -78,6 +78,10 @@ export function registerFinetune(program: Command): void {
     .option("--split-seed <n>", "seed of the 50/50 split and the label fraction (default 0)")
     .option("--seed <n>", "seed of initialisation and batches (default 0)")
     .option("--batch-dice", "one Dice per class over the batch (nnU-Net's batch_dice)")
+    .option(
+      "--deep-supervision",
+      "Dice + CE at every decoder resolution, nnU-Net's weights (CNNs with a U-Net decoder; default off)",
+    )
     .option("--no-augmentation", "no data augmentation (default: nnU-Net's)")
     .option(
       "--no-score",
@@ -189,6 +193,7 @@ export function registerFinetune(program: Command): void {
         ),
         seed: number(flags.seed, "--seed", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
         batchDice: flags.batchDice ?? false,
+        deepSupervision: flags.deepSupervision ?? false,
         augmentation: flags.augmentation === false ? "none" as const : "nnunet" as const,
         resume: flags.resume !== undefined,
         evaluate: flags.score !== false,

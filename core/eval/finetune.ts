@@ -102,6 +102,11 @@ export interface FinetuneOptions {
   seed?: number;
   /** Batch Dice (default false, nnU-Net's 3d_fullres). */
   batchDice?: boolean;
+  /**
+   * Deep supervision (default false, as nnssl's fine-tuning trainers): Dice + CE at every decoder
+   * resolution with nnU-Net's weights; architectures without a multi-scale decoder refuse it.
+   */
+  deepSupervision?: boolean;
   /** Foreground oversampling (default 0.33). */
   foregroundFraction?: number;
   /** Augmentation preset (default "nnunet"). */
@@ -210,6 +215,12 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
     ...(family === "vit" && o.schedule?.name === "sawtooth" ? { decoderLrFactor: 0.01 } : {}),
     ...o.schedule,
   });
+  if (o.deepSupervision && !o.arch.deepSupervision) {
+    throw new Error(
+      `deep supervision: architecture ${o.arch.name} has no multi-scale decoder to supervise ` +
+        "(it outputs at full resolution only); fine-tune it without deep supervision",
+    );
+  }
   if (schedule.name === "sawtooth" && !pre) {
     throw new Error("the sawtooth schedule fine-tunes a pretrained encoder: give --pretrained");
   }
@@ -238,6 +249,7 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
     spacing: o.dataset.spacing,
     normalization: o.dataset.channelNames.map(() => "zscore" as const),
     batchDice: o.batchDice ?? false,
+    deepSupervision: o.deepSupervision ?? false,
     foregroundFraction: o.foregroundFraction ?? 0.33,
     schedule,
     pretrained: o.pretrained ?? null,
@@ -337,9 +349,9 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
   log(
     `fine-tuning ${seg.pretrained ? `from ${seg.pretrained}` : "from scratch"} on ${seg.dataset}: ` +
       `${trainCases.length} training case(s) (label fraction ${seg.labelFraction}), ${testCases.length} test; ` +
-      `${seg.classes} classes; schedule ${seg.schedule.name}${
-        seg.schedule.nnsslQuirk ? " (nnssl's ResEnc quirk)" : ""
-      }`,
+      `${seg.classes} classes${
+        seg.deepSupervision ? ", deep supervision" : ""
+      }; schedule ${seg.schedule.name}${seg.schedule.nnsslQuirk ? " (nnssl's ResEnc quirk)" : ""}`,
   );
   const stop = listenForStop(run.log);
   let stoppedBy: string | undefined;
