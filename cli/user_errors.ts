@@ -7,6 +7,7 @@
  * @module
  */
 import { DataFileError, SampleHookError } from "../core/data/mod.ts";
+import { FinetuneConfigError } from "../core/eval/mod.ts";
 import { MpiError } from "../core/dist/mod.ts";
 import { GpuUnavailableError } from "../core/gpu/mod.ts";
 import { PthError } from "../core/nn/mod.ts";
@@ -26,6 +27,7 @@ const USER_ERROR_CLASSES: (abstract new (...args: never[]) => Error)[] = [
   RunFolderError,
   PthError, // a bad or foreign .pth (core/nn/pth), named with its file and key
   MpiError, // a missing MPI library or a launcher that does not match it
+  FinetuneConfigError, // fine-tuning options, dataset or pretrained checkpoint, found before the first step
 ];
 
 /** OS error codes that are about the user's files or machine, with what they mean. */
