@@ -245,7 +245,8 @@ export async function checkDatasets(
   if (problems.length > 0) throw new ConfigError(`${where}:\n${problems.join("\n")}`);
 }
 
-function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
+/** The `voxssl finetune` flags of a cell's `finetune` options. */
+export function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   const flags: string[] = [];
   if (o.epochs) flags.push("--epochs", String(o.epochs));
   if (o.stepsPerEpoch) flags.push("--steps", String(o.stepsPerEpoch));
