@@ -248,6 +248,12 @@ gpuTest("fine-tuning with deep supervision runs and trains the aux head; Primus 
     assertEquals([result.steps, result.stoppedBy], [2, undefined]);
     const end = await readFinetunedCheckpoint(result.checkpoint);
     assertEquals(end.segmentation.deepSupervision, true);
+    // --optimizer adamw on a CNN: nnssl's Primus AdamW settings, the given lr, the CNN's clip
+    const { optimizer, clipGradNorm } = end.runConfig;
+    assertEquals([optimizer, clipGradNorm], [
+      { name: "adamw", lr: 1e-2, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 5e-2 },
+      12,
+    ]);
     // the network as the run built it (seed 0), before any step
     const initial = scope(() =>
       resenc.create({
