@@ -185,11 +185,13 @@ export const FinetuneOptionsSchema = z.object({
   patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
     .optional(),
   lr: z.number().positive().optional(),
+  optimizer: z.enum(["sgd", "adamw"]).optional(),
   schedule: z.enum(["warmup-poly", "sawtooth"]).optional(),
   nnsslSawtooth: z.boolean().optional(),
   spacing: z.union([z.literal("median"), z.literal("none"), z.tuple([z.number(), z.number(), z.number()])])
     .optional(),
   batchDice: z.boolean().optional(),
+  deepSupervision: z.boolean().optional(),
   augmentation: z.boolean().optional(),
 }).strict();
 
@@ -199,6 +201,12 @@ export const PredictOptionsSchema = z.object({
   step: z.number().gt(0).max(1).default(0.5),
   /** Mirroring test-time augmentation (default false: 8× the inference time). */
   mirroring: z.boolean().default(false),
+  /**
+   * The sliding window [D, H, W] (default: the training patch). A CNN is fully convolutional, so a
+   * window covering whole cases (one forward each) is a cheaper choice on slow devices.
+   */
+  patch: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()])
+    .optional(),
 }).strict();
 
 /**
@@ -237,17 +245,20 @@ export async function checkDatasets(
   if (problems.length > 0) throw new ConfigError(`${where}:\n${problems.join("\n")}`);
 }
 
-function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
+/** The `voxssl finetune` flags of a cell's `finetune` options. */
+export function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string[] {
   const flags: string[] = [];
   if (o.epochs) flags.push("--epochs", String(o.epochs));
   if (o.stepsPerEpoch) flags.push("--steps", String(o.stepsPerEpoch));
   if (o.batch) flags.push("--batch", String(o.batch));
   if (o.patch) flags.push("--patch", o.patch.join(","));
   if (o.lr) flags.push("--lr", String(o.lr));
+  if (o.optimizer) flags.push("--optimizer", o.optimizer);
   if (o.schedule) flags.push("--schedule", o.schedule);
   if (o.nnsslSawtooth) flags.push("--nnssl-sawtooth");
   if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
   if (o.batchDice) flags.push("--batch-dice");
+  if (o.deepSupervision) flags.push("--deep-supervision");
   if (o.augmentation === false) flags.push("--no-augmentation");
   return flags;
 }
@@ -454,7 +465,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
           "--spacing",
           spacing ? spacing.join(",") : "none",
           "--patch",
-          (runConfig.patch as number[]).join(","),
+          (predict.patch ?? runConfig.patch as number[]).join(","),
           "--step",
           String(predict.step),
           ...(predict.mirroring ? ["--mirror"] : []),

@@ -2,7 +2,7 @@
  * `voxssl evaluate <predictions> <labels>`: Dice, IoU, precision, recall and HD95 per case and class
  * (core/eval/evaluate.ts), written as `metrics.csv` and `summary.json`. Classes and their names come from
  * `--dataset` (an nnU-Net raw folder's dataset.json) or from the values found in the reference maps.
- * Exit status 0, or 2 with a message naming the file for bad input.
+ * Bad input is a user error (cli/user_errors.ts): one line naming the file, exit status 1.
  */
 import type { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
@@ -24,7 +24,7 @@ export function registerEvaluate(program: Command): void {
     )
     .option("--no-hd95", "skip HD95 (the slowest metric)")
     .action(async (predictions, labels, options) => {
-      Deno.exitCode = await runEvaluate(predictions, labels, options);
+      await runEvaluate(predictions, labels, options);
     });
 }
 
@@ -32,36 +32,30 @@ async function runEvaluate(
   predictions: string,
   labels: string,
   options: { out?: string; dataset?: string; hd95: boolean },
-): Promise<number> {
-  try {
-    const dataset = options.dataset ? await readNnunetDataset(options.dataset) : undefined;
-    const names = dataset
-      ? Object.fromEntries(Object.entries(dataset.labels).map(([name, value]) => [value, name]))
-      : undefined;
-    const summary = await evaluateFolders(predictions, labels, {
-      classes: dataset?.foreground,
-      names,
-      fileEnding: dataset?.fileEnding,
-      hd95: options.hd95,
-    });
-    const paths = await writeEvaluation(options.out ?? join(predictions, "evaluation"), summary);
-    const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? "NaN" : v.toFixed(4));
-    for (const k of summary.classes) {
-      const m = summary.mean[k];
-      console.log(
-        `class ${k}${names?.[k] ? ` (${names[k]})` : ""}: Dice ${fmt(m.dice)}, IoU ${fmt(m.iou)}, ` +
-          `precision ${fmt(m.precision)}, recall ${fmt(m.recall)}` +
-          (m.hd95 !== undefined ? `, HD95 ${fmt(m.hd95)} mm` : "") +
-          ` (${m.n} of ${summary.cases.length} cases)`,
-      );
-    }
+): Promise<void> {
+  const dataset = options.dataset ? await readNnunetDataset(options.dataset) : undefined;
+  const names = dataset
+    ? Object.fromEntries(Object.entries(dataset.labels).map(([name, value]) => [value, name]))
+    : undefined;
+  const summary = await evaluateFolders(predictions, labels, {
+    classes: dataset?.foreground,
+    names,
+    fileEnding: dataset?.fileEnding,
+    hd95: options.hd95,
+  });
+  const paths = await writeEvaluation(options.out ?? join(predictions, "evaluation"), summary);
+  const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? "NaN" : v.toFixed(4));
+  for (const k of summary.classes) {
+    const m = summary.mean[k];
     console.log(
-      `foreground mean Dice ${fmt(summary.foregroundMean.dice)} over ${summary.cases.length} cases`,
+      `class ${k}${names?.[k] ? ` (${names[k]})` : ""}: Dice ${fmt(m.dice)}, IoU ${fmt(m.iou)}, ` +
+        `precision ${fmt(m.precision)}, recall ${fmt(m.recall)}` +
+        (m.hd95 !== undefined ? `, HD95 ${fmt(m.hd95)} mm` : "") +
+        ` (${m.n} of ${summary.cases.length} cases)`,
     );
-    console.log(`wrote ${paths.csv} and ${paths.json}`);
-    return 0;
-  } catch (error) {
-    console.error(`voxssl evaluate: ${(error as Error).message}`);
-    return 2;
   }
+  console.log(
+    `foreground mean Dice ${fmt(summary.foregroundMean.dice)} over ${summary.cases.length} cases`,
+  );
+  console.log(`wrote ${paths.csv} and ${paths.json}`);
 }

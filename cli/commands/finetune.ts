@@ -65,7 +65,11 @@ export function registerFinetune(program: Command): void {
     .option("--steps <n>", "steps per epoch (default 25; nnU-Net: 250)")
     .option("--batch <n>", "batch size (default 2)")
     .option("--patch <size>", "patch: 160 or 160,160,160 (default: the checkpoint's recommended)")
-    .option("--lr <rate>", "learning rate (default 1e-3 CNN / 1e-4 ViT; scratch 1e-2 / 3e-4)")
+    .option("--lr <rate>", "learning rate (default 1e-3 SGD / 1e-4 AdamW; scratch 1e-2 / 3e-4)")
+    .option(
+      "--optimizer <kind>",
+      "sgd (nnssl's ResEnc recipe) or adamw (nnssl's Primus recipe); default: the architecture's",
+    )
     .option("--schedule <name>", "warmup-poly (default) or sawtooth (decoder first)")
     .option("--nnssl-sawtooth", "sawtooth as nnssl's ResEnc variant runs it (encoder not frozen)")
     .option("--label-fraction <f>", "fraction of the training cases to use (e.g. 0.05, 0.25; default 1)")
@@ -74,6 +78,10 @@ export function registerFinetune(program: Command): void {
     .option("--split-seed <n>", "seed of the 50/50 split and the label fraction (default 0)")
     .option("--seed <n>", "seed of initialisation and batches (default 0)")
     .option("--batch-dice", "one Dice per class over the batch (nnU-Net's batch_dice)")
+    .option(
+      "--deep-supervision",
+      "Dice + CE at every decoder resolution, nnU-Net's weights (CNNs with a U-Net decoder; default off)",
+    )
     .option("--no-augmentation", "no data augmentation (default: nnU-Net's)")
     .option(
       "--no-score",
@@ -106,6 +114,9 @@ export function registerFinetune(program: Command): void {
       }
       if (flags.schedule && flags.schedule !== "warmup-poly" && flags.schedule !== "sawtooth") {
         throw new ConfigError(`--schedule: expected warmup-poly or sawtooth, got "${flags.schedule}"`);
+      }
+      if (flags.optimizer && flags.optimizer !== "sgd" && flags.optimizer !== "adamw") {
+        throw new ConfigError(`--optimizer: expected sgd or adamw, got "${flags.optimizer}"`);
       }
       const runFolder = out ?? defaultRunFolder(flags.arch ?? arch.plugin.name, "finetune");
       let dataset;
@@ -160,6 +171,7 @@ export function registerFinetune(program: Command): void {
         batch: int(flags.batch, "--batch"),
         patch: flags.patch ? vec3(flags.patch, "--patch") : undefined,
         lr: number(flags.lr, "--lr", (x) => x > 0, "a positive number"),
+        optimizerKind: flags.optimizer as "sgd" | "adamw" | undefined,
         schedule: flags.schedule || flags.nnsslSawtooth
           ? {
             name: (flags.schedule ?? "sawtooth") as "warmup-poly" | "sawtooth",
@@ -181,6 +193,7 @@ export function registerFinetune(program: Command): void {
         ),
         seed: number(flags.seed, "--seed", (x) => Number.isInteger(x) && x >= 0, "an integer ≥ 0"),
         batchDice: flags.batchDice ?? false,
+        deepSupervision: flags.deepSupervision ?? false,
         augmentation: flags.augmentation === false ? "none" as const : "nnunet" as const,
         resume: flags.resume !== undefined,
         evaluate: flags.score !== false,

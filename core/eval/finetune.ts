@@ -82,6 +82,12 @@ export interface FinetuneOptions {
   lr?: number;
   /** The optimizer (default: SGD Nesterov 0.99 wd 3e-5 for CNNs, AdamW (0.9, 0.98) wd 5e-2 for ViTs). */
   optimizer?: OptimizerConfig;
+  /**
+   * The optimizer by kind, with nnssl's fine-tuning settings of that kind whatever the architecture
+   * (`"sgd"`: ResEnc's, lr 1e-3, scratch 1e-2; `"adamw"`: Primus's, lr 1e-4, scratch 3e-4); ignored when
+   * `optimizer` is given. Default: the family's.
+   */
+  optimizerKind?: "sgd" | "adamw";
   /** Gradient-norm clip (default 12 CNN, 1 ViT). */
   clipGradNorm?: number;
   /** The schedule (default warm-up + poly). */
@@ -96,6 +102,11 @@ export interface FinetuneOptions {
   seed?: number;
   /** Batch Dice (default false, nnU-Net's 3d_fullres). */
   batchDice?: boolean;
+  /**
+   * Deep supervision (default false, as nnssl's fine-tuning trainers): Dice + CE at every decoder
+   * resolution with nnU-Net's weights; architectures without a multi-scale decoder refuse it.
+   */
+  deepSupervision?: boolean;
   /** Foreground oversampling (default 0.33). */
   foregroundFraction?: number;
   /** Augmentation preset (default "nnunet"). */
@@ -204,15 +215,23 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
     ...(family === "vit" && o.schedule?.name === "sawtooth" ? { decoderLrFactor: 0.01 } : {}),
     ...o.schedule,
   });
+  if (o.deepSupervision && !o.arch.deepSupervision) {
+    throw new Error(
+      `deep supervision: architecture ${o.arch.name} has no multi-scale decoder to supervise ` +
+        "(it outputs at full resolution only); fine-tune it without deep supervision",
+    );
+  }
   if (schedule.name === "sawtooth" && !pre) {
     throw new Error("the sawtooth schedule fine-tunes a pretrained encoder: give --pretrained");
   }
   if (schedule.nnsslQuirk && family !== "cnn") {
     throw new Error("nnsslQuirk reproduces nnssl's ResEnc sawtooth (its Primus variant freezes correctly)");
   }
-  const scratchLr = family === "cnn" ? 1e-2 : 3e-4;
+  const kind = o.optimizerKind ?? (family === "cnn" ? "sgd" : "adamw");
+  const byKind = method.defaults[kind === "sgd" ? "cnn" : "vit"]!.optimizer!;
+  const scratchLr = kind === "sgd" ? 1e-2 : 3e-4;
   const optimizer = OptimizerSchema.parse({
-    ...(o.optimizer ?? defaults.optimizer),
+    ...(o.optimizer ?? byKind),
     ...(o.lr ? { lr: o.lr } : !o.optimizer && !pre ? { lr: scratchLr } : {}),
   });
   const ids = o.dataset.cases.map((c) => c.id);
@@ -230,6 +249,7 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
     spacing: o.dataset.spacing,
     normalization: o.dataset.channelNames.map(() => "zscore" as const),
     batchDice: o.batchDice ?? false,
+    deepSupervision: o.deepSupervision ?? false,
     foregroundFraction: o.foregroundFraction ?? 0.33,
     schedule,
     pretrained: o.pretrained ?? null,
@@ -329,9 +349,9 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
   log(
     `fine-tuning ${seg.pretrained ? `from ${seg.pretrained}` : "from scratch"} on ${seg.dataset}: ` +
       `${trainCases.length} training case(s) (label fraction ${seg.labelFraction}), ${testCases.length} test; ` +
-      `${seg.classes} classes; schedule ${seg.schedule.name}${
-        seg.schedule.nnsslQuirk ? " (nnssl's ResEnc quirk)" : ""
-      }`,
+      `${seg.classes} classes${
+        seg.deepSupervision ? ", deep supervision" : ""
+      }; schedule ${seg.schedule.name}${seg.schedule.nnsslQuirk ? " (nnssl's ResEnc quirk)" : ""}`,
   );
   const stop = listenForStop(run.log);
   let stoppedBy: string | undefined;

@@ -21,7 +21,7 @@
  */
 import type { HostTensor } from "../nn/mod.ts";
 import type { Vec3 } from "../plugin/mod.ts";
-import { loadCheckpoint, type ResolvedRunConfig } from "../train/mod.ts";
+import { type Checkpoint, loadCheckpoint, type ResolvedRunConfig } from "../train/mod.ts";
 import {
   SEGMENTATION_METHOD,
   type SegmentationConfig,
@@ -48,7 +48,16 @@ export interface FinetunedModel {
 
 /** Reads a fine-tuned checkpoint; errors name the file and what is missing. */
 export async function readFinetunedCheckpoint(path: string): Promise<FinetunedModel> {
-  const ckpt = await loadCheckpoint(path);
+  return finetunedModel(await loadCheckpoint(path), path);
+}
+
+/** Whether a loaded checkpoint was written by segmentation fine-tuning (`plugins.method`). */
+export function isFinetunedCheckpoint(ckpt: Checkpoint): boolean {
+  return (ckpt.meta.plugins?.method ?? "").startsWith(`${SEGMENTATION_METHOD}@`);
+}
+
+/** What inference needs from a loaded fine-tuned checkpoint (`path` names it in errors). */
+export function finetunedModel(ckpt: Checkpoint, path: string): FinetunedModel {
   const method = ckpt.meta.plugins?.method ?? "";
   if (!method.startsWith(`${SEGMENTATION_METHOD}@`)) {
     throw new Error(

@@ -18,6 +18,7 @@ export * from "./network_predictor.ts";
 export * from "./checkpoint_network.ts";
 export * from "./adapt.ts";
 export * from "./loss.ts";
+export * from "./deep_supervision.ts";
 export * from "./splits.ts";
 export * from "./schedule.ts";
 export * from "./seg_batches.ts";

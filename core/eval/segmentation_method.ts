@@ -1,7 +1,7 @@
 /**
  * Segmentation fine-tuning as the Trainer sees it: a built-in "method" whose network is the architecture
  * with one output channel per class and whose loss is nnU-Net's Dice + CE on the batch's `image` and
- * `label`. It puts the encoder (the adaptation plan's encoder and stem keys) and everything else in two
+ * `label` (with deep supervision: at every decoder resolution, deep_supervision.ts). It puts the encoder (the adaptation plan's encoder and stem keys) and everything else in two
  * parameter groups, "encoder" and "decoder", so schedules can give them different rates or freeze the
  * encoder. When the input projection was repeated over more channels than pretrained, it goes with the
  * decoder group, as nnssl's sawtooth trains it from the first phase on.
@@ -13,6 +13,7 @@
 import { z } from "zod";
 import type { SslMethodPlugin } from "../plugin/mod.ts";
 import { diceCeLoss } from "./loss.ts";
+import { deepSupervisionLoss } from "./deep_supervision.ts";
 import type { ZodSchema } from "../plugin/zod_types.ts";
 import { type FinetuneSchedule, FinetuneScheduleSchema } from "./schedule.ts";
 
@@ -32,6 +33,8 @@ export interface SegmentationConfig {
   normalization: "zscore"[];
   /** Batch Dice (nnU-Net plans' batch_dice). */
   batchDice: boolean;
+  /** Deep supervision: Dice + CE at every decoder resolution, nnU-Net's weights (deep_supervision.ts). */
+  deepSupervision: boolean;
   /** Foreground oversampling fraction (nnU-Net: 0.33). */
   foregroundFraction: number;
   /** The learning-rate schedule. */
@@ -66,6 +69,8 @@ export const SegmentationConfigSchema: ZodSchema<SegmentationConfig, unknown> = 
   normalization: z.array(z.literal("zscore")),
   /** Batch Dice (nnU-Net plans' batch_dice). */
   batchDice: z.boolean().default(false),
+  /** Deep supervision: Dice + CE at every decoder resolution, nnU-Net's weights (deep_supervision.ts). */
+  deepSupervision: z.boolean().default(false),
   /** Foreground oversampling fraction (nnU-Net: 0.33). */
   foregroundFraction: z.number().min(0).max(1).default(0.33),
   /** The learning-rate schedule. */
@@ -121,11 +126,20 @@ export function segmentationMethod(coreVersion: string): SslMethodPlugin<Segment
       },
     },
     build({ network, config }) {
+      const forwardAll = network.forwardDeepSupervision?.bind(network);
+      if (config.deepSupervision && !forwardAll) {
+        throw new Error(
+          "deep supervision needs a network with a multi-scale decoder (forwardDeepSupervision); this one has none",
+        );
+      }
       return {
         modules: {},
         loss(batch) {
-          const logits = network.forward(batch.get("image"));
-          const { loss, ce, dice } = diceCeLoss(logits, batch.get("label"), { batchDice: config.batchDice });
+          const image = batch.get("image"), label = batch.get("label");
+          const options = { batchDice: config.batchDice };
+          const { loss, ce, dice } = config.deepSupervision
+            ? deepSupervisionLoss(forwardAll!(image), label, options)
+            : diceCeLoss(network.forward(image), label, options);
           return { loss, metrics: { ce, dice } };
         },
         parameterGroup(name) {

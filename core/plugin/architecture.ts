@@ -135,6 +135,12 @@ export interface Network extends Module {
    * SparK's densified stages): `forward(x)` is `decode(encode(x))`. Throws when built encoder-only.
    */
   decode?(features: Tensor[]): Tensor;
+  /**
+   * Deep supervision (nnU-Net): the segmentation output of every decoder resolution, full resolution
+   * first (`[0]` is `forward(x)`), each through its own 1×1×1 head. Only networks with a multi-scale
+   * decoder have it (their plugin declares `deepSupervision`); inference uses `forward` alone.
+   */
+  forwardDeepSupervision?(x: Tensor, options?: ForwardOptions): Tensor[];
   /** ViTs: token-level entry points. */
   readonly tokens?: TokenHooks;
   /** The adaptation plan for downstream use. */
@@ -183,6 +189,11 @@ export interface ArchitecturePlugin<C = unknown> extends PluginBase<C> {
   sizes?: Record<string, Partial<C>>;
   /** Builds a network. */
   create(request: ArchitectureRequest<C>): Network;
+  /**
+   * Its networks implement {@link Network.forwardDeepSupervision} (a multi-scale decoder), so fine-tuning
+   * can train with deep supervision; absent or false: they cannot.
+   */
+  deepSupervision?: boolean;
   /** Parameter count computed from the config without allocating (for tests and `--dry-run`). */
   countParameters?(config: C, shape: NetworkShape): number;
   /**

@@ -40,6 +40,7 @@ export const ArchitectureManifestSchema = z.object({
   sizes: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
   create: fn,
   countParameters: fn.optional(),
+  deepSupervision: z.boolean().optional(),
 });
 
 const needs = z.union([

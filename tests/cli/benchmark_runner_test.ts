@@ -4,11 +4,12 @@ import {
   caseScores,
   checkDatasets,
   checkStageOptions,
+  finetuneFlags,
   keepCases,
   overlayCases,
 } from "../../cli/benchmark_runner.ts";
 import type { PretrainIndex } from "../../core/data/mod.ts";
-import { expandGrid, parseBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
+import { expandGrid, parseBenchmarkSpec, readBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
 import { ConfigError } from "../../cli/errors.ts";
 
 Deno.test("caseScores: mean over foreground classes, nnU-Net's NaN (empty in both) left out", () => {
@@ -39,6 +40,24 @@ Deno.test("checkStageOptions: unknown or wrong finetune/predict options name the
   );
   for (const part of ["s.json:", "finetune.epochs:", "finetune:", '"steps"', "predict.step:"]) {
     assert(error.message.includes(part), `${part} in ${error.message}`);
+  }
+});
+
+Deno.test("finetune options become flags (optimizer, deep supervision); the shipped specs are valid", async () => {
+  assertEquals(
+    finetuneFlags({ epochs: 3, optimizer: "adamw", lr: 0.003, deepSupervision: true, augmentation: false }),
+    ["--epochs", "3", "--lr", "0.003", "--optimizer", "adamw", "--deep-supervision", "--no-augmentation"],
+  );
+  const error = assertThrows(
+    () => checkStageOptions({ finetune: { optimizer: "adam" }, predict: { patch: [0, 8, 8] } }, "s.json"),
+    ConfigError,
+  );
+  for (const part of ["finetune.optimizer:", "predict.patch.0:"]) {
+    assert(error.message.includes(part), `${part} in ${error.message}`);
+  }
+  for (const file of ["configs/benchmark.json", "bench/specs/hippocampus_scratch_vs_mae.json"]) {
+    const spec = await readBenchmarkSpec(new URL(`../../${file}`, import.meta.url).pathname);
+    checkStageOptions(spec, file);
   }
 });
 

@@ -33,6 +33,19 @@ gpuTest(
         architecture: { plugin: "resenc", version: resenc.version, config: tiny },
       };
       net.dispose();
+      const segmentationConfig = {
+        classes: 3,
+        labels: { background: 0, a: 1, b: 2 },
+        channelNames: ["c0", "c1"],
+        dataset: "tiny",
+        spacing: [1.5, 1, 1],
+        normalization: ["zscore", "zscore"],
+        schedule: { name: "warmup-poly" },
+        pretrained: null,
+        encoderKeys: [],
+        split: { train: [], test: ["case_000", "case_001"] },
+        labelFraction: 1,
+      };
       const ckpt = join(dir, "finetuned.safetensors");
       await saveCheckpoint(ckpt, {
         // only what predict reads: the adaptation plan
@@ -51,7 +64,7 @@ gpuTest(
         "--out",
         out,
         "--spacing",
-        "2,1,1",
+        "1.5,1,1",
         "--patch",
         "8,8,8",
       );
@@ -60,6 +73,54 @@ gpuTest(
       // not a terminal: plain progress lines on stderr, never a redrawn bar
       const redrawn = run.stderr.includes("\r") || run.stderr.includes("\u001b[");
       assert(/predict: 1\/2/.test(run.stderr) && !redrawn, run.stderr);
+      // a fine-tuned checkpoint (the same weights) gives channels, classes, spacing and window itself
+      const finetuned = join(dir, "finetuned-run.safetensors");
+      await saveCheckpoint(finetuned, {
+        meta: {
+          format: CHECKPOINT_FORMAT,
+          step: 1,
+          adaptationPlan,
+          plugins: { architecture: `resenc@${resenc.version}`, method: "segmentation@0.0.0" },
+          config: {
+            inChannels: 2,
+            patch: [8, 8, 8],
+            resolvedArch: { plugin: "resenc", version: resenc.version, size: "tiny", config: tiny },
+            resolvedMethod: { plugin: "segmentation", version: "0.0.0", config: segmentationConfig },
+          },
+        } as unknown as CheckpointMeta,
+        weights,
+        optimizer: { stepState: [0, 0, 0, 0, 0, 0, 0, 0], groups: [] },
+      });
+      const fromCheckpoint = await voxssl(
+        "predict",
+        join(raw, "imagesTr"),
+        "--checkpoint",
+        finetuned,
+        "--out",
+        join(dir, "pred-ft"),
+      );
+      assertEquals(fromCheckpoint.code, 0, fromCheckpoint.stderr + fromCheckpoint.stdout);
+      for (const id of ["case_000", "case_001"]) {
+        assertEquals(
+          await Deno.readFile(join(dir, "pred-ft", `${id}.nii.gz`)),
+          await Deno.readFile(join(out, `${id}.nii.gz`)),
+          `${id}: the checkpoint's spacing 1.5,1,1 (not the images' 2,1,1) and patch 8³, as the flags gave them`,
+        );
+      }
+      // a checkpoint that records no fine-tuning needs the flags: a user error saying so, exit 1
+      const bare = await voxssl(
+        "predict",
+        join(raw, "imagesTr"),
+        "--checkpoint",
+        ckpt,
+        "--out",
+        join(dir, "p"),
+      );
+      assertEquals(bare.code, 1, bare.stderr);
+      assert(
+        bare.stderr.includes("give --dataset and --spacing") && !bare.stderr.includes("    at "),
+        bare.stderr,
+      );
       const written = await readNiftiHeader(join(out, "case_000.nii.gz"));
       const input = await readNiftiHeader(join(raw, "imagesTr", "case_000_0000.nii.gz"));
       assertEquals([written.shape, written.affine], [input.shape, input.affine]);
@@ -80,7 +141,7 @@ gpuTest(
       assertEquals(summary.classes, [1, 2]);
       // bad input: a user error naming the folder, no stack trace
       const bad = await voxssl("evaluate", join(dir, "nowhere"), join(raw, "labelsTr"));
-      assertEquals(bad.code, 2);
+      assertEquals(bad.code, 1); // the common user-error path (docs/reliability.md)
       assert(bad.stderr.includes(join(dir, "nowhere")) && !bad.stderr.includes("    at "), bad.stderr);
     } finally {
       await cleanup();

@@ -8,8 +8,8 @@
  * LeakyReLU(0.01); the stride sits in conv1 of the first block of a stage; the skip of a block that
  * changes resolution or width is AvgPool(stride) then a bias-free 1×1 conv + InstanceNorm; the block's
  * LeakyReLU comes after the residual add (fused here with conv2's norm); the decoder concatenates
- * [upsampled, skip], has one conv block per stage and a 1×1 seg layer per stage (all built, only the
- * last used: no deep supervision).
+ * [upsampled, skip], has one conv block per stage and a 1×1 seg layer per stage (all built; `forward`
+ * uses the last, `forwardDeepSupervision` all of them, full resolution first).
  *
  * Contract hooks: `encoderOnly` builds no decoder; `encode` returns every stage's output
  * (`featureChannels` = the stage widths); `layerHooks` see every encoder convolution (stem, blocks,
@@ -276,14 +276,21 @@ class Decoder extends Module {
       this.segLayers.add(new Conv3d(skip, outChannels, 1, rng, { init: c.init }));
     }
   }
-  forward(skips: Tensor[]): Tensor {
+  /**
+   * The full-resolution output, or with `all` every stage's seg-layer output, full resolution first
+   * (dynamic_network_architectures' `seg_outputs[::-1]` under deep supervision).
+   */
+  forward(skips: Tensor[], all = false): Tensor[] {
     let h = skips[skips.length - 1];
+    const last = this.stages.items.length - 1;
+    const outputs: Tensor[] = [];
     this.stages.items.forEach((stage, s) => {
       const up = this.transpconvs.items[s].forward(h);
       h = concat([up, skips[skips.length - s - 2]], 1);
       for (const conv of stage.list.items) h = conv.forward(h);
+      if (all || s === last) outputs.push(this.segLayers.items[s].forward(h));
     });
-    return this.segLayers.items[this.segLayers.items.length - 1].forward(h);
+    return outputs.reverse();
   }
 }
 
@@ -346,7 +353,15 @@ export class ResEncUNet extends Module implements Network {
         `resenc: decode() needs ${this.featureChannels.length} stage outputs, got ${features.length}`,
       );
     }
-    return this.decoder.forward(features);
+    return this.decoder.forward(features)[0];
+  }
+  /**
+   * Deep supervision: every decoder stage's seg-layer output, full resolution first (`[0]` equals
+   * `forward(x)`; the others at 1/2, 1/4, … of the patch).
+   */
+  forwardDeepSupervision(x: Tensor, options: ForwardOptions = {}): Tensor[] {
+    if (!this.decoder) throw new Error("resenc: this network was built encoder-only; it has no decoder");
+    return this.decoder.forward(this.encoder.forward(x, options.layerHooks), true);
   }
   /** Every stage's output, shallow to deep. */
   encode(x: Tensor, options: ForwardOptions = {}): Tensor[] {
@@ -421,6 +436,7 @@ const plugin: ArchitecturePlugin<ResEncConfig> = definePlugin({
   description: "residual-encoder U-Net (ResEnc-L of nnssl/OpenMind; M, S and tiny variants)",
   family: "cnn",
   config: ResEncConfig,
+  deepSupervision: true,
   sizes: {
     l: {
       features: [32, 64, 128, 256, 320, 320],
