@@ -6,10 +6,11 @@
  * strides travel in the uniform as `array<vec4<u32>, 2>`). Offsets and strides are in elements.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import { planWindows } from "./launch_plan.ts";
 import { type ElementType, ELEMENTWISE_WORKGROUP, LINEAR_INDEX, MAX_RANK, specialize } from "./wgsl.ts";
 
 const fillSource = /* wgsl */ `
-struct P { words: u32, pattern: u32 }
+struct P { words: u32, pattern: u32, base: u32 }
 @group(0) @binding(0) var<storage, read_write> out: array<u32>;
 @group(1) @binding(0) var<uniform> p: P;
 ${LINEAR_INDEX}
@@ -17,7 +18,7 @@ ${LINEAR_INDEX}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let i = linear_workgroup(wid, nwg) * {{WG}}u + lid;
-  if (i < p.words) { out[i] = p.pattern; }
+  if (i < p.words) { out[p.base + i] = p.pattern; }
 }`;
 
 /** Fills `words` 32-bit words of `out` with `pattern` (the caller encodes f32/f16/i32 values). */
@@ -29,18 +30,20 @@ export function runFill(gpu: Gpu, out: BufferRange, words: number, pattern: numb
     storage: ["read_write"],
     uniform: true,
   }));
-  // ranges above one binding are filled in chunks whose offsets stay aligned (a multiple of the offset
-  // alignment, never 0 words: a binding limit below 1 KiB, as tests use, must not stall the loop)
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const chunk = Math.max(align, Math.floor(gpu.limits.maxStorageBufferBindingSize / align) * align) / 4;
-  for (let start = 0; start < words; start += chunk) {
-    const n = Math.min(chunk, words - start);
-    const range = { buffer: out.buffer, offset: (out.offset ?? 0) + start * 4, size: Math.max(16, n * 4) };
+  // ranges above one binding are filled window by window (the launch planner, one word per item)
+  const offset = out.offset ?? 0;
+  const range = {
+    buffer: out.buffer,
+    offset,
+    size: Math.min(out.buffer.size - offset, Math.max(16, words * 4)),
+  };
+  const operand = { range, elementBytes: 4, itemStride: 1, itemExtent: 1 };
+  for (const w of planWindows(gpu.limits, [operand], words, { label: "fill" })) {
     gpu.dispatch(
       kernel,
-      [range],
-      new Params().u32(n).u32(pattern >>> 0),
-      Math.ceil(n / ELEMENTWISE_WORKGROUP),
+      [w.ranges[0]],
+      new Params().u32(w.items).u32(pattern >>> 0).u32(w.bases[0]),
+      Math.ceil(w.items / ELEMENTWISE_WORKGROUP),
     );
   }
 }

@@ -11,9 +11,13 @@
  * clamped to [0, 255] and truncated toward zero (NaN gives an unspecified value in 0..255); the bytes of
  * the last word past `n` are written as 0.
  * Workgroup: 256 invocations; the linear grid is split over x/y/z past 65,535 workgroups.
+ * Limits: above `maxStorageBufferBindingSize` the launch planner (launch_plan.ts) splits the work into
+ * windows along one axis, broadcast operands included; every operand (and the output) carries an element
+ * `base` into its window's aligned binding.
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import { Params } from "../core/gpu/mod.ts";
+import { planWindows } from "./launch_plan.ts";
 import {
   ELEMENT_BYTES,
   ELEMENTWISE_WORKGROUP,
@@ -63,7 +67,9 @@ function source(spec: ElementwiseSpec, contiguous: boolean): string {
     `@group(0) @binding(${k}) var<storage, read> in${k}: array<${storageType(t)}>;`
   ).join("\n");
   const loads = (indent: string) =>
-    spec.inputs.map((t, k) => indent + load(t, k, contiguous ? "i" : `offset_of(i, ${k}u)`, indent))
+    spec.inputs.map((t, k) =>
+      indent + load(t, k, contiguous ? `p.base[${k}] + i` : `p.base[${k}] + offset_of(i, ${k}u)`, indent)
+    )
       .join("\n");
   const body = spec.output === "u8"
     ? /* wgsl */ `
@@ -78,17 +84,18 @@ function source(spec: ElementwiseSpec, contiguous: boolean): string {
 ${loads("    ")}
     word |= min(u32(clamp(f32({{EXPR}}), 0.0, 255.0)), 255u) << (e * 8u);
   }
-  out[w] = word;`
+  out[p.base[3] / 4u + w] = word;`
     : /* wgsl */ `
   let i = linear_workgroup(wid, nwg) * {{WG}}u + lid;
   if (i >= p.n) { return; }
   let s0 = p.s0;
   let s1 = p.s1;
 ${loads("  ")}
-  out[i] = {{TO}}({{EXPR}});`;
+  out[p.base[3] + i] = {{TO}}({{EXPR}});`;
   return specialize(
     /* wgsl */ `
-struct P { n: u32, rank: u32, s0: f32, s1: f32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 6> }
+struct P { n: u32, rank: u32, s0: f32, s1: f32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 6>,
+           base: vec4<u32> }
 ${decls}
 @group(0) @binding({{OUT}}) var<storage, read_write> out: array<{{TO}}>;
 @group(1) @binding(0) var<uniform> p: P;
@@ -140,10 +147,10 @@ export function runElementwise(
   if (n === 0) return;
   const limit = gpu.limits.maxStorageBufferBindingSize;
   if (out.size > limit || inputs.some((inp) => inp.binding.size > limit)) {
-    runChunked(gpu, spec, inputs, out, shape, scalars, n, limit);
+    runSplit(gpu, spec, inputs, out, shape, scalars);
     return;
   }
-  dispatchElementwise(gpu, spec, inputs, out, shape, scalars, n);
+  dispatchElementwise(gpu, spec, inputs, out, shape, scalars, n, [0, 0, 0, 0]);
 }
 
 function dispatchElementwise(
@@ -154,6 +161,7 @@ function dispatchElementwise(
   shape: readonly number[],
   scalars: readonly [number, number],
   n: number,
+  bases: readonly number[],
 ): void {
   const dense = contiguousStrides(shape);
   const contiguous = inputs.every((inp) => inp.strides.every((s, d) => s === dense[d]));
@@ -168,6 +176,7 @@ function dispatchElementwise(
   }));
   const params = new Params().u32(n).u32(shape.length).f32(scalars[0]).f32(scalars[1]).u32s(shape, 8);
   for (let k = 0; k < 3; k++) params.u32s(inputs[k]?.strides ?? [], 8);
+  params.u32s(bases, 4);
   const invocations = spec.output === "u8" ? Math.ceil(n / 4) : n; // u8: one invocation per output word
   gpu.dispatch(
     kernel,
@@ -178,52 +187,99 @@ function dispatchElementwise(
 }
 
 /**
- * Tensors above one binding: walk the flat index range in chunks, binding aligned sub-ranges of the
- * output and of every same-shape input; single-element (broadcast scalar) inputs stay bound whole.
- * Other broadcast patterns over such tensors are refused with a clear error.
+ * Tensors above one binding: coalesce the axes every operand walks alike, pick the outermost axis whose
+ * slices fit one binding, and let the launch planner split runs along it into windows (one run per index
+ * of the axes before it). Broadcast operands (stride 0) bind only the part a window reads.
  */
-function runChunked(
+function runSplit(
   gpu: Gpu,
   spec: ElementwiseSpec,
   inputs: readonly ElementwiseInput[],
   out: BufferRange,
   shape: readonly number[],
   scalars: readonly [number, number],
-  n: number,
-  limit: number,
 ): void {
-  const dense = contiguousStrides(shape);
-  const kinds = inputs.map((inp) =>
-    inp.strides.every((s, d) => s === dense[d] || shape[d] === 1)
-      ? "dense"
-      : inp.strides.every((s) => s === 0)
-      ? "scalar"
-      : "other"
-  );
-  if (kinds.includes("other")) {
+  const ranges = [...inputs.map((inp) => inp.binding), out];
+  const bytes = [...spec.inputs, spec.output].map((t) => ELEMENT_BYTES[t]);
+  const axes = coalesce(shape, [...inputs.map((inp) => inp.strides), contiguousStrides(shape)]);
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  const room = limit - gpu.limits.minStorageBufferOffsetAlignment - 4;
+  const extent = (a: number, k: number) =>
+    1 + axes.slice(a + 1).reduce((e, x) => e + (x.size - 1) * x.strides[k], 0);
+  let axis = 0;
+  while (axis < axes.length - 1 && ranges.some((_, k) => extent(axis, k) * bytes[k] > room)) axis++;
+  const inner = axes.slice(axis + 1).reduce((p, x) => p * x.size, 1);
+  const prefixes = axes.slice(0, axis).reduce((p, x) => p * x.size, 1);
+  // u8 output is written a whole u32 word per invocation: windows start and end on words
+  const granule = spec.output === "u8" ? 4 / gcd(inner, 4) : 1;
+  if (spec.output === "u8" && prefixes > 1 && (axes[axis].size * inner) % 4 !== 0) {
     throw new RangeError(
-      `${spec.name}: tensors of [${shape}] exceed the ${limit}-byte binding limit; above it, elementwise ops ` +
-        `take same-shape or single-element operands only (expand() the operand first)`,
+      `${spec.name}: a u8 output of [${shape}] above the ${limit}-byte binding limit needs rows of a multiple ` +
+        `of 4 elements`,
     );
   }
-  const types = [...spec.inputs, spec.output];
-  const widest = Math.max(...types.map((t) => ELEMENT_BYTES[t]));
-  // 256 elements keep offsets aligned (u8: every chunk starts on a word, at a 256-byte multiple)
-  const chunk = Math.floor(limit / widest / 256) * 256;
-  for (let start = 0; start < n; start += chunk) {
-    const len = Math.min(chunk, n - start);
-    const sub = (r: BufferRange, bytes: number): BufferRange => ({
-      buffer: r.buffer,
-      offset: (r.offset ?? 0) + start * bytes,
-      size: Math.max(16, len * bytes),
+  const windowShape = (items: number) => [items, ...axes.slice(axis + 1).map((x) => x.size)];
+  for (let p = 0; p < prefixes; p++) {
+    // element offset of this run in every operand
+    let rem = p;
+    const offsets = ranges.map(() => 0);
+    for (let d = axis - 1; d >= 0; d--) {
+      const idx = rem % axes[d].size;
+      rem = Math.floor(rem / axes[d].size);
+      ranges.forEach((_, k) => offsets[k] += idx * axes[d].strides[k]);
+    }
+    const operands = ranges.map((r, k) => {
+      const stride = axes[axis].strides[k];
+      const span = (axes[axis].size - 1) * stride + extent(axis, k);
+      return {
+        range: { ...r, offset: (r.offset ?? 0) + offsets[k] * bytes[k], size: span * bytes[k] },
+        elementBytes: bytes[k],
+        itemStride: stride,
+        itemExtent: extent(axis, k),
+      };
     });
-    const chunkInputs = inputs.map((inp, k) =>
-      kinds[k] === "dense"
-        ? { binding: sub(inp.binding, ELEMENT_BYTES[spec.inputs[k]]), strides: [1] }
-        : { binding: inp.binding, strides: [0] }
-    );
-    dispatchElementwise(gpu, spec, chunkInputs, sub(out, ELEMENT_BYTES[spec.output]), [len], scalars, len);
+    const windows = planWindows(gpu.limits, operands, axes[axis].size, { granule, label: spec.name });
+    for (const w of windows) {
+      const wShape = windowShape(w.items);
+      const chunkInputs = inputs.map((_, k) => ({
+        binding: w.ranges[k],
+        strides: axes.slice(axis).map((x) => x.strides[k]),
+      }));
+      const n = wShape.reduce((x, y) => x * y, 1);
+      // the kernel reads input k's base from slot k and the output's from slot 3
+      const bases = [0, 1, 2].map((k) => k < inputs.length ? w.bases[k] : 0).concat(w.bases[inputs.length]);
+      dispatchElementwise(gpu, spec, chunkInputs, w.ranges[inputs.length], wShape, scalars, n, bases);
+    }
   }
+}
+
+/** One axis after coalescing: its size and every operand's stride along it. */
+interface Axis {
+  size: number;
+  strides: number[];
+}
+
+/**
+ * Drops size-1 axes and merges neighbours every operand walks contiguously (stride of the outer one =
+ * stride × size of the inner one), so a same-shape op becomes one axis and the split has most freedom.
+ */
+function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): Axis[] {
+  const axes: Axis[] = [];
+  shape.forEach((size, d) => {
+    if (size !== 1) axes.push({ size, strides: strides.map((s) => s[d]) });
+  });
+  for (let d = axes.length - 2; d >= 0; d--) {
+    const outer = axes[d];
+    const innerAxis = axes[d + 1];
+    if (outer.strides.every((s, k) => s === innerAxis.strides[k] * innerAxis.size)) {
+      axes.splice(d, 2, { size: outer.size * innerAxis.size, strides: innerAxis.strides });
+    }
+  }
+  return axes.length > 0 ? axes : [{ size: 1, strides: strides.map(() => 0) }];
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function contiguousStrides(shape: readonly number[]): number[] {

@@ -29,6 +29,7 @@ export * from "./attention.ts";
 export * from "./copy.ts";
 export * from "./elementwise.ts";
 export * from "./head_chunks.ts";
+export * from "./launch_plan.ts";
 export * from "./matmul.ts";
 export * from "./philox.ts";
 export * from "./reduce.ts";

@@ -10,7 +10,9 @@
 import { z } from "zod";
 import {
   type AdamwHyper,
+  type LaunchWindow,
   PARTIAL_STRIDE,
+  planWindows,
   poolScratch,
   runAdamw,
   runFill,
@@ -131,7 +133,6 @@ export class Optimizer {
   readonly #partials: GpuBuffer;
   readonly #maxGradNorm: number;
   readonly #lossScale: Required<LossScaleConfig>;
-  readonly #chunk: number; // elements per binding-sized chunk, aligned
   readonly #scratch: Scratch;
 
   /** An optimizer over `groups` (from `packParameters`); `config` is validated against the schema. */
@@ -162,9 +163,7 @@ export class Optimizer {
         return keep(arena.whole);
       })
     );
-    const align = gpu.limits.minStorageBufferOffsetAlignment / 4;
-    this.#chunk = Math.floor(gpu.limits.maxStorageBufferBindingSize / 4 / align) * align;
-    const chunks = groups.reduce((s, g) => s + Math.ceil(g.params.layout.length / this.#chunk), 0);
+    const chunks = groups.reduce((s, _, gi) => s + this.#windows(gi).length, 0);
     this.#partials = gpu.pool.acquire(chunks * PARTIAL_STRIDE * 4);
     this.#scratch = poolScratch(gpu);
   }
@@ -186,14 +185,28 @@ export class Optimizer {
     }
   }
 
-  #ranges(whole: Tensor): { range: BufferRange; n: number }[] {
-    const out: { range: BufferRange; n: number }[] = [];
-    const total = whole.size;
-    for (let start = 0; start < total; start += this.#chunk) {
-      const n = Math.min(this.#chunk, total - start);
-      out.push({ range: { buffer: whole.buffer, offset: whole.byteOffset + start * 4, size: n * 4 }, n });
+  /**
+   * The launch planner's windows over group `gi`'s arenas, in the order [grads, params, ...moments]: the
+   * same element window in every arena, starting on the offset alignment (the update kernels take no base).
+   */
+  #windows(gi: number): LaunchWindow<BufferRange>[] {
+    const g = this.groups[gi];
+    const arenas = [g.grads.whole, g.params.whole, ...this.#moments[gi]];
+    const operands = arenas.map((t) => ({
+      range: { buffer: t.buffer, offset: t.byteOffset, size: t.size * 4 },
+      elementBytes: 4,
+      itemStride: 1,
+      itemExtent: 1,
+    }));
+    const granule = this.#gpu.limits.minStorageBufferOffsetAlignment / 4;
+    const windows = planWindows(this.#gpu.limits, operands, g.params.whole.size, {
+      granule,
+      label: "optimizer",
+    });
+    if (windows.some((w) => w.bases.some((b) => b !== 0))) {
+      throw new Error("optimizer: parameter arenas must start on the storage offset alignment");
     }
-    return out;
+    return windows;
   }
 
   /**
@@ -207,10 +220,11 @@ export class Optimizer {
     const gpu = this.#gpu;
     const scratch = this.#scratch;
     let slot = 0;
-    for (const g of this.groups) {
-      for (const { range, n } of this.#ranges(g.grads.whole)) {
+    for (let gi = 0; gi < this.groups.length; gi++) {
+      for (const w of this.#windows(gi)) {
         const out = { buffer: this.#partials, offset: slot * PARTIAL_STRIDE * 4, size: 4 };
-        runReduce(gpu, "sumsq", "f32", "f32", range, out, { outer: 1, r: n, inner: 1 }, 1, scratch);
+        const r = { outer: 1, r: w.items, inner: 1 };
+        runReduce(gpu, "sumsq", "f32", "f32", w.ranges[0], out, r, 1, scratch);
         slot++;
       }
     }
@@ -227,12 +241,9 @@ export class Optimizer {
       if (rate === null) return;
       const c = this.config;
       const weightDecay = g.options.weightDecay ?? c.weightDecay;
-      const params = this.#ranges(g.params.whole);
-      const grads = this.#ranges(g.grads.whole);
-      const moments = this.#moments[gi].map((m) => this.#ranges(m));
-      params.forEach(({ range, n }, i) => {
+      for (const { ranges: [grad, param, m0, m1], items: n } of this.#windows(gi)) {
         if (c.name === "sgd") {
-          runSgd(gpu, state, grads[i].range, range, moments[0][i].range, n, {
+          runSgd(gpu, state, grad, param, m0, n, {
             lr: rate,
             momentum: c.momentum,
             nesterov: c.nesterov,
@@ -240,9 +251,9 @@ export class Optimizer {
           });
         } else {
           const h: AdamwHyper = { lr: rate, beta1: c.betas[0], beta2: c.betas[1], eps: c.eps, weightDecay };
-          runAdamw(gpu, state, grads[i].range, range, moments[0][i].range, moments[1][i].range, n, h);
+          runAdamw(gpu, state, grad, param, m0, m1, n, h);
         }
-      });
+      }
     });
     runStepEnd(gpu, state, {
       dynamic: this.#lossScale.enabled,
