@@ -1,6 +1,6 @@
 /**
  * Op checks on a device with a tiny `maxStorageBufferBindingSize`, so the chunked code paths of the
- * kernels run on lavapipe. The foundation's own kernels (fill, elementwise, reduce) do not chunk yet, so
+ * kernels run on lavapipe. The reductions (kernels/reduce.ts) do not split at the binding limit, so
  * unlike tests/op_harness.ts this harness never runs them on the big tensors: it calls the output's
  * backward rule directly with the random weights R as the incoming gradient (a vector-Jacobian
  * product), which it compares with central differences of L = Σ ref(x)·R.
