@@ -23,25 +23,8 @@ import {
 import { defaultRunFolder, loadCheckpoint } from "../../core/train/mod.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../errors.ts";
+import { isFile, number, vec3 } from "../flag_values.ts";
 import { createProgress, type Progress } from "../progress.ts";
-
-function vec3(value: string, flag: string): [number, number, number] {
-  const parts = value.split(/[,x×]/).map((s) => Number(s.trim()));
-  const v = parts.length === 1 ? [parts[0], parts[0], parts[0]] : parts;
-  if (v.length !== 3 || v.some((x) => !(x > 0))) {
-    throw new ConfigError(`${flag}: expected one size or three (e.g. 160 or 160,160,160), got "${value}"`);
-  }
-  return v as [number, number, number];
-}
-
-function number(value: string | undefined, flag: string, check: (x: number) => boolean, what: string) {
-  if (value === undefined) return undefined;
-  const x = Number(value);
-  if (!Number.isFinite(x) || !check(x)) throw new ConfigError(`${flag}: expected ${what}, got "${value}"`);
-  return x;
-}
-
-const isFile = (path: string) => Deno.stat(path).then((s) => s.isFile, () => false);
 
 /** Adds `finetune` to the program. */
 export function registerFinetune(program: Command): void {
