@@ -50,44 +50,42 @@
  * The key mask's flags of a tile are staged in workgroup memory; the bias is read per (query, key) from
  * global memory at the score (forward and dQ: consecutive keys per invocation; dK/dV: consecutive keys
  * across invocations).
- * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics; the fused variant
- * below replaces dQ and dK/dV by dkdvq and dqsum):
+ * Backward (three dispatches, a fourth for a shared bias's gradient; no float atomics). By default fused,
+ * 5 Lq·Lk·Dh passes (stats, dkdvq, dqsum); with `fusedBackward: false`, or where the device cannot run
+ * the fused kernel, 7 (stats, dq, dkdv):
  *   stats kernel: per query, lse·log2(e) (+1e30 for lse = −∞, so that every p of that query is 0) and
  *     D = dO·O; per key, the key mask's flag copied per head. One scratch [heads, 2·Lq (+ Lk)] keeps the
- *     dQ and dK/dV kernels within 8 bindings with a bias and dS.
- *   dQ kernel: per query row, over key tiles p = exp2(s − lse·log2 e), ds = p·(dO·v − D), dQ += ds·k;
- *     dQ ·= scale. When the bias's gradient is wanted it also stores dS = ds [heads, Lq, Lk] (lane 0 of
- *     each row; zeros for the keys after a causal block's last tile): into dBias itself when the bias
- *     has one slice per head, else into f32 scratch.
- *   dK/dV kernel: per key row, over query tiles (starting at the key block when causal), the same p and
- *     ds with staged lse and D; dV += p·dO, dK += ds·q; dK ·= scale.
+ *     other kernels within their bindings with a bias and dS.
+ *   dK/dV/dQ kernel (dkdvq): per key row, over query tiles (starting at the key block when causal),
+ *     p = exp2(s − lse·log2 e) and ds = p·(dO·v − D) with staged lse and D; dV += p·dO, dK += ds·q,
+ *     dK ·= scale. It also stages the tile's ds in workgroup memory (tile·rows·4 bytes: the tile is then
+ *     16 rows where dK/dV uses 32 on a 32 KiB device) and after each tile adds dQ_i = Σ_r ds_ir·k_r over
+ *     its key rows (one vec4 slot of one query per invocation, k read from global memory) into its slab
+ *     of f32 dQ partial sums [heads, slabs, Lq, Dh]. A workgroup owns one slab and runs the key blocks
+ *     slab, slab + slabs, ... in turn (the first writes the slab's rows, the next ones add; causal: from
+ *     each block's first key on), so the scratch is bounded whatever Lk ({@link attentionBackwardPlan}
+ *     picks the slab count: parallelism against memory). With dBias it writes dS from the staged tile.
+ *   dQ sum kernel (dqsum): per element of dQ, the slabs added in slab order, scaled. Deterministic: WGSL
+ *     has no float atomics, and an atomic compare-exchange loop would make dQ depend on the order
+ *     workgroups run in, which the resume tests' bit-exact loss curves forbid.
+ *   7-pass path: a dQ kernel (per query row, over key tiles: the same p and ds, dQ += ds·k, dQ ·= scale;
+ *     with the bias's gradient it also stores dS = ds [heads, Lq, Lk], lane 0 of each row, zeros for the
+ *     keys after a causal block's last tile, into dBias itself when the bias has one slice per head, else
+ *     into f32 scratch) and a dK/dV kernel (dkdvq without the dQ part). Both recompute q·k and dO·v.
  *   dBias kernel (shared bias only): per bias element, the sum of dS over the heads reading its slice,
  *     in f32, chunk by chunk of heads (adding to the previous chunks' sums).
- * The backward recomputes q·k and dO·v in both kernels: 7 Lq·Lk·Dh multiply-adds against the 5 of the
- * algorithm (FLOP counts in {@link attentionFlops} use the algorithm's 5). A bias that needs no gradient
- * costs one read per score in each kernel and nothing else.
- * Fused backward (`fusedBackward`, opt-in; {@link attentionBackwardPlan} decides whether it fits), 5
- * passes: after the stats kernel, one dK/dV/dQ kernel (dkdvq) per block of key rows computes p and ds once
- * per (query tile, key row) as dK/dV does, also stages the tile's ds in workgroup memory
- * (tile·rows·4 bytes: the tile is then 16 rows where dK/dV uses 32 on a 32 KiB device), and after each
- * tile adds dQ_i = Σ_r ds_ir·k_r over its key rows (one vec4 slot of one query per invocation, k read
- * from global memory) into its own slab of f32 dQ partial sums [heads, key blocks, Lq, Dh] (each slab
- * row written once; causal: from the block's first key on); with dBias it writes dS from the staged
- * tile. A dQ sum kernel (dqsum) then adds the slabs of each query in block order (deterministic: WGSL
- * has no float atomics, and an atomic compare-exchange loop would make dQ depend on the order workgroups
- * run in) and scales. Limits: 8 bindings (9 with a bias, 10 with dBias: within the device's storage
- * buffers per stage, 8 by WebGPU's default, 32 on lavapipe); the slabs take heads·⌈Lk/rows⌉·Lq·Dh f32,
- * which grows with Lq·Lk (about half the score matrix at Dh 64, rows 128), hence opt-in; one head's
- * slabs must fit one binding. A bounded number of slabs (several key blocks per workgroup) would keep the
- * memory linear at the price of parallelism over keys: left for a GPU measurement to decide.
+ * FLOP counts in {@link attentionFlops} use the algorithm's 5 passes. A bias that needs no gradient costs
+ * one read per score in each kernel and nothing else.
  *
- * Grid: heads·⌈L/rows⌉ workgroups, linear (split over x/y/z past 65,535). Bindings larger than the device
+ * Grid: heads·⌈L/rows⌉ workgroups (dkdvq: heads·slabs), linear (split over x/y/z past 65,535). Bindings larger than the device
  * allows are split over heads (head_chunks.ts), except a shared bias, the key mask and a shared bias's
  * f32 dBias, which are bound whole and must each fit one binding. Limits: ≤ 8 storage bindings per kernel
- * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2; the fused dkdvq 8–10 and dqsum 2, see above); a
- * shared bias's dBias needs heads·Lq·Lk f32 of scratch during the backward.
+ * (forward 5–7, stats 4–5, dQ 6–8, dK/dV 7–8, dBias 2, dkdvq 8–10: within the device's storage buffers
+ * per stage, 8 by WebGPU's default, else the 7-pass path; dqsum 2); one head's dQ slabs must fit one
+ * binding; a shared bias's dBias needs heads·Lq·Lk f32 of scratch during the backward.
  */
 import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import { autotunerOf, bucket, type TuneProbe } from "./autotune.ts";
 import { headChunks } from "./head_chunks.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
@@ -124,12 +122,19 @@ export interface AttentionKernelOptions {
   /** Use subgroup operations (default: when the device has them). */
   subgroups?: boolean;
   /**
-   * Backward in 5 Lq·Lk·Dh passes instead of 7: dQ from the dK/dV kernel's dS, without recomputing q·k
-   * and dO·v (where the device allows it). Off by default: it needs heads·⌈Lk/keyRows⌉·Lq·Dh f32 of
-   * scratch (dQ partial sums per block of keys, summed in a fixed order, so results stay
-   * deterministic), which grows with Lq·Lk like the score matrix, divided by keyRows/Dh (≈ 2).
+   * Backward in 5 Lq·Lk·Dh passes (default, where the device allows it) or, when false, 7: the fused
+   * kernel takes dQ from the dK/dV kernel's dS instead of recomputing q·k and dO·v. It needs
+   * heads·slabs·Lq·Dh f32 of scratch (dQ partial sums, summed in a fixed order, so results stay
+   * deterministic); see {@link attentionBackwardPlan} for how many slabs.
    */
   fusedBackward?: boolean;
+  /**
+   * Most dQ slabs per head of the fused backward (default: enough for {@link ATTENTION_TUNING}'s target
+   * workgroups). More slabs, more parallelism over keys; fewer, less scratch.
+   */
+  dqSlabs?: number;
+  /** Most bytes of the fused backward's dQ scratch (default {@link ATTENTION_TUNING}.dqScratchBytes). */
+  dqScratchBytes?: number;
 }
 
 /** Shape and parameters of one attention call. */
@@ -333,7 +338,7 @@ const PARAMS = `
 struct P {
   lq: u32, lk: u32, heads: u32, blocks: u32, scale: f32, scale2: f32, causal: u32, head0: u32,
   brank: u32, sbase: u32, slices: u32, accumulate: u32, mdiv: u32, mstride: u32, mand: u32, ninf: u32,
-  spre: u32, nkb: u32, kbrows: u32, pad2: u32,
+  spre: u32, nkb: u32, kbrows: u32, slabs: u32,
   bdims: array<vec4<u32>, 2>, bstrides: array<vec4<u32>, 2>,
   o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32, o8: u32, o9: u32, o10: u32,
   o11: u32,
@@ -396,8 +401,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     );
   }
   if (kind === "dqsum") {
-    // dQ of the fused backward: per element, scale · the sum of the key blocks' slabs in block order
-    // (deterministic); with a causal mask, block kb only wrote queries ≥ kb·kbrows
+    // dQ of the fused backward: per element, scale · the sum of the slabs in slab order (deterministic);
+    // with a causal mask, slab g (key blocks g, g + slabs, ...) only wrote queries ≥ g·kbrows
     return specialize(
       /* wgsl */ `
 ${buffers}
@@ -412,11 +417,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let e = (wg % p.blocks) * ${DQSUM_WORKGROUP}u + lid;
   let n = p.lq * ${DH}u;
   if (e >= n) { return; }
-  var blocks = p.nkb;
-  if (p.causal != 0u) { blocks = min(blocks, (e / ${DH}u) / p.kbrows + 1u); }
+  var slabs = p.slabs;
+  if (p.causal != 0u) { slabs = min(slabs, (e / ${DH}u) / p.kbrows + 1u); }
   var acc = 0.0;
-  let base = ${O("dqp")} + head * p.nkb * n + e;
-  for (var kb = 0u; kb < blocks; kb++) { acc += dqp[base + kb * n]; }
+  let base = ${O("dqp")} + head * p.slabs * n + e;
+  for (var g = 0u; g < slabs; g++) { acc += dqp[base + g * n]; }
   dq[${O("dq")} + head * n + e] = {{T}}(acc * p.scale);
 }`,
       { T: type },
@@ -564,6 +569,9 @@ var<workgroup> tb: array<vec4<f32>, ${BC * SP}>;
 ${flagTile}
 ${biasFn}
 `;
+  // One workgroup per (head, block of rows); the fused kernel's workgroup owns slab `slab` of its head's
+  // dQ partial sums and runs key blocks slab, slab + slabs, ... one after the other (the loop is closed
+  // at the end of the kernel body).
   const entry = `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -571,11 +579,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let wg = linear_workgroup(wid, nwg);
   if (wg >= p.heads * p.blocks) { return; }
   let head = wg / p.blocks;
-  let block = wg % p.blocks;
+  ${fused ? "let slab = wg % p.blocks;" : "let block = wg % p.blocks;"}
   ${rowMapping}
-  let row0 = block * ${BR}u + rloc;
   let qh = head * p.lq * ${DH}u;
-  let kh = head * p.lk * ${DH}u;${biasBase}`;
+  let kh = head * p.lk * ${DH}u;${biasBase}${
+    fused
+      ? `
+  for (var block = slab; block < p.nkb; block += p.blocks) {`
+      : ""
+  }
+  let row0 = block * ${BR}u + rloc;`;
   // key flags of a key tile (forward: from the mask; dQ: from the stats scratch), 0.0 past lk
   const flagSource = () =>
     kind === "forward"
@@ -756,8 +769,11 @@ ${entry}
     : "";
   // Fused (dkdvq): every ds of the tile is also staged in workgroup memory, tds[query · BR + key row];
   // after the tile the workgroup adds dQ_i = Σ_r ds_ir·k_r over its key rows (one vec4 slot of one query
-  // per invocation, k read from global memory) and writes it to its block's slab of dQ partials, so that
-  // q·k and dO·v are computed once (the dQ sum adds the slabs and scales). With dBias it also writes dS.
+  // per invocation, k read from global memory) into its slab of dQ partials (written by the slab's first
+  // key block, added to by the next ones), so that q·k and dO·v are computed once (the dQ sum adds the
+  // slabs and scales). With dBias it also writes dS. Query tiles start at multiples of the tile in every
+  // block (block rows are a multiple of it), so each slab element is read and written by one invocation
+  // only: program order orders the additions, no barrier needed.
   const db = fused ? variant.ds : undefined;
   const stageDs = fused
     ? `
@@ -786,7 +802,12 @@ ${entry}
       let qi = q0 + i;
       if (qi < p.lq) {
         let d = sl * 4u;
-        for (var c = 0u; c < 4u; c++) { if (d + c < ${DH}u) { dqp[qp0 + qi * ${DH}u + d + c] = acc[c]; } }
+        for (var c = 0u; c < 4u; c++) {
+          if (d + c < ${DH}u) {
+            let at = qp0 + qi * ${DH}u + d + c;
+            if (block == slab) { dqp[at] = acc[c]; } else { dqp[at] += acc[c]; }
+          }
+        }
       }
     }${dsTile}`
     : "";
@@ -814,7 +835,7 @@ ${entry}
       fused
         ? `
   let kb0 = block * ${BR}u;
-  let qp0 = ${O("dqp")} + (head * p.nkb + block) * p.lq * ${DH}u;`
+  let qp0 = ${O("dqp")} + (head * p.blocks + slab) * p.lq * ${DH}u;`
         : ""
     }${
       db
@@ -883,7 +904,7 @@ ${entry}
     }${dqTile}
   }${dsCausalZeros}
   ${storeRows("dk", `${O("dk")} + kh`, "ak", () => "(p.scale * poison)", "p.lk")}
-  ${storeRows("dv", `${O("dv")} + kh`, "av", () => "poison", "p.lk")}
+  ${storeRows("dv", `${O("dv")} + kh`, "av", () => "poison", "p.lk")}${fused ? "\n  }" : ""}
 }`,
     { T: type },
   );
@@ -940,6 +961,7 @@ function dispatchChunks(
   ds: AttentionType | undefined,
   bound: Record<string, Bound>,
   rowsPerHead: number,
+  slabs = 0,
 ): void {
   const variant: Variant = {
     bias: kind === "stats" || kind === "dbias" || kind === "dqsum" ? undefined : masks.bias?.type,
@@ -952,7 +974,8 @@ function dispatchChunks(
     return { name: b.name, ...x };
   });
   const kernel = kernelFor(gpu, kind, type, t, variant);
-  const blocks = Math.ceil(rowsPerHead / blockRows(kind, t));
+  // the fused kernel runs one workgroup per slab of each head, looping over its key blocks
+  const blocks = kind === "dkdvq" ? slabs : Math.ceil(rowsPerHead / blockRows(kind, t));
   const split = binds.filter((b) => b.perHead !== undefined);
   const whole = new Map(
     binds.filter((b) => b.perHead === undefined).map((b) => [b.name, wholeBinding(gpu, b.name, b)]),
@@ -970,7 +993,7 @@ function dispatchChunks(
   }
   const mask = masks.keyMask;
   const spre = 2 * s.lq + (mask ? s.lk : 0);
-  // the fused backward's dQ partial sums: one [lq, headDim] slab per block of key rows
+  // the fused backward's key blocks (its dQ partial sums: `slabs` [lq, headDim] slabs per head)
   const keyBlockRows = blockRows("dkdvq", t);
   const keyBlocks = Math.ceil(s.lk / keyBlockRows);
   for (const [n, c] of chunks.entries()) {
@@ -987,7 +1010,7 @@ function dispatchChunks(
       .u32(dims.length).u32(shared ? 0 : c.head0).u32(shared?.slices ?? 0).u32(n > 0 ? 1 : 0)
       .u32(mask ? Math.max(1, mask.headsPerRow) : 1).u32(mask && mask.rows > 1 ? s.lk : 0)
       .u32(mask?.type === "f32" ? 0x7fffffff : 0xffffffff).u32(0xff800000)
-      .u32(spre).u32(keyBlocks).u32(keyBlockRows).u32(0)
+      .u32(spre).u32(keyBlocks).u32(keyBlockRows).u32(slabs)
       .u32s(dims, 8).u32s(strides, 8)
       .u32s(offsets, 12);
     // dBias: every chunk covers all bias elements (adding to the previous chunks' sums)
@@ -1098,14 +1121,34 @@ export interface AttentionBackwardBuffers {
 export interface AttentionBackwardPlan {
   /** dK, dV and dQ from one kernel that computes q·k and dO·v once (5 Lq·Lk·Dh passes, not 7). */
   fused: boolean;
-  /** f32 elements of {@link AttentionBackwardBuffers.dqPartials} (heads·⌈Lk/keyRows⌉·Lq·Dh; 0 unfused). */
+  /** dQ slabs per head (workgroups per head of the fused kernel); 0 unfused. */
+  slabs: number;
+  /** f32 elements of {@link AttentionBackwardBuffers.dqPartials} (heads·slabs·Lq·Dh; 0 unfused). */
   dqPartials: number;
 }
 
+/** Defaults of the fused backward's slab count (see {@link attentionBackwardPlan}). */
+export const ATTENTION_TUNING = {
+  /** Workgroups of the fused kernel to aim for over all heads (a GPU's SMs, a few times over). */
+  targetWorkgroups: 512,
+  /**
+   * Most bytes of dQ slabs (1 GiB: at Primus-M 160³, batch 2, 24 heads of 8000 tokens, it holds 19 slabs
+   * of the target's 22).
+   */
+  dqScratchBytes: 1 << 30,
+};
+
 /**
- * Decides whether the backward runs fused: the tiling must leave room for the staged dS in workgroup
- * memory, the kernel's bindings (8, +1 with a bias, +1 with dBias) must fit the device's storage buffers
- * per stage, and one head's dQ partials one binding.
+ * Decides how the backward runs. Fused (5 passes) unless `fusedBackward: false` or the device cannot:
+ * the tiling must leave room for the staged dS in workgroup memory, the kernel's bindings (8, +1 with a
+ * bias, +1 with dBias) must fit the device's storage buffers per stage, and one head's slabs one binding.
+ *
+ * Slabs: the fused kernel runs `slabs` workgroups per head, workgroup g taking key blocks g, g + slabs,
+ * ... and accumulating their dQ contributions in its own [Lq, Dh] f32 slab, so the scratch is
+ * heads·slabs·Lq·Dh f32, bounded independently of Lk. slabs = the key blocks (⌈Lk/keyRows⌉), at most
+ * ⌈targetWorkgroups/heads⌉ (enough parallelism), at most what `dqScratchBytes` and one binding allow; below
+ * one slab the backward runs unfused. With an autotuner attached the slab count (or the 7-pass backward)
+ * is chosen by measurement per adapter and shape class.
  */
 export function attentionBackwardPlan(
   gpu: Gpu,
@@ -1113,16 +1156,89 @@ export function attentionBackwardPlan(
   options: AttentionKernelOptions = {},
   masks: AttentionMasks = {},
   dbias = false,
+  type: AttentionType = "f32",
 ): AttentionBackwardPlan {
-  const unfused = { fused: false, dqPartials: 0 };
-  if (options.fusedBackward !== true || s.heads === 0 || s.lq === 0 || s.lk === 0) return unfused;
+  const unfused = { fused: false, slabs: 0, dqPartials: 0 };
+  if (options.fusedBackward === false || s.heads === 0 || s.lq === 0 || s.lk === 0) return unfused;
   const t = attentionTiling(gpu, s.headDim, options);
-  if (t.fusedTile < 1) return unfused;
+  const keyRows = blockRows("dkdvq", t);
+  if (t.fusedTile < 1 || keyRows % t.fusedTile !== 0) return unfused;
   const bindings = 8 + (masks.bias ? 1 : 0) + (dbias ? 1 : 0);
   if (bindings > gpu.limits.maxStorageBuffersPerShaderStage) return unfused;
-  const perHead = Math.ceil(s.lk / blockRows("dkdvq", t)) * s.lq * s.headDim;
-  if (align4(perHead * 4) > gpu.limits.maxStorageBufferBindingSize) return unfused;
-  return { fused: true, dqPartials: s.heads * perHead };
+  const slabBytes = s.lq * s.headDim * 4;
+  const maxSlabs = Math.min(
+    Math.ceil(s.lk / keyRows),
+    Math.floor(options.dqSlabs ?? Math.ceil(ATTENTION_TUNING.targetWorkgroups / s.heads)),
+    Math.floor((options.dqScratchBytes ?? ATTENTION_TUNING.dqScratchBytes) / (s.heads * slabBytes)),
+    Math.floor(gpu.limits.maxStorageBufferBindingSize / align4(slabBytes)),
+  );
+  if (maxSlabs < 1) return unfused;
+  const plan = (slabs: number) => ({
+    fused: slabs > 0,
+    slabs,
+    dqPartials: s.heads * slabs * s.lq * s.headDim,
+  });
+  const tuner = autotunerOf(gpu);
+  if (!tuner || options.dqSlabs !== undefined) return plan(maxSlabs);
+  // measured: the default slab count, fewer slabs (less scratch, fewer workgroups) or the 7-pass backward
+  const candidates = [...new Set([maxSlabs, Math.max(1, Math.floor(maxSlabs / 4)), 0])];
+  const slabs = tuner.choose({
+    op: "attention_bwd",
+    shapeClass: `${type}:dh${s.headDim}:h${bucket(s.heads)}:q${bucket(s.lq)}:k${bucket(s.lk)}:c${+s.causal}` +
+      `:b${masks.bias ? (masks.bias.shared ? "s" : "h") : 0}:m${+!!masks.keyMask}:g${+dbias}`,
+    candidates,
+    keyOf: (n) => (n === 0 ? "7-pass" : `slabs${n}`),
+    probe: () => backwardProbe(gpu, type, s, options, masks, dbias, maxSlabs),
+  });
+  return plan(slabs);
+}
+
+/** Replays a backward of shape `s` on scratch buffers, for the autotuner (values do not matter). */
+function backwardProbe(
+  gpu: Gpu,
+  type: AttentionType,
+  s: AttentionShape,
+  options: AttentionKernelOptions,
+  masks: AttentionMasks,
+  dbias: boolean,
+  maxSlabs: number,
+): TuneProbe {
+  const eb = type === "f16" ? 2 : 4;
+  const bytes = (n: number, b = eb) => align4(Math.max(4, n * b));
+  const qd = s.heads * s.lq * s.headDim;
+  const kd = s.heads * s.lk * s.headDim;
+  const bias = masks.bias;
+  const taken: BufferRange[] = [];
+  const take = (size: number): BufferRange => {
+    const r = { buffer: gpu.pool.acquire(Math.max(16, size)), size };
+    taken.push(r);
+    return r;
+  };
+  const dbiasBytes = bias &&
+    (bias.shared ? bytes(bias.range.size / (bias.type === "f16" ? 2 : 4), 4) : bias.range.size);
+  const buffers: AttentionBackwardBuffers = {
+    q: take(bytes(qd)),
+    k: take(bytes(kd)),
+    v: take(bytes(kd)),
+    out: take(bytes(qd)),
+    gradOut: take(bytes(qd)),
+    lse: take(bytes(s.heads * s.lq, 4)),
+    stats: take(bytes(attentionStatsSize(s, masks.keyMask !== undefined), 4)),
+    dq: take(bytes(qd)),
+    dk: take(bytes(kd)),
+    dv: take(bytes(kd)),
+    dbias: dbias && bias ? { range: take(dbiasBytes!), type: bias.shared ? "f32" : bias.type } : undefined,
+    dsScratch: dbias && bias?.shared ? take(bytes(s.heads * s.lq * s.lk, 4)) : undefined,
+    dqPartials: take(bytes(s.heads * maxSlabs * s.lq * s.headDim, 4)),
+  };
+  const probeMasks: AttentionMasks = {
+    bias: bias && { ...bias, range: take(bias.range.size) },
+    keyMask: masks.keyMask && { ...masks.keyMask, range: take(masks.keyMask.range.size) },
+  };
+  return {
+    record: () => runAttentionBackward(gpu, type, buffers, s, options, probeMasks),
+    dispose: () => taken.forEach((r) => gpu.pool.release(r.buffer)),
+  };
 }
 
 /**
@@ -1167,7 +1283,7 @@ export function runAttentionBackward(
   if (ds) bound.ds = { range: ds.range, perHead: s.lq * s.lk, elementBytes: ds.type === "f16" ? 2 : 4 };
   if (b.dbias && shared) bound.dbias = { range: b.dbias.range, elementBytes: 4 };
   if (spre > 0) dispatchChunks(gpu, "stats", type, s, t, masks, undefined, bound, spre - s.lq);
-  const plan = attentionBackwardPlan(gpu, s, options, masks, b.dbias !== undefined);
+  const plan = attentionBackwardPlan(gpu, s, options, masks, b.dbias !== undefined, type);
   if (plan.fused && b.dqPartials) {
     if (b.dqPartials.size < plan.dqPartials * 4) {
       throw new RangeError(
@@ -1175,8 +1291,8 @@ export function runAttentionBackward(
       );
     }
     bound.dqp = { range: b.dqPartials, perHead: plan.dqPartials / s.heads, elementBytes: 4 };
-    dispatchChunks(gpu, "dkdvq", type, s, t, masks, ds?.type, bound, s.lk);
-    dispatchChunks(gpu, "dqsum", type, s, t, masks, undefined, bound, s.lq * s.headDim);
+    dispatchChunks(gpu, "dkdvq", type, s, t, masks, ds?.type, bound, s.lk, plan.slabs);
+    dispatchChunks(gpu, "dqsum", type, s, t, masks, undefined, bound, s.lq * s.headDim, plan.slabs);
   } else {
     if (s.lq > 0) dispatchChunks(gpu, "dq", type, s, t, masks, ds?.type, bound, s.lq);
     if (s.lk > 0) dispatchChunks(gpu, "dkdv", type, s, t, masks, undefined, bound, s.lk);

@@ -176,7 +176,7 @@ export class Autotuner {
     const wanted = this.#forced?.key === key ? this.#forced.choice : this.#choices.get(key)?.choice;
     if (wanted !== undefined) {
       const hit = candidates.find((c) => req.keyOf(c) === wanted);
-      if (hit) return hit;
+      if (hit !== undefined) return hit; // a choice may be falsy (0 slabs: the 7-pass backward)
     } else if (!this.#tuning && !this.#pending.has(key) && !this.#failed.has(key)) {
       this.#pending.set(key, { candidates: candidates.map((c) => req.keyOf(c)), probe: req.probe });
     }

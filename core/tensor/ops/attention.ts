@@ -256,8 +256,15 @@ export function attentionBackward(
   const shared = masks.bias?.shared !== undefined;
   const dbias = bias && emptyOn(q, bias.shape, shared ? "f32" : bias.dtype);
   const scratch = bias && shared ? emptyOn(q, [s.heads * s.lq * s.lk], "f32") : undefined;
-  // dQ partial sums per block of keys, for the fused backward (q·k computed once: 5 passes, not 7)
-  const plan = attentionBackwardPlan(q.gpu, s, kernelOptions, masks, bias !== undefined);
+  // dQ partial sums (slabs of key blocks) for the fused backward (q·k computed once: 5 passes, not 7)
+  const plan = attentionBackwardPlan(
+    q.gpu,
+    s,
+    kernelOptions,
+    masks,
+    bias !== undefined,
+    q.dtype as "f32" | "f16",
+  );
   const dqPartials = plan.fused ? emptyOn(q, [plan.dqPartials], "f32") : undefined;
   runAttentionBackward(
     q.gpu,

@@ -1,18 +1,27 @@
 /**
- * The fused attention backward (`fusedBackward: true`: dK, dV and dQ from one kernel that computes q·k
- * and dO·v once, 5 Lq·Lk·Dh passes instead of 7) against the float64 reference: several key blocks,
- * lengths off the tiles, causal, a bias with its gradient (one slice per head and shared), a key mask,
- * f16 storage; the kernels each path launches (a regression to the 7-pass path fails); determinism.
+ * The fused attention backward (the default: dK, dV and dQ from one kernel that computes q·k and dO·v
+ * once, 5 Lq·Lk·Dh passes instead of 7) against the float64 reference: several key blocks, lengths off
+ * the tiles, causal, a bias with its gradient (one slice per head and shared), a key mask, f16 storage,
+ * fewer dQ slabs than key blocks (workgroups looping over blocks); the kernels each path launches (a
+ * regression to the 7-pass path fails); determinism; the slab plan's bounds; the autotuner's choice.
  */
 import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
 import { attentionBackward, attentionForward, scope, type Tensor, tensor } from "../../../core/tensor/mod.ts";
 import { attentionBackwardRef } from "../../../core/tensor/reference/attention.ts";
 import type { RefTensor } from "../../../core/tensor/reference/ops.ts";
-import { attentionBackwardPlan } from "../../../kernels/mod.ts";
+import {
+  attachAutotuner,
+  ATTENTION_TUNING,
+  attentionBackwardPlan,
+  type AttentionKernelOptions,
+  Autotuner,
+  detachAutotuner,
+  type TuneTimer,
+} from "../../../kernels/mod.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
 
-const FUSED = { fusedBackward: true };
+const FUSED = {};
 
 /** A case: [B, H, Lq, Lk, Dh], causal, optional bias (shape) with gradient, optional key mask [B, Lk]. */
 interface Case {
@@ -21,6 +30,8 @@ interface Case {
   bias?: number[];
   keyMask?: boolean;
   f16?: boolean;
+  /** Cap on dQ slabs per head (fewer than the key blocks: a workgroup runs several blocks). */
+  slabs?: number;
 }
 
 function ref(shape: number[], seed: number, lo: number, hi: number, f16 = false): RefTensor {
@@ -29,7 +40,13 @@ function ref(shape: number[], seed: number, lo: number, hi: number, f16 = false)
 }
 
 /** Runs forward and backward with `kernelOptions`; returns dq, dk, dv (and dbias) as float64. */
-async function grads(gpu: Gpu, c: Case, xs: RefTensor[], extras: Extras, kernelOptions = FUSED) {
+async function grads(
+  gpu: Gpu,
+  c: Case,
+  xs: RefTensor[],
+  extras: Extras,
+  kernelOptions: AttentionKernelOptions = FUSED,
+) {
   const dtype = c.f16 ? "f16" : "f32";
   const ts = scope(() => {
     const [q, k, v, g] = xs.map((x) => tensor(x.data, x.shape, { gpu, dtype }));
@@ -88,6 +105,14 @@ const CASES: [string, Case][] = [
     bias: [1, 2, 70, 130],
   }],
   ["f16 storage", { shape: [1, 2, 40, 200, 16], f16: true }],
+  ["1 slab for 3 key blocks", { shape: [1, 2, 37, 300, 16], slabs: 1 }],
+  ["2 slabs for 3 key blocks, causal, shared bias with its gradient, key mask", {
+    shape: [2, 1, 300, 290, 8],
+    causal: true,
+    bias: [1, 1, 300, 290],
+    keyMask: true,
+    slabs: 2,
+  }],
 ];
 
 for (const [i, [name, c]] of CASES.entries()) {
@@ -100,13 +125,15 @@ for (const [i, [name, c]] of CASES.entries()) {
       headDim: dh,
       scale: 1,
       causal: !!c.causal,
-    }, FUSED);
+    }, { dqSlabs: c.slabs });
     assert(plan.fused, `${name}: the fused backward runs on this device`);
+    const keyBlocks = Math.ceil(lk / 128);
+    assertEquals(plan.slabs, Math.min(c.slabs ?? keyBlocks, keyBlocks), `${name}: slabs`);
     const { xs, extras } = setup(c, 100 + 10 * i);
     const [q, k, v, g] = xs;
     const options = { causal: c.causal, bias: extras.bias, keyMask: extras.keyMask };
     const want = attentionBackwardRef(q, k, v, g, options);
-    const got = await grads(gpu, c, xs, extras);
+    const got = await grads(gpu, c, xs, extras, { dqSlabs: c.slabs });
     const tol = c.f16 ? { rtol: 2e-3, atol: 2e-3 } : { rtol: 1e-5, atol: 1e-5 };
     for (const [j, key] of (["dq", "dk", "dv", "dbias"] as const).entries()) {
       const w = want[key];
@@ -154,3 +181,64 @@ Deno.test({
     }
   },
 });
+
+gpuTest("fused attention backward: the dQ slabs are bounded whatever Lk, by parallelism and bytes", (gpu) => {
+  const shape = { heads: 24, lq: 8000, lk: 8000, headDim: 72, scale: 1, causal: false };
+  const slab = shape.lq * shape.headDim; // f32 elements of one slab
+  const at = (lk: number, options = {}) => attentionBackwardPlan(gpu, { ...shape, lk }, options);
+  // Primus-M at 160³, batch 2: 63 key blocks; ⌈512/24⌉ = 22 slabs for the target workgroups, but 1 GiB
+  // of scratch holds 19 (24 heads · 2.3 MB per slab), if one head's slabs fit a binding
+  const byBinding = Math.floor(gpu.limits.maxStorageBufferBindingSize / (slab * 4));
+  const want = Math.min(19, byBinding);
+  assertEquals(at(8000).slabs, want);
+  assertEquals(at(8000).dqPartials, shape.heads * want * slab);
+  // ten times the keys: the same scratch (the workgroups run more key blocks each)
+  assertEquals(at(80000).dqPartials, at(8000).dqPartials);
+  // a byte budget below one slab per head: the 7-pass backward, no scratch
+  assertEquals(at(8000, { dqScratchBytes: shape.heads * slab * 4 - 1 }), {
+    fused: false,
+    slabs: 0,
+    dqPartials: 0,
+  });
+  assertEquals(at(8000, { dqScratchBytes: 3 * shape.heads * slab * 4 }).slabs, Math.min(3, want));
+  // few keys: one slab per key block; the default budget holds the target's slabs at this shape
+  assertEquals(at(200).slabs, 2);
+  assert(at(8000).dqPartials * 4 <= ATTENTION_TUNING.dqScratchBytes);
+  assertEquals(at(8000, { fusedBackward: false }).fused, false);
+});
+
+gpuTest(
+  "attention backward: an attached autotuner measures the slab counts and the 7-pass path",
+  async (gpu) => {
+    const c: Case = { shape: [1, 2, 37, 300, 16], causal: true };
+    const { xs, extras } = setup(c, 31);
+    const [q, k, v, g] = xs;
+    const want = attentionBackwardRef(q, k, v, g, { causal: true });
+    const timed: string[] = [];
+    // a fake timer that makes the 7-pass path fastest: the tuner must then pick it
+    const timer: TuneTimer = async (record, candidate) => {
+      record();
+      await gpu.sync();
+      timed.push(candidate);
+      return { ms: candidate === "7-pass" ? 1 : 2, source: "fake" };
+    };
+    const tuner = new Autotuner(gpu, { cachePath: null, timer, warn: (m) => console.warn(m) });
+    attachAutotuner(gpu, tuner);
+    try {
+      const s = { heads: 2, lq: 37, lk: 300, headDim: 16, scale: 0.25, causal: true };
+      assert(attentionBackwardPlan(gpu, s).fused, "before tuning: the reasoned default, fused");
+      await grads(gpu, c, xs, extras); // meets the class
+      assertEquals(tuner.pending.length, 1);
+      assertEquals(tuner.pending[0].candidates, ["slabs3", "slabs1", "7-pass"]);
+      await tuner.tunePending();
+      assertEquals(timed, ["slabs3", "slabs1", "7-pass"]);
+      assertEquals(attentionBackwardPlan(gpu, s), { fused: false, slabs: 0, dqPartials: 0 });
+      const got = await grads(gpu, c, xs, extras);
+      for (const [j, key] of (["dq", "dk", "dv"] as const).entries()) {
+        assertClose(got[j], want[key].data, { rtol: 1e-5, atol: 1e-5, label: `tuned 7-pass ${key}` });
+      }
+    } finally {
+      detachAutotuner(gpu);
+    }
+  },
+);
