@@ -6,14 +6,17 @@
  *
  * The model, per architecture and precision, for a batch of B cubes of side S:
  *
- *   peak(S, B, a) = R(S) + F + B · S³ · c · a / 4
+ *   peak(S, B, a) = R(S) + F + B · S³ · c · a / 4 + A(S, B)
  *   R(S)          = R₀ + ρ · (P(S) − P(S₀))
  *
  * R is the resident memory (weights, gradients and optimizer state: the pool between steps), P(S) the
  * parameter count (Primus' position embedding grows with the patch) and ρ the resident bytes per added
  * parameter; F is what a step holds whatever its size (under today's mixed precision mostly the f16 copies
  * of the weights, saved for backward) and c the activation memory per voxel of one sample. c, F and ρ are
- * fitted on the two smallest sizes. `a` is the input for the dtype of stored activations: 4 bytes (f32).
+ * fitted on the two smallest sizes. A is the largest scratch of one attention backward (the fused
+ * backward's dQ slabs: one per block of 128 keys up to a cap, so not linear in S³): measured at every size
+ * (`watchAttentionBackward`), taken out before the fit, and planned at other sizes by
+ * `attentionBackwardPlan` from the attention shapes of the first fit size, tokens scaled with the voxels. `a` is the input for the dtype of stored activations: 4 bytes (f32).
  * "f16 activations" is the f32 fit with a = 2 plus 2 bytes per parameter for f16 weight copies (what issue
  * 16's f16 activations aim for); "mixed today" is its own fit (a = 4), because today's autocast keeps f32
  * activations and adds f16 copies. The pool's reserved bytes (its cached free buffers included: the figure a
@@ -28,7 +31,8 @@
  * @module
  */
 import { builtinRegistry } from "../cli/builtins.ts";
-import { createGpu, setDefaultGpu } from "../core/gpu/mod.ts";
+import { createGpu, type Gpu, setDefaultGpu } from "../core/gpu/mod.ts";
+import { attentionBackwardPlan, type AttentionShape, watchAttentionBackward } from "../kernels/mod.ts";
 import { resolveRunConfig, RunConfigSchema } from "../core/train/mod.ts";
 import { openBenchRun } from "./bench_run.ts";
 
@@ -46,6 +50,10 @@ export interface MemoryMeasurement {
   peak: number;
   /** Bytes the pool holds after the second step (in use and cached). */
   reserved: number;
+  /** The attention backwards of the second step (distinct shapes; none for a CNN). */
+  attention?: AttentionShape[];
+  /** The largest scratch of one attention backward (the fused backward's dQ slabs), bytes. */
+  attentionScratch?: number;
 }
 
 /** The fitted model of one architecture and precision. */
@@ -60,29 +68,49 @@ export interface MemoryModel {
   fixed: { peak: number; reserved: number };
   /** Bytes per voxel of one sample above resident and fixed, with 4-byte activations. */
   perVoxel: { peak: number; reserved: number };
+  /**
+   * The attention calls per unit of size: tokens (lq, lk) per voxel of one sample and heads per sample
+   * (ViTs: tokens ∝ voxels), to plan the backward's scratch at any size.
+   */
+  attention: AttentionShape[];
 }
 
-/** Fits the model on two measurements of one architecture and precision at different sizes. */
+/**
+ * Fits the model on two measurements of one architecture and precision at different sizes. The attention
+ * backward's scratch is not linear in the voxels (its dQ slabs grow with the key blocks up to a cap), so
+ * it is taken out before the fit and added back by {@link predictMemory} from the planner.
+ */
 export function fitMemoryModel(m0: MemoryMeasurement, m1: MemoryMeasurement): MemoryModel {
   const v0 = m0.batch * m0.side ** 3, v1 = m1.batch * m1.side ** 3;
   if (v0 === v1) throw new RangeError("fitMemoryModel: the two measurements need different sizes");
   const slope = (f: (m: MemoryMeasurement) => number) => (f(m1) - f(m0)) / (v1 - v0);
-  const peak = slope((m) => m.peak - m.resting);
-  const reserved = slope((m) => m.reserved - m.resting);
+  const scratch = (m: MemoryMeasurement) => m.attentionScratch ?? 0;
+  const peak = slope((m) => m.peak - m.resting - scratch(m));
+  const reserved = slope((m) => m.reserved - m.resting - scratch(m));
   return {
+    attention: (m0.attention ?? []).map((a) => ({
+      ...a,
+      lq: a.lq / m0.side ** 3,
+      lk: a.lk / m0.side ** 3,
+      heads: a.heads / m0.batch,
+    })),
     resident: m0.resting,
     parameters: m0.parameters,
     residentPerParameter: m1.parameters === m0.parameters
       ? 0
       : (m1.resting - m0.resting) / (m1.parameters - m0.parameters),
-    fixed: { peak: m0.peak - m0.resting - peak * v0, reserved: m0.reserved - m0.resting - reserved * v0 },
+    fixed: {
+      peak: m0.peak - m0.resting - scratch(m0) - peak * v0,
+      reserved: m0.reserved - m0.resting - scratch(m0) - reserved * v0,
+    },
     perVoxel: { peak, reserved },
   };
 }
 
 /**
  * Predicted peak and reserved bytes for `batch` cubes of `side` with `parameters` parameters, activations
- * of `activationBytes` bytes (4: f32, 2: f16) and `extraFixed` more bytes held whatever the size.
+ * of `activationBytes` bytes (4: f32, 2: f16) and `extraFixed` more bytes held whatever the size; with a
+ * device, plus the largest attention backward scratch its planner gives at that size.
  */
 export function predictMemory(
   model: MemoryModel,
@@ -91,12 +119,28 @@ export function predictMemory(
   parameters: number,
   activationBytes = 4,
   extraFixed = 0,
+  gpu?: Gpu,
 ): { peak: number; reserved: number } {
   const resident = model.resident + model.residentPerParameter * (parameters - model.parameters) + extraFixed;
-  const voxels = batch * side ** 3 * (activationBytes / 4);
+  const voxels = batch * side ** 3;
+  const scratch = gpu
+    ? Math.max(
+      0,
+      ...model.attention.map((a) => {
+        const s = {
+          ...a,
+          lq: Math.round(a.lq * side ** 3),
+          lk: Math.round(a.lk * side ** 3),
+          heads: Math.round(a.heads * batch),
+        };
+        return attentionBackwardPlan(gpu, s).dqPartials * 4;
+      }),
+    )
+    : 0;
+  const activations = voxels * (activationBytes / 4);
   return {
-    peak: resident + model.fixed.peak + voxels * model.perVoxel.peak,
-    reserved: resident + model.fixed.reserved + voxels * model.perVoxel.reserved,
+    peak: resident + model.fixed.peak + activations * model.perVoxel.peak + scratch,
+    reserved: resident + model.fixed.reserved + activations * model.perVoxel.reserved + scratch,
   };
 }
 
@@ -107,7 +151,14 @@ async function measure(arch: string, side: number, batch: number, precision: "f3
   await bench.step();
   gpu.pool.resetPeak();
   const resting = gpu.pool.stats().bytesInUse;
+  const attention = new Map<string, AttentionShape>();
+  let attentionScratch = 0;
+  const unwatch = watchAttentionBackward(gpu, (s, plan) => {
+    attention.set(JSON.stringify(s), s);
+    attentionScratch = Math.max(attentionScratch, plan.dqPartials * 4);
+  });
   await bench.step();
+  unwatch();
   const { peakBytesInUse: peak, bytesReserved: reserved } = gpu.pool.stats();
   const m: MemoryMeasurement = {
     arch,
@@ -118,6 +169,8 @@ async function measure(arch: string, side: number, batch: number, precision: "f3
     resting,
     peak,
     reserved,
+    attention: [...attention.values()],
+    attentionScratch,
   };
   console.log(JSON.stringify(m));
   Deno.exit(0); // nothing ran on the device; no need to wait for it
@@ -183,6 +236,8 @@ if (import.meta.main) {
     Object.entries(JSON.parse(await Deno.readTextFile(cacheFile).catch(() => "{}"))),
   );
   const sides = [32, 64, 96]; // fitted on the first two, checked on the third and on 160³
+  // the attention backward's scratch at each size comes from the planner, on this adapter's limits
+  const planner = await createGpu({ countOnly: true });
   const batch = 2;
   const fits: string[] = [];
   const checks: string[] = [];
@@ -209,7 +264,7 @@ if (import.meta.main) {
           } B |`,
       );
       for (const m of [...list, target]) {
-        const p = predictMemory(model, m.side, m.batch, parameterCount(arch, m.side, list[0]));
+        const p = predictMemory(model, m.side, m.batch, parameterCount(arch, m.side, list[0]), 4, 0, planner);
         const role = m === list[0] || m === list[1] ? " (fit)" : m === target ? " (counted)" : "";
         checks.push(
           `| ${arch} | ${precision} | ${m.side}³, batch ${m.batch}${role} | ${fmt(m.peak)} | ${
@@ -225,7 +280,7 @@ if (import.meta.main) {
         ? [["f32", 4, 0], ["f16 activations (a = 2, + f16 weight copies)", 2, 2 * params]]
         : [["mixed today", 4, 0]];
       for (const [label, bytes, extra] of scenarios) {
-        const p = predictMemory(model, 160, 2, params, bytes, extra);
+        const p = predictMemory(model, 160, 2, params, bytes, extra, planner);
         targets.push(
           `| ${arch} | ${label} | ${fmt(p.peak)} | ${fmt(p.reserved)} | ${
             p.peak <= 40 * GB ? "fits" : "does not fit yet"

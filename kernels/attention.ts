@@ -1241,6 +1241,22 @@ function backwardProbe(
   };
 }
 
+/** Hears of every attention backward recorded on a device: its shape and plan (memory accounting). */
+export type AttentionBackwardWatcher = (s: AttentionShape, plan: AttentionBackwardPlan) => void;
+
+const watchers = new WeakMap<Gpu, Set<AttentionBackwardWatcher>>();
+
+/**
+ * Calls `watcher` with the shape and plan of every backward recorded on `gpu` until the returned function
+ * is called (the memory model reads the fused backward's scratch this way).
+ */
+export function watchAttentionBackward(gpu: Gpu, watcher: AttentionBackwardWatcher): () => void {
+  const set = watchers.get(gpu) ?? new Set();
+  watchers.set(gpu, set);
+  set.add(watcher);
+  return () => set.delete(watcher);
+}
+
 /**
  * Records the backward pass: lse and D per query, dQ (and dS), dK and dV, and for a shared bias's
  * gradient the sum of dS over the heads of each slice.
@@ -1284,6 +1300,7 @@ export function runAttentionBackward(
   if (b.dbias && shared) bound.dbias = { range: b.dbias.range, elementBytes: 4 };
   if (spre > 0) dispatchChunks(gpu, "stats", type, s, t, masks, undefined, bound, spre - s.lq);
   const plan = attentionBackwardPlan(gpu, s, options, masks, b.dbias !== undefined, type);
+  for (const watch of watchers.get(gpu) ?? []) watch(s, plan);
   if (plan.fused && b.dqPartials) {
     if (b.dqPartials.size < plan.dqPartials * 4) {
       throw new RangeError(

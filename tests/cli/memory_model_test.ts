@@ -1,4 +1,6 @@
-import { assertEquals, assertThrows } from "../assert.ts";
+import { assert, assertEquals, assertThrows } from "../assert.ts";
+import { gpuTest } from "../helpers.ts";
+import { attentionBackwardPlan } from "../../kernels/mod.ts";
 import { fitMemoryModel, type MemoryMeasurement, predictMemory } from "../../bench/memory_model.ts";
 
 // Two steps made by hand from R = 1000 B resident (10 parameters, + 2 B per added parameter), F = 500 B
@@ -33,3 +35,37 @@ Deno.test("memory model: the fit recovers hand-made R, F and c and predicts a th
   assertEquals(predictMemory(model, 16, 3, 20, 2, 64).peak, 1020 + 64 + 500 + 1.5 * 12288);
   assertThrows(() => fitMemoryModel(step(4, 2, 10), step(4, 2, 10)), RangeError, "different sizes");
 });
+
+gpuTest(
+  "memory model: the attention backward's scratch is taken out of the fit and planned at other sizes",
+  (gpu) => {
+    // a ViT-like step: 2 heads per sample, one token per 8 voxels, head dim 16; its dQ scratch on top
+    const vit = (side: number, batch: number): MemoryMeasurement => {
+      const m = step(side, batch, 10);
+      const tokens = side ** 3 / 8;
+      const shape = { heads: 2 * batch, lq: tokens, lk: tokens, headDim: 16, scale: 0.25, causal: false };
+      const scratch = attentionBackwardPlan(gpu, shape).dqPartials * 4;
+      return {
+        ...m,
+        peak: m.peak + scratch,
+        reserved: m.reserved + scratch,
+        attention: [shape],
+        attentionScratch: scratch,
+      };
+    };
+    const model = fitMemoryModel(vit(16, 2), vit(32, 2));
+    // the linear part is what it was without attention
+    assertEquals(model.fixed, { peak: 500, reserved: 700 });
+    assertEquals(model.perVoxel, { peak: 3, reserved: 5 });
+    // 64³, batch 3: 32768 tokens, 6 heads; the planner's scratch (256 key blocks, capped) added, and more than
+    // a linear extrapolation of the fit sizes' scratch would say
+    const big = vit(64, 3);
+    assertEquals(predictMemory(model, 64, 3, 10, 4, 0, gpu), { peak: big.peak, reserved: big.reserved });
+    assertEquals(
+      predictMemory(model, 64, 3, 10).peak,
+      big.peak - big.attentionScratch!,
+      "without a device: no scratch",
+    );
+    assert(big.attentionScratch! > 0);
+  },
+);
