@@ -1,7 +1,7 @@
 /**
  * `voxssl autotune`: shows the autotuner's disk cache (kernels/autotune_cache.ts) for this process's
- * adapter, or for every adapter with `--all`: per shape class the chosen tile and its time against the
- * reasoned tile's. `--clear` removes this adapter's entry (with `--all`, the whole file).
+ * adapter, or for every adapter with `--all`: per shape class the choice and its time against the
+ * reasoned choice's. `--clear` removes this adapter's entry (with `--all`, the whole file).
  */
 import type { Command } from "@commander-js/extra-typings";
 import { createGpu, type Gpu, GpuUnavailableError } from "../../core/gpu/mod.ts";
@@ -42,7 +42,7 @@ export function describeClasses(classes: Record<string, TuneRecord>): string[] {
     const ms = (v: number | null | undefined) => (v == null ? "failed" : `${v.toFixed(3)} ms`);
     lines.push(
       r.choice === reasoned
-        ? `  ${key}\n      ${r.choice} (the reasoned tile) ${ms(best)}`
+        ? `  ${key}\n      ${r.choice} (the reasoned choice) ${ms(best)}`
         : `  ${key}\n      ${r.choice} ${ms(best)} (reasoned ${reasoned} ${ms(reasonedMs)}${speed})`,
     );
   }
@@ -58,7 +58,7 @@ function describeEntry(key: string, entry: AdapterEntry): string[] {
 export function registerAutotune(program: Command): void {
   program
     .command("autotune")
-    .description("show or clear the cache of conv/matmul tiles chosen by measurement")
+    .description("show or clear the choices made by measurement (conv/matmul tiles, attention backward)")
     .option("--all", "every adapter in the cache file (no GPU needed); with --clear, remove the whole file")
     .option("--clear", "remove this adapter's measurements (re-tuned on next use)")
     .action(async (options) => {

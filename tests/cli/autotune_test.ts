@@ -41,7 +41,7 @@ Deno.test("voxssl autotune --all lists each adapter's measured tiles against the
       r.stdout.includes("64x32x16/8x8m|s512 0.500 ms (reasoned 128x32x16/8x8m|s512 2.000 ms, ×4.00 faster)"),
       r.text,
     );
-    assert(r.stdout.includes("64x64 (the reasoned tile) 1.000 ms"), r.text);
+    assert(r.stdout.includes("64x64 (the reasoned choice) 1.000 ms"), r.text);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
