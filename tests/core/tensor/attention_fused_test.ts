@@ -14,6 +14,7 @@ import {
   ATTENTION_TUNING,
   attentionBackwardPlan,
   type AttentionKernelOptions,
+  attentionTiling,
   Autotuner,
   detachAutotuner,
   type TuneTimer,
@@ -32,6 +33,8 @@ interface Case {
   f16?: boolean;
   /** Cap on dQ slabs per head (fewer than the key blocks: a workgroup runs several blocks). */
   slabs?: number;
+  /** Without subgroup operations (one invocation per row). */
+  noSubgroups?: boolean;
 }
 
 function ref(shape: number[], seed: number, lo: number, hi: number, f16 = false): RefTensor {
@@ -91,6 +94,11 @@ function setup(c: Case, seed: number): { xs: RefTensor[]; extras: Extras } {
   return { xs, extras };
 }
 
+const kernelOptions = (c: Case): AttentionKernelOptions => ({
+  dqSlabs: c.slabs,
+  ...(c.noSubgroups ? { subgroups: false } : {}),
+});
+
 const CASES: [string, Case][] = [
   ["3 key blocks, lengths off the tiles", { shape: [1, 2, 37, 300, 16] }],
   ["causal, Lq > Lk, head dim 72 (lanes and padded slots)", { shape: [1, 2, 150, 140, 72], causal: true }],
@@ -106,6 +114,17 @@ const CASES: [string, Case][] = [
   }],
   ["f16 storage", { shape: [1, 2, 40, 200, 16], f16: true }],
   ["1 slab for 3 key blocks", { shape: [1, 2, 37, 300, 16], slabs: 1 }],
+  ["f16, head dim 72, causal, 1 slab for 2 key blocks", {
+    shape: [1, 2, 150, 200, 72],
+    causal: true,
+    f16: true,
+    slabs: 1,
+  }],
+  ["no subgroups, head dim 72, 2 slabs for 4 key blocks", {
+    shape: [1, 2, 40, 230, 72],
+    slabs: 2,
+    noSubgroups: true,
+  }],
   ["2 slabs for 3 key blocks, causal, shared bias with its gradient, key mask", {
     shape: [2, 1, 300, 290, 8],
     causal: true,
@@ -125,15 +144,16 @@ for (const [i, [name, c]] of CASES.entries()) {
       headDim: dh,
       scale: 1,
       causal: !!c.causal,
-    }, { dqSlabs: c.slabs });
+    }, kernelOptions(c));
     assert(plan.fused, `${name}: the fused backward runs on this device`);
-    const keyBlocks = Math.ceil(lk / 128);
+    const t = attentionTiling(gpu, dh, kernelOptions(c));
+    const keyBlocks = Math.ceil(lk / ((t.workgroup / t.lanes) * t.rowsPerInvocation));
     assertEquals(plan.slabs, Math.min(c.slabs ?? keyBlocks, keyBlocks), `${name}: slabs`);
     const { xs, extras } = setup(c, 100 + 10 * i);
     const [q, k, v, g] = xs;
     const options = { causal: c.causal, bias: extras.bias, keyMask: extras.keyMask };
     const want = attentionBackwardRef(q, k, v, g, options);
-    const got = await grads(gpu, c, xs, extras, { dqSlabs: c.slabs });
+    const got = await grads(gpu, c, xs, extras, kernelOptions(c));
     const tol = c.f16 ? { rtol: 2e-3, atol: 2e-3 } : { rtol: 1e-5, atol: 1e-5 };
     for (const [j, key] of (["dq", "dk", "dv", "dbias"] as const).entries()) {
       const w = want[key];
