@@ -263,6 +263,35 @@ export function finetuneFlags(o: z.output<typeof FinetuneOptionsSchema>): string
   return flags;
 }
 
+/**
+ * The `voxssl predict` arguments of a cell. The fine-tuned checkpoint gives the spacing and the window
+ * (its training patch), so only a spec's own `predict.patch` is passed on; `--dataset` stays, as the
+ * checkpoint records no file ending (dataset.json's `file_ending`) and predict checks channels and
+ * classes against it.
+ */
+export function predictStageArgs(o: {
+  images: string;
+  checkpoint: string;
+  dataset: string;
+  out: string;
+  options: z.output<typeof PredictOptionsSchema>;
+}): string[] {
+  return [
+    "predict",
+    o.images,
+    "--checkpoint",
+    o.checkpoint,
+    "--dataset",
+    o.dataset,
+    "--out",
+    o.out,
+    ...(o.options.patch ? ["--patch", o.options.patch.join(",")] : []),
+    "--step",
+    String(o.options.step),
+    ...(o.options.mirroring ? ["--mirror"] : []),
+  ];
+}
+
 /** A hard link (no copy of the data), or a copy across file systems. Symbolic links would not do:
  * the commands list regular files only. */
 async function linkOrCopy(from: string, to: string): Promise<void> {
@@ -449,27 +478,15 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
       const test = await linkTestCases(cell.dataset.path, ids, join(work, "test"));
 
       const predictions = join(work, "predictions");
-      const predict = PredictOptionsSchema.parse(cell.predict);
-      const spacing: number[] | null = segmentation.spacing ?? null;
       context.log(`  voxssl predict → ${predictions}`);
       await runStage(
-        [
-          "predict",
-          test.images,
-          "--checkpoint",
-          final,
-          "--dataset",
-          cell.dataset.path,
-          "--out",
-          predictions,
-          "--spacing",
-          spacing ? spacing.join(",") : "none",
-          "--patch",
-          (predict.patch ?? runConfig.patch as number[]).join(","),
-          "--step",
-          String(predict.step),
-          ...(predict.mirroring ? ["--mirror"] : []),
-        ],
+        predictStageArgs({
+          images: test.images,
+          checkpoint: final,
+          dataset: cell.dataset.path,
+          out: predictions,
+          options: PredictOptionsSchema.parse(cell.predict),
+        }),
         log,
         context.signal,
       );

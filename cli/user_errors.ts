@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { DataFileError, SampleHookError } from "../core/data/mod.ts";
+import { DataFileError, SampleHookError, SampleTimeoutError } from "../core/data/mod.ts";
 import { MpiError } from "../core/dist/mod.ts";
 import { FinetuneConfigError } from "../core/eval/mod.ts";
 import { GpuUnavailableError } from "../core/gpu/mod.ts";
@@ -22,6 +22,7 @@ const USER_ERROR_CLASSES: (abstract new (...args: never[]) => Error)[] = [
   PluginConfigError,
   DataFileError,
   SampleHookError,
+  SampleTimeoutError, // a sample past its time limit: names the limit and how to raise it
   GpuUnavailableError,
   RunStoppedError,
   RunFolderError,

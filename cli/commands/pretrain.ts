@@ -68,6 +68,13 @@ function parseNumber(value: string, flag: string, integer = false): number {
   return x;
 }
 
+/** `--sample-timeout`: seconds a sample may take before the run stops (the config's sampleTimeoutSeconds). */
+function sampleTimeout(value: string): number {
+  const seconds = parseNumber(value, "--sample-timeout");
+  if (!(seconds > 0)) throw new ConfigError(`--sample-timeout: expected seconds > 0, got "${value}"`);
+  return seconds;
+}
+
 async function readConfigFile(path: string): Promise<RunConfigInput> {
   let text: string;
   try {
@@ -94,6 +101,7 @@ interface PretrainFlags {
   lr?: string;
   precision?: string;
   workers?: string;
+  sampleTimeout?: string;
   out?: string;
   resume?: string;
   seed?: string;
@@ -133,6 +141,7 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
     resolved.plugins = [...new Set([...resolved.plugins, ...extra])];
     const notes = applyResumeFlags(resolved, { ...flags }, ckpt.meta.epoch);
     if (flags.workers !== undefined) resolved.workers = parseNumber(flags.workers, "--workers", true);
+    if (flags.sampleTimeout !== undefined) resolved.sampleTimeoutSeconds = sampleTimeout(flags.sampleTimeout);
     return { kind: "resume", resolved, notes };
   }
   // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE, synthetic
@@ -164,6 +173,10 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
   set("lr", flags.lr === undefined ? undefined : parseNumber(flags.lr, "--lr"));
   set("precision", flags.precision as RunConfigInput["precision"]);
   set("workers", flags.workers === undefined ? undefined : parseNumber(flags.workers, "--workers", true));
+  set(
+    "sampleTimeoutSeconds",
+    flags.sampleTimeout === undefined ? undefined : sampleTimeout(flags.sampleTimeout),
+  );
   set("out", flags.out);
   set("seed", flags.seed === undefined ? undefined : parseNumber(flags.seed, "--seed", true));
   set("init", flags.init === undefined ? undefined : resolve(cwd, flags.init));
@@ -220,6 +233,10 @@ export function registerPretrain(program: Command): void {
       "f32 or mixed (convolutions, matmuls and attention in f16 with f32 accumulation where the device has shader-f16; dynamic loss scaling)",
     )
     .option("--workers <n>", "data loader workers")
+    .option(
+      "--sample-timeout <seconds>",
+      "stop the run when one sample takes longer (default 120; the config's sampleTimeoutSeconds; also with --resume)",
+    )
     .option("--out <dir>", "run folder (default runs/<date>-<arch>-<method>)")
     .option("--resume <dir>", "continue the run in <dir> from its latest checkpoint")
     .option(

@@ -43,7 +43,7 @@ export function applyResumeFlags(
       `--resume ${resolved.out}: ${
         refused.join(", ")
       } cannot change on resume (the checkpoint fixes them); ` +
-        `only --epochs and --workers can. Start a new run (--out) to change them`,
+        `only --epochs, --workers and --sample-timeout can. Start a new run (--out) to change them`,
     );
   }
   const notes: string[] = [];

@@ -76,6 +76,36 @@ export class SampleHookError extends Error {
   }
 }
 
+/**
+ * A sample that ran past the loader's time limit; its worker was stopped. Under heavy machine load this
+ * is no bug, so the message names what timed out, the limit, and how to raise it (`raise`, in the
+ * caller's words: a config field or flag).
+ */
+export class SampleTimeoutError extends Error {
+  /** Who made the sample: "the patch loader" or "plugin <name>" (a method's sample() hook). */
+  readonly who: string;
+  /** Which sample: step, index and input. */
+  readonly where: string;
+  /** The limit it ran past, in seconds. */
+  readonly limitSeconds: number;
+
+  /** An error for the sample `where` made by `who`, past `limitSeconds`; `hook`: a plugin's hook made it. */
+  constructor(who: string, where: string, limitSeconds: number, raise: string, hook: boolean) {
+    super(
+      `${who}: making ${where} took longer than ${limitSeconds} s, the sample time limit; its worker was ` +
+        "stopped. " +
+        (hook
+          ? "Its sample() hook may be stuck in a loop; if the machine is only busy, "
+          : "On a busy machine or slow storage, ") +
+        `raise the limit: ${raise}`,
+    );
+    this.name = "SampleTimeoutError";
+    this.who = who;
+    this.where = where;
+    this.limitSeconds = limitSeconds;
+  }
+}
+
 /** The Deno permission named by a sandbox refusal ("Requires read access to …"), if `error` is one. */
 export function deniedPermission(error: unknown): string | undefined {
   const message = error instanceof Error ? error.message : String(error);

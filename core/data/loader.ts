@@ -21,7 +21,7 @@
  */
 import { type AugmentationInput, resolveAugmentation } from "./augment/config.ts";
 import type { DataSplit, ImageFilter } from "./dataset_index.ts";
-import { DataFileError, SampleHookError, type SkippedFile } from "./errors.ts";
+import { DataFileError, SampleHookError, SampleTimeoutError, type SkippedFile } from "./errors.ts";
 import { createRng } from "./rng.ts";
 import { emptyTimings, type MaskName, type SampleTimings } from "./sample.ts";
 import type { SampleArray, SampleData } from "./sample_array.ts";
@@ -89,6 +89,11 @@ export interface PatchLoaderOptions {
    * Needs workers ≥ 1: a hook stuck on the calling thread cannot be interrupted.
    */
   sampleTimeoutMs?: number;
+  /**
+   * How a user raises `sampleTimeoutMs`, for the timeout's error (e.g. a config field and a flag;
+   * default "give a larger sampleTimeoutMs").
+   */
+  sampleTimeoutSetting?: string;
   /** Subject-level split of index and cache sources (default "all"). */
   split?: DataSplit;
   /** Quality/modality filter of index and cache sources. */
@@ -347,12 +352,12 @@ export async function createPatchLoader(options: PatchLoaderOptions): Promise<Pa
           throw error;
         }
         if (error instanceof TaskTimeoutError) {
-          throw new Error(
-            `${who}: making sample ${index} of step ${step} (${itemLabel(source, item)}) took longer than ` +
-              `${timeoutMs / 1000} s; the worker was stopped` +
-              (hookModule
-                ? " (is its sample() hook stuck in a loop?)"
-                : " (raise sampleTimeoutMs for very slow reads)"),
+          throw new SampleTimeoutError(
+            who,
+            `sample ${index} of step ${step} (${itemLabel(source, item)})`,
+            timeoutMs / 1000,
+            options.sampleTimeoutSetting ?? "give a larger sampleTimeoutMs",
+            hookModule !== undefined,
           );
         }
         if (error instanceof SampleHookError) throw error;

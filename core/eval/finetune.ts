@@ -20,9 +20,7 @@ import type { ArchitecturePlugin, Vec3 } from "../plugin/mod.ts";
 import {
   type BatchSource,
   closeRun,
-  defaultRunFolder,
   finishRun,
-  formatIssues,
   listenForStop,
   loadCheckpoint,
   logInterval,
@@ -34,11 +32,21 @@ import {
 } from "../train/mod.ts";
 import type { RunObserver } from "../train/run_events.ts";
 import { loadPretrainedEncoder, readPretrainedWeights } from "./adapt.ts";
+import {
+  asConfigError,
+  describeEncoderLoad,
+  downstreamKeys,
+  downstreamRunConfig,
+  resolveDownstreamArch,
+} from "./downstream_run_config.ts";
+import { underPrefix } from "./downstream_method_config.ts";
 import { finetuneRates, type FinetuneSchedule, FinetuneScheduleSchema } from "./schedule.ts";
 import { segmentationBatches, type SegmentationCase } from "./seg_batches.ts";
 import { type SegmentationConfig, segmentationMethod } from "./segmentation_method.ts";
 import { type CaseSplit, labelFraction, seededSplit } from "./splits.ts";
 import { scoreCases, type TestScore } from "./test_score.ts";
+
+export { FinetuneConfigError } from "./downstream_run_config.ts";
 
 /** A downstream dataset in memory, preprocessed (normalised; resampled when a spacing is given). */
 export interface SegmentationDataset {
@@ -148,25 +156,6 @@ export interface FinetuneResult {
   stoppedBy?: string;
 }
 
-/**
- * A problem with the options, the dataset or the pretrained checkpoint, found before the first step (named
- * "ConfigError" so the CLI prints it without a stack trace).
- */
-export class FinetuneConfigError extends Error {
-  /** "ConfigError": the CLI's name for a user's mistake. */
-  override name = "ConfigError";
-}
-
-/** Runs `fn`, turning any error into a {@link FinetuneConfigError} with the same message. */
-async function asConfigError<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof FinetuneConfigError) throw error;
-    throw new FinetuneConfigError((error as Error).message);
-  }
-}
-
 function checkDataset(d: SegmentationDataset): number {
   const values = Object.values(d.labels);
   const classes = Math.max(...values) + 1;
@@ -191,26 +180,9 @@ function checkDataset(d: SegmentationDataset): number {
 /** Builds the run config of a fresh fine-tuning run. */
 async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promise<ResolvedRunConfig> {
   const family = o.arch.family;
-  const pre = o.pretrained ? await readPretrainedWeights(o.pretrained) : undefined;
-  if (pre && pre.plan.architecture.plugin !== o.arch.name) {
-    throw new Error(
-      `--pretrained ${o.pretrained}: pretrained with architecture "${pre.plan.architecture.plugin}", ` +
-        `fine-tuning asks for "${o.arch.name}"`,
-    );
-  }
-  if (o.size && !o.arch.sizes?.[o.size]) {
-    throw new Error(
-      `architecture ${o.arch.name} has no size "${o.size}" (${Object.keys(o.arch.sizes ?? {}).join(", ")})`,
-    );
-  }
-  // the pretrained network's own config unless a size or overrides say otherwise
-  const base = o.size
-    ? o.arch.sizes![o.size]
-    : (pre?.plan.architecture.config as Record<string, unknown>) ?? {};
-  const archParsed = o.arch.config.safeParse({ ...base, ...o.archConfig });
-  if (!archParsed.success) throw new Error(formatIssues(archParsed.error, `archConfig for ${o.arch.name}`));
+  const arch = await resolveDownstreamArch(o);
+  const { pre } = arch;
   const method = segmentationMethod(o.coreVersion);
-  const defaults = method.defaults[family]!;
   const schedule = FinetuneScheduleSchema.parse({
     ...(family === "vit" && o.schedule?.name === "sawtooth" ? { decoderLrFactor: 0.01 } : {}),
     ...o.schedule,
@@ -240,7 +212,6 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
   const fraction = o.labelFraction ?? 1;
   const train = labelFraction(split.train, fraction, splitSeed);
   const inChannels = o.dataset.channelNames.length;
-  const repeated = pre && pre.plan.inChannels !== inChannels;
   const segmentation: SegmentationConfig = {
     classes,
     labels: o.dataset.labels,
@@ -253,55 +224,20 @@ async function resolveFinetuneConfig(o: FinetuneOptions, classes: number): Promi
     foregroundFraction: o.foregroundFraction ?? 0.33,
     schedule,
     pretrained: o.pretrained ?? null,
-    encoderKeys: pre ? [...pre.plan.encoderKeys, ...pre.plan.stemKeys] : [],
-    decoderKeys: repeated ? pre.plan.inputProjectionKeys : [],
+    ...downstreamKeys(pre, inChannels),
     split: { train, test: split.test },
     labelFraction: fraction,
   };
-  const archName = o.size ? `${o.arch.name}-${o.size}` : o.arch.name;
-  return {
-    arch: archName,
-    archConfig: o.archConfig ?? {},
-    method: method.name,
-    methodConfig: {},
-    data: o.dataset.name,
-    synthetic: { volumes: 0, size: [1, 1, 1] },
-    inChannels,
-    epochs: o.epochs ?? 10,
-    stepsPerEpoch: o.stepsPerEpoch ?? 25,
-    precision: o.precision ?? "f32",
-    augmentation: o.augmentation ?? "nnunet",
-    // patches are cut and augmented in this process (seg_batches.ts), never by the loader's GPU path
-    augmentationDevice: "cpu",
-    interpolation: "linear",
-    tensorboard: true,
-    anatomyProbability: 0,
-    seed: o.seed ?? 0,
-    validationBatches: 0,
-    logEvery: o.logEvery ?? 5,
-    workers: 0,
-    sampleTimeoutSeconds: 120,
-    plugins: [],
-    out: o.out ?? defaultRunFolder(archName, "finetune"),
-    batch: o.batch ?? 2,
-    patch: o.patch ?? pre?.plan.recommendedDownstreamPatchSize ?? defaults.patchSize,
+  return downstreamRunConfig(o, {
+    method,
+    methodConfig: segmentation,
+    arch,
     optimizer,
-    // the Trainer's per-epoch schedule is unused: fine-tuning's is resolvedMethod.config.schedule
-    schedule: { name: "constant" },
-    clipGradNorm: o.clipGradNorm ?? defaults.clipGradNorm,
-    resolvedArch: {
-      plugin: o.arch.name,
-      version: o.arch.version,
-      size: o.size ?? null,
-      config: archParsed.data,
-      family,
-    },
-    resolvedMethod: { plugin: method.name, version: method.version, config: segmentation },
-  };
+    data: o.dataset.name,
+    inChannels,
+    command: "finetune",
+  });
 }
-
-const under = (name: string, prefixes: readonly string[]) =>
-  prefixes.some((p) => name === p || name.startsWith(p + "."));
 
 /** Runs (or resumes) a fine-tuning run to its end or a stop request, then scores its test cases. */
 export async function finetuneSegmentation(o: FinetuneOptions): Promise<FinetuneResult> {
@@ -363,13 +299,7 @@ export async function finetuneSegmentation(o: FinetuneOptions): Promise<Finetune
         await readPretrainedWeights(seg.pretrained),
         config.patch,
       );
-      log(
-        `loaded ${report.loaded.length} encoder/stem tensors, ${report.fresh.length} fresh` +
-          Object.entries(report.repeated).map(([k, c]) => `; ${k} repeated over ${c} channels`).join("") +
-          Object.entries(report.resized).map(([k, [a, b]]) =>
-            `; ${k} resized ${a.join("×")} → ${b.join("×")}`
-          ).join(""),
-      );
+      log(describeEncoderLoad(report));
     }
     stoppedBy = await finetuneLoop(run, o, seg, stop, train);
     if (!stoppedBy) {
@@ -425,7 +355,7 @@ export async function finetuneLoop(
   const { config } = run;
   const total = config.epochs * config.stepsPerEpoch;
   const encoderParams = [...run.model.network.namedParameters()]
-    .filter(([n]) => under(n, seg.encoderKeys) && !under(n, seg.decoderKeys))
+    .filter(([n]) => underPrefix(n, seg.encoderKeys) && !underPrefix(n, seg.decoderKeys))
     .map(([, t]) => t);
   const groupOf = run.groups.map((g) => g.name);
   while (run.step < total) {

@@ -15,7 +15,8 @@ import type { SslMethodPlugin } from "../plugin/mod.ts";
 import { diceCeLoss } from "./loss.ts";
 import { deepSupervisionLoss } from "./deep_supervision.ts";
 import type { ZodSchema } from "../plugin/zod_types.ts";
-import { type FinetuneSchedule, FinetuneScheduleSchema } from "./schedule.ts";
+import type { FinetuneSchedule } from "./schedule.ts";
+import { downstreamConfigFields, downstreamParameterGroup } from "./downstream_method_config.ts";
 
 /** Everything a fine-tuning run records beside the Trainer's run config (what inference reads). */
 export interface SegmentationConfig {
@@ -51,44 +52,20 @@ export interface SegmentationConfig {
   labelFraction: number;
 }
 
-const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
-
 /** The zod schema of {@link SegmentationConfig} (unknown keys are errors). */
 export const SegmentationConfigSchema: ZodSchema<SegmentationConfig, unknown> = z.object({
+  ...downstreamConfigFields,
   /** Output classes including background (nnU-Net's label count). */
   classes: z.number().int().min(2),
   /** dataset.json's labels: name → value (values 0…classes−1). */
   labels: z.record(z.string(), z.number().int().min(0)),
-  /** dataset.json's channel_names, in channel order. */
-  channelNames: z.array(z.string()).min(1),
-  /** The dataset's name (for reports). */
-  dataset: z.string(),
-  /** Voxel spacing [D, H, W] in mm the data was resampled to (null: kept as it was). */
-  spacing: vec3.nullable(),
-  /** Intensity normalisation per channel (nnssl: z-score per channel, per case). */
-  normalization: z.array(z.literal("zscore")),
   /** Batch Dice (nnU-Net plans' batch_dice). */
   batchDice: z.boolean().default(false),
   /** Deep supervision: Dice + CE at every decoder resolution, nnU-Net's weights (deep_supervision.ts). */
   deepSupervision: z.boolean().default(false),
   /** Foreground oversampling fraction (nnU-Net: 0.33). */
   foregroundFraction: z.number().min(0).max(1).default(0.33),
-  /** The learning-rate schedule. */
-  schedule: FinetuneScheduleSchema,
-  /** The pretraining checkpoint the encoder came from (null: from scratch). */
-  pretrained: z.string().nullable(),
-  /** Parameter-name prefixes in the "encoder" group (the plan's encoder and stem keys). */
-  encoderKeys: z.array(z.string()),
-  /** Prefixes moved to the "decoder" group (a repeated input projection). */
-  decoderKeys: z.array(z.string()).default([]),
-  /** Training and test case ids (after the label fraction). */
-  split: z.object({ train: z.array(z.string()), test: z.array(z.string()) }),
-  /** Fraction of the training cases used (1, 0.25, 0.05, …). */
-  labelFraction: z.number().positive().max(1),
 }).strict();
-
-const under = (name: string, prefixes: readonly string[]) =>
-  prefixes.some((p) => name === p || name.startsWith(p + "."));
 
 /** Name and version the method records in checkpoints (`plugins.method`). */
 export const SEGMENTATION_METHOD = "segmentation";
@@ -142,11 +119,7 @@ export function segmentationMethod(coreVersion: string): SslMethodPlugin<Segment
             : diceCeLoss(network.forward(image), label, options);
           return { loss, metrics: { ce, dice } };
         },
-        parameterGroup(name) {
-          const local = name.startsWith("network.") ? name.slice("network.".length) : name;
-          const encoder = under(local, config.encoderKeys) && !under(local, config.decoderKeys);
-          return { group: encoder ? "encoder" : "decoder" };
-        },
+        parameterGroup: (name) => downstreamParameterGroup(name, config),
       };
     },
   };

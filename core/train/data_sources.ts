@@ -100,6 +100,8 @@ export async function openBatchSources(
     padding: config.padding ?? "zero",
     isolation: options.isolation,
     sampleTimeoutMs: config.sampleTimeoutSeconds * 1000,
+    sampleTimeoutSetting: `"sampleTimeoutSeconds" in the run config (now ${config.sampleTimeoutSeconds}), ` +
+      "or voxssl pretrain --sample-timeout <seconds> (also with --resume)",
     onSkip: (s: { path: string; reason: string }) => options.log?.(`skipped ${s.path}: ${s.reason}`),
   };
   if (method.sample && !options.methodModule) {

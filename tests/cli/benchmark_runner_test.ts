@@ -7,6 +7,8 @@ import {
   finetuneFlags,
   keepCases,
   overlayCases,
+  PredictOptionsSchema,
+  predictStageArgs,
 } from "../../cli/benchmark_runner.ts";
 import type { PretrainIndex } from "../../core/data/mod.ts";
 import { expandGrid, parseBenchmarkSpec, readBenchmarkSpec } from "../../core/eval/benchmark/mod.ts";
@@ -161,4 +163,31 @@ Deno.test("overlayCases: a cell's first predicted case with its image and refere
     reference: `${work}/test/labels/case_1.nii.gz`,
   }]);
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("predictStageArgs: spacing and window come from the fine-tuned checkpoint; a spec's patch and mirroring pass on", () => {
+  const base = {
+    images: "w/test/images",
+    checkpoint: "w/final.safetensors",
+    dataset: "/d/hippo",
+    out: "w/p",
+  };
+  assertEquals(predictStageArgs({ ...base, options: PredictOptionsSchema.parse({}) }), [
+    "predict",
+    "w/test/images",
+    "--checkpoint",
+    "w/final.safetensors",
+    "--dataset",
+    "/d/hippo",
+    "--out",
+    "w/p",
+    "--step",
+    "0.5",
+  ]);
+  const given = predictStageArgs({
+    ...base,
+    options: PredictOptionsSchema.parse({ patch: [16, 32, 24], step: 0.25, mirroring: true }),
+  });
+  assertEquals(given.slice(8), ["--patch", "16,32,24", "--step", "0.25", "--mirror"]);
+  assert(!given.includes("--spacing"));
 });

@@ -9,6 +9,7 @@ import { gpuTest } from "../helpers.ts";
 import { tempDir } from "../core/data/fixtures.ts";
 import { diagonalAffine, writeTinyDataset } from "../core/eval/fixtures.ts";
 import { voxssl } from "./cli_helpers.ts";
+import { PredictOptionsSchema, predictStageArgs } from "../../cli/benchmark_runner.ts";
 
 gpuTest(
   "voxssl predict then evaluate: a ResEnc checkpoint segments a 2-channel dataset; CSV + JSON written",
@@ -105,6 +106,25 @@ gpuTest(
           await Deno.readFile(join(dir, "pred-ft", `${id}.nii.gz`)),
           await Deno.readFile(join(out, `${id}.nii.gz`)),
           `${id}: the checkpoint's spacing 1.5,1,1 (not the images' 2,1,1) and patch 8³, as the flags gave them`,
+        );
+      }
+      // the benchmark runner's call (cli/benchmark_runner.ts): --dataset, spacing and window left to the
+      // checkpoint; it predicts, so scores, exactly as the explicit flags
+      const asBenchmark = await voxssl(
+        ...predictStageArgs({
+          images: join(raw, "imagesTr"),
+          checkpoint: finetuned,
+          dataset: raw,
+          out: join(dir, "pred-bench"),
+          options: PredictOptionsSchema.parse({}),
+        }),
+      );
+      assertEquals(asBenchmark.code, 0, asBenchmark.stderr + asBenchmark.stdout);
+      for (const id of ["case_000", "case_001"]) {
+        assertEquals(
+          await Deno.readFile(join(dir, "pred-bench", `${id}.nii.gz`)),
+          await Deno.readFile(join(out, `${id}.nii.gz`)),
+          `${id}: the benchmark's predict call`,
         );
       }
       // a checkpoint that records no fine-tuning needs the flags: a user error saying so, exit 1

@@ -26,7 +26,7 @@ Deno.test("--resume: more epochs are applied (with a note), fewer than done are 
     ConfigError,
   );
   assert(refused.message.includes("--batch, --lr cannot change on resume"), refused.message);
-  assert(refused.message.includes("only --epochs and --workers"), refused.message);
+  assert(refused.message.includes("only --epochs, --workers and --sample-timeout"), refused.message);
   assertEquals(applyResumeFlags(resolved(), { workers: "3", plugin: ["p.ts"] }, 0), []);
 });
 

@@ -95,6 +95,21 @@ for (const where of ["top", "loss"]) {
   });
 }
 
+Deno.test("a sample past its time limit (busy machine) stops the run naming the limit and how to raise it, not as a bug", async () => {
+  const dir = await Deno.makeTempDir();
+  const config = await writeConfig(dir, tiny(join(dir, "run"), { workers: 1 }));
+  // a forced tiny limit stands in for 120 s on an overloaded machine
+  const run = await voxssl(["pretrain", "--config", config, "--sample-timeout", "0.001"]);
+  assertFailsWith(
+    run,
+    "making sample 0 of step 0",
+    "took longer than 0.001 s, the sample time limit",
+    '"sampleTimeoutSeconds" in the run config (now 0.001), or voxssl pretrain --sample-timeout <seconds>',
+  );
+  assert(!run.text.includes("internal error") && !run.text.includes("bug"), run.text);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("an endless loop in loss() is stopped by the watchdog, which names the plugin", async () => {
   const run = await hostileRun({ where: ["loss"], attacks: ["hang"] }, {
     health: { stallTimeoutSeconds: 10 },

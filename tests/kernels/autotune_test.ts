@@ -6,7 +6,7 @@
  * on lavapipe in autotune_candidates_test.ts.
  */
 import { assert, assertEquals, assertThrows } from "../assert.ts";
-import type { BufferRange, Gpu, GpuLimits } from "../../core/gpu/mod.ts";
+import type { Gpu } from "../../core/gpu/mod.ts";
 import {
   adapterIdentity,
   attachAutotuner,
@@ -31,40 +31,17 @@ import {
 } from "../../kernels/mod.ts";
 import { startAutotune, tuneNewShapes } from "../../core/train/autotune_step.ts";
 import { currentActivity } from "../../core/plugin/activity.ts";
-
-const LIMITS: GpuLimits = {
-  maxStorageBufferBindingSize: 2 ** 31 - 4,
-  maxBufferSize: 2 ** 34,
-  maxComputeWorkgroupStorageSize: 49152,
-  maxComputeInvocationsPerWorkgroup: 1024,
-  maxComputeWorkgroupSizeX: 1024,
-  maxComputeWorkgroupsPerDimension: 65535,
-  maxStorageBuffersPerShaderStage: 16,
-  minStorageBufferOffsetAlignment: 256,
-  minUniformBufferOffsetAlignment: 256,
-  subgroupMinSize: 32,
-  subgroupMaxSize: 32,
-};
+import {
+  bufferRange as range,
+  H100_LIMITS as LIMITS,
+  recordingGpu as recordingDevice,
+} from "../_helpers/recording_gpu.ts";
 
 const INFO = { vendor: "nvidia", architecture: "hopper", device: "h100", description: "NVIDIA H100" };
 
 /** A device that records the names of the kernels it is asked to dispatch. */
 function recordingGpu(log: string[], info: Partial<GPUAdapterInfo> = INFO): Gpu {
-  let id = 1;
-  return {
-    limits: LIMITS,
-    backend: "vulkan",
-    adapterInfo: info,
-    kernel: (_key: string, build: () => { name: string }) => ({ name: build().name }),
-    dispatch: (k: { name: string }) => log.push(k.name),
-    pool: { acquire: (bytes: number) => ({ id: id++, size: bytes, buffer: undefined }), release: () => {} },
-    hasF16: true,
-  } as unknown as Gpu;
-}
-
-function range(elems: number): BufferRange {
-  const size = elems * 4;
-  return { buffer: { id: 0, size: Math.ceil(size / 256) * 256, buffer: undefined as never }, size };
+  return recordingDevice({ adapterInfo: info, backend: "vulkan", dispatch: (name) => log.push(name) });
 }
 
 const t3 = (v: number) => [v, v, v] as [number, number, number];

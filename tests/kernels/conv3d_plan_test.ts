@@ -5,7 +5,7 @@
  * tested on lavapipe (tests/core/tensor/conv_test.ts); this covers the sizes lavapipe cannot run.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { type BufferRange, type Gpu, type GpuLimits, workgroupGrid } from "../../core/gpu/mod.ts";
+import { type Gpu, type GpuLimits, workgroupGrid } from "../../core/gpu/mod.ts";
 import {
   attachAutotuner,
   Autotuner,
@@ -18,20 +18,11 @@ import {
   runConv3dBiasGrad,
   runConv3dForward,
 } from "../../kernels/mod.ts";
-
-const LIMITS: GpuLimits = {
-  maxStorageBufferBindingSize: 2 ** 31 - 4,
-  maxBufferSize: 2 ** 34,
-  maxComputeWorkgroupStorageSize: 49152,
-  maxComputeInvocationsPerWorkgroup: 1024,
-  maxComputeWorkgroupSizeX: 1024,
-  maxComputeWorkgroupsPerDimension: 65535,
-  maxStorageBuffersPerShaderStage: 16,
-  minStorageBufferOffsetAlignment: 256,
-  minUniformBufferOffsetAlignment: 256,
-  subgroupMinSize: 32,
-  subgroupMaxSize: 32,
-};
+import {
+  bufferRange as tensorRange,
+  H100_LIMITS as LIMITS,
+  recordingGpu as recordingDevice,
+} from "../_helpers/recording_gpu.ts";
 
 interface Dispatch {
   kernel: string;
@@ -40,43 +31,26 @@ interface Dispatch {
 
 /** A device that records and validates dispatches instead of running them. */
 function recordingGpu(limits: GpuLimits, log: Dispatch[]): Gpu {
-  let id = 1;
-  const gpu = {
+  return recordingDevice({
     limits,
-    kernel: (_key: string, build: () => { name: string }) => ({ name: build().name }),
-    dispatch: (
-      k: { name: string },
-      bindings: BufferRange[],
-      _p: unknown,
-      grid: number | [number, number, number],
-    ) => {
+    dispatch: (name, bindings, grid) => {
       for (const b of bindings) {
         const offset = b.offset ?? 0;
-        assert(b.size <= limits.maxStorageBufferBindingSize, `${k.name}: binding of ${b.size} bytes`);
-        assertEquals(offset % limits.minStorageBufferOffsetAlignment, 0, `${k.name}: offset ${offset}`);
+        assert(b.size <= limits.maxStorageBufferBindingSize, `${name}: binding of ${b.size} bytes`);
+        assertEquals(offset % limits.minStorageBufferOffsetAlignment, 0, `${name}: offset ${offset}`);
         assert(
           offset + b.size <= b.buffer.size,
-          `${k.name}: range ${offset}+${b.size} beyond ${b.buffer.size}`,
+          `${name}: range ${offset}+${b.size} beyond ${b.buffer.size}`,
         );
       }
       // a linear count is split over x/y/z as Gpu.dispatch does (kernels use linear_workgroup)
       const g: [number, number, number] = typeof grid === "number"
         ? workgroupGrid(grid, limits.maxComputeWorkgroupsPerDimension)
         : grid;
-      assert(g.every((v) => v <= limits.maxComputeWorkgroupsPerDimension), `${k.name}: grid ${g}`);
-      log.push({ kernel: k.name, grid: g });
+      assert(g.every((v) => v <= limits.maxComputeWorkgroupsPerDimension), `${name}: grid ${g}`);
+      log.push({ kernel: name, grid: g });
     },
-    pool: { acquire: (bytes: number) => ({ id: id++, size: bytes, buffer: undefined }), release: () => {} },
-    hasF16: true,
-    adapterInfo: { vendor: "test", architecture: "", device: "", description: "recording device" },
-    backend: "none",
-  };
-  return gpu as unknown as Gpu;
-}
-
-function tensorRange(elems: number, bytes = 4): BufferRange {
-  const size = elems * bytes;
-  return { buffer: { id: 0, size: Math.ceil(size / 256) * 256, buffer: undefined as never }, size };
+  });
 }
 
 function geometry(batch: number, cin: number, cout: number, size: number, k: number, s: number, p: number) {

@@ -18,7 +18,6 @@ import { type OptimizerConfig, OptimizerSchema } from "../../optim/mod.ts";
 import type { ArchitecturePlugin, Vec3 } from "../../plugin/mod.ts";
 import {
   closeRun,
-  defaultRunFolder,
   finishRun,
   formatIssues,
   listenForStop,
@@ -28,7 +27,14 @@ import {
 } from "../../train/mod.ts";
 import type { RunObserver } from "../../train/run_events.ts";
 import { loadPretrainedEncoder, readPretrainedWeights } from "../adapt.ts";
-import { FinetuneConfigError, finetuneLoop } from "../finetune.ts";
+import {
+  asConfigError,
+  describeEncoderLoad,
+  downstreamKeys,
+  downstreamRunConfig,
+  resolveDownstreamArch,
+} from "../downstream_run_config.ts";
+import { finetuneLoop } from "../finetune.ts";
 import { type FinetuneSchedule, FinetuneScheduleSchema } from "../schedule.ts";
 import type { CaseSplit } from "../splits.ts";
 import { classificationBatches } from "./batches.ts";
@@ -116,15 +122,6 @@ export interface ClassificationFinetuneResult {
   stoppedBy?: string;
 }
 
-async function asConfigError<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof FinetuneConfigError) throw error;
-    throw new FinetuneConfigError((error as Error).message);
-  }
-}
-
 function checkData(d: ClassificationData): void {
   if (d.classes.length < 2) {
     throw new Error(
@@ -145,23 +142,8 @@ function checkData(d: ClassificationData): void {
 /** Builds the run config of a fresh classification run. */
 async function resolveConfig(o: ClassificationFinetuneOptions): Promise<ResolvedRunConfig> {
   const family = o.arch.family;
-  const pre = o.pretrained ? await readPretrainedWeights(o.pretrained) : undefined;
-  if (pre && pre.plan.architecture.plugin !== o.arch.name) {
-    throw new Error(
-      `--pretrained ${o.pretrained}: pretrained with architecture "${pre.plan.architecture.plugin}", ` +
-        `fine-tuning asks for "${o.arch.name}"`,
-    );
-  }
-  if (o.size && !o.arch.sizes?.[o.size]) {
-    throw new Error(
-      `architecture ${o.arch.name} has no size "${o.size}" (${Object.keys(o.arch.sizes ?? {}).join(", ")})`,
-    );
-  }
-  const base = o.size
-    ? o.arch.sizes![o.size]
-    : (pre?.plan.architecture.config as Record<string, unknown>) ?? {};
-  const archParsed = o.arch.config.safeParse({ ...base, ...o.archConfig });
-  if (!archParsed.success) throw new Error(formatIssues(archParsed.error, `archConfig for ${o.arch.name}`));
+  const arch = await resolveDownstreamArch(o);
+  const { pre } = arch;
   const method = classificationMethod(o.coreVersion);
   const defaults = method.defaults[family]!;
   // the head phase of the sawtooth runs at lr for ViTs too: nnssl's Primus factor 0.01 is for its
@@ -200,7 +182,6 @@ async function resolveConfig(o: ClassificationFinetuneOptions): Promise<Resolved
   }
   labelled(split.test, "test");
   const inChannels = o.data.channelNames.length;
-  const repeated = pre && pre.plan.inChannels !== inChannels;
   const classification: ClassificationConfig = {
     classes: o.data.classes,
     channelNames: o.data.channelNames,
@@ -211,53 +192,21 @@ async function resolveConfig(o: ClassificationFinetuneOptions): Promise<Resolved
     dropout: o.dropout ?? 0.2,
     schedule,
     pretrained: o.pretrained ?? null,
-    encoderKeys: pre ? [...pre.plan.encoderKeys, ...pre.plan.stemKeys] : [],
-    decoderKeys: repeated ? pre.plan.inputProjectionKeys : [],
+    ...downstreamKeys(pre, inChannels),
     split: { train, test: split.test },
     labelFraction: fraction,
   };
   const parsed = method.config.safeParse(classification);
   if (!parsed.success) throw new Error(formatIssues(parsed.error, "classification config"));
-  const archName = o.size ? `${o.arch.name}-${o.size}` : o.arch.name;
-  return {
-    arch: archName,
-    archConfig: o.archConfig ?? {},
-    method: method.name,
-    methodConfig: {},
-    data: o.data.name,
-    synthetic: { volumes: 0, size: [1, 1, 1] },
-    inChannels,
-    epochs: o.epochs ?? 10,
-    stepsPerEpoch: o.stepsPerEpoch ?? 25,
-    precision: o.precision ?? "f32",
-    augmentation: o.augmentation ?? "nnunet",
-    // patches are cut and augmented in this process (batches.ts)
-    augmentationDevice: "cpu",
-    interpolation: "linear",
-    tensorboard: true,
-    anatomyProbability: 0,
-    seed: o.seed ?? 0,
-    validationBatches: 0,
-    logEvery: o.logEvery ?? 5,
-    workers: 0,
-    sampleTimeoutSeconds: 120,
-    plugins: [],
-    out: o.out ?? defaultRunFolder(archName, "classify"),
-    batch: o.batch ?? 2,
-    patch: o.patch ?? pre?.plan.recommendedDownstreamPatchSize ?? defaults.patchSize,
+  return downstreamRunConfig(o, {
+    method,
+    methodConfig: parsed.data,
+    arch,
     optimizer,
-    // the Trainer's per-epoch schedule is unused: the fine-tuning schedule is in the method config
-    schedule: { name: "constant" },
-    clipGradNorm: o.clipGradNorm ?? defaults.clipGradNorm,
-    resolvedArch: {
-      plugin: o.arch.name,
-      version: o.arch.version,
-      size: o.size ?? null,
-      config: archParsed.data,
-      family,
-    },
-    resolvedMethod: { plugin: method.name, version: method.version, config: parsed.data },
-  };
+    data: o.data.name,
+    inChannels,
+    command: "classify",
+  });
 }
 
 /** Runs (or resumes) a classification run to its end or a stop request, then scores its test cases. */
@@ -351,13 +300,7 @@ export async function finetuneClassification(
         await readPretrainedWeights(cls.pretrained),
         config.patch,
       );
-      log(
-        `loaded ${report.loaded.length} encoder/stem tensors, ${report.fresh.length} fresh` +
-          Object.entries(report.repeated).map(([k, c]) => `; ${k} repeated over ${c} channels`).join("") +
-          Object.entries(report.resized).map(([k, [a, b]]) =>
-            `; ${k} resized ${a.join("×")} → ${b.join("×")}`
-          ).join(""),
-      );
+      log(describeEncoderLoad(report));
     }
     stoppedBy = await finetuneLoop(run, o, cls, stop, train);
     if (!stoppedBy) {

@@ -12,7 +12,8 @@
 import { z } from "zod";
 import type { SslMethodPlugin } from "../../plugin/mod.ts";
 import type { ZodSchema } from "../../plugin/zod_types.ts";
-import { type FinetuneSchedule, FinetuneScheduleSchema } from "../schedule.ts";
+import type { FinetuneSchedule } from "../schedule.ts";
+import { downstreamConfigFields, downstreamParameterGroup } from "../downstream_method_config.ts";
 import { ClassificationHead, classificationLogits } from "./head.ts";
 import { softTargetCrossEntropy } from "./loss.ts";
 
@@ -46,40 +47,16 @@ export interface ClassificationConfig {
   labelFraction: number;
 }
 
-const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
-
 /** The zod schema of {@link ClassificationConfig} (unknown keys are errors). */
 export const ClassificationConfigSchema: ZodSchema<ClassificationConfig, unknown> = z.object({
+  ...downstreamConfigFields,
   /** Class names; logit k is class `classes[k]`. */
   classes: z.array(z.string()).min(2),
-  /** The CSV's image columns, in channel order. */
-  channelNames: z.array(z.string()).min(1),
-  /** The dataset (the CSV file). */
-  dataset: z.string(),
-  /** Voxel spacing the images were resampled to (null: kept as they were). */
-  spacing: vec3.nullable(),
-  /** Intensity normalisation per channel. */
-  normalization: z.array(z.literal("zscore")),
   /** Label smoothing ε. */
   labelSmoothing: z.number().min(0).lt(1).default(0.2),
   /** Head dropout while training. */
   dropout: z.number().min(0).lt(1).default(0.2),
-  /** The learning-rate schedule. */
-  schedule: FinetuneScheduleSchema,
-  /** The pretraining checkpoint the encoder came from (null: from scratch). */
-  pretrained: z.string().nullable(),
-  /** Parameter-name prefixes in the "encoder" group. */
-  encoderKeys: z.array(z.string()),
-  /** Prefixes moved to the "decoder" group. */
-  decoderKeys: z.array(z.string()).default([]),
-  /** Training and test case ids (after the label fraction). */
-  split: z.object({ train: z.array(z.string()), test: z.array(z.string()) }),
-  /** Fraction of the training cases used. */
-  labelFraction: z.number().positive().max(1),
 }).strict();
-
-const under = (name: string, prefixes: readonly string[]) =>
-  prefixes.some((p) => name === p || name.startsWith(p + "."));
 
 /** Name the method records in checkpoints (`plugins.method` = `classification@<core version>`). */
 export const CLASSIFICATION_METHOD = "classification";
@@ -132,12 +109,7 @@ export function classificationMethod(coreVersion: string): SslMethodPlugin<Class
           );
           return { loss: softTargetCrossEntropy(logits, batch.get("target")) };
         },
-        parameterGroup(name) {
-          const local = name.startsWith("network.") ? name.slice("network.".length) : name;
-          const encoder = name.startsWith("network.") && under(local, config.encoderKeys) &&
-            !under(local, config.decoderKeys);
-          return { group: encoder ? "encoder" : "decoder" };
-        },
+        parameterGroup: (name) => downstreamParameterGroup(name, config),
       };
     },
   };

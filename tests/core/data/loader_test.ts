@@ -5,7 +5,8 @@ import { createPatchLoader, type PatchBatch, pickImage } from "../../../core/dat
 import { preprocessDataset } from "../../../core/data/preprocess_dataset.ts";
 import { listImages } from "../../../core/data/dataset_index.ts";
 import { writeSyntheticDataset } from "../../../core/data/synthetic_dataset.ts";
-import { SampleHookError, type SkippedFile } from "../../../core/data/errors.ts";
+import { SampleHookError, SampleTimeoutError, type SkippedFile } from "../../../core/data/errors.ts";
+import { userErrorMessage } from "../../../cli/user_errors.ts";
 import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import { calls } from "./hooks/masking_hook.ts";
 import { tempDir, writeBadCorpus } from "./fixtures.ts";
@@ -271,6 +272,36 @@ Deno.test("createPatchLoader(): a hook stuck in a loop is stopped after sampleTi
     const error = await assertRejects(() => loader.batch(0), Error, "plugin bad-hooks");
     assert(error.message.includes("took longer than 1.5 s"), error.message);
     assertEquals(loader.skipped().length, 0);
+  } finally {
+    loader.close();
+  }
+});
+
+Deno.test("createPatchLoader(): a sample past a tiny time limit is a user error naming the sample, the limit and how to raise it", async () => {
+  const loader = await createPatchLoader({
+    source: { ...synthetic, shape: [48, 48, 48] },
+    patchSize: [16, 16, 16],
+    batchSize: 1,
+    seed: 1,
+    augmentation: "nnunet",
+    workers: 1,
+    prefetch: 0,
+    sampleTimeoutMs: 1, // no worker makes a 48³ phantom and an augmented patch within 1 ms
+    sampleTimeoutSetting: "runConfig.sampleTimeoutSeconds",
+  });
+  try {
+    const error = (await assertRejects(() => loader.batch(0), SampleTimeoutError)) as SampleTimeoutError;
+    assertEquals([error.who, error.limitSeconds], ["the patch loader", 0.001]);
+    for (
+      const part of [
+        "the patch loader: making sample 0 of step 0 (synthetic:5/",
+        "took longer than 0.001 s, the sample time limit",
+        "raise the limit: runConfig.sampleTimeoutSeconds",
+      ]
+    ) assert(error.message.includes(part), error.message);
+    // the CLI prints it as the user's to act on, not as "internal error … bug"
+    assertEquals(userErrorMessage(error), error.message);
+    assertEquals(loader.skipped().length, 0, "no image was blamed");
   } finally {
     loader.close();
   }

@@ -20,6 +20,7 @@ import { backward, Generator, scope, type Tensor, tensor, VERSION } from "../../
 import resenc, { ResEncUNet } from "../../../plugins/arch/resenc/mod.ts";
 import primus from "../../../plugins/arch/primus/mod.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
+import { diceCeReference } from "../../_helpers/dice_ce_ref.ts";
 
 Deno.test("deep-supervision weights are nnU-Net's: 1/2^i, the lowest resolution 0, normalised", () => {
   // by hand: n = 5 → (1, 1/2, 1/4, 1/8, 0) / (15/8)
@@ -67,38 +68,6 @@ gpuTest("downsampleLabels is nearest-exact (batchgeneratorsv2's DownsampleSegFor
     assertThrows(() => downsampleLabels(y, [4, 2, 2]), RangeError, "not a whole multiple");
   });
 });
-
-/** nnU-Net's DC_and_CE_loss in float64: logits [B, C, S] row-major, labels [B, S] (per-sample Dice). */
-function diceCeReference(x: ArrayLike<number>, y: ArrayLike<number>, B: number, C: number): number {
-  const S = y.length / B;
-  const p = new Float64Array(B * C * S);
-  let ce = 0;
-  for (let b = 0; b < B; b++) {
-    for (let s = 0; s < S; s++) {
-      let m = -Infinity;
-      for (let c = 0; c < C; c++) m = Math.max(m, x[(b * C + c) * S + s]);
-      let z = 0;
-      for (let c = 0; c < C; c++) z += Math.exp(x[(b * C + c) * S + s] - m);
-      for (let c = 0; c < C; c++) p[(b * C + c) * S + s] = Math.exp(x[(b * C + c) * S + s] - m) / z;
-      ce += -(x[(b * C + y[b * S + s]) * S + s] - m - Math.log(z));
-    }
-  }
-  ce /= B * S;
-  const dcs: number[] = [];
-  for (let c = 1; c < C; c++) {
-    for (let b = 0; b < B; b++) {
-      let inter = 0, pred = 0, gt = 0;
-      for (let s = 0; s < S; s++) {
-        const onehot = y[b * S + s] === c ? 1 : 0;
-        inter += p[(b * C + c) * S + s] * onehot;
-        pred += p[(b * C + c) * S + s];
-        gt += onehot;
-      }
-      dcs.push((2 * inter + 1e-5) / Math.max(gt + pred + 1e-5, 1e-8));
-    }
-  }
-  return ce - dcs.reduce((a, v) => a + v, 0) / dcs.length;
-}
 
 gpuTest(
   "deepSupervisionLoss: Σ wᵢ (Dice + CE) at each scale, value and gradient against float64",

@@ -9,31 +9,23 @@ import { planAugmentation } from "../../../core/data/augment/pipeline.ts";
 import { createRng } from "../../../core/data/rng.ts";
 import { cutRawCrop, cutRegion, type SampleSpec } from "../../../core/data/sample.ts";
 import { spatialMatrix } from "../../../core/data/augment/spatial.ts";
-import type { LoadTimings, VolumeReader } from "../../../core/data/sources.ts";
-import { extractBox, type Shape3 } from "../../../core/data/volume.ts";
+import type { Shape3 } from "../../../core/data/volume.ts";
 import { createGpu, type Gpu } from "../../../core/gpu/mod.ts";
 import { tensor } from "../../../core/tensor/mod.ts";
 import { chooseAugmentationDevice } from "../../../core/train/augment_device.ts";
-import { augmentBatchOnGpu, augmentViewsOnGpu, type GpuView } from "../../../core/train/gpu_augment.ts";
+import { augmentViewsOnGpu, type GpuView } from "../../../core/train/gpu_augment.ts";
 import { assert, assertEquals, assertThrows } from "../../assert.ts";
 import { gpuTest, randomArray } from "../../helpers.ts";
 import { coordinateError, spatialTolerance } from "../../kernels/augment_ref.ts";
 import { assertMaskTies } from "./gpu_parity_ref.ts";
+import { arrayReader, augmentOnGpuAndRead, noLoadTime as load } from "../../_helpers/array_volume.ts";
 
 const SHAPE: Shape3 = [26, 19, 18];
 // 560 voxels: 2240 bytes a sample, not a multiple of the 256-byte offset alignment (slots start unaligned)
 const PATCH: Shape3 = [14, 8, 5];
 const volume = Float32Array.from(randomArray(SHAPE[0] * SHAPE[1] * SHAPE[2], 51, -1, 2));
 const deface = Uint8Array.from(randomArray(volume.length, 52, 0, 5), Math.floor);
-const reader: VolumeReader = {
-  label: "random",
-  shape: SHAPE,
-  has: () => true,
-  readRegion: (a, start, size) => extractBox(a === "image" ? volume : deface, SHAPE, start, size),
-  bytes: 0,
-  close() {},
-};
-const load = (): LoadTimings => ({ readMs: 0, decompressMs: 0, copyMs: 0, preprocessMs: 0 });
+const reader = arrayReader(SHAPE, volume, deface);
 const N = PATCH[0] * PATCH[1] * PATCH[2];
 const noise = createRng(0, "unused");
 const CAP = 12288; // above the statistics buffer (4160 bytes) and one plane's region, below the rest
@@ -75,11 +67,7 @@ gpuTest(
     };
     await withCappedGpu(async (capped) => {
       assert(6 * N * 4 > CAP, "the batch exceeds the cap");
-      const out = augmentBatchOnGpu(capped, crops, options);
-      const image = await out.image.toFloat64();
-      const mask = (await out.masks[0].toArray()) as Uint8Array;
-      out.image.dispose();
-      out.masks.forEach((t) => t.dispose());
+      const { image, mask } = await augmentOnGpuAndRead(capped, crops, options);
       for (const [b, crop] of crops.entries()) {
         const cpu = cutRegion(
           reader,

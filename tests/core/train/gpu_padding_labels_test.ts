@@ -9,9 +9,8 @@ import { resolveAugmentation } from "../../../core/data/augment/config.ts";
 import { spatialMatrix, warpPatch } from "../../../core/data/augment/spatial.ts";
 import { createRng } from "../../../core/data/rng.ts";
 import { cutRawCrop, cutRegion, type SampleSpec } from "../../../core/data/sample.ts";
-import type { LoadTimings, VolumeReader } from "../../../core/data/sources.ts";
-import { extractBox, type Shape3 } from "../../../core/data/volume.ts";
-import { augmentBatchOnGpu } from "../../../core/train/gpu_augment.ts";
+import type { Shape3 } from "../../../core/data/volume.ts";
+import type { Gpu } from "../../../core/gpu/mod.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { gpuTest, randomArray } from "../../helpers.ts";
 import { coordinateError, spatialTolerance, U } from "../../kernels/augment_ref.ts";
@@ -19,6 +18,7 @@ import { openBatchSources, resolveRunConfig, RunConfigSchema } from "../../../mo
 import { uploadBatch } from "../../../core/train/gpu_batch.ts";
 import { affineTarget, voxelMlp } from "../../fixtures/tiny_plugins.ts";
 import { assertMaskTies, stagedWithBound } from "./gpu_parity_ref.ts";
+import { arrayReader, augmentOnGpuAndRead, noLoadTime as load } from "../../_helpers/array_volume.ts";
 
 const SHAPE: Shape3 = [9, 7, 10]; // H below the patch: boxes stick out of the volume
 const PATCH: Shape3 = [8, 8, 6];
@@ -27,15 +27,7 @@ const volume = Float32Array.from(randomArray(SHAPE[0] * SHAPE[1] * SHAPE[2], 31,
 // a label map with 7 classes rides in the anatomy slot (the loader's masks are u8 maps of any values)
 const labels = Uint8Array.from(randomArray(volume.length, 32, 0, 7), Math.floor);
 
-const reader: VolumeReader = {
-  label: "random",
-  shape: SHAPE,
-  has: () => true,
-  readRegion: (a, start, size) => extractBox(a === "image" ? volume : labels, SHAPE, start, size),
-  bytes: 0,
-  close() {},
-};
-const load = (): LoadTimings => ({ readMs: 0, decompressMs: 0, copyMs: 0, preprocessMs: 0 });
+const reader = arrayReader(SHAPE, volume, labels);
 const clamp = (i: number, n: number) => Math.min(n - 1, Math.max(0, i));
 const noise = createRng(0, "unused");
 
@@ -115,23 +107,19 @@ Deno.test("border padding with rotation and scaling equals the whole-volume floa
 });
 
 /** Raw crops of `spec` on the GPU against cutRegion on the CPU: images within the f32 bound, labels up to ties. */
-async function checkGpu(gpu: Parameters<typeof augmentBatchOnGpu>[0], spec: SampleSpec, batch: number) {
+async function checkGpu(gpu: Gpu, spec: SampleSpec, batch: number) {
   const seed = 8, step = 2;
   const crops = Array.from(
     { length: batch },
     (_, b) => cutRawCrop(reader, createRng(seed, step, b), spec, load()),
   );
-  const out = augmentBatchOnGpu(gpu, crops, {
+  const { image, mask } = await augmentOnGpuAndRead(gpu, crops, {
     patch: PATCH,
     interpolation: spec.interpolation ?? "linear",
     padding: spec.padding ?? "zero",
     seed,
     step,
   });
-  const image = await out.image.toFloat64();
-  const mask = (await out.masks[0].toArray()) as Uint8Array;
-  out.image.dispose();
-  out.masks.forEach((t) => t.dispose());
   for (const [b, crop] of crops.entries()) {
     const cpu = cutRegion(
       reader,
