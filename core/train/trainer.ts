@@ -277,10 +277,6 @@ export async function openRun(options: TrainerOptions): Promise<Run> {
     );
   }
   // packing the parameters into their groups' arenas freed their own buffers, whose sizes a step seldom
-  // asks for again: handed back, they no longer sit in the pool (about 0.4 GB of ResEnc-L's reserve)
-  await gpu.sync();
-  gpu.pool.trim();
-  // packing the parameters into their groups' arenas freed their own buffers, whose sizes a step seldom
   // asks for again: handed back, they no longer sit in the pool (about 0.4 GB of ResEnc-L's reserve).
   // Flushed right before: a command not yet submitted may still use a freed buffer.
   await gpu.sync();
