@@ -20,7 +20,7 @@
  * @module
  */
 import { join } from "node:path";
-import { type Gpu, initGpu } from "../gpu/mod.ts";
+import { getGpu, type Gpu, initGpu } from "../gpu/mod.ts";
 import {
   encodeSafetensors,
   loadStateDict,
@@ -75,7 +75,7 @@ export interface TrainerOptions {
   resume?: boolean;
   /** Where progress lines go (default console.log). */
   log?: (line: string) => void;
-  /** The device (default: the process's). */
+  /** The device: the process's default device (the default); another one is refused. */
   gpu?: Gpu;
   /** Stop (with a checkpoint, as on SIGTERM) after this many optimizer steps in total. */
   stopAfterStep?: number;
@@ -212,11 +212,27 @@ function checkLoss(run: Run, output: LossOutput): void {
   }
 }
 
+function defaultGpuOrUndefined(): Gpu | undefined {
+  try {
+    return getGpu();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Builds the run (or restores it from its latest checkpoint) and writes `config.json`. */
 export async function openRun(options: TrainerOptions): Promise<Run> {
   const { config, arch, method } = options;
   const log = options.log ?? ((line: string) => console.log(line));
   const gpu = options.gpu ?? await initGpu();
+  // plugins create their parameters and constants with the process's default device: another device
+  // here would split the run over two devices
+  if (options.gpu && options.gpu !== defaultGpuOrUndefined()) {
+    throw new Error(
+      "openRun(): options.gpu is not the process's default device, on which the plugins create their " +
+        "tensors; make it the default first (setDefaultGpu)",
+    );
+  }
   const out = config.out;
   const paths = {
     out,

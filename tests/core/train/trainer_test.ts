@@ -1,4 +1,5 @@
-import { assert, assertEquals } from "../../assert.ts";
+import { assert, assertEquals, assertRejects } from "../../assert.ts";
+import { createGpu } from "../../../core/gpu/mod.ts";
 import {
   decodeSafetensors,
   loadCheckpoint,
@@ -98,6 +99,22 @@ gpuTest(
       // above among them; a step of this run would take 12 s on lavapipe
     } finally {
       await bench.close();
+    }
+  },
+);
+
+gpuTest(
+  "openRun refuses a device that is not the process's default (the plugins create tensors there)",
+  async () => {
+    const other = await createGpu({ countOnly: true });
+    try {
+      await assertRejects(
+        () => openBenchRun(other, { arch: "resenc-tiny", method: "mae", patch: [16, 16, 16], batch: 1 }),
+        Error,
+        "not the process's default device",
+      );
+    } finally {
+      other.destroy();
     }
   },
 );
