@@ -16,6 +16,7 @@
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
+  checkAlignedRanges,
   checkConvType,
   CONV_BYTES,
   type ConvType,
@@ -25,10 +26,8 @@ import {
   scratch,
   typeKey,
   widen,
-  windowLimitBytes,
-  windowLimitElems,
-  windowOf,
 } from "./conv3d_gemm.ts";
+import { spanLimitBytes, windowOf } from "./launch_plan.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 const WG = 256;
@@ -103,11 +102,12 @@ export function runConv3dBiasGrad(
   type: ConvType = "f32",
 ): void {
   checkConvType(gpu, "conv3d bias gradient", type);
+  checkAlignedRanges(gpu, "conv3d bias gradient", { g, out });
   const { batch, channels, spatial } = shape;
   if (channels === 0) return;
-  const limit = windowLimitElems(gpu);
+  const limit = Math.floor(spanLimitBytes(gpu.limits, 4) / 4);
   const tb = CONV_BYTES[type];
-  const gLimit = Math.floor(windowLimitBytes(gpu) / tb); // elements of g per window
+  const gLimit = Math.floor(spanLimitBytes(gpu.limits, tb) / tb); // elements of g per window
   const planes = batch * channels;
   const maxSegs = Math.floor(limit / Math.max(1, planes));
   const segs = Math.max(1, Math.ceil(spatial / SEGMENT), Math.ceil(spatial / gLimit));
@@ -127,15 +127,15 @@ export function runConv3dBiasGrad(
   }));
   const dispatch = (plane0: number, plane1: number, seg0: number, seg1: number) => {
     const win = windowOf(
-      gpu,
+      gpu.limits,
       g,
+      tb,
       plane0 * spatial + seg0 * segLen,
       (plane1 - 1) * spatial + Math.min(spatial, seg1 * segLen),
-      tb,
     );
     const groups = (plane1 - plane0) * (seg1 - seg0);
     const params = new Params().u32(plane0).u32(seg0).u32(seg1 - seg0).u32(segs).u32(segLen).u32(spatial)
-      .u32(win.base).u32(groups);
+      .u32(win.first).u32(groups);
     gpu.dispatch(pass1, [win.binding, part], params, groups);
   };
   if (planes > 0 && spatial > 0) {
@@ -156,7 +156,7 @@ export function runConv3dBiasGrad(
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  const outWin = windowOf(gpu, out, 0, channels, tb);
+  const outWin = windowOf(gpu.limits, out, tb, 0, channels);
   const params = new Params().u32(spatial > 0 ? batch : 0).u32(channels).u32(segs);
   gpu.dispatch(pass2, [part, outWin.binding], params, Math.ceil(channels / ELEMENTWISE_WORKGROUP));
   gpu.pool.release(part.buffer);
