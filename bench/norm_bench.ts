@@ -268,6 +268,7 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
 /** The norm suite. */
 export const normSuite: BenchSuite = {
   name: "norm",
+  gpuSeconds: 20,
   async run(ctx) {
     const gpu = ctx.gpu;
     const shapes = SHAPES[ctx.preset];
