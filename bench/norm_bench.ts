@@ -9,6 +9,7 @@
  * system; the note gives the kernel launches, the tensor passes of that traffic and the ideal
  * one-read-one-write traffic. Backward rows time the op's backward rule alone (called directly on a
  * recorded graph), without the forward.
+ * `lerp` (the mask-token blend of a masked ViT) runs beside the five-op composition it replaces.
  * The fused ResEnc path (instance norm + residual + LeakyReLU) runs side by side with the unfused
  * composition (instanceNorm → add → leakyRelu) in the same run, repeats alternating; `peer` holds the
  * unfused time.
@@ -59,6 +60,8 @@ interface Shapes {
   loss: Shape;
   classes: Shape;
   act: Shape;
+  /** Tokens [B, N, D] of a mask-token blend (Primus-M at 160³: 8000 tokens of 864). */
+  blend: Shape;
 }
 
 const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
@@ -69,6 +72,7 @@ const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
     loss: [2, 1, 48, 48, 48],
     classes: [2, 5, 32, 32, 32],
     act: [2, 8, 32, 32, 32],
+    blend: [2, 512, 864],
   },
   gpu: {
     norm: [[2, 32, 160, 160, 160], [2, 64, 80, 80, 80], [2, 128, 40, 40, 40], [2, 320, 10, 10, 10]],
@@ -77,6 +81,7 @@ const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
     loss: [2, 1, 160, 160, 160],
     classes: [2, 5, 160, 160, 160],
     act: [2, 32, 160, 160, 160],
+    blend: [2, 8000, 864],
   },
 };
 
@@ -318,6 +323,28 @@ export const normSuite: BenchSuite = {
         "mask drawn in-kernel",
       );
       for (const t of [x, g]) t.dispose();
+    }
+
+    {
+      // the mask-token blend of a masked ViT: lerp against the five-op composition it replaces
+      const shape = shapes.blend;
+      const [nb, n, d] = shape;
+      const x = randomTensor(gpu, shape, 10);
+      const m = ops.cast(ops.gt(randomTensor(gpu, [nb, n, 1], 11), ops.zeros([], { gpu })), "f32");
+      const t = randomTensor(gpu, [d], 12);
+      await row(
+        ctx,
+        "lerp (mask-token blend) fwd",
+        shape,
+        4 * (2 * x.size + m.size + d),
+        keeping(() => [ops.lerp(x, t, m)]),
+        "1 launch; peer: add(mul(x, 1 − m), mul(m, token)), 5 launches",
+        {
+          name: "5-op composition",
+          record: keeping(() => [ops.add(ops.mul(x, ops.add(ops.mul(m, -1), 1)), ops.mul(m, t))]),
+        },
+      );
+      for (const v of [x, m, t]) v.dispose();
     }
 
     for (const shape of shapes.pool) {
