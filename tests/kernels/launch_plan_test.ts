@@ -267,3 +267,61 @@ Deno.test("planShrink() shrinks the listed dimensions until every span fits, and
     "conv_x: one slice cannot be split finer",
   );
 });
+
+Deno.test("planShrink() chunks of a random NCDHW tensor cover every element once, each window aligned and within the limit", () => {
+  const next = rng(31);
+  for (let trial = 0; trial < 40; trial++) {
+    const align = [32, 256][Math.floor(next() * 2)];
+    const limits = {
+      maxStorageBufferBindingSize: 1024 + Math.floor(next() * 1000) * 4,
+      minStorageBufferOffsetAlignment: align,
+    };
+    const [nb, ch, depth, hw] = [
+      1 + Math.floor(next() * 3),
+      1 + Math.floor(next() * 6),
+      1 + Math.floor(next() * 9),
+      4,
+    ];
+    const eb = next() < 0.5 ? 2 : 4;
+    const total = nb * ch * depth * hw;
+    const range = { buffer: { size: Math.ceil((total * eb) / 16) * 16 }, size: total * eb };
+    const span = (c: { n: number; c: number; d: number }) =>
+      (c.n - 1) * ch * depth * hw + (c.c - 1) * depth * hw + c.d * hw;
+    const c = planShrink("t", { n: nb, c: ch, d: depth }, [{
+      what: "x",
+      span,
+      bytes: eb,
+      shrink: ["n", "c", "d"],
+    }], limits);
+    const seen = new Uint8Array(total);
+    for (let n0 = 0; n0 < nb; n0 += c.n) {
+      for (let c0 = 0; c0 < ch; c0 += c.c) {
+        for (let d0 = 0; d0 < depth; d0 += c.d) {
+          const [n1, c1, d1] = [Math.min(nb, n0 + c.n), Math.min(ch, c0 + c.c), Math.min(depth, d0 + c.d)];
+          const lo = ((n0 * ch + c0) * depth + d0) * hw;
+          const hi = (((n1 - 1) * ch + c1 - 1) * depth + d1) * hw;
+          const w = windowOf(limits, range, eb, lo, hi);
+          assert(w.binding.size <= limits.maxStorageBufferBindingSize, `window of ${w.binding.size} bytes`);
+          assertEquals(w.binding.offset % align, 0);
+          assertEquals(w.binding.size % 4, 0);
+          assert(w.binding.offset + w.binding.size <= range.buffer.size);
+          for (let n = n0; n < n1; n++) {
+            for (let k = c0; k < c1; k++) {
+              for (let d = d0; d < d1; d++) {
+                for (let e = 0; e < hw; e++) {
+                  const i = ((n * ch + k) * depth + d) * hw + e;
+                  assert(
+                    i >= lo && i < hi && (i - w.first) * eb < w.binding.size,
+                    "element outside its window",
+                  );
+                  seen[i]++;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    assert(seen.every((v) => v === 1), "an element covered other than once");
+  }
+});
