@@ -33,8 +33,8 @@
  * {@link BindingTooLargeError} naming the kernel.
  *
  * Pure: no GPU, so tests force any limit. Users: head_chunks.ts (attention, RoPE), elementwise.ts, copy.ts
- * (`runFill`), the optimizer's arena windows (planWindows); chunked.ts (norms, activations, pooling,
- * resampling, losses: windowOf, planRuns) and gather.ts (planWindows); the conv launchers
+ * (`runFill`), the optimizer's arena windows, gather.ts (planWindows); chunked.ts (norms, activations,
+ * pooling, resampling, losses: windowOf, planRuns); reduce.ts (planWindows, windowOf); the conv launchers
  * (conv3d_forward/backward_data/backward_weight/bias_grad.ts: windowOf, planShrink, spanLimitBytes).
  */
 import { BindingTooLargeError } from "../core/gpu/errors.ts";
