@@ -11,8 +11,9 @@
  * Types: g and out are f32 or f16 (f16 needs shader-f16); sums and partials are f32, rounded to the
  * output type once.
  *
- * Limits: each dispatch of pass 1 binds a window of whole planes, or of segments of one plane when a
- * plane exceeds maxStorageBufferBindingSize; the partials (N·C·segments floats) must fit one binding.
+ * Limits: each dispatch of pass 1 binds the launch planner's window over the longest run of whole planes
+ * that fits (`planRuns`), or of segments of one plane when a plane exceeds maxStorageBufferBindingSize; the
+ * partials (N·C·segments floats) must fit one binding.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
@@ -22,12 +23,11 @@ import {
   type ConvType,
   enableF16,
   narrow,
-  ranges,
   scratch,
   typeKey,
   widen,
 } from "./conv3d_gemm.ts";
-import { spanLimitBytes, windowOf } from "./launch_plan.ts";
+import { planRuns, spanLimitBytes, windowOf, windowsFit } from "./launch_plan.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 const WG = 256;
@@ -138,15 +138,21 @@ export function runConv3dBiasGrad(
       .u32(win.first).u32(groups);
     gpu.dispatch(pass1, [win.binding, part], params, groups);
   };
+  // runs of whole planes when a plane fits a binding, else runs of one plane's segments (the planner's
+  // longest fitting runs of the dispatch's window)
+  const fits = (lo: number, hi: number) => windowsFit(gpu.limits, [[g, tb, lo, hi]]);
+  const label = "conv3d bias gradient";
   if (planes > 0 && spatial > 0) {
     if (spatial <= gLimit) {
-      for (const [p0, p1] of ranges(planes, Math.max(1, Math.floor(gLimit / spatial)))) {
+      for (const [p0, p1] of planRuns(planes, (a, b) => fits(a * spatial, b * spatial), label)) {
         dispatch(p0, p1, 0, segs);
       }
     } else {
-      const perWindow = Math.max(1, Math.floor(gLimit / segLen));
       for (let plane = 0; plane < planes; plane++) {
-        for (const [s0, s1] of ranges(segs, perWindow)) dispatch(plane, plane + 1, s0, s1);
+        const at = (s: number) => plane * spatial + Math.min(spatial, s * segLen);
+        for (const [s0, s1] of planRuns(segs, (a, b) => fits(at(a), at(b)), label)) {
+          dispatch(plane, plane + 1, s0, s1);
+        }
       }
     }
   }
