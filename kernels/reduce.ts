@@ -13,7 +13,7 @@
  * windows over whole rows of [outer, R·inner] when a row fits a binding (`planWindows`, each window's element
  * base passed to the kernel), else blocks of the reduced axis, each bound as the planner's window and reduced
  * into f32 partials [outer, blocks, inner] that a second reduction combines; a run of `inner` elements above
- * half a binding raises a BindingTooLargeError. Arg-reductions bind whole tensors.
+ * half a binding raises a BindingTooLargeError. Arg-reductions split by windows of whole rows only.
  */
 import { align4, BindingTooLargeError, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { planWindows, spanLimitBytes, windowOf } from "./launch_plan.ts";
@@ -320,7 +320,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var bv = 0.0;
   var bi = 0xffffffffu;
   for (var i = lid; i < p.r; i += {{WG}}u) {
-    let v = f32(src[row * p.r + i]);
+    let v = f32(src[p.src_base + row * p.r + i]);
     if (bi == 0xffffffffu || v {{BETTER}} bv) { bv = v; bi = i; }
   }
   best_v[lid] = bv;
@@ -338,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[row] = i32(best_i[0]); }
+  if (lid == 0u) { out[p.out_base + row] = i32(best_i[0]); }
 }`
     : /* wgsl */ `
 @compute @workgroup_size({{WG}})
@@ -348,17 +348,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (t >= p.outer * p.inner) { return; }
   let j = t % p.inner;
   let row = t / p.inner;
-  var bv = f32(src[row * p.r * p.inner + j]);
+  var bv = f32(src[p.src_base + row * p.r * p.inner + j]);
   var bi = 0u;
   for (var i = 1u; i < p.r; i++) {
-    let v = f32(src[(row * p.r + i) * p.inner + j]);
+    let v = f32(src[p.src_base + (row * p.r + i) * p.inner + j]);
     if (v {{BETTER}} bv) { bv = v; bi = i; }
   }
-  out[t] = i32(bi);
+  out[p.out_base + t] = i32(bi);
 }`;
   return specialize(
     /* wgsl */ `
-struct P { outer: u32, r: u32, inner: u32 }
+struct P { outer: u32, r: u32, inner: u32, src_base: u32, out_base: u32 }
 @group(0) @binding(0) var<storage, read> src: array<{{TI}}>;
 @group(0) @binding(1) var<storage, read_write> out: array<i32>;
 @group(1) @binding(0) var<uniform> p: P;
@@ -368,7 +368,11 @@ ${body}`,
   );
 }
 
-/** Records the index (i32) of the largest / smallest value along the middle axis; first among ties. */
+/**
+ * Records the index (i32) of the largest / smallest value along the middle axis; first among ties. Above
+ * `maxStorageBufferBindingSize`, windows of whole rows (the launch planner).
+ * @throws BindingTooLargeError when one row does not fit a binding.
+ */
 export function runArgReduce(
   gpu: Gpu,
   op: "argmax" | "argmin",
@@ -386,6 +390,20 @@ export function runArgReduce(
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  const groups = row ? shape.outer : Math.ceil((shape.outer * shape.inner) / ELEMENTWISE_WORKGROUP);
-  gpu.dispatch(kernel, [src, out], new Params().u32(shape.outer).u32(shape.r).u32(shape.inner), groups);
+  const { r, inner } = shape;
+  const windows = planWindows(
+    gpu.limits,
+    [
+      { range: src, elementBytes: ELEMENT_BYTES[ti], itemStride: r * inner, itemExtent: r * inner },
+      { range: out, elementBytes: 4, itemStride: inner, itemExtent: inner },
+    ],
+    shape.outer,
+    { label: op },
+  );
+  for (const w of windows) {
+    const outer = w.items;
+    const groups = row ? outer : Math.ceil((outer * inner) / ELEMENTWISE_WORKGROUP);
+    const params = new Params().u32(outer).u32(r).u32(inner).u32(w.bases[0]).u32(w.bases[1]);
+    gpu.dispatch(kernel, w.ranges, params, groups);
+  }
 }

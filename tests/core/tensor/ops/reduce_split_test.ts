@@ -1,6 +1,6 @@
 /**
  * Reductions above the binding limit (forced to 2,048 bytes): the launch planner splits them, by windows of
- * whole rows, or by blocks of the reduced axis into f32 partials when one row is too large, and the results
+ * whole rows, or (value reductions) by blocks of the reduced axis into f32 partials when one row is too large, and the results
  * match the float64 reference; runs too long for half a binding are refused, naming the reduction.
  */
 import * as ops from "../../../../core/tensor/mod.ts";
@@ -11,7 +11,8 @@ import { withSmallBindings } from "../../../chunked_harness.ts";
 import { assertClose, randomArray } from "../../../helpers.ts";
 
 Deno.test({
-  name: "sum, mean, max and min split above the binding limit and match the float64 reference",
+  name:
+    "sum, mean, max, min, argmax and argmin split above the binding limit and match the float64 reference",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
@@ -37,6 +38,19 @@ Deno.test({
         { name: "mean axis 0", shape: [40, 50], gpu: (x) => ops.mean(x, 0), ref: (x) => R.meanRef(x, 0) },
         { name: "max axis 0", shape: [40, 50], gpu: (x) => ops.max(x, 0), ref: (x) => R.maxRef(x, 0) },
         { name: "min all", shape: [1300], gpu: (x) => ops.min(x), ref: (x) => R.minRef(x) },
+        // arg-reductions: windows of whole rows
+        {
+          name: "argmax axis 1",
+          shape: [6, 100, 2],
+          gpu: (x) => ops.cast(ops.argmax(x, 1), "f32"),
+          ref: (x) => R.argRef("argmax", x, 1),
+        },
+        {
+          name: "argmin axis 1",
+          shape: [60, 25],
+          gpu: (x) => ops.cast(ops.argmin(x, 1), "f32"),
+          ref: (x) => R.argRef("argmin", x, 1),
+        },
       ];
       let seed = 300;
       for (const c of cases) {
