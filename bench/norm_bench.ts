@@ -23,26 +23,10 @@ type Shape = number[];
 
 const numel = (s: Shape) => s.reduce((a, b) => a * b, 1);
 
-/** Uniform random f32 tensor, filled in binding-sized chunks (the foundation's RNG kernel binds whole). */
+/** Uniform random f32 tensor (runRandom splits tensors above one binding itself). */
 function randomTensor(gpu: Gpu, shape: Shape, seed: number, lo = -1, hi = 1): ops.Tensor {
   const t = ops.empty(shape, { gpu });
-  const n = t.size;
-  // chunks of a multiple of 256 elements: offsets stay aligned (1 KiB) and Philox blocks (4) whole
-  const per = Math.floor((gpu.limits.maxStorageBufferBindingSize - 1024) / 1024) * 256;
-  for (let start = 0; start < n; start += per) {
-    const count = Math.min(per, n - start);
-    runRandom(
-      gpu,
-      "uniform",
-      "f32",
-      { buffer: t.buffer, offset: t.byteOffset + start * 4, size: count * 4 },
-      count,
-      seed,
-      start / 4,
-      lo,
-      hi,
-    );
-  }
+  runRandom(gpu, "uniform", "f32", t.binding, t.size, seed, 0, lo, hi);
   return t;
 }
 
