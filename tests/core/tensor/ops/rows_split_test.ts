@@ -1,6 +1,7 @@
 /**
- * Softmax rows and Philox draws above the binding limit (forced to 2,048 bytes): the launch planner writes
- * them window by window, and they match the float64 reference and the CPU Philox stream bit for bit.
+ * Softmax rows, Philox draws and batched matmuls above the binding limit (forced to 2,048 bytes): the launch
+ * planner splits them into windows of whole rows, blocks or batches, and they match the float64 reference
+ * (the CPU Philox stream bit for bit).
  */
 import * as ops from "../../../../core/tensor/mod.ts";
 import * as R from "../../../../core/tensor/reference/ops.ts";
@@ -37,5 +38,38 @@ Deno.test({
       assertEquals([...await mask.toArray()], [...expected]);
       u.dispose();
       mask.dispose();
+    }),
+});
+
+Deno.test({
+  name:
+    "batched matmul splits above the binding limit by batches, broadcast and transposed operands included",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withSmallBindings(2048, async (gpu) => {
+      const cases: { a: number[]; b: number[]; ta?: boolean; tb?: boolean }[] = [
+        { a: [8, 10, 12], b: [8, 12, 16] }, // 3,840 + 6,144 + 5,120 bytes: vec4 loads
+        { a: [12, 7, 9], b: [9, 5] }, // B broadcast over the batch; scalar loads
+        { a: [5, 12, 10], b: [5, 16, 12], ta: true, tb: true },
+      ];
+      let seed = 500;
+      for (const c of cases) {
+        const ha = randomArray(c.a.reduce((x, y) => x * y, 1), seed++);
+        const hb = randomArray(c.b.reduce((x, y) => x * y, 1), seed++);
+        const a = ops.tensor(Float32Array.from(ha), c.a);
+        const b = ops.tensor(Float32Array.from(hb), c.b);
+        const before = gpu.counters.dispatches;
+        const y = ops.matmul(a, b, { transposeA: c.ta, transposeB: c.tb });
+        assert(gpu.counters.dispatches - before > 1, `${c.a} · ${c.b}: expected several windows`);
+        const want = R.matmulRef(
+          { shape: c.a, data: Float64Array.from(ha) },
+          { shape: c.b, data: Float64Array.from(hb) },
+          c.ta,
+          c.tb,
+        );
+        assertClose(await y.toFloat64(), want.data, { rtol: 1e-5, atol: 1e-5, label: `${c.a} · ${c.b}` });
+        for (const t of [a, b, y]) t.dispose();
+      }
     }),
 });
