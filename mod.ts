@@ -143,6 +143,7 @@ export {
   layerNormChannelsFirst,
   le,
   leakyRelu,
+  lerp,
   log,
   logSoftmax,
   logSumExp,

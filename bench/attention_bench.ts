@@ -98,6 +98,7 @@ async function timeUnfused(ctx: BenchContext, shape: Shape, rng: Generator) {
 /** The attention suite. */
 export const attentionSuite: BenchSuite = {
   name: "attention",
+  gpuSeconds: 20,
   async run(ctx) {
     const rng = new Generator(7, ctx.gpu);
     const ceiling = ctx.ceilings.fmaF32Gflops;

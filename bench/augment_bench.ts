@@ -358,6 +358,7 @@ async function pipelines(ctx: BenchContext): Promise<void> {
 /** The "augment" suite. */
 export const augmentSuite: BenchSuite = {
   name: "augment",
+  gpuSeconds: 20,
   async run(ctx) {
     const s = SIZE[ctx.preset];
     ctx.log(`patch ${s}³, batch ${BATCH}; CPU rows on one core of this machine`);
@@ -372,6 +373,7 @@ export const augmentSuite: BenchSuite = {
 /** The "augment-pipelines" suite: the methods' own per-crop pipelines on either side. */
 export const augmentPipelinesSuite: BenchSuite = {
   name: "augment-pipelines",
+  gpuSeconds: 10,
   async run(ctx) {
     ctx.log(
       "per-crop pipelines of SimCLR, VoCo and VolumeFusion, batch 2; CPU rows on one core of this machine",

@@ -306,6 +306,7 @@ async function benchLayer(ctx: BenchContext, tf: Tfjs, l: Layer): Promise<void> 
 /** The convolution suite. */
 export const convSuite: BenchSuite = {
   name: "conv3d",
+  gpuSeconds: 30,
   async run(ctx) {
     const tf = await loadTfjs();
     for (const layer of LAYERS[ctx.preset]) await benchLayer(ctx, tf, layer);

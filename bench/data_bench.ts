@@ -438,6 +438,7 @@ export async function runDataBench(options: DataBenchOptions): Promise<Record<st
 /** The data benchmark as a suite of `deno task bench` (the GPU context is not used). */
 export const dataSuite: BenchSuite = {
   name: "data",
+  gpuSeconds: 25,
   async run(ctx) {
     const figures = await runDataBench({ preset: ctx.preset, log: ctx.log });
     for (const [name, value] of Object.entries(figures)) {

@@ -8,6 +8,7 @@ import type { BenchRow, BenchSuite } from "./harness.ts";
 /** The distributed-training suite. */
 export const distSuite: BenchSuite = {
   name: "dist",
+  gpuSeconds: 15,
   async run({ preset, report, log }) {
     const rank = new URL("./dist_rank.ts", import.meta.url).pathname;
     let output: Deno.CommandOutput;

@@ -45,6 +45,11 @@ export interface BenchContext {
 /** A named group of benchmarks. */
 export interface BenchSuite {
   name: string;
+  /**
+   * Seconds scripts/gpu_check.ts gives the suite at the GPU preset (it reads them from bench/suites.ts);
+   * absent for a suite it runs its own way (e2e).
+   */
+  gpuSeconds?: number;
   run(ctx: BenchContext): Promise<void>;
 }
 

@@ -19,6 +19,7 @@ const SHAPES = {
 /** The matmul suite. */
 export const matmulSuite: BenchSuite = {
   name: "matmul",
+  gpuSeconds: 20,
   async run(ctx) {
     const tf = await loadTfjs();
     const rng = new Generator(1);

@@ -11,6 +11,7 @@ import { METHOD_CASES } from "./method_cases.ts";
 /** The suite. */
 export const methodSuite: BenchSuite = {
   name: "methods",
+  gpuSeconds: 50,
   async run(ctx: BenchContext) {
     for (const c of METHOD_CASES.filter((c) => c.preset === ctx.preset)) {
       const bench = await openBenchRun(ctx.gpu, c.config);

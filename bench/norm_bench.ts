@@ -9,6 +9,7 @@
  * system; the note gives the kernel launches, the tensor passes of that traffic and the ideal
  * one-read-one-write traffic. Backward rows time the op's backward rule alone (called directly on a
  * recorded graph), without the forward.
+ * `lerp` (the mask-token blend of a masked ViT) runs beside the five-op composition it replaces.
  * The fused ResEnc path (instance norm + residual + LeakyReLU) runs side by side with the unfused
  * composition (instanceNorm → add → leakyRelu) in the same run, repeats alternating; `peer` holds the
  * unfused time.
@@ -22,26 +23,10 @@ type Shape = number[];
 
 const numel = (s: Shape) => s.reduce((a, b) => a * b, 1);
 
-/** Uniform random f32 tensor, filled in binding-sized chunks (the foundation's RNG kernel binds whole). */
+/** Uniform random f32 tensor (runRandom splits tensors above one binding itself). */
 function randomTensor(gpu: Gpu, shape: Shape, seed: number, lo = -1, hi = 1): ops.Tensor {
   const t = ops.empty(shape, { gpu });
-  const n = t.size;
-  // chunks of a multiple of 256 elements: offsets stay aligned (1 KiB) and Philox blocks (4) whole
-  const per = Math.floor((gpu.limits.maxStorageBufferBindingSize - 1024) / 1024) * 256;
-  for (let start = 0; start < n; start += per) {
-    const count = Math.min(per, n - start);
-    runRandom(
-      gpu,
-      "uniform",
-      "f32",
-      { buffer: t.buffer, offset: t.byteOffset + start * 4, size: count * 4 },
-      count,
-      seed,
-      start / 4,
-      lo,
-      hi,
-    );
-  }
+  runRandom(gpu, "uniform", "f32", t.binding, t.size, seed, 0, lo, hi);
   return t;
 }
 
@@ -59,6 +44,8 @@ interface Shapes {
   loss: Shape;
   classes: Shape;
   act: Shape;
+  /** Tokens [B, N, D] of a mask-token blend (Primus-M at 160³: 8000 tokens of 864). */
+  blend: Shape;
 }
 
 const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
@@ -69,6 +56,7 @@ const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
     loss: [2, 1, 48, 48, 48],
     classes: [2, 5, 32, 32, 32],
     act: [2, 8, 32, 32, 32],
+    blend: [2, 512, 864],
   },
   gpu: {
     norm: [[2, 32, 160, 160, 160], [2, 64, 80, 80, 80], [2, 128, 40, 40, 40], [2, 320, 10, 10, 10]],
@@ -77,6 +65,7 @@ const SHAPES: Record<"lavapipe" | "gpu", Shapes> = {
     loss: [2, 1, 160, 160, 160],
     classes: [2, 5, 160, 160, 160],
     act: [2, 32, 160, 160, 160],
+    blend: [2, 8000, 864],
   },
 };
 
@@ -268,6 +257,7 @@ async function normRows(ctx: BenchContext, gpu: Gpu, shape: Shape): Promise<void
 /** The norm suite. */
 export const normSuite: BenchSuite = {
   name: "norm",
+  gpuSeconds: 20,
   async run(ctx) {
     const gpu = ctx.gpu;
     const shapes = SHAPES[ctx.preset];
@@ -317,6 +307,28 @@ export const normSuite: BenchSuite = {
         "mask drawn in-kernel",
       );
       for (const t of [x, g]) t.dispose();
+    }
+
+    {
+      // the mask-token blend of a masked ViT: lerp against the five-op composition it replaces
+      const shape = shapes.blend;
+      const [nb, n, d] = shape;
+      const x = randomTensor(gpu, shape, 10);
+      const m = ops.cast(ops.gt(randomTensor(gpu, [nb, n, 1], 11), ops.zeros([], { gpu })), "f32");
+      const t = randomTensor(gpu, [d], 12);
+      await row(
+        ctx,
+        "lerp (mask-token blend) fwd",
+        shape,
+        4 * (2 * x.size + m.size + d),
+        keeping(() => [ops.lerp(x, t, m)]),
+        "1 launch; peer: add(mul(x, 1 − m), mul(m, token)), 5 launches",
+        {
+          name: "5-op composition",
+          record: keeping(() => [ops.add(ops.mul(x, ops.add(ops.mul(m, -1), 1)), ops.mul(m, t))]),
+        },
+      );
+      for (const v of [x, m, t]) v.dispose();
     }
 
     for (const shape of shapes.pool) {

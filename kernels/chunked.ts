@@ -10,12 +10,13 @@
  * (`g·Q … g·Q + Q − 1`: the Q partial results of row g). Small operands (per-channel weights, tables)
  * are bound whole and indexed by the kernel's own code.
  *
- * Windows. A launch is cut into chunks of consecutive work units; for each chunk every mapped operand is
- * bound as the byte range its chunk touches, starting at the largest offset aligned to
- * `minStorageBufferOffsetAlignment` below the first element. The kernel adds a per-operand element
- * offset (a u32 that may wrap) to `idx(g)`, so one code path serves whole tensors and chunks. A chunk
- * is the longest run of units whose windows all fit (found by bisection); a single unit that does not
- * fit raises an error naming the kernel. Units: elements (pointwise), row pieces (row reduction),
+ * Windows, from the launch planner (launch_plan.ts, which owns the binding limits). A launch is cut into
+ * chunks of consecutive work units; for each chunk every mapped operand is bound as the planner's window
+ * over the elements its chunk touches (`windowOf`: from the aligned offset at or before the first, rounded
+ * up to 16 bytes). The kernel adds a per-operand u32 (`indexShift`, which wraps when the tensor starts
+ * past an aligned offset) to `idx(g)`, so one code path serves whole tensors and chunks. A chunk is the
+ * planner's longest run of units whose windows all fit (`planRuns`); a single unit that does not fit
+ * raises a BindingTooLargeError naming the kernel. Units: elements (pointwise), row pieces (row reduction),
  * columns × pieces of the reduced axis (column reduction, which also splits the reduced axis into
  * blocks and carries its running state across them when even one column does not fit).
  *
@@ -41,6 +42,14 @@
  * Limits: tensors below 2³² elements; at most 8 storage operands; params ≤ 64 words.
  */
 import { align4, BindingTooLargeError, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import {
+  type ElementWindow,
+  indexShift,
+  planRuns,
+  spanLimitBytes,
+  WINDOW_GRANULE,
+  windowOf,
+} from "./launch_plan.ts";
 import type { Scratch } from "./reduce.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
@@ -132,60 +141,6 @@ export interface OperandArg {
   span?: (g0: number, g1: number) => [number, number];
 }
 
-/** A bound window: the range to bind and the u32 (wrapping) offset added to `idx(g)`. */
-export interface Window {
-  /** The aligned sub-range to bind. */
-  range: BufferRange;
-  /** Added (mod 2³²) to an operand element index to get the index inside the window. */
-  offset: number;
-}
-
-/** The aligned sub-range of `range` holding elements [lo, hi) of `bytes` bytes each. */
-export function windowOf(gpu: Gpu, range: BufferRange, bytes: number, lo: number, hi: number): Window {
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const start = (range.offset ?? 0) + lo * bytes;
-  const aligned = Math.floor(start / align) * align;
-  const base = (start - aligned) / bytes;
-  const end = Math.min((range.offset ?? 0) + range.size, range.buffer.size);
-  const size = Math.max(4, Math.min(align4(start - aligned + (hi - lo) * bytes), end - aligned));
-  return { range: { buffer: range.buffer, offset: aligned, size }, offset: (base - lo) >>> 0 };
-}
-
-/**
- * Cuts `units` into consecutive chunks [u0, u1) for which `fits` holds, each as long as possible.
- * @throws BindingTooLargeError when a single unit does not fit.
- */
-export function planChunks(
-  units: number,
-  fits: (u0: number, u1: number) => boolean,
-  what: string,
-): [number, number][] {
-  const chunks: [number, number][] = [];
-  let u0 = 0;
-  while (u0 < units) {
-    if (!fits(u0, u0 + 1)) {
-      throw new BindingTooLargeError(
-        `${what}: one work unit needs a binding above this device's maxStorageBufferBindingSize; ` +
-          `split the tensor (smaller batch or volume)`,
-      );
-    }
-    let lo = 1;
-    let hi = units - u0;
-    if (!fits(u0, u0 + hi)) {
-      // invariant: lo fits, hi does not
-      while (hi - lo > 1) {
-        const mid = Math.floor((lo + hi) / 2);
-        if (fits(u0, u0 + mid)) lo = mid;
-        else hi = mid;
-      }
-      hi = lo;
-    }
-    chunks.push([u0, u0 + hi]);
-    u0 += hi;
-  }
-  return chunks;
-}
-
 function wgslType(t: OperandType): string {
   return t;
 }
@@ -218,7 +173,7 @@ function indexFns(operands: readonly OperandSpec[]): string {
 
 interface Bound {
   ranges: BufferRange[];
-  windows: (Window | undefined)[];
+  windows: (ElementWindow<BufferRange> | undefined)[];
 }
 
 /** Binds every operand for main-tensor elements [g0, g1); `undefined` when some window is too large. */
@@ -233,7 +188,7 @@ function bindOperands(
 ): Bound | undefined {
   const max = gpu.limits.maxStorageBufferBindingSize - margin;
   const ranges: BufferRange[] = [];
-  const windows: (Window | undefined)[] = [];
+  const windows: (ElementWindow<BufferRange> | undefined)[] = [];
   for (let i = 0; i < operands.length; i++) {
     const o = operands[i];
     const arg = args[i];
@@ -244,9 +199,9 @@ function bindOperands(
     }
     const span = extra(o.name) ??
       (o.index === "custom" ? arg.span!(g0, g1) : mapRange(o.index === "same" ? SAME : arg.map!, g0, g1));
-    const w = windowOf(gpu, arg.range, OPERAND_BYTES[o.type], span[0], span[1]);
-    if (w.range.size > max) return undefined;
-    ranges.push(w.range);
+    const w = windowOf(gpu.limits, arg.range, OPERAND_BYTES[o.type], span[0], span[1]);
+    if (w.binding.size > max) return undefined;
+    ranges.push(w.binding);
     windows.push(w);
   }
   return { ranges, windows };
@@ -260,7 +215,7 @@ function pushOperandParams(
 ): void {
   operands.forEach((o, i) => {
     if (o.index === "whole") return;
-    params.u32(bound.windows[i]!.offset);
+    params.u32(indexShift(bound.windows[i]!));
     if (o.index === "map") {
       const m = args[i].map!;
       params.u32(m.div).u32(m.mul).u32(m.mod);
@@ -393,7 +348,7 @@ export function runPointwise(
     const [g0, g1] = span(u0, u1);
     return bindOperands(gpu, spec.operands, args, g0, g1, () => undefined);
   };
-  const chunks = planChunks(units, (u0, u1) => bind(u0, u1) !== undefined, spec.name);
+  const chunks = planRuns(units, (u0, u1) => bind(u0, u1) !== undefined, spec.name);
   for (const [u0, u1] of chunks) {
     const [g0, g1] = span(u0, u1);
     const bound = bind(u0, u1)!;
@@ -522,9 +477,7 @@ export interface RowReduceSpec {
 
 /** Piece length of the row reduction: at most `preferred` elements and one binding's worth. */
 export function rowPieceLength(gpu: Gpu, rowLen: number, maxBytes: number, preferred = 4096): number {
-  const room = Math.floor(
-    (gpu.limits.maxStorageBufferBindingSize - 2 * gpu.limits.minStorageBufferOffsetAlignment) / maxBytes,
-  );
+  const room = Math.floor(spanLimitBytes(gpu.limits, maxBytes) / maxBytes);
   return Math.max(1, Math.min(rowLen, preferred, room));
 }
 
@@ -627,7 +580,7 @@ export function runRowReduce(
       Math.max(pieceEnd(p1 - 1), pieceStart(p0) + 1),
       (name) => (name === "part" ? [p0, p1] : undefined),
     );
-  const chunks = planChunks(rows * pieces, (p0, p1) => bind(p0, p1) !== undefined, spec.name);
+  const chunks = planRuns(rows * pieces, (p0, p1) => bind(p0, p1) !== undefined, spec.name);
   for (const [p0, p1] of chunks) {
     const bound = bind(p0, p1)!;
     const params = new Params().u32(p0).u32(p1 - p0).u32(pieces).u32(rowLen).u32(pieceLen);
@@ -775,19 +728,21 @@ export function runColumnReduce(
     gpu.dispatch(kernel, bound.ranges, params, Math.ceil(((k1 - k0) * (q1 - q0)) / WG));
   };
   const rEnd = Math.max(r, 1);
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  if (bind(0, 1, 0, rEnd, align)) {
+  // one alignment of slack in front and the window's rounding at the end: what column 0's window may
+  // lack against another column's, whatever their misalignment
+  const margin = gpu.limits.minStorageBufferOffsetAlignment + WINDOW_GRANULE;
+  if (bind(0, 1, 0, rEnd, margin)) {
     // whole pieces: chunks over columns
-    const chunks = planChunks(columns, (k0, k1) => bind(k0, k1, 0, rEnd) !== undefined, spec.name);
+    const chunks = planRuns(columns, (k0, k1) => bind(k0, k1, 0, rEnd) !== undefined, spec.name);
     for (const [k0, k1] of chunks) dispatch(k0, k1, 0, pieces, 0, r);
     return pieces;
   }
   if (pieces !== 1) return runColumnReduce(gpu, spec, shape, args, part, uints, floats, 1);
   // one column over all of r does not fit: blocks of r, each continuing the running state (planned
-  // with a margin of one alignment, so that every column's window fits, whatever its misalignment)
-  const blocks = planChunks(r, (r0, r1) => bind(0, 1, r0, r1, align) !== undefined, spec.name);
+  // with the margin, so that every column's window fits)
+  const blocks = planRuns(r, (r0, r1) => bind(0, 1, r0, r1, margin) !== undefined, spec.name);
   for (const [r0, r1] of blocks) {
-    const chunks = planChunks(columns, (k0, k1) => bind(k0, k1, r0, r1) !== undefined, spec.name);
+    const chunks = planRuns(columns, (k0, k1) => bind(k0, k1, r0, r1) !== undefined, spec.name);
     for (const [k0, k1] of chunks) dispatch(k0, k1, 0, 1, r0, r1);
   }
   return pieces;

@@ -30,6 +30,7 @@
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   accumulatorWindow,
+  checkAlignedRanges,
   checkConvType,
   chooseSplits,
   CONV_BYTES,
@@ -44,7 +45,6 @@ import {
   type GemmTile,
   narrow,
   ncdhwSpan,
-  planChunks,
   probeRanges,
   ranges,
   rowCover,
@@ -56,11 +56,8 @@ import {
   tunedConv,
   typeKey,
   widen,
-  type Window,
-  windowLimitBytes,
-  windowLimitElems,
-  windowOf,
 } from "./conv3d_gemm.ts";
+import { type ElementWindow, planShrink, planWindows, spanLimitBytes, windowOf } from "./launch_plan.ts";
 import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
@@ -399,15 +396,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 `;
 
 /**
- * Re-lays the weight [Cout, Cin, kvol] out as [Cout, kvol, Cin] into `wt`, in row chunks that fit a
- * binding (`limit`: elements of `type` per window).
+ * Re-lays the weight [Cout, Cin, kvol] out as [Cout, kvol, Cin] into `wt`, in runs of output channels
+ * whose rows fit a binding (the launch planner, one output channel per item).
  */
 function transposeWeight(
   gpu: Gpu,
   g: Conv3dGeometry,
   w: BufferRange,
   wt: BufferRange,
-  limit: number,
   type: ConvType,
 ): void {
   const row = g.cin * volume(g.kernel);
@@ -418,12 +414,15 @@ function transposeWeight(
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  for (const [co0, co1] of ranges(g.cout, Math.max(1, Math.floor(limit / row)))) {
-    const src = windowOf(gpu, w, co0 * row, co1 * row, tb);
-    const dst = windowOf(gpu, wt, co0 * row, co1 * row, tb);
-    const n = (co1 - co0) * row;
-    const params = new Params().u32(n).u32(g.cin).u32(volume(g.kernel)).u32(co0).u32(src.base).u32(dst.base);
-    gpu.dispatch(kernel, [src.binding, dst.binding], params, Math.ceil(n / ELEMENTWISE_WORKGROUP));
+  const rows = (range: BufferRange) => ({ range, elementBytes: tb, itemStride: row, itemExtent: row });
+  for (
+    const win of planWindows(gpu.limits, [rows(w), rows(wt)], g.cout, { label: "conv3d_weight_transpose" })
+  ) {
+    const n = win.items * row;
+    // the kernel subtracts each binding's first element index from global indices
+    const [src, dst] = win.bases.map((base) => win.item0 * row - base);
+    const params = new Params().u32(n).u32(g.cin).u32(volume(g.kernel)).u32(win.item0).u32(src).u32(dst);
+    gpu.dispatch(kernel, win.ranges, params, Math.ceil(n / ELEMENTWISE_WORKGROUP));
   }
 }
 
@@ -459,6 +458,7 @@ export function runConv3dBackwardData(
 ): void {
   checkConv3dGeometry("conv3d input gradient", g);
   checkConvType(gpu, "conv3d input gradient", type);
+  checkAlignedRanges(gpu, "conv3d input gradient", { ...b });
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
@@ -467,16 +467,15 @@ export function runConv3dBackwardData(
   const sy = Do * Ho * Wo;
   const hw = H * W;
   const hwo = Ho * Wo;
-  const limit = windowLimitElems(gpu);
+  const limit = Math.floor(spanLimitBytes(gpu.limits, 4) / 4);
   const tb = CONV_BYTES[type];
-  const limitBytes = windowLimitBytes(gpu);
   // the transposed copy needs one weight row per binding; beyond that, read the weight as it is
-  const direct = g.cin * kvol * tb > limitBytes;
+  const direct = g.cin * kvol * tb > spanLimitBytes(gpu.limits, tb);
   const wt = direct ? b.w : scratch(gpu, g.cout * g.cin * kvol, tb);
-  if (!direct) transposeWeight(gpu, g, b.w, wt, Math.floor(limitBytes / tb), type);
+  if (!direct) transposeWeight(gpu, g, b.w, wt, type);
   const outRows = (d: number) => Math.min(Do, Math.floor((d + g.kernel[0] - 2) / g.stride[0]) + 1);
   const plan = (outBytes: number) =>
-    planChunks("conv3d input gradient", { n: g.batch, co: g.cout, ci: g.cin, d: D }, [
+    planShrink("conv3d input gradient", { n: g.batch, co: g.cout, ci: g.cin, d: D }, [
       {
         what: "the input gradient",
         span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, c.d),
@@ -499,7 +498,7 @@ export function runConv3dBackwardData(
         shrink: ["co", "ci"],
       },
       { what: "the bias", span: (c) => c.ci, bytes: tb, shrink: ["ci"] },
-    ], limitBytes);
+    ], gpu.limits);
   let chunk = plan(tb);
   // an f16 input gradient summed over several output-channel chunks accumulates in an f32 window instead
   const f32Acc = type === "f16" && chunk.co < g.cout;
@@ -515,29 +514,35 @@ export function runConv3dBackwardData(
         const n = ci1 - ci0;
         const dxStart = n0 * g.cin * sx + ci0 * sx + id0 * hw;
         const dxEnd = (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + id1 * hw;
-        const dxOut = windowOf(gpu, b.dx, dxStart, dxEnd, tb);
-        const dxWin: Window = f32Acc ? accumulatorWindow(gpu, dxStart, dxEnd) : dxOut;
-        const bWin = b.bias ? windowOf(gpu, b.bias, ci0, ci1, tb) : undefined;
+        const dxOut = windowOf(gpu.limits, b.dx, tb, dxStart, dxEnd);
+        const dxWin: ElementWindow<BufferRange> = f32Acc ? accumulatorWindow(gpu, dxStart, dxEnd) : dxOut;
+        const bWin = b.bias ? windowOf(gpu.limits, b.bias, tb, ci0, ci1) : undefined;
         const odLo = Math.max(0, Math.ceil((id0 + g.padding[0] - g.kernel[0] + 1) / g.stride[0]));
         const odHi = Math.min(Do, Math.floor((id1 - 1 + g.padding[0]) / g.stride[0]) + 1);
         for (const [co0, co1] of ranges(g.cout, chunk.co)) {
           const dyWin = odHi > odLo
             ? windowOf(
-              gpu,
+              gpu.limits,
               b.dy,
+              tb,
               n0 * g.cout * sy + co0 * sy + odLo * hwo,
               (n1 - 1) * g.cout * sy + (co1 - 1) * sy + odHi * hwo,
-              tb,
             )
-            : windowOf(gpu, b.dy, 0, 0, tb);
+            : windowOf(gpu.limits, b.dy, tb, 0, 0);
           const wWin = direct
-            ? windowOf(gpu, wt, co0 * kvol * g.cin + ci0 * kvol, (co1 - 1) * kvol * g.cin + ci1 * kvol, tb)
-            : windowOf(
-              gpu,
+            ? windowOf(
+              gpu.limits,
               wt,
+              tb,
+              co0 * kvol * g.cin + ci0 * kvol,
+              (co1 - 1) * kvol * g.cin + ci1 * kvol,
+            )
+            : windowOf(
+              gpu.limits,
+              wt,
+              tb,
               co0 * kvol * g.cin + ci0,
               (co1 - 1) * kvol * g.cin + (kvol - 1) * g.cin + ci1,
-              tb,
             );
           const accumulate = co0 > 0 ? 1 : 0;
           for (const gd of groups[0]) {
@@ -612,8 +617,8 @@ export function runConv3dBackwardData(
                   .u32(id0).u32(id1).u32(n0).u32(nb)
                   .u32(co0).u32(ci0).u32(g.cin).u32(g.cout)
                   .u32(gd.lo).u32(gh.lo).u32(gw.lo).u32(box[1])
-                  .u32(box[2]).u32(phases).u32(bWin ? 1 : 0).u32(dyWin.base)
-                  .u32(wWin.base).u32(bWin?.base ?? 0).u32(dxWin.base);
+                  .u32(box[2]).u32(phases).u32(bWin ? 1 : 0).u32(dyWin.first)
+                  .u32(wWin.first).u32(bWin?.first ?? 0).u32(dxWin.first);
                 const geo = `${g.kernel}/${g.stride}/${g.padding}/${taps}`;
                 const types = typeKey(type, out);
                 const key = `conv3d_bwd_data:${tileKey(tile)}:${geo}:` +

@@ -26,6 +26,7 @@
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   accumulatorWindow,
+  checkAlignedRanges,
   checkConvType,
   chooseSplits,
   CONV_BYTES,
@@ -37,7 +38,6 @@ import {
   type GemmTile,
   narrow,
   ncdhwSpan,
-  planChunks,
   probeRanges,
   ranges,
   runBoxToF16,
@@ -48,11 +48,8 @@ import {
   tunedConv,
   typeKey,
   widen,
-  type Window,
-  windowLimitBytes,
-  windowLimitElems,
-  windowOf,
 } from "./conv3d_gemm.ts";
+import { type ElementWindow, planShrink, spanLimitBytes, windowOf } from "./launch_plan.ts";
 import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { runFill } from "./copy.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
@@ -333,6 +330,7 @@ export function runConv3dBackwardWeight(
 ): void {
   checkConv3dGeometry("conv3d weight gradient", g);
   checkConvType(gpu, "conv3d weight gradient", type);
+  checkAlignedRanges(gpu, "conv3d weight gradient", { ...b });
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
   const [kD, , kW] = g.kernel;
@@ -342,12 +340,12 @@ export function runConv3dBackwardWeight(
   const sy = Do * Ho * Wo;
   const hw = H * W;
   const hwo = Ho * Wo;
-  const limit = windowLimitElems(gpu);
+  const limit = Math.floor(spanLimitBytes(gpu.limits, 4) / 4);
   const tb = CONV_BYTES[type];
   const inRows = (d: number) => Math.min(D, (d - 1) * g.stride[0] + kD);
   const full = { n: Math.max(1, g.batch), co: g.cout, ci: g.cin, d: Do };
   const plan = (outBytes: number) =>
-    planChunks("conv3d weight gradient", full, [
+    planShrink("conv3d weight gradient", full, [
       {
         what: "the output gradient",
         span: (c) => ncdhwSpan(g.cout, Do, hwo, c.n, c.co, c.d),
@@ -366,7 +364,7 @@ export function runConv3dBackwardWeight(
         bytes: outBytes,
         shrink: ["co", "ci"],
       },
-    ], windowLimitBytes(gpu));
+    ], gpu.limits);
   let chunk = plan(tb);
   // an f16 gradient summed over several batch or depth chunks accumulates in an f32 window instead
   const f32Acc = type === "f16" && g.batch > 0 && (chunk.n < g.batch || chunk.d < Do);
@@ -380,9 +378,11 @@ export function runConv3dBackwardWeight(
       const n = (ci1 - ci0) * kvol;
       const dwStartElem = co0 * kc + ci0 * kvol;
       const dwEndElem = (co1 - 1) * kc + ci1 * kvol;
-      const dwOut = windowOf(gpu, b.dw, dwStartElem, dwEndElem, tb);
-      const dwWin: Window = f32Acc ? accumulatorWindow(gpu, dwStartElem, dwEndElem) : dwOut;
-      const dwStart = dwStartElem - dwWin.base;
+      const dwOut = windowOf(gpu.limits, b.dw, tb, dwStartElem, dwEndElem);
+      const dwWin: ElementWindow<BufferRange> = f32Acc
+        ? accumulatorWindow(gpu, dwStartElem, dwEndElem)
+        : dwOut;
+      const dwStart = dwStartElem - dwWin.first;
       if (g.batch === 0) {
         // no samples: the gradient is zero (the window may include zeros of the previous chunk: harmless)
         runFill(gpu, dwWin.binding, dwWin.binding.size / 4, 0);
@@ -397,19 +397,19 @@ export function runConv3dBackwardWeight(
           const idHi = Math.min(D, (od1 - 1) * g.stride[0] - g.padding[0] + kD);
           const xWin = idHi > idLo
             ? windowOf(
-              gpu,
+              gpu.limits,
               b.x,
+              tb,
               n0 * g.cin * sx + ci0 * sx + idLo * hw,
               (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + idHi * hw,
-              tb,
             )
-            : windowOf(gpu, b.x, 0, 0, tb);
+            : windowOf(gpu.limits, b.x, tb, 0, 0);
           const gWin = windowOf(
-            gpu,
+            gpu.limits,
             b.dy,
+            tb,
             n0 * g.cout * sy + co0 * sy + od0 * hwo,
             (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo,
-            tb,
           );
           const aVec = (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0 && sy % 4 === 0;
           const outVec = kc % 4 === 0 && dwStart % 4 === 0 && n % 4 === 0;
@@ -445,7 +445,7 @@ export function runConv3dBackwardWeight(
             .u32(Ho).u32(Wo).u32(sy).u32(odc)
             .u32(od0).u32(n0).u32(co0).u32(ci0)
             .u32(g.cin).u32(g.cout).u32(kc).u32(dwStart)
-            .u32(xWin.base).u32(gWin.base);
+            .u32(xWin.first).u32(gWin.first);
           const types = typeKey(type, out);
           const key = `conv3d_bwd_weight:${tileKey(tile)}:${g.kernel}/${g.stride}/${g.padding}:` +
             `${+variant.aVec}${+variant.bPatch}${+variant.outVec}${+variant.split}${types}`;

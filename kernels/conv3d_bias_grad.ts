@@ -11,24 +11,23 @@
  * Types: g and out are f32 or f16 (f16 needs shader-f16); sums and partials are f32, rounded to the
  * output type once.
  *
- * Limits: each dispatch of pass 1 binds a window of whole planes, or of segments of one plane when a
- * plane exceeds maxStorageBufferBindingSize; the partials (N·C·segments floats) must fit one binding.
+ * Limits: each dispatch of pass 1 binds the launch planner's window over the longest run of whole planes
+ * that fits (`planRuns`), or of segments of one plane when a plane exceeds maxStorageBufferBindingSize; the
+ * partials (N·C·segments floats) must fit one binding.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
+  checkAlignedRanges,
   checkConvType,
   CONV_BYTES,
   type ConvType,
   enableF16,
   narrow,
-  ranges,
   scratch,
   typeKey,
   widen,
-  windowLimitBytes,
-  windowLimitElems,
-  windowOf,
 } from "./conv3d_gemm.ts";
+import { planRuns, spanLimitBytes, windowOf, windowsFit } from "./launch_plan.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 const WG = 256;
@@ -103,11 +102,12 @@ export function runConv3dBiasGrad(
   type: ConvType = "f32",
 ): void {
   checkConvType(gpu, "conv3d bias gradient", type);
+  checkAlignedRanges(gpu, "conv3d bias gradient", { g, out });
   const { batch, channels, spatial } = shape;
   if (channels === 0) return;
-  const limit = windowLimitElems(gpu);
+  const limit = Math.floor(spanLimitBytes(gpu.limits, 4) / 4);
   const tb = CONV_BYTES[type];
-  const gLimit = Math.floor(windowLimitBytes(gpu) / tb); // elements of g per window
+  const gLimit = Math.floor(spanLimitBytes(gpu.limits, tb) / tb); // elements of g per window
   const planes = batch * channels;
   const maxSegs = Math.floor(limit / Math.max(1, planes));
   const segs = Math.max(1, Math.ceil(spatial / SEGMENT), Math.ceil(spatial / gLimit));
@@ -127,26 +127,32 @@ export function runConv3dBiasGrad(
   }));
   const dispatch = (plane0: number, plane1: number, seg0: number, seg1: number) => {
     const win = windowOf(
-      gpu,
+      gpu.limits,
       g,
+      tb,
       plane0 * spatial + seg0 * segLen,
       (plane1 - 1) * spatial + Math.min(spatial, seg1 * segLen),
-      tb,
     );
     const groups = (plane1 - plane0) * (seg1 - seg0);
     const params = new Params().u32(plane0).u32(seg0).u32(seg1 - seg0).u32(segs).u32(segLen).u32(spatial)
-      .u32(win.base).u32(groups);
+      .u32(win.first).u32(groups);
     gpu.dispatch(pass1, [win.binding, part], params, groups);
   };
+  // runs of whole planes when a plane fits a binding, else runs of one plane's segments (the planner's
+  // longest fitting runs of the dispatch's window)
+  const fits = (lo: number, hi: number) => windowsFit(gpu.limits, [[g, tb, lo, hi]]);
+  const label = "conv3d bias gradient";
   if (planes > 0 && spatial > 0) {
     if (spatial <= gLimit) {
-      for (const [p0, p1] of ranges(planes, Math.max(1, Math.floor(gLimit / spatial)))) {
+      for (const [p0, p1] of planRuns(planes, (a, b) => fits(a * spatial, b * spatial), label)) {
         dispatch(p0, p1, 0, segs);
       }
     } else {
-      const perWindow = Math.max(1, Math.floor(gLimit / segLen));
       for (let plane = 0; plane < planes; plane++) {
-        for (const [s0, s1] of ranges(segs, perWindow)) dispatch(plane, plane + 1, s0, s1);
+        const at = (s: number) => plane * spatial + Math.min(spatial, s * segLen);
+        for (const [s0, s1] of planRuns(segs, (a, b) => fits(at(a), at(b)), label)) {
+          dispatch(plane, plane + 1, s0, s1);
+        }
       }
     }
   }
@@ -156,7 +162,7 @@ export function runConv3dBiasGrad(
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  const outWin = windowOf(gpu, out, 0, channels, tb);
+  const outWin = windowOf(gpu.limits, out, tb, 0, channels);
   const params = new Params().u32(spatial > 0 ? batch : 0).u32(channels).u32(segs);
   gpu.dispatch(pass2, [part, outWin.binding], params, Math.ceil(channels / ELEMENTWISE_WORKGROUP));
   gpu.pool.release(part.buffer);

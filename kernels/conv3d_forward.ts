@@ -26,6 +26,7 @@
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import {
   accumulatorWindow,
+  checkAlignedRanges,
   checkConvType,
   chooseSplits,
   CONV_BYTES,
@@ -40,7 +41,6 @@ import {
   type GemmTile,
   narrow,
   ncdhwSpan,
-  planChunks,
   probeRanges,
   ranges,
   rowCover,
@@ -52,11 +52,8 @@ import {
   tunedConv,
   typeKey,
   widen,
-  type Window,
-  windowLimitBytes,
-  windowLimitElems,
-  windowOf,
 } from "./conv3d_gemm.ts";
+import { type ElementWindow, planShrink, spanLimitBytes, windowOf } from "./launch_plan.ts";
 import { checkConv3dGeometry, type Conv3dGeometry, volume } from "./conv3d_geometry.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
@@ -358,6 +355,7 @@ export function runConv3dForward(
 ): void {
   checkConv3dGeometry("conv3d", g);
   checkConvType(gpu, "conv3d", type);
+  checkAlignedRanges(gpu, "conv3d", { ...b });
   if (g.batch === 0) return;
   const [D, H, W] = g.in;
   const [Do, Ho, Wo] = g.out;
@@ -368,11 +366,11 @@ export function runConv3dForward(
   const sy = Do * Ho * Wo;
   const hw = H * W;
   const hwo = Ho * Wo;
-  const limit = windowLimitElems(gpu);
+  const limit = Math.floor(spanLimitBytes(gpu.limits, 4) / 4);
   const tb = CONV_BYTES[type];
   const inRows = (d: number) => Math.min(D, (d - 1) * g.stride[0] + kD);
   const plan = (outBytes: number) =>
-    planChunks("conv3d", { n: g.batch, co: g.cout, ci: g.cin, d: Do }, [
+    planShrink("conv3d", { n: g.batch, co: g.cout, ci: g.cin, d: Do }, [
       {
         what: "the input",
         span: (c) => ncdhwSpan(g.cin, D, hw, c.n, c.ci, inRows(c.d)),
@@ -387,7 +385,7 @@ export function runConv3dForward(
       },
       { what: "the weight", span: (c) => (c.co - 1) * kc + c.ci * kvol, bytes: tb, shrink: ["co", "ci"] },
       { what: "the bias", span: (c) => c.co, bytes: tb, shrink: ["co"] },
-    ], windowLimitBytes(gpu));
+    ], gpu.limits);
   let chunk = plan(tb);
   // an f16 output summed over several input-channel chunks accumulates in an f32 window instead
   const f32Acc = type === "f16" && chunk.ci < g.cin;
@@ -407,22 +405,22 @@ export function runConv3dForward(
         const n = co1 - co0;
         const yStart = n0 * g.cout * sy + co0 * sy + od0 * hwo;
         const yEnd = (n1 - 1) * g.cout * sy + (co1 - 1) * sy + od1 * hwo;
-        const yOut = windowOf(gpu, b.y, yStart, yEnd, tb);
-        const yWin: Window = f32Acc ? accumulatorWindow(gpu, yStart, yEnd) : yOut;
-        const bWin = b.bias ? windowOf(gpu, b.bias, co0, co1, tb) : undefined;
+        const yOut = windowOf(gpu.limits, b.y, tb, yStart, yEnd);
+        const yWin: ElementWindow<BufferRange> = f32Acc ? accumulatorWindow(gpu, yStart, yEnd) : yOut;
+        const bWin = b.bias ? windowOf(gpu.limits, b.bias, tb, co0, co1) : undefined;
         const rowsAligned = (odc * hwo) % 4 === 0 && (od0 * hwo) % 4 === 0;
         for (const [ci0, ci1] of ranges(g.cin, chunk.ci)) {
           const k = (ci1 - ci0) * kvol;
           const xWin = idHi > idLo
             ? windowOf(
-              gpu,
+              gpu.limits,
               b.x,
+              tb,
               n0 * g.cin * sx + ci0 * sx + idLo * hw,
               (n1 - 1) * g.cin * sx + (ci1 - 1) * sx + idHi * hw,
-              tb,
             )
-            : windowOf(gpu, b.x, 0, 0, tb);
-          const wWin = windowOf(gpu, b.w, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol, tb);
+            : windowOf(gpu.limits, b.x, tb, 0, 0);
+          const wWin = windowOf(gpu.limits, b.w, tb, co0 * kc + ci0 * kvol, (co1 - 1) * kc + ci1 * kvol);
           const a: ALoad = pointwise && rowsAligned ? "pointwise" : patch ? "patch" : "scalar";
           const bVec = kc % 4 === 0 && (ci0 * kvol) % 4 === 0 && k % 4 === 0;
           const yVec = rowsAligned && sy % 4 === 0;
@@ -456,7 +454,7 @@ export function runConv3dForward(
             .u32(Ho).u32(Wo).u32(sy).u32(odc)
             .u32(od0).u32(n0).u32(co0).u32(ci0)
             .u32(g.cin).u32(g.cout).u32(kc).u32(bWin ? 1 : 0)
-            .u32(xWin.base).u32(wWin.base).u32(bWin?.base ?? 0).u32(yWin.base);
+            .u32(xWin.first).u32(wWin.first).u32(bWin?.first ?? 0).u32(yWin.first);
           const types = typeKey(type, out);
           const key = `conv3d_fwd:${tileKey(tile)}:${g.kernel}/${g.stride}/${g.padding}:` +
             `${variant.a}${+variant.bVec}${+variant.yVec}${+variant.split}${types}`;

@@ -29,12 +29,15 @@
  * grid z; each split writes its partial tile to a scratch buffer and a second kernel sums the splits
  * into the real output (adding bias or accumulating where asked).
  *
- * Big tensors ({@link planChunks}, {@link windowOf}): when a tensor exceeds
- * maxStorageBufferBindingSize, the launchers split the work over batch, channel and depth ranges; each
- * dispatch binds only the byte window its chunk touches (offset rounded down to
- * minStorageBufferOffsetAlignment) and the kernel subtracts the window's first element index (`*_base`
- * params) from global indices. Reductions split this way (input channels of the forward pass) run as
- * successive dispatches that accumulate into the output.
+ * Big tensors (the launch planner, launch_plan.ts, which owns the binding limits): when a tensor exceeds
+ * maxStorageBufferBindingSize, the launchers shrink the chunk sizes over batch, channels and depth
+ * ({@link ChunkDim}; `planShrink` with one span rule per tensor); each dispatch binds only the planner's
+ * window over what its chunk touches (`windowOf`: offset rounded down to minStorageBufferOffsetAlignment,
+ * end rounded up to 16 bytes) and the kernel subtracts the window's first element index (`first`, the
+ * `*_base` params) from global indices. Tensor ranges must start on the offset alignment
+ * ({@link checkAlignedRanges}), so `first` is a multiple of 4 and the vec4 views stay aligned. Reductions
+ * split this way (input channels of the forward pass) run as successive dispatches that accumulate into
+ * the output.
  *
  * Storage types ({@link ConvType}): every launcher takes f32 or f16 tensors (all operands of one call
  * share the type; f16 needs the device's shader-f16). f16 values are widened to f32 as they are staged in
@@ -49,6 +52,7 @@
  */
 import { type BufferRange, type Gpu, type GpuLimits, Params } from "../core/gpu/mod.ts";
 import { autotunerOf, bucket, type TuneProbe } from "./autotune.ts";
+import type { ElementWindow } from "./launch_plan.ts";
 import { ELEMENTWISE_WORKGROUP, LINEAR_INDEX } from "./wgsl.ts";
 
 /** Storage type of convolution tensors. */
@@ -474,44 +478,6 @@ export function chooseSplits(
   return splits <= 1 ? single : { splits, kSplit };
 }
 
-/** Bytes a tensor's span may have so that its aligned window stays within the binding limit. */
-export function windowLimitBytes(gpu: Gpu): number {
-  return Math.max(
-    0,
-    gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment - 16,
-  );
-}
-
-/** Elements of f32 a binding may span so that its aligned window stays within the binding limit. */
-export function windowLimitElems(gpu: Gpu): number {
-  return Math.floor(windowLimitBytes(gpu) / 4);
-}
-
-/** A window of a tensor's buffer: the binding, and the element index (relative to the range) it starts at. */
-export interface Window {
-  binding: BufferRange;
-  base: number;
-}
-
-/**
- * Binds elements [start, end) of the tensor in `range` (`bytes` per element: 4 for f32, 2 for f16): the
- * byte offset is rounded down to the device's offset alignment (a multiple of 32 bytes, so `base`, the
- * first bound element, is a multiple of 4 and vec4 views stay aligned for both types) and the end
- * rounded up to 16 bytes. An empty range binds 16 bytes at `start`.
- */
-export function windowOf(gpu: Gpu, range: BufferRange, start: number, end: number, bytes = 4): Window {
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const offset = range.offset ?? 0;
-  if (offset % align !== 0) throw new RangeError(`conv3d: tensor range at unaligned offset ${offset}`);
-  const byteStart = Math.floor((offset + start * bytes) / align) * align;
-  const wanted = Math.max(offset + Math.max(end, start) * bytes, byteStart + 16);
-  const byteEnd = Math.min(range.buffer.size, Math.ceil(wanted / 16) * 16);
-  return {
-    binding: { buffer: range.buffer, offset: byteStart, size: byteEnd - byteStart },
-    base: (byteStart - offset) / bytes,
-  };
-}
-
 /**
  * An f32 accumulator standing in for elements [start, end) of an f16 output (see the header): a scratch
  * buffer whose element j holds output element `base + j`, with `base` = start rounded down to a multiple
@@ -519,9 +485,10 @@ export function windowOf(gpu: Gpu, range: BufferRange, start: number, end: numbe
  * index − base). Its size is (end − base)·4 bytes: plan the output's chunks with 4 bytes per element.
  * Release `binding.buffer` to the pool after {@link runBoxToF16}.
  */
-export function accumulatorWindow(gpu: Gpu, start: number, end: number): Window {
+export function accumulatorWindow(gpu: Gpu, start: number, end: number): ElementWindow<BufferRange> {
   const base = Math.floor(start / 4) * 4;
-  return { binding: scratch(gpu, Math.ceil((Math.max(end, start) - base) / 4) * 4), base };
+  const binding = scratch(gpu, Math.ceil((Math.max(end, start) - base) / 4) * 4);
+  return { binding: { ...binding, offset: 0 }, first: base };
 }
 
 /**
@@ -556,7 +523,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 
 /** Records dst[box] = f16(src[box]): an f32 accumulator window into the f16 output window it stands for. */
-export function runBoxToF16(gpu: Gpu, src: Window, dst: Window, box: OutputBox): void {
+export function runBoxToF16(
+  gpu: Gpu,
+  src: ElementWindow<BufferRange>,
+  dst: ElementWindow<BufferRange>,
+  box: OutputBox,
+): void {
   const n = box.outer * box.mid * box.inner;
   if (n === 0) return;
   const kernel = gpu.kernel("conv3d_box_to_f16", () => ({
@@ -566,59 +538,30 @@ export function runBoxToF16(gpu: Gpu, src: Window, dst: Window, box: OutputBox):
     uniform: true,
   }));
   const params = new Params().u32(n).u32(box.mid).u32(box.inner).u32(box.start).u32(box.outerStride)
-    .u32(box.midStride).u32(src.base).u32(dst.base);
+    .u32(box.midStride).u32(src.first).u32(dst.first);
   gpu.dispatch(kernel, [src.binding, dst.binding], params, Math.ceil(n / ELEMENTWISE_WORKGROUP));
 }
 
-/** Chunk sizes along the dimensions the launchers split. */
-export type ChunkDims = Record<"n" | "co" | "ci" | "d", number>;
+/** The dimensions the launchers split (batch, output and input channels, depth), as the planner names them. */
+export type ChunkDim = "n" | "co" | "ci" | "d";
 
 /**
- * One tensor's window bound as a function of the chunk sizes (in elements of `bytes` bytes each), and
- * the dimensions that shrink it.
+ * Throws unless every tensor range starts on the storage offset alignment: the launchers' windows then
+ * start a multiple of 4 elements into their tensor, so the vec4 views stay aligned.
  */
-export interface SpanRule {
-  what: string;
-  span: (c: ChunkDims) => number;
-  /** Bytes per element of the tensor (4 for f32 and f32 accumulators, 2 for f16). */
-  bytes: number;
-  shrink: (keyof ChunkDims)[];
-}
-
-/**
- * Largest chunk sizes (starting from `full`, shrinking batch first, then the dimensions each rule lists)
- * for which every rule's span fits in `limitBytes` bytes.
- * @throws when even one-element chunks do not fit (e.g. one depth slice larger than a binding).
- */
-export function planChunks(op: string, full: ChunkDims, rules: SpanRule[], limitBytes: number): ChunkDims {
-  const c = { ...full };
-  const fits = (r: SpanRule, d: ChunkDims) => r.span(d) * r.bytes <= limitBytes;
-  for (let guard = 0; guard < 64; guard++) {
-    const bad = rules.find((r) => !fits(r, c));
-    if (!bad) return c;
-    const dim = bad.shrink.find((d) => c[d] > 1);
-    if (!dim) {
+export function checkAlignedRanges(
+  gpu: Gpu,
+  op: string,
+  ranges: Record<string, BufferRange | undefined>,
+): void {
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  for (const [name, r] of Object.entries(ranges)) {
+    if (r && (r.offset ?? 0) % align !== 0) {
       throw new RangeError(
-        `${op}: ${bad.what} cannot be split finer than ${bad.span(c)} elements (one batch item, one ` +
-          `channel, one depth row), above this device's binding limit of ${
-            Math.floor(limitBytes / bad.bytes)
-          } ` +
-          `elements`,
+        `${op}: ${name} starts at byte ${r.offset}, not on the ${align}-byte offset alignment`,
       );
     }
-    let lo = 1;
-    let hi = c[dim] - 1;
-    let best = 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (fits(bad, { ...c, [dim]: mid })) {
-        best = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    c[dim] = best;
   }
-  throw new Error(`${op}: chunk planning did not converge`);
 }
 
 /** Span in elements of an NCDHW window: `n` batch items, `c` channels, `d` depth rows of `hw` each. */

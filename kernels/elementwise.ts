@@ -17,7 +17,7 @@
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import { Params } from "../core/gpu/mod.ts";
-import { planWindows } from "./launch_plan.ts";
+import { planWindows, spanLimitBytes } from "./launch_plan.ts";
 import {
   ELEMENT_BYTES,
   ELEMENTWISE_WORKGROUP,
@@ -203,11 +203,13 @@ function runSplit(
   const bytes = [...spec.inputs, spec.output].map((t) => ELEMENT_BYTES[t]);
   const axes = coalesce(shape, [...inputs.map((inp) => inp.strides), contiguousStrides(shape)]);
   const limit = gpu.limits.maxStorageBufferBindingSize;
-  const room = limit - gpu.limits.minStorageBufferOffsetAlignment - 4;
   const extent = (a: number, k: number) =>
     1 + axes.slice(a + 1).reduce((e, x) => e + (x.size - 1) * x.strides[k], 0);
   let axis = 0;
-  while (axis < axes.length - 1 && ranges.some((_, k) => extent(axis, k) * bytes[k] > room)) axis++;
+  while (
+    axis < axes.length - 1 &&
+    ranges.some((_, k) => extent(axis, k) * bytes[k] > spanLimitBytes(gpu.limits, bytes[k]))
+  ) axis++;
   const inner = axes.slice(axis + 1).reduce((p, x) => p * x.size, 1);
   const prefixes = axes.slice(0, axis).reduce((p, x) => p * x.size, 1);
   // u8 output is written a whole u32 word per invocation: windows start and end on words

@@ -38,14 +38,8 @@
  */
 import type { BufferRange, Gpu } from "../core/gpu/mod.ts";
 import { runFill } from "./copy.ts";
-import {
-  type OperandArg,
-  perRow,
-  planChunks,
-  type PointwiseSpec,
-  runPointwise,
-  windowOf,
-} from "./chunked.ts";
+import { type OperandArg, perRow, type PointwiseSpec, runPointwise } from "./chunked.ts";
+import { planWindows } from "./launch_plan.ts";
 import { poolScratch } from "./reduce.ts";
 
 /** Sizes of a row gather / scatter. */
@@ -286,13 +280,20 @@ export function runGatherRowsGrad(
       [s.n, s.k, s.c, 0, 0, 0, 0],
     );
   } else {
-    // groups of samples whose table, next and g rows fit one binding each
-    const max = gpu.limits.maxStorageBufferBindingSize;
-    const fits = (b0: number, b1: number) =>
-      windowOf(gpu, table, 4, b0 * 2 * s.n, b1 * 2 * s.n).range.size <= max &&
-      windowOf(gpu, next, 4, b0 * s.k, b1 * s.k).range.size <= max &&
-      windowOf(gpu, g, BYTES[type], b0 * s.k * s.c, b1 * s.k * s.c).range.size <= max;
-    const groups = planChunks(s.b, fits, spec.name);
+    // groups of samples whose table, next and g rows fit one binding each (the launch planner, one
+    // sample per item)
+    const perSample = (range: BufferRange, elementBytes: number, elems: number) => ({
+      range,
+      elementBytes,
+      itemStride: elems,
+      itemExtent: elems,
+    });
+    const groups = planWindows(
+      gpu.limits,
+      [perSample(table, 4, 2 * s.n), perSample(next, 4, s.k), perSample(g, BYTES[type], s.k * s.c)],
+      s.b,
+      { label: spec.name },
+    ).map((w): [number, number] => [w.item0, w.item0 + w.items]);
     groups.forEach(([b0, b1], i) => {
       const fixed = (lo: number, hi: number) => (): [number, number] => [lo, hi];
       runPointwise(

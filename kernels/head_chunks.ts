@@ -36,7 +36,7 @@ export interface HeadChunk {
 /**
  * Splits `heads` heads into chunks whose sub-ranges all fit one binding (the launch planner, one head per
  * item).
- * @throws RangeError when a single head of some binding is larger than a binding can be.
+ * @throws BindingTooLargeError when a single head of some binding is larger than a binding can be.
  */
 export function headChunks(gpu: Gpu, bindings: readonly HeadBinding[], heads: number): HeadChunk[] {
   const operands = bindings.map((b) => ({

@@ -11,10 +11,12 @@
  * Loads: vec4 global loads along the contiguous axis when that axis is a multiple of 4 (variant "v"),
  * scalar loads otherwise; edges are zero-padded, so any M, N, K is correct. f16 storage is widened on
  * load. Grid: x = ⌈N/BN⌉, y = ⌈M/BM⌉, z = batch (chunks of 65,535). Limits: (BM + BN) KiB/4 of workgroup
- * memory (8 KiB for 64 × 64), (BM/4)·(BN/4) invocations.
+ * memory (8 KiB for 64 × 64), (BM/4)·(BN/4) invocations; above `maxStorageBufferBindingSize`, windows of whole
+ * batches from the launch planner (one batch's A, B and C must each fit a binding).
  */
 import { type BufferRange, type Gpu, type GpuLimits, Params } from "../core/gpu/mod.ts";
 import { autotunerOf, bucket } from "./autotune.ts";
+import { planWindows } from "./launch_plan.ts";
 import { specialize } from "./wgsl.ts";
 
 /** Storage type of matmul operands. */
@@ -190,7 +192,7 @@ function source(
   const sb = tile.bn / 4;
   return specialize(
     /* wgsl */ `
-struct P { m: u32, n: u32, k: u32, a_stride: u32, b_stride: u32, batch0: u32 }
+struct P { m: u32, n: u32, k: u32, a_stride: u32, b_stride: u32, batch0: u32, a_first: u32, b_first: u32, c_first: u32 }
 @group(0) @binding(0) var<storage, read> a: array<{{TA}}>;
 @group(0) @binding(1) var<storage, read> b: array<{{TB}}>;
 @group(0) @binding(2) var<storage, read_write> c: array<{{TC}}>;
@@ -202,9 +204,10 @@ var<workgroup> Bs: array<vec4<f32>, ${BK * sb}>; // [k][n/4]
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) t: u32) {
   let batch = p.batch0 + wid.z;
-  let a_base = batch * p.a_stride;
-  let b_base = batch * p.b_stride;
-  let c_base = batch * p.m * p.n;
+  // *_first: the element of the tensor at the start of its binding (a window above the binding limit)
+  let a_base = batch * p.a_stride - p.a_first;
+  let b_base = batch * p.b_stride - p.b_first;
+  let c_base = batch * p.m * p.n - p.c_first;
   let tile_m = wid.y * ${tile.bm}u;
   let tile_n = wid.x * ${tile.bn}u;
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
@@ -281,10 +284,24 @@ export function runMatmul(
   }));
   const gx = Math.ceil(s.n / tile.bn);
   const gy = Math.ceil(s.m / tile.bm);
-  const maxZ = gpu.limits.maxComputeWorkgroupsPerDimension;
-  for (let b0 = 0; b0 < s.batch; b0 += maxZ) {
-    const params = new Params().u32(s.m).u32(s.n).u32(s.k).u32(s.aBatchStride).u32(s.bBatchStride).u32(b0);
-    gpu.dispatch(kernel, [a, b, c], params, [gx, gy, Math.min(maxZ, s.batch - b0)]);
+  const bytes = type === "f16" ? 2 : 4;
+  const strides = [s.aBatchStride, s.bBatchStride, s.m * s.n];
+  const operands = [[a, s.m * s.k], [b, s.k * s.n], [c, s.m * s.n]].map(([range, extent], i) => ({
+    range: range as BufferRange,
+    elementBytes: bytes,
+    itemStride: strides[i],
+    itemExtent: extent as number,
+  }));
+  // windows of whole batches (the launch planner), at most a grid's z extent each
+  const windows = planWindows(gpu.limits, operands, s.batch, {
+    maxItems: gpu.limits.maxComputeWorkgroupsPerDimension,
+    label: "matmul",
+  });
+  for (const w of windows) {
+    const [af, bf, cf] = w.bases.map((base, i) => w.item0 * strides[i] - base);
+    const params = new Params().u32(s.m).u32(s.n).u32(s.k).u32(s.aBatchStride).u32(s.bBatchStride)
+      .u32(w.item0).u32(af).u32(bf).u32(cf);
+    gpu.dispatch(kernel, w.ranges, params, [gx, gy, w.items]);
   }
 }
 

@@ -1,11 +1,14 @@
 /**
  * Launcher for philox.wgsl (seeded counter-based random numbers) and the transforms it supports.
- * Each launch consumes ⌈n/4⌉ counters starting at `offset`; the caller advances its offset.
+ * Each launch consumes ⌈n/4⌉ counters starting at `offset`; the caller advances its offset. An output above
+ * `maxStorageBufferBindingSize` is written in windows of whole counter blocks (4 elements) from the launch
+ * planner, each starting at its own counter, so the values are the same bits however it is split.
  */
 import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import core from "./philox_core.wgsl" with { type: "text" };
 import source from "./philox.wgsl" with { type: "text" };
-import { LINEAR_INDEX, specialize } from "./wgsl.ts";
+import { planWindows } from "./launch_plan.ts";
+import { ELEMENT_BYTES, LINEAR_INDEX, specialize } from "./wgsl.ts";
 
 /** WGSL of Philox4x32-10: `philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32>` and `unit(u32) -> f32`. */
 export const PHILOX_WGSL: string = core;
@@ -48,7 +51,11 @@ export function runRandom(
     storage: ["read_write"],
     uniform: true,
   }));
-  const params = new Params().u32(n).u32(offset % 2 ** 32).u32(Math.floor(offset / 2 ** 32))
-    .u32(seed % 2 ** 32).u32(Math.floor(seed / 2 ** 32) % 2 ** 32).f32(a).f32(b);
-  gpu.dispatch(kernel, [out], params, Math.ceil(Math.ceil(n / 4) / 256));
+  const operand = { range: out, elementBytes: ELEMENT_BYTES[type], itemStride: 1, itemExtent: 1 };
+  for (const w of planWindows(gpu.limits, [operand], n, { granule: 4, label: `philox_${kind}` })) {
+    const at = offset + w.item0 / 4; // every window but the last holds whole blocks of 4
+    const params = new Params().u32(w.items).u32(at % 2 ** 32).u32(Math.floor(at / 2 ** 32))
+      .u32(seed % 2 ** 32).u32(Math.floor(seed / 2 ** 32) % 2 ** 32).f32(a).f32(b).u32(w.bases[0]);
+    gpu.dispatch(kernel, w.ranges, params, Math.ceil(Math.ceil(w.items / 4) / 256));
+  }
 }

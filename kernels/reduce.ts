@@ -8,9 +8,16 @@
  * Long axes with few outputs are split into chunks (partials in f32), reduced again by a second pass,
  * so the GPU stays busy and no single sum runs over more than a few thousand terms.
  * Arg-reductions (argmax/argmin) run in one pass and return the first index among ties.
+ *
+ * Limits: above `maxStorageBufferBindingSize` the launch planner (launch_plan.ts) splits a value reduction:
+ * windows over whole rows of [outer, R·inner] when a row fits a binding (`planWindows`, each window's element
+ * base passed to the kernel), else blocks of the reduced axis, each bound as the planner's window and reduced
+ * into f32 partials [outer, blocks, inner] that a second reduction combines; a run of `inner` elements above
+ * half a binding raises a BindingTooLargeError. Arg-reductions split by windows of whole rows only.
  */
-import { type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
-import { type ElementType, ELEMENTWISE_WORKGROUP, LINEAR_INDEX, specialize } from "./wgsl.ts";
+import { align4, BindingTooLargeError, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
+import { planWindows, spanLimitBytes, windowOf } from "./launch_plan.ts";
+import { ELEMENT_BYTES, type ElementType, ELEMENTWISE_WORKGROUP, LINEAR_INDEX, specialize } from "./wgsl.ts";
 
 /** Value reductions ("sumsq" sums squares: squared norms for gradient clipping). */
 export type ReduceOp = "sum" | "sumsq" | "max" | "min";
@@ -41,7 +48,7 @@ const WG = 256;
 function rowSource(op: ReduceOp, ti: ElementType, to: ElementType): string {
   return specialize(
     /* wgsl */ `
-struct P { outer: u32, r: u32, inner: u32, chunks: u32, chunk_len: u32, scale: f32 }
+struct P { outer: u32, r: u32, inner: u32, chunks: u32, chunk_len: u32, scale: f32, src_base: u32, out_base: u32 }
 @group(0) @binding(0) var<storage, read> src: array<{{TI}}>;
 @group(0) @binding(1) var<storage, read_write> out: array<{{TO}}>;
 @group(1) @binding(0) var<uniform> p: P;
@@ -59,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = {{IDENTITY}};
   var comp = 0.0;
   for (var i = start + lid; i < end; i += {{WG}}u) {
-    let v = f32(src[row * p.r + i]);
+    let v = f32(src[p.src_base + row * p.r + i]);
     {{ACCUMULATE}}
   }
   part[lid] = acc;
@@ -68,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lid < stride) { part[lid] = {{COMBINE}}; }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[g] = {{TO}}(part[0] * p.scale); }
+  if (lid == 0u) { out[p.out_base + g] = {{TO}}(part[0] * p.scale); }
 }`,
     {
       TI: ti,
@@ -84,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 function columnSource(op: ReduceOp, ti: ElementType, to: ElementType): string {
   return specialize(
     /* wgsl */ `
-struct P { outer: u32, r: u32, inner: u32, chunks: u32, chunk_len: u32, scale: f32 }
+struct P { outer: u32, r: u32, inner: u32, chunks: u32, chunk_len: u32, scale: f32, src_base: u32, out_base: u32 }
 @group(0) @binding(0) var<storage, read> src: array<{{TI}}>;
 @group(0) @binding(1) var<storage, read_write> out: array<{{TO}}>;
 @group(1) @binding(0) var<uniform> p: P;
@@ -103,10 +110,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = {{IDENTITY}};
   var comp = 0.0;
   for (var i = start; i < end; i++) {
-    let v = f32(src[(row * p.r + i) * p.inner + j]);
+    let v = f32(src[p.src_base + (row * p.r + i) * p.inner + j]);
     {{ACCUMULATE}}
   }
-  out[t] = {{TO}}(acc * p.scale);
+  out[p.out_base + t] = {{TO}}(acc * p.scale);
 }`,
     { TI: ti, TO: to, WG: ELEMENTWISE_WORKGROUP, IDENTITY: IDENTITY[op], ACCUMULATE: ACCUMULATE[op] },
   );
@@ -142,8 +149,16 @@ function chunking(s: ReduceShape): { chunks: number; chunkLen: number } {
   return { chunks, chunkLen: Math.ceil(s.r / chunks) };
 }
 
+/** A tensor inside a binding: the range to bind and the element index in it of the tensor's element 0. */
+interface Placed {
+  range: BufferRange;
+  base: number;
+}
+
 /**
  * Records `out[o, j] = scale · reduce_i src[o, i, j]`. `out` holds outer·inner elements of `to`.
+ * Tensors above `maxStorageBufferBindingSize` are split by the launch planner (see the header).
+ * @throws BindingTooLargeError when one run of `inner` elements does not fit half a binding.
  */
 export function runReduce(
   gpu: Gpu,
@@ -158,15 +173,98 @@ export function runReduce(
 ): void {
   const { outer, r, inner } = shape;
   if (outer * inner === 0) return;
+  const limits = gpu.limits;
+  const limit = limits.maxStorageBufferBindingSize;
+  if (align4(src.size) <= limit && align4(out.size) <= limit) {
+    reduceBound(gpu, op, ti, to, { range: src, base: 0 }, { range: out, base: 0 }, shape, scale, scratch);
+    return;
+  }
+  const [tb, ob] = [ELEMENT_BYTES[ti], ELEMENT_BYTES[to]];
+  const label = `reduce_${op}`;
+  const row = Math.max(r, 1) * inner;
+  if (row * tb <= spanLimitBytes(limits, tb) && inner * ob <= spanLimitBytes(limits, ob)) {
+    // whole rows: windows over outer
+    const windows = planWindows(
+      limits,
+      [
+        { range: src, elementBytes: tb, itemStride: r * inner, itemExtent: row },
+        { range: out, elementBytes: ob, itemStride: inner, itemExtent: inner },
+      ],
+      outer,
+      { label },
+    );
+    for (const w of windows) {
+      const [s, o] = w.ranges.map((range, k) => ({ range, base: w.bases[k] }));
+      reduceBound(gpu, op, ti, to, s, o, { outer: w.items, r, inner }, scale, scratch);
+    }
+    return;
+  }
+  // a row is above a binding: blocks of rows of the reduced axis, each into f32 partials, then the partials
+  const rows = Math.floor(spanLimitBytes(limits, tb) / (inner * tb));
+  if (rows < 2 || inner * ob > spanLimitBytes(limits, ob)) {
+    throw new BindingTooLargeError(
+      `${label}: runs of ${inner} elements need a binding above this device's maxStorageBufferBindingSize ` +
+        `(${limit} bytes); reduce over other axes first`,
+    );
+  }
+  const blocks = Math.ceil(r / rows);
+  const partial = scratch.acquire(outer * blocks * inner * 4);
+  for (let o = 0; o < outer; o++) {
+    for (let b = 0; b < blocks; b++) {
+      const lo = (o * r + b * rows) * inner;
+      const n = Math.min(rows, r - b * rows);
+      const sw = windowOf(limits, src, tb, lo, lo + n * inner);
+      const p0 = (o * blocks + b) * inner;
+      const pw = windowOf(limits, partial, 4, p0, p0 + inner);
+      reduceBound(
+        gpu,
+        op,
+        ti,
+        "f32",
+        { range: sw.binding, base: lo - sw.first },
+        { range: pw.binding, base: p0 - pw.first },
+        { outer: 1, r: n, inner },
+        1,
+        scratch,
+      );
+    }
+  }
+  runReduce(
+    gpu,
+    op === "sumsq" ? "sum" : op,
+    "f32",
+    to,
+    partial,
+    out,
+    { outer, r: blocks, inner },
+    scale,
+    scratch,
+  );
+  scratch.release(partial);
+}
+
+/** {@link runReduce} on tensors whose bindings fit. */
+function reduceBound(
+  gpu: Gpu,
+  op: ReduceOp,
+  ti: ElementType,
+  to: ElementType,
+  src: Placed,
+  out: Placed,
+  shape: ReduceShape,
+  scale: number,
+  scratch: Scratch,
+): void {
+  const { outer, r, inner } = shape;
   const { chunks, chunkLen } = chunking(shape);
   if (r === 0 || chunks === 1) {
     dispatchPass(gpu, op, ti, to, src, out, { outer, r, inner }, 1, Math.max(r, 1), scale, r === 0);
     return;
   }
-  const partial = scratch.acquire(outer * chunks * inner * 4);
+  const partial = { range: scratch.acquire(outer * chunks * inner * 4), base: 0 };
   dispatchPass(gpu, op, ti, "f32", src, partial, { outer, r, inner }, chunks, chunkLen, 1, false);
   // partials are already squared: later passes sum them
-  runReduce(
+  reduceBound(
     gpu,
     op === "sumsq" ? "sum" : op,
     "f32",
@@ -177,7 +275,7 @@ export function runReduce(
     scale,
     scratch,
   );
-  scratch.release(partial);
+  scratch.release(partial.range);
 }
 
 function dispatchPass(
@@ -185,8 +283,8 @@ function dispatchPass(
   op: ReduceOp,
   ti: ElementType,
   to: ElementType,
-  src: BufferRange,
-  out: BufferRange,
+  src: Placed,
+  out: Placed,
   s: ReduceShape,
   chunks: number,
   chunkLen: number,
@@ -203,9 +301,9 @@ function dispatchPass(
   }));
   const params = new Params().u32(s.outer).u32(empty ? 0 : s.r).u32(s.inner).u32(chunks).u32(chunkLen).f32(
     scale,
-  );
+  ).u32(src.base).u32(out.base);
   const groups = row ? s.outer * chunks : Math.ceil((s.outer * chunks * s.inner) / ELEMENTWISE_WORKGROUP);
-  gpu.dispatch(kernel, [src, out], params, groups);
+  gpu.dispatch(kernel, [src.range, out.range], params, groups);
 }
 
 function argSource(op: "argmax" | "argmin", ti: ElementType, row: boolean): string {
@@ -222,7 +320,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var bv = 0.0;
   var bi = 0xffffffffu;
   for (var i = lid; i < p.r; i += {{WG}}u) {
-    let v = f32(src[row * p.r + i]);
+    let v = f32(src[p.src_base + row * p.r + i]);
     if (bi == 0xffffffffu || v {{BETTER}} bv) { bv = v; bi = i; }
   }
   best_v[lid] = bv;
@@ -240,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[row] = i32(best_i[0]); }
+  if (lid == 0u) { out[p.out_base + row] = i32(best_i[0]); }
 }`
     : /* wgsl */ `
 @compute @workgroup_size({{WG}})
@@ -250,17 +348,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (t >= p.outer * p.inner) { return; }
   let j = t % p.inner;
   let row = t / p.inner;
-  var bv = f32(src[row * p.r * p.inner + j]);
+  var bv = f32(src[p.src_base + row * p.r * p.inner + j]);
   var bi = 0u;
   for (var i = 1u; i < p.r; i++) {
-    let v = f32(src[(row * p.r + i) * p.inner + j]);
+    let v = f32(src[p.src_base + (row * p.r + i) * p.inner + j]);
     if (v {{BETTER}} bv) { bv = v; bi = i; }
   }
-  out[t] = i32(bi);
+  out[p.out_base + t] = i32(bi);
 }`;
   return specialize(
     /* wgsl */ `
-struct P { outer: u32, r: u32, inner: u32 }
+struct P { outer: u32, r: u32, inner: u32, src_base: u32, out_base: u32 }
 @group(0) @binding(0) var<storage, read> src: array<{{TI}}>;
 @group(0) @binding(1) var<storage, read_write> out: array<i32>;
 @group(1) @binding(0) var<uniform> p: P;
@@ -270,7 +368,11 @@ ${body}`,
   );
 }
 
-/** Records the index (i32) of the largest / smallest value along the middle axis; first among ties. */
+/**
+ * Records the index (i32) of the largest / smallest value along the middle axis; first among ties. Above
+ * `maxStorageBufferBindingSize`, windows of whole rows (the launch planner).
+ * @throws BindingTooLargeError when one row does not fit a binding.
+ */
 export function runArgReduce(
   gpu: Gpu,
   op: "argmax" | "argmin",
@@ -288,6 +390,20 @@ export function runArgReduce(
     storage: ["read", "read_write"],
     uniform: true,
   }));
-  const groups = row ? shape.outer : Math.ceil((shape.outer * shape.inner) / ELEMENTWISE_WORKGROUP);
-  gpu.dispatch(kernel, [src, out], new Params().u32(shape.outer).u32(shape.r).u32(shape.inner), groups);
+  const { r, inner } = shape;
+  const windows = planWindows(
+    gpu.limits,
+    [
+      { range: src, elementBytes: ELEMENT_BYTES[ti], itemStride: r * inner, itemExtent: r * inner },
+      { range: out, elementBytes: 4, itemStride: inner, itemExtent: inner },
+    ],
+    shape.outer,
+    { label: op },
+  );
+  for (const w of windows) {
+    const outer = w.items;
+    const groups = row ? outer : Math.ceil((outer * inner) / ELEMENTWISE_WORKGROUP);
+    const params = new Params().u32(outer).u32(r).u32(inner).u32(w.bases[0]).u32(w.bases[1]);
+    gpu.dispatch(kernel, w.ranges, params, groups);
+  }
 }

@@ -15,6 +15,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
+import { suites } from "../bench/suites.ts";
 
 const options = new Command()
   .name("gpu_check")
@@ -42,18 +43,10 @@ const TESTS = [
 ];
 const SMALL_TESTS = ["tests/core/gpu/memory_timeline_test.ts", "tests/core/train/profile_test.ts"];
 
-/** Bench suites (bench/suites.ts) and each one's time limit in seconds on a GPU; e2e runs separately. */
-const SUITES: [string, number][] = [
-  ["matmul", 20],
-  ["conv3d", 30],
-  ["norm", 20],
-  ["attention", 20],
-  ["data", 25],
-  ["augment", 20],
-  ["augment-pipelines", 10],
-  ["methods", 50],
-  ["dist", 15],
-];
+/** Bench suites and each one's time limit in seconds on a GPU (bench/suites.ts); e2e runs separately. */
+const SUITES: [string, number][] = suites.flatMap((s): [string, number][] =>
+  s.gpuSeconds ? [[s.name, s.gpuSeconds]] : []
+);
 
 /** What one child process did. */
 interface PartResult {
@@ -146,8 +139,8 @@ console.log(`tests: ${passed} passed, ${failed} failed, ${ignored} ignored (${te
 await save();
 
 const preset = small ? "lavapipe" : "gpu";
-const suites: unknown[] = [];
-result.bench = { preset, suites };
+const benchRows: unknown[] = [];
+result.bench = { preset, suites: benchRows };
 for (const [suite, limit] of SUITES) {
   const json = `${scratch}/${suite}.json`;
   const part = await runPart(
@@ -157,7 +150,7 @@ for (const [suite, limit] of SUITES) {
   const report = await readJson(json) as
     | { rows?: unknown[]; ceilings?: unknown; adapter?: string }
     | undefined;
-  suites.push({
+  benchRows.push({
     suite,
     ...part,
     stdout: undefined,

@@ -1,8 +1,8 @@
 /**
  * Op checks on a device with a tiny `maxStorageBufferBindingSize`, so the chunked code paths of the
- * kernels run on lavapipe. The reductions (kernels/reduce.ts) do not split at the binding limit, so
- * unlike tests/op_harness.ts this harness never runs them on the big tensors: it calls the output's
- * backward rule directly with the random weights R as the incoming gradient (a vector-Jacobian
+ * kernels run on lavapipe. Unlike tests/op_harness.ts this harness does not reduce the big output to a
+ * scalar loss (the reductions have their own forced-limit test, tests/core/tensor/ops/reduce_split_test.ts),
+ * so a failure names the op under test: it calls the output's backward rule directly with the random weights R as the incoming gradient (a vector-Jacobian
  * product), which it compares with central differences of L = Σ ref(x)·R.
  */
 import { createGpu, getGpu, type Gpu, setDefaultGpu } from "../core/gpu/mod.ts";

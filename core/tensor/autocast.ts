@@ -14,7 +14,7 @@
  *    activations, dropout and drop path, SwiGLU, rotary embedding (f32 table), pooling, interpolation,
  *    shape ops, row gather/scatter, max/min, and the unary elementwise ops not listed in rule 4.
  * 3. Operands that mix f16 and f32 in one op (binary elementwise ops such as the residual `add`,
- *    `where`, `concat`, `scatterRows`, `swiglu`, a norm's residual) are brought to one dtype: f16 when
+ *    `where`, `lerp`, `concat`, `scatterRows`, `swiglu`, a norm's residual) are brought to one dtype: f16 when
  *    every f32 operand is a master weight (an f32 leaf that requires grad: a bias, a layer scale, a
  *    position embedding), else f32 (data, targets and tensors computed in f32 win, as in PyTorch's type
  *    promotion). Outside autocast mixed dtypes stay an error.

@@ -10,7 +10,7 @@
  * ({@link augmentViewsOnGpu}).
  *
  * Binding limits: when a batch tensor is larger than `maxStorageBufferBindingSize`, each launch binds only
- * its sample's part of it (offset aligned down to `minStorageBufferOffsetAlignment`); a source region
+ * the launch planner's window over its sample's part of it (kernels/launch_plan.ts `windowOf`); a source region
  * larger than one binding is resampled in slabs of D planes, each uploading only the part of the region
  * its planes read. Only one sample's patch (plus the alignment) must fit a binding.
  *
@@ -21,7 +21,7 @@ import { resampleTaps } from "../data/resample.ts";
 import type { AugmentPlan } from "../data/augment/pipeline.ts";
 import type { RawCrop } from "../data/sample.ts";
 import { extractBox, type Shape3 } from "../data/volume.ts";
-import { align4, type BufferRange, type Gpu } from "../gpu/mod.ts";
+import { BindingTooLargeError, type BufferRange, type Gpu } from "../gpu/mod.ts";
 import { empty, type Tensor, tensor } from "../tensor/mod.ts";
 import {
   type NoiseKey,
@@ -35,6 +35,7 @@ import {
   runAugmentStats,
   statsWorkWords,
 } from "../../kernels/augment.ts";
+import { windowOf } from "../../kernels/launch_plan.ts";
 
 /** How a batch is augmented on the GPU. */
 export interface GpuAugmentOptions {
@@ -85,23 +86,21 @@ interface Slot {
 
 /**
  * The slot of `count` elements at element `first` of `t`: the whole tensor when it fits one binding,
- * otherwise only the bytes of those elements, from an offset aligned down to the device's alignment.
+ * otherwise the launch planner's window over those elements (kernels/launch_plan.ts).
+ * @throws BindingTooLargeError when the window does not fit a binding either.
  */
 function slotOf(gpu: Gpu, t: Tensor, first: number, count: number): Slot {
   const whole = t.binding;
-  if (whole.size <= gpu.limits.maxStorageBufferBindingSize) return { binding: whole, base: first };
-  const bytes = t.dtype === "u8" ? 1 : 4;
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const start = (whole.offset ?? 0) + first * bytes;
-  const offset = Math.floor(start / align) * align;
-  const size = Math.max(16, align4(start - offset + count * bytes));
-  if (size > gpu.limits.maxStorageBufferBindingSize) {
-    throw new RangeError(
-      `a sample of ${count} elements needs a binding of ${size} bytes, above the adapter's ` +
-        `maxStorageBufferBindingSize (${gpu.limits.maxStorageBufferBindingSize})`,
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  if (whole.size <= limit) return { binding: whole, base: first };
+  const w = windowOf(gpu.limits, whole, t.dtype === "u8" ? 1 : 4, first, first + count);
+  if (w.binding.size > limit) {
+    throw new BindingTooLargeError(
+      `a sample of ${count} elements needs a binding of ${w.binding.size} bytes, above the adapter's ` +
+        `maxStorageBufferBindingSize (${limit})`,
     );
   }
-  return { binding: { buffer: whole.buffer, offset, size }, base: (start - offset) / bytes };
+  return { binding: w.binding, base: first - w.first };
 }
 
 /** Buffers one chain run borrows: two scratch tensors of at least the sample's voxels and a stats buffer. */

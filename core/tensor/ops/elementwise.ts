@@ -323,6 +323,47 @@ export function where(cond: Tensor, ifTrue: Tensor, ifFalse: Tensor): Tensor {
 }
 
 /**
+ * WGSL of lerp over `a` (start), `b` (end), `c` (weight): PyTorch's two-sided form, exact at both ends
+ * (weight 0 gives start and weight 1 gives end bit for bit, as a mask blend needs).
+ */
+const LERP_WGSL = "select(b - (b - a) * (1.0 - c), a + c * (b - a), abs(c) < 0.5)";
+
+/**
+ * start + weight · (end − start) elementwise with broadcasting (PyTorch's `torch.lerp`): one kernel for
+ * what `add(mul(start, 1 − weight), mul(end, weight))` does in five (a mask-token blend, a volume fusion).
+ * Float operands; mixed f16/f32 operands follow autocast's rule for binary ops.
+ */
+export function lerp(start: Tensor, end: Tensor, weight: Tensor): Tensor {
+  using _family = opFamily("elementwise");
+  const [a, b, w] = autocastCommon([start, end, weight]);
+  for (const t of [a, b, w]) {
+    if (!isFloat(t.dtype)) throw new TypeError(`lerp(): float operands expected, got ${t}`);
+  }
+  if (a.dtype !== b.dtype || a.dtype !== w.dtype) {
+    throw new TypeError(`lerp(): dtypes differ (${a}, ${b}, ${w}); cast() them`);
+  }
+  if (a.gpu !== b.gpu || a.gpu !== w.gpu) throw new Error("lerp(): tensors live on different devices");
+  const shape = broadcastShapes(broadcastShapes(a.shape, b.shape), w.shape);
+  const out = emptyOn(a, shape);
+  runElementwise(
+    a.gpu,
+    { name: "lerp", expr: LERP_WGSL, inputs: [a.dtype, b.dtype, w.dtype], output: a.dtype },
+    [a, b, w].map((t) => ({ binding: t.binding, strides: broadcastStrides(t.shape, shape) })),
+    out.binding,
+    shape,
+  );
+  // d/dstart = 1 − w, d/dend = w, d/dw = end − start
+  return record("lerp", [a, b, w], out, [a, b, w], (g) => {
+    const gw = mul(g, w);
+    return [
+      a.requiresGrad ? sumTo(sub(g, gw), a.shape) : undefined,
+      b.requiresGrad ? sumTo(gw, b.shape) : undefined,
+      w.requiresGrad ? sumTo(mul(g, sub(b, a)), w.shape) : undefined,
+    ];
+  });
+}
+
+/**
  * Converts to another dtype (floats round to nearest; float → int truncates toward zero). Into u8 values
  * are clamped to [0, 255] then truncated toward zero (−3 → 0, 2.7 → 2, 300 → 255; NaN → an unspecified
  * byte); out of u8 they are exact.

@@ -77,6 +77,18 @@ export function whereRef(cond: RefTensor, a: RefTensor, b: RefTensor): RefTensor
   return { shape, data };
 }
 
+/** Reference of `lerp(start, end, weight)`: start + weight · (end − start), with broadcasting. */
+export function lerpRef(start: RefTensor, end: RefTensor, weight: RefTensor): RefTensor {
+  const shape = broadcastShapes(broadcastShapes(start.shape, end.shape), weight.shape);
+  const [sa, sb, sw] = [start, end, weight].map((t) => broadcastStrides(t.shape, shape));
+  const data = new Float64Array(numel(shape));
+  forEachIndex(shape, (c, i) => {
+    const a = start.data[dot(c, sa)];
+    data[i] = a + weight.data[dot(c, sw)] * (end.data[dot(c, sb)] - a);
+  });
+  return { shape, data };
+}
+
 function reduceRef(
   x: RefTensor,
   axesArg: number | readonly number[] | undefined,

@@ -48,6 +48,7 @@ import {
   keep,
   LayerNorm,
   LayerNormChannelsFirst,
+  lerp,
   Linear,
   type MaskTokenInput,
   Module,
@@ -466,7 +467,7 @@ class PatchDecode extends Module {
 
 /**
  * tokens [B, N, D] with the rows where `mask` [B, N] is 1 replaced by `token` [D]:
- * x·(1 − m) + m·token.
+ * x·(1 − m) + m·token, one `lerp` (exact for a 0/1 mask).
  */
 export function substituteMaskToken(tokens: Tensor, { mask, token }: MaskTokenInput): Tensor {
   const [b, n, d] = tokens.shape;
@@ -477,7 +478,7 @@ export function substituteMaskToken(tokens: Tensor, { mask, token }: MaskTokenIn
   // in the tokens' dtype (f16 under autocast)
   const m = reshape(cast(mask, tokens.dtype), [b, n, 1]);
   const t = reshape(cast(token, tokens.dtype), [1, 1, d]);
-  return add(mul(tokens, add(mul(m, -1), 1)), mul(m, t));
+  return lerp(tokens, t, m);
 }
 
 /** The Primus network. */

@@ -129,6 +129,12 @@ const binaryCases: OpCase[] = [
     ref: ([c, a, b]) => R.whereRef({ shape: c.shape, data: c.data.map((v) => +(v > 0)) }, a, b),
   },
   {
+    name: "lerp blends start and end by a broadcast weight, on both sides of ½",
+    inputs: [{ shape: [3, 4, 5] }, { shape: [5] }, { shape: [3, 4, 1], lo: -0.5, hi: 1.5 }],
+    gpu: ([a, b, w]) => ops.lerp(a, b, w),
+    ref: ([a, b, w]) => R.lerpRef(a, b, w),
+  },
+  {
     name: "cast f32 → f16 → f32 rounds like Float16Array",
     inputs: [{ shape: [33], lo: -100, hi: 100 }],
     gpu: ([x]) => ops.cast(ops.cast(x, "f16"), "f32"),
@@ -383,3 +389,14 @@ for (const name of ["eq", "ne"] as const) {
     },
   );
 }
+
+gpuTest("lerp with a 0/1 weight gives start or end bit for bit (a mask blend)", async () => {
+  const next = seededRandom(77);
+  const a = Float32Array.from({ length: 24 }, () => 4 * next() - 2);
+  const b = Float32Array.from({ length: 6 }, () => 4 * next() - 2);
+  const m = Float32Array.from({ length: 4 }, (_, i) => i % 2);
+  const y = ops.scope(() => ops.lerp(ops.tensor(a, [4, 6]), ops.tensor(b, [6]), ops.tensor(m, [4, 1])));
+  const expected = Float32Array.from(a, (v, i) => (m[Math.floor(i / 6)] ? b[i % 6] : v));
+  assertEquals([...await y.toArray()], [...expected]);
+  y.dispose();
+});
