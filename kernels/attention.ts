@@ -87,6 +87,7 @@
 import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { autotunerOf, bucket, type TuneProbe } from "./autotune.ts";
 import { headChunks } from "./head_chunks.ts";
+import { windowOf } from "./launch_plan.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
 /** Storage type of attention operands. */
@@ -933,22 +934,16 @@ interface Bound {
   elementBytes: number;
 }
 
-/** The whole of `b` as one binding (aligned start) and the element offset of its data in it. */
+/** The whole of `b` as one binding (the launch planner's window) and the element offset of its data in it. */
 function wholeBinding(gpu: Gpu, name: string, b: Bound): { range: BufferRange; offset: number } {
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const base = b.range.offset ?? 0;
-  const aligned = Math.floor(base / align) * align;
-  const size = Math.min(b.range.buffer.size - aligned, Math.max(16, align4(base + b.range.size - aligned)));
-  if (size > gpu.limits.maxStorageBufferBindingSize) {
+  const w = windowOf(gpu.limits, b.range, b.elementBytes, 0, Math.ceil(b.range.size / b.elementBytes));
+  if (w.binding.size > gpu.limits.maxStorageBufferBindingSize) {
     throw new RangeError(
       `attention: the ${name} (${b.range.size} bytes) is shared by several heads and must fit one storage ` +
         `binding (${gpu.limits.maxStorageBufferBindingSize} bytes)`,
     );
   }
-  return {
-    range: { buffer: b.range.buffer, offset: aligned, size },
-    offset: (base - aligned) / b.elementBytes,
-  };
+  return { range: w.binding, offset: -w.first };
 }
 
 function dispatchChunks(
