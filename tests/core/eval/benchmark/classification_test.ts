@@ -280,3 +280,54 @@ Deno.test("crossed bootstrap of a statistic draws as the mean's bootstrap does",
   for (let b = 0; b < 300; b++) assert(Math.abs(mean[b] - reference[b]) < 1e-15);
   assertThrows(() => crossedBootstrapStatistic(2, 2, () => NaN, options), Error, "not finite");
 });
+
+Deno.test("a mixed spec: segmentation entries as without the classification dataset; both explained", async () => {
+  const { records: clsRecords } = await handMade();
+  const segmentationOnly = {
+    name: "mix",
+    architectures: ["a"],
+    datasets: [{ name: "hippo", path: "/h" }],
+    seeds: [0, 1],
+    methods: [{ name: "m1", checkpoint: "/c.safetensors", arch: "a" }],
+    statistics: { replicates: 200 },
+  };
+  const mixed = {
+    ...segmentationOnly,
+    datasets: [...segmentationOnly.datasets, classificationSpec.datasets[0]],
+    classify: classificationSpec.classify,
+  };
+  const dice = (cell: { method: string; seed: number }, i: number) =>
+    0.5 + 0.1 * i * (cell.method === "m1" ? 1.2 : 1) - 0.03 * cell.seed;
+  const board = async (value: unknown) => {
+    const spec = parseBenchmarkSpec(value, "s", "/");
+    const grid = await expandGrid(spec);
+    const records = new Map<string, CellRecord>();
+    for (const cell of grid.cells) {
+      const own = clsRecords.get(cell.key);
+      if (own) records.set(cell.key, own);
+      else if (cell.dataset.task === undefined) {
+        records.set(cell.key, {
+          key: cell.key,
+          cell,
+          finishedAt: "",
+          result: {
+            cases: [0, 1, 2].map((i) => ({ case: `h${i}`, dice: dice(cell, i) })),
+            provenance: { core: "0.2.0", plugins: {} },
+            seconds: 1,
+          },
+        });
+      }
+    }
+    return { board: buildLeaderboard(grid.cells, records, spec.statistics), grid };
+  };
+  const alone = await board(segmentationOnly);
+  const both = await board(mixed);
+  assertEquals(both.board.entries, alone.board.entries);
+  assertEquals(alone.board.classification, undefined);
+  assertEquals(both.board.classification!.segmentation, true);
+  // the classification records were made for the other spec's cells: same keys (names and settings agree)
+  assertEquals(both.board.classification!.entries.length, 2);
+  const md = leaderboardMarkdown(both.board, "mix", both.grid.cells.length);
+  assert(md.includes("Mean Dice (foreground classes") && md.includes("ranked by balanced accuracy"), md);
+  assert(md.indexOf("## hippo, 100%") < md.indexOf("## tumour (classification)"), md);
+});
