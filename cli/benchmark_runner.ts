@@ -229,11 +229,15 @@ export function checkStageOptions(
 ): void {
   const issues: string[] = [];
   // an option of the other task's stage gets an error that says so (not just "unrecognized key")
+  const named = new Set<string>();
   const misplaced = (key: string, names: readonly string[], message: string) => {
     const options = spec[key as keyof typeof spec];
     if (options === null || typeof options !== "object") return;
     for (const name of names) {
-      if (name in options) issues.push(`  - ${key}.${name}: ${message}`);
+      if (name in options) {
+        issues.push(`  - ${key}.${name}: ${message}`);
+        named.add(`${key}.${name}`);
+      }
     }
   };
   misplaced(
@@ -246,7 +250,6 @@ export function checkStageOptions(
     ["labelSmoothing"],
     'a classification option: put it in "classify" (segmentation fine-tuning has no label smoothing)',
   );
-  if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);
   for (
     const [key, schema] of [
       ["finetune", FinetuneOptionsSchema],
@@ -257,7 +260,11 @@ export function checkStageOptions(
     if (key === "classify" && spec.classify === undefined) continue;
     const parsed = (schema as z.ZodType).safeParse(spec[key]);
     if (!parsed.success) {
-      for (const i of parsed.error.issues) issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+      for (const i of parsed.error.issues) {
+        // keys already named as the other task's are not repeated as merely unknown
+        if (i.code === "unrecognized_keys" && i.keys.every((k) => named.has(`${key}.${k}`))) continue;
+        issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+      }
     }
   }
   if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);

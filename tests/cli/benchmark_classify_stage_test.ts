@@ -21,7 +21,7 @@ Deno.test("checkStageOptions: classify options checked; each task's options refu
   }, "s.json");
   const wrongTask = message(() =>
     checkStageOptions(
-      { finetune: { labelSmoothing: 0.1 }, predict: {}, classify: { batchDice: true } },
+      { finetune: { labelSmoothing: 0.1 }, predict: {}, classify: { batchDice: true, epochs: 0 } },
       "s.json",
     )
   );
@@ -31,6 +31,8 @@ Deno.test("checkStageOptions: classify options checked; each task's options refu
     wrongTask.includes('finetune.labelSmoothing: a classification option: put it in "classify"'),
     wrongTask,
   );
+  assert(wrongTask.includes("classify.epochs: "), "the other problems are reported with them");
+  assert(!wrongTask.includes("Unrecognized"), "a misplaced option is not reported twice");
   const bad = message(() =>
     checkStageOptions(
       { finetune: {}, predict: {}, classify: { epochs: 0, labelSmoothing: 1, mirror: 1 } },

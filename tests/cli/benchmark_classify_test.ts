@@ -88,6 +88,11 @@ gpuTest(
       assert(board.includes("## cubes (classification), 100% of the training labels"), board);
       assert(board.includes(`| 1 | scratch | resenc-tiny | ${expected.toFixed(3)} | [`), board);
 
+      // the HTML page counts the entry and keeps the cell out of its Dice tables
+      const page = await Deno.readTextFile(join(out, "leaderboard.html"));
+      assert(page.includes("1 classification entries: see leaderboard.md"), "page names the entry");
+      assert(!page.includes("NaN"), "no Dice computed from a classification cell");
+
       // a second run finds the cell finished
       const again = await voxssl("benchmark", spec, "--dry-run");
       assert(again.stdout.includes("1 cells, 1 finished"), again.stdout);
