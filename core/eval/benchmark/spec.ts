@@ -73,7 +73,7 @@ const methodSchema = z.object({
 export interface SegmentationDatasetSpec {
   /** The dataset's name on the leaderboard. */
   name: string;
-  /** Absent or "segmentation" (absent in specs written before classification; cell keys hash it). */
+  /** Absent or "segmentation", the same (cell keys ignore it, so older results folders stay valid). */
   task?: "segmentation";
   /** An nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr). */
   path: string;
