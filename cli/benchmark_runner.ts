@@ -10,17 +10,27 @@
  */
 import { basename, join, resolve } from "node:path";
 import { z } from "zod";
-import { readNnunetDataset, readSplitFile, seededSplit } from "../core/eval/mod.ts";
+import { readClassificationCsv, readNnunetDataset, readSplitFile, seededSplit } from "../core/eval/mod.ts";
 import { type PretrainIndex, readPretrainIndex, writePretrainIndex } from "../core/data/mod.ts";
-import type {
-  BenchmarkRunner,
-  Cell,
-  CellResult,
-  PretrainJob,
-  PretrainResult,
-  Provenance,
-  StageContext,
+import {
+  type BenchmarkRunner,
+  type Cell,
+  type CellResult,
+  type ClassificationDatasetSpec,
+  type DatasetSpec,
+  isClassification,
+  type PretrainJob,
+  type PretrainResult,
+  type Provenance,
+  type SegmentationCellResult,
+  type StageContext,
 } from "../core/eval/benchmark/mod.ts";
+import {
+  classifiedCases,
+  ClassifyOptionsSchema,
+  classifyStageArgs,
+  SEGMENTATION_ONLY_OPTIONS,
+} from "./benchmark_classify_stage.ts";
 import { VERSION } from "../mod.ts";
 import { ConfigError } from "./errors.ts";
 
@@ -213,14 +223,48 @@ export const PredictOptionsSchema = z.object({
  * Checks a spec's `finetune` and `predict` options against what this runner passes on; errors name the
  * field (`finetune.steps: …`).
  */
-export function checkStageOptions(spec: { finetune: unknown; predict: unknown }, where: string): void {
+export function checkStageOptions(
+  spec: { finetune: unknown; predict: unknown; classify?: unknown },
+  where: string,
+): void {
   const issues: string[] = [];
+  // an option of the other task's stage gets an error that says so (not just "unrecognized key")
+  const named = new Set<string>();
+  const misplaced = (key: string, names: readonly string[], message: string) => {
+    const options = spec[key as keyof typeof spec];
+    if (options === null || typeof options !== "object") return;
+    for (const name of names) {
+      if (name in options) {
+        issues.push(`  - ${key}.${name}: ${message}`);
+        named.add(`${key}.${name}`);
+      }
+    }
+  };
+  misplaced(
+    "classify",
+    SEGMENTATION_ONLY_OPTIONS,
+    "a segmentation option (finetune); voxssl classify has no such setting",
+  );
+  misplaced(
+    "finetune",
+    ["labelSmoothing"],
+    'a classification option: put it in "classify" (segmentation fine-tuning has no label smoothing)',
+  );
   for (
-    const [key, schema] of [["finetune", FinetuneOptionsSchema], ["predict", PredictOptionsSchema]] as const
+    const [key, schema] of [
+      ["finetune", FinetuneOptionsSchema],
+      ["predict", PredictOptionsSchema],
+      ["classify", ClassifyOptionsSchema],
+    ] as const
   ) {
+    if (key === "classify" && spec.classify === undefined) continue;
     const parsed = (schema as z.ZodType).safeParse(spec[key]);
     if (!parsed.success) {
-      for (const i of parsed.error.issues) issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+      for (const i of parsed.error.issues) {
+        // keys already named as the other task's are not repeated as merely unknown
+        if (i.code === "unrecognized_keys" && i.keys.every((k) => named.has(`${key}.${k}`))) continue;
+        issues.push(`  - ${[key, ...i.path].join(".")}: ${i.message}`);
+      }
     }
   }
   if (issues.length > 0) throw new ConfigError(`${where}:\n${issues.join("\n")}`);
@@ -230,13 +274,15 @@ export function checkStageOptions(spec: { finetune: unknown; predict: unknown },
  * Checks that every dataset of the spec is an nnU-Net raw dataset folder (its dataset.json exists), so
  * a missing dataset stops the benchmark before any work, naming the field.
  */
-export async function checkDatasets(
-  spec: { datasets: { name: string; path: string }[] },
-  where: string,
-): Promise<void> {
+export async function checkDatasets(spec: { datasets: DatasetSpec[] }, where: string): Promise<void> {
   const problems: string[] = [];
   for (const [i, d] of spec.datasets.entries()) {
-    if (!(await exists(join(d.path, "dataset.json")))) {
+    if (isClassification(d)) {
+      // parsing reads every row and checks every image exists: a bad CSV stops the benchmark now
+      await readClassificationCsv(d.csv).catch((e) => {
+        problems.push(`  - datasets.${i}.csv: ${(e as Error).message}`);
+      });
+    } else if (!(await exists(join(d.path, "dataset.json")))) {
       problems.push(
         `  - datasets.${i}.path: ${d.path} has no dataset.json (expected an nnU-Net raw dataset)`,
       );
@@ -337,8 +383,8 @@ export function caseScores(summary: {
   classes: number[];
   names: Record<string, string>;
   cases: { name: string; classes: Record<string, { dice: number | string }> }[];
-}): CellResult["cases"] {
-  const out: CellResult["cases"] = [];
+}): SegmentationCellResult["cases"] {
+  const out: SegmentationCellResult["cases"] = [];
   for (const c of summary.cases) {
     const perClass: Record<string, number | null> = {};
     const values: number[] = [];
@@ -355,6 +401,61 @@ export function caseScores(summary: {
     });
   }
   return out;
+}
+
+/**
+ * A classification cell: `voxssl classify` (pretrained encoder or scratch, the cell's seed and label
+ * fraction) in the cell's work folder; it trains and scores the test cases itself, and its per-case CSV
+ * is the cell's result. An interrupted run resumes from its latest checkpoint.
+ */
+async function classificationCell(
+  cell: Cell,
+  dataset: ClassificationDatasetSpec,
+  checkpoint: string | undefined,
+  context: StageContext,
+  adapter: string | undefined,
+  commit: string | undefined,
+): Promise<CellResult> {
+  const started = performance.now();
+  const work = context.workDir;
+  await Deno.mkdir(work, { recursive: true });
+  const log = join(work, "stages.log");
+  const run = join(work, "classify");
+  const final = join(run, "checkpoints", "final.safetensors");
+  const spacing = ClassifyOptionsSchema.parse(cell.finetune).spacing ?? "median";
+  // one preprocessed copy of each dataset (per spacing) for every cell
+  const cache = join(work, "..", "..", "data", `${dataset.name}-classification-${String(spacing)}`);
+  if (!(await exists(final))) {
+    const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
+    context.log(`  voxssl classify → ${run} (log: ${log})`);
+    await runStage(
+      classifyStageArgs({ cell, csv: dataset.csv, out: run, cache, checkpoint, resume }),
+      log,
+      context.signal,
+    );
+    if (!(await exists(final))) throw new StageStopped(`classification stopped before its end (${run})`);
+  }
+  const scoresFile = join(run, "test_scores.json");
+  const predictionsFile = join(run, "test_predictions.csv");
+  const { classes } = JSON.parse(await Deno.readTextFile(scoresFile)) as { classes: string[] };
+  const cases = classifiedCases(
+    await Deno.readTextFile(predictionsFile),
+    classes,
+    predictionsFile,
+    dataset.maxTestCases,
+  );
+  const plugins = {
+    ...(await runProvenance(run, adapter, commit)).plugins,
+    ...(checkpoint ? (await runProvenance(join(checkpoint, "..", ".."), adapter, commit)).plugins : {}),
+  };
+  return {
+    task: "classification",
+    classes,
+    cases,
+    provenance: { core: VERSION, plugins, commit, adapter },
+    seconds: (performance.now() - started) / 1000,
+    artifacts: { classify: run, testPredictions: predictionsFile },
+  };
 }
 
 /** Options of {@link createBenchmarkRunner}. */
@@ -428,6 +529,10 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
     },
 
     async runCell(cell: Cell, checkpoint: string | undefined, context: StageContext): Promise<CellResult> {
+      if (isClassification(cell.dataset)) {
+        return await classificationCell(cell, cell.dataset, checkpoint, context, adapter, commit);
+      }
+      const dataset = cell.dataset;
       const started = performance.now();
       const work = context.workDir;
       await Deno.mkdir(work, { recursive: true });
@@ -441,13 +546,13 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
         "..",
         "..",
         "data",
-        `${cell.dataset.name}-${String(options.spacing ?? "median")}`,
+        `${dataset.name}-${String(options.spacing ?? "median")}`,
       );
       if (!(await exists(final))) {
         const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
-        const args = resume ? ["finetune", cell.dataset.path, "--resume", run, "--cache", cache] : [
+        const args = resume ? ["finetune", dataset.path, "--resume", run, "--cache", cache] : [
           "finetune",
-          cell.dataset.path,
+          dataset.path,
           "--arch",
           cell.arch,
           "--out",
@@ -461,7 +566,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
           "--label-fraction",
           String(cell.labelFraction),
           ...(checkpoint ? ["--pretrained", checkpoint] : []),
-          ...(cell.dataset.splitFile ? ["--split", cell.dataset.splitFile] : []),
+          ...(dataset.splitFile ? ["--split", dataset.splitFile] : []),
           ...finetuneFlags(options),
         ];
         // predict + evaluate score the test cases (in their original geometry), not the run itself
@@ -474,8 +579,8 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
       const segmentation = runConfig.resolvedMethod?.config;
       const testIds: string[] = [...(segmentation?.split?.test ?? [])].sort();
       if (testIds.length === 0) throw new Error(`${run}/config.json names no test cases`);
-      const ids = testIds.slice(0, cell.dataset.maxTestCases ?? testIds.length);
-      const test = await linkTestCases(cell.dataset.path, ids, join(work, "test"));
+      const ids = testIds.slice(0, dataset.maxTestCases ?? testIds.length);
+      const test = await linkTestCases(dataset.path, ids, join(work, "test"));
 
       const predictions = join(work, "predictions");
       context.log(`  voxssl predict → ${predictions}`);
@@ -483,7 +588,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
         predictStageArgs({
           images: test.images,
           checkpoint: final,
-          dataset: cell.dataset.path,
+          dataset: dataset.path,
           out: predictions,
           options: PredictOptionsSchema.parse(cell.predict),
         }),
@@ -497,7 +602,7 @@ export async function createBenchmarkRunner(options: BenchmarkRunnerOptions): Pr
           predictions,
           test.labels,
           "--dataset",
-          cell.dataset.path,
+          dataset.path,
           "--out",
           evaluation,
           "--no-hd95",

@@ -56,6 +56,8 @@ export interface LeaderboardCellJson {
   cell: { method: string; arch: string; dataset: { name: string }; labelFraction: number; seed: number };
   /** Per-case scores and provenance. */
   result: {
+    /** "classification" for a classification cell (its cases have no Dice; the page leaves it out). */
+    task?: string;
     cases: { case: string; dice: number; perClass?: Record<string, number | null> }[];
     seconds?: number;
     provenance?: { core?: string; plugins?: Record<string, string>; adapter?: string; commit?: string };
@@ -76,6 +78,8 @@ export interface LeaderboardResults {
   cells: LeaderboardCellJson[];
   /** Keys of unfinished cells. */
   missing?: string[];
+  /** Classification entries (shown in leaderboard.md only; the page counts them). */
+  classificationLeaderboard?: unknown[];
   /** Bootstrap settings (shown as given). */
   statistics?: Record<string, unknown>;
 }
@@ -257,6 +261,8 @@ export async function overlayViewerCases(cases: OverlayCase[], maxEdge = 128): P
 
 /** The leaderboard page of `results`, with an overlay viewer of `viewerCases` when given. */
 export function renderLeaderboard(results: LeaderboardResults, viewerCases: ViewerCase[] = []): string {
+  const cells = results.cells.filter((c) => c.result.task !== "classification");
+  const classification = results.classificationLeaderboard?.length ?? 0;
   const sections: PageSection[] = [
     {
       id: "leaderboard",
@@ -267,6 +273,9 @@ export function renderLeaderboard(results: LeaderboardResults, viewerCases: View
           : `<p class="muted">No finished cells yet.</p>`) +
         (results.missing?.length
           ? `<p class="muted">${results.missing.length} cells not finished yet: the leaderboard is partial.</p>`
+          : "") +
+        (classification
+          ? `<p class="muted">${classification} classification entries: see leaderboard.md.</p>`
           : "") +
         `<p class="muted">Click a column header to sort.</p>`,
     },
@@ -280,7 +289,7 @@ export function renderLeaderboard(results: LeaderboardResults, viewerCases: View
     {
       id: "per-case",
       title: "Per-case Dice",
-      html: perCaseTables(results.cells) || `<p class="muted">No cases.</p>`,
+      html: perCaseTables(cells) || `<p class="muted">No cases.</p>`,
     },
   ];
   if (viewerCases.length) {
@@ -296,7 +305,7 @@ export function renderLeaderboard(results: LeaderboardResults, viewerCases: View
     });
   }
   sections.push(
-    { id: "cells", title: "Cells", html: cellsTable(results.cells) },
+    { id: "cells", title: "Cells", html: cellsTable(cells) },
     {
       id: "about",
       title: "About",

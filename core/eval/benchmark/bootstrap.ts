@@ -95,3 +95,46 @@ export function crossedBootstrap(values: number[][], options: BootstrapOptions):
     upper: quantileSorted(replicates, 1 - alpha / 2),
   };
 }
+
+/**
+ * The crossed bootstrap of any statistic of a seeds × cases design, for statistics that are not a mean of
+ * per-(seed, case) values (balanced accuracy: per-class recalls of the resampled cases). Each replicate
+ * draws `seeds` row indices and `cases` column indices with replacement, exactly as
+ * {@link bootstrapReplicates} does (same stream, same order: for a mean the replicates are the same), and
+ * `statistic` recomputes the score on that resample.
+ */
+export function crossedBootstrapStatistic(
+  seeds: number,
+  cases: number,
+  statistic: (rows: Int32Array, columns: Int32Array) => number,
+  options: BootstrapOptions,
+): Float64Array {
+  if (seeds === 0 || cases === 0) throw new Error("bootstrap of an empty design");
+  const rng = createRng(options.seed, "crossed-bootstrap");
+  const out = new Float64Array(options.replicates);
+  const rows = new Int32Array(seeds);
+  const columns = new Int32Array(cases);
+  for (let b = 0; b < options.replicates; b++) {
+    for (let i = 0; i < seeds; i++) rows[i] = rng.int(seeds);
+    for (let j = 0; j < cases; j++) columns[j] = rng.int(cases);
+    const v = statistic(rows, columns);
+    if (!Number.isFinite(v)) throw new Error(`bootstrap: statistic ${v} is not finite`);
+    out[b] = v;
+  }
+  return out;
+}
+
+/** The percentile interval of `replicates` around `estimate` (the statistic on the full design). */
+export function percentileInterval(
+  estimate: number,
+  replicates: Float64Array,
+  confidence: number,
+): Interval {
+  const sorted = replicates.slice().sort();
+  const alpha = 1 - confidence;
+  return {
+    mean: estimate,
+    lower: quantileSorted(sorted, alpha / 2),
+    upper: quantileSorted(sorted, 1 - alpha / 2),
+  };
+}

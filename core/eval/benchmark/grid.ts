@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type BenchmarkSpec, type DatasetSpec, SCRATCH } from "./spec.ts";
+import { type BenchmarkSpec, type DatasetSpec, isClassification, SCRATCH } from "./spec.ts";
 
 /** How a cell's encoder starts: random (scratch), a given checkpoint, or a pretraining job of the grid. */
 export type EncoderSource =
@@ -50,9 +50,9 @@ export interface Cell {
   labelFraction: number;
   seed: number;
   splitSeed: number;
-  /** Fine-tuning options. */
+  /** Fine-tuning options: the spec's `finetune` (segmentation) or `classify` (classification). */
   finetune: Record<string, unknown>;
-  /** Inference options. */
+  /** Inference options (segmentation; empty for classification, which scores inside `voxssl classify`). */
   predict: Record<string, unknown>;
 }
 
@@ -77,7 +77,7 @@ export async function stableHash(value: unknown): Promise<string> {
 
 function heldOut(spec: BenchmarkSpec, data: string): PretrainJob["holdOut"] {
   const strip = (p: string) => p.replace(/\/+$/, "");
-  const dataset = spec.datasets.find((d) => strip(d.path) === strip(data));
+  const dataset = spec.datasets.find((d) => !isClassification(d) && strip(d.path) === strip(data));
   return dataset ? { splitSeed: spec.splitSeed, splitFile: dataset.splitFile } : undefined;
 }
 
@@ -131,17 +131,32 @@ export async function expandGrid(spec: BenchmarkSpec): Promise<Grid> {
               });}
           }
           for (const { method, encoder } of entries) {
-            const identity = {
-              encoder,
-              arch,
-              // the dataset's leaderboard name is not part of the result; its data and split are
-              dataset: { ...dataset, name: undefined },
-              labelFraction,
-              seed,
-              splitSeed: spec.splitSeed,
-              finetune: spec.finetune,
-              predict: spec.predict,
-            };
+            const classification = isClassification(dataset);
+            const finetune = classification ? spec.classify ?? {} : spec.finetune;
+            const predict = classification ? {} : spec.predict;
+            // segmentation's identity is unchanged since before classification (existing keys stay valid)
+            const identity = classification
+              ? {
+                encoder,
+                arch,
+                dataset: { ...dataset, name: undefined },
+                labelFraction,
+                seed,
+                splitSeed: spec.splitSeed,
+                classify: finetune,
+              }
+              : {
+                encoder,
+                arch,
+                // the dataset's leaderboard name is not part of the result (nor an explicit default task);
+                // its data and split are
+                dataset: { ...dataset, name: undefined, task: undefined },
+                labelFraction,
+                seed,
+                splitSeed: spec.splitSeed,
+                finetune,
+                predict,
+              };
             cells.push({
               key: await stableHash({ cell: identity }),
               method,
@@ -151,8 +166,8 @@ export async function expandGrid(spec: BenchmarkSpec): Promise<Grid> {
               labelFraction,
               seed,
               splitSeed: spec.splitSeed,
-              finetune: spec.finetune,
-              predict: spec.predict,
+              finetune,
+              predict,
             });
           }
         }

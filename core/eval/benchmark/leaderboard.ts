@@ -8,8 +8,14 @@
  */
 import { type BootstrapOptions, crossedBootstrap, type Interval } from "./bootstrap.ts";
 import type { Cell } from "./grid.ts";
-import type { CellRecord } from "./results_store.ts";
-import { SCRATCH } from "./spec.ts";
+import {
+  buildClassificationEntries,
+  type ClassificationEntryScore,
+  classificationLeaderboardIntro,
+  classificationLeaderboardTables,
+} from "./classification_leaderboard.ts";
+import type { CellRecord, SegmentationCellResult } from "./results_store.ts";
+import { isClassification, SCRATCH } from "./spec.ts";
 
 /** One leaderboard entry on one dataset at one label fraction. */
 export interface EntryScore {
@@ -31,7 +37,13 @@ export interface EntryScore {
 
 /** The whole leaderboard. */
 export interface Leaderboard {
+  /** Segmentation entries (mean Dice). */
   entries: EntryScore[];
+  /**
+   * Present when the grid has classification datasets: their entries (balanced accuracy), and whether
+   * the grid has segmentation datasets too.
+   */
+  classification?: { entries: ClassificationEntryScore[]; segmentation: boolean };
   /** Cells of the grid without a finished result (the leaderboard is then partial). */
   missing: Cell[];
   statistics: BootstrapOptions;
@@ -49,7 +61,7 @@ function scoreMatrix(records: CellRecord[]): { seeds: number[]; cases: string[];
     seeds: sorted.map((r) => r.cell.seed),
     cases: columns,
     values: sorted.map((r) => {
-      const dice = new Map(r.result.cases.map((c) => [c.case, c.dice]));
+      const dice = new Map((r.result as SegmentationCellResult).cases.map((c) => [c.case, c.dice]));
       return columns.map((id) => dice.get(id)!);
     }),
   };
@@ -79,6 +91,7 @@ export function buildLeaderboard(
       missing.push(cell);
       continue;
     }
+    if (isClassification(cell.dataset)) continue; // classification_leaderboard.ts
     const key = `${cell.method}\n${groupKey(cell.arch, cell.dataset.name, cell.labelFraction)}`;
     const group = groups.get(key) ?? {
       method: cell.method,
@@ -123,7 +136,17 @@ export function buildLeaderboard(
     a.labelFraction - b.labelFraction || a.dataset.localeCompare(b.dataset) || a.rank - b.rank ||
     a.method.localeCompare(b.method) || a.arch.localeCompare(b.arch)
   );
-  return { entries, missing, statistics };
+  const classificationCells = cells.filter((c) => isClassification(c.dataset));
+  if (classificationCells.length === 0) return { entries, missing, statistics };
+  return {
+    entries,
+    missing,
+    statistics,
+    classification: {
+      entries: buildClassificationEntries(classificationCells, records, statistics),
+      segmentation: classificationCells.length < cells.length,
+    },
+  };
 }
 
 function pairedDelta(
@@ -156,16 +179,21 @@ const cell = (s: string) => s.replace(/\|/g, "\\|");
 export function leaderboardMarkdown(board: Leaderboard, title: string, totalCells: number): string {
   const { confidence, replicates, seed } = board.statistics;
   const level = `${+(confidence * 100).toFixed(2)}%`;
-  const lines = [
-    `# ${title}: leaderboard`,
-    "",
-    `Mean Dice (foreground classes averaged per case, then cases and seeds averaged) with ${level} ` +
-    `confidence intervals: percentile bootstrap over seeds and test cases (crossed: each replicate ` +
-    `resamples the seeds and the cases with replacement), ${replicates} replicates, seed ${seed}. ` +
-    `Δ is the paired difference to the from-scratch baseline of the same architecture (same seeds, ` +
-    `same cases). Rank 1 is the best mean Dice on the dataset at that label fraction.`,
-    "",
-  ];
+  const segmentation = board.classification?.segmentation ?? true;
+  const lines = [`# ${title}: leaderboard`, ""];
+  if (segmentation) {
+    lines.push(
+      `Mean Dice (foreground classes averaged per case, then cases and seeds averaged) with ${level} ` +
+        `confidence intervals: percentile bootstrap over seeds and test cases (crossed: each replicate ` +
+        `resamples the seeds and the cases with replacement), ${replicates} replicates, seed ${seed}. ` +
+        `Δ is the paired difference to the from-scratch baseline of the same architecture (same seeds, ` +
+        `same cases). Rank 1 is the best mean Dice on the dataset at that label fraction.`,
+      "",
+    );
+  }
+  if (board.classification) {
+    lines.push(...classificationLeaderboardIntro(board.statistics));
+  }
   if (board.missing.length > 0) {
     lines.push(
       `**Partial:** ${totalCells - board.missing.length} of ${totalCells} cells finished; ` +
@@ -220,6 +248,11 @@ export function leaderboardMarkdown(board: Leaderboard, title: string, totalCell
       lines.push("");
     }
   }
-  if (board.entries.length === 0) lines.push("No finished cells yet.", "");
+  if (board.classification) {
+    lines.push(...classificationLeaderboardTables(board.classification.entries, board.statistics));
+  }
+  if (board.entries.length === 0 && !board.classification?.entries.length) {
+    lines.push("No finished cells yet.", "");
+  }
   return lines.join("\n");
 }

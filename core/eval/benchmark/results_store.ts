@@ -30,9 +30,38 @@ export interface Provenance {
   adapter?: string;
 }
 
+/** One classified test case (class indices into the result's `classes`). */
+export interface ClassifiedCaseScore {
+  /** The case id. */
+  case: string;
+  /** The reference class index. */
+  label: number;
+  /** The predicted class index (the most probable class). */
+  predicted: number;
+  /** Softmax probabilities, one per class. */
+  probabilities: number[];
+}
+
 /** What a cell runner returns: the test cases' scores and how they were made. */
-export interface CellResult {
+export type CellResult = SegmentationCellResult | ClassificationCellResult;
+
+/** A segmentation cell's result: Dice per test case. */
+export interface SegmentationCellResult extends CellResultCommon {
+  /** Absent in segmentation records (they predate classification cells). */
+  task?: undefined;
   cases: CaseScore[];
+}
+
+/** A classification cell's result: the predicted class and probabilities of every test case. */
+export interface ClassificationCellResult extends CellResultCommon {
+  task: "classification";
+  /** Class names; the cases' indices index this list. */
+  classes: string[];
+  cases: ClassifiedCaseScore[];
+}
+
+/** What every cell result has besides its cases. */
+export interface CellResultCommon {
   provenance: Provenance;
   /** Wall time of the cell, seconds. */
   seconds: number;

@@ -1,10 +1,12 @@
 /**
- * `results.csv` (one row per evaluated test case of every finished cell: tidy, for pandas or R) and
+ * `results.csv` (one row per evaluated test case of every finished segmentation cell: tidy, for pandas or
+ * R), `results_classification.csv` (the same for classification cells: label, prediction, probabilities) and
  * `results.json` (the spec, every finished cell and pretraining with its provenance, and the leaderboard).
  *
  * @module
  */
 import type { Cell } from "./grid.ts";
+import type { ClassificationEntryScore } from "./classification_leaderboard.ts";
 import type { Leaderboard } from "./leaderboard.ts";
 import type { CellRecord, PretrainRecord } from "./results_store.ts";
 import type { BenchmarkSpec } from "./spec.ts";
@@ -42,14 +44,18 @@ function encoderOf(cell: Cell): string {
     : `pretrain:${e.job}`;
 }
 
-/** `results.csv`: one row per test case of every finished cell (grid order). */
+function pluginsOf(p: CellRecord["result"]["provenance"]): string {
+  return Object.entries(p.plugins).map(([n, v]) => `${n}@${v}`).sort().join(" ");
+}
+
+/** `results.csv`: one row per test case of every finished segmentation cell (grid order). */
 export function resultsCsv(cells: Cell[], records: Map<string, CellRecord>): string {
   const lines = [RESULTS_CSV_COLUMNS.join(",")];
   for (const cell of cells) {
     const record = records.get(cell.key);
-    if (!record) continue;
+    if (!record || record.result.task === "classification") continue;
     const p = record.result.provenance;
-    const plugins = Object.entries(p.plugins).map(([n, v]) => `${n}@${v}`).sort().join(" ");
+    const plugins = pluginsOf(p);
     for (const c of record.result.cases) {
       lines.push(
         [
@@ -74,6 +80,64 @@ export function resultsCsv(cells: Cell[], records: Map<string, CellRecord>): str
   return lines.join("\n") + "\n";
 }
 
+/** The columns of `results_classification.csv`, in order. */
+export const CLASSIFICATION_CSV_COLUMNS = [
+  "dataset",
+  "method",
+  "arch",
+  "encoder",
+  "label_fraction",
+  "seed",
+  "split_seed",
+  "case",
+  "label",
+  "predicted",
+  "correct",
+  "probabilities",
+  "core_version",
+  "plugins",
+  "commit",
+  "adapter",
+  "cell_key",
+] as const;
+
+/**
+ * `results_classification.csv`: one row per test case of every finished classification cell (grid
+ * order); label and prediction as class names, probabilities as `class=p` pairs separated by spaces.
+ */
+export function classificationResultsCsv(cells: Cell[], records: Map<string, CellRecord>): string {
+  const lines = [CLASSIFICATION_CSV_COLUMNS.join(",")];
+  for (const cell of cells) {
+    const record = records.get(cell.key);
+    if (!record || record.result.task !== "classification") continue;
+    const { classes, provenance: p } = record.result;
+    for (const c of record.result.cases) {
+      lines.push(
+        [
+          cell.dataset.name,
+          cell.method,
+          cell.arch,
+          encoderOf(cell),
+          cell.labelFraction,
+          cell.seed,
+          cell.splitSeed,
+          c.case,
+          classes[c.label],
+          classes[c.predicted],
+          c.predicted === c.label ? 1 : 0,
+          c.probabilities.map((v, k) => `${classes[k]}=${v}`).join(" "),
+          p.core,
+          pluginsOf(p),
+          p.commit,
+          p.adapter,
+          cell.key,
+        ].map(csvField).join(","),
+      );
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
 /** What `results.json` holds. */
 export interface ResultsDocument {
   name: string;
@@ -88,7 +152,10 @@ export interface ResultsDocument {
   cells: CellRecord[];
   /** Keys of the grid's unfinished cells. */
   missing: string[];
+  /** Segmentation entries. */
   leaderboard: Leaderboard["entries"];
+  /** Classification entries (only when the spec has classification datasets). */
+  classificationLeaderboard?: ClassificationEntryScore[];
   statistics: Leaderboard["statistics"];
 }
 
@@ -112,6 +179,7 @@ export function resultsDocument(options: {
     cells: cells.filter((c) => records.has(c.key)).map((c) => ({ ...records.get(c.key)!, cell: c })),
     missing: leaderboard.missing.map((c) => c.key),
     leaderboard: leaderboard.entries,
+    ...(leaderboard.classification ? { classificationLeaderboard: leaderboard.classification.entries } : {}),
     statistics: leaderboard.statistics,
   };
 }

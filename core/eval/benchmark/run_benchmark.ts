@@ -24,7 +24,7 @@ import {
   writeJsonAtomic,
   writeTextAtomic,
 } from "./results_store.ts";
-import { resultsCsv, resultsDocument } from "./results_tables.ts";
+import { classificationResultsCsv, resultsCsv, resultsDocument } from "./results_tables.ts";
 import type { BenchmarkSpec } from "./spec.ts";
 
 /** What a runner's stage gets besides its job or cell. */
@@ -113,6 +113,9 @@ export async function writeReports(
     ["leaderboard.md", leaderboardMarkdown(board, spec.name, grid.cells.length)],
     ["results.csv", resultsCsv(grid.cells, records)],
   ];
+  if (board.classification) {
+    files.push(["results_classification.csv", classificationResultsCsv(grid.cells, records)]);
+  }
   if (board.entries.length > 0) {
     const largest = Math.max(...board.entries.map((e) => e.labelFraction));
     files.push(

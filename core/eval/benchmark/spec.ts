@@ -69,19 +69,88 @@ const methodSchema = z.object({
   }
 });
 
+/** A segmentation dataset (the default task): an nnU-Net raw dataset, scored by Dice. */
+export interface SegmentationDatasetSpec {
+  /** The dataset's name on the leaderboard. */
+  name: string;
+  /** Absent or "segmentation", the same (cell keys ignore it, so older results folders stay valid). */
+  task?: "segmentation";
+  /** An nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr). */
+  path: string;
+  /** Classification's field: never set here. */
+  csv?: undefined;
+  /** A split file; default: a seeded 50/50 split. */
+  splitFile?: string;
+  /** At most this many test cases are scored; default: all. */
+  maxTestCases?: number;
+}
+
+/** A classification dataset: a `voxssl classify` CSV, scored by balanced accuracy (and accuracy, AUROC). */
+export interface ClassificationDatasetSpec {
+  /** The dataset's name on the leaderboard. */
+  name: string;
+  task: "classification";
+  /** A CSV of image paths and labels (columns image or image_0000…, label; optional case). */
+  csv: string;
+  /** Segmentation's field: never set here (so `dataset.path` reads as possibly undefined, not an error). */
+  path?: undefined;
+  /** A split file; default: a stratified seeded 50/50 split. */
+  splitFile?: string;
+  /** At most this many test cases are scored (the first ids in sorted order); default: all. */
+  maxTestCases?: number;
+}
+
+/** True for a classification dataset (a dataset without `task` is segmentation). */
+export function isClassification(dataset: DatasetSpec): dataset is ClassificationDatasetSpec {
+  return dataset.task === "classification";
+}
+
 const datasetSchema = z.object({
   /** The dataset's name on the leaderboard. */
   name,
-  /** An nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr). */
-  path: z.string().min(1),
+  /** "segmentation" (default: `voxssl finetune` → predict → Dice) or "classification" (`voxssl classify`). */
+  task: z.enum(["segmentation", "classification"]).optional(),
+  /** Segmentation: an nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr). */
+  path: z.string().min(1).optional(),
+  /** Classification: a CSV of image paths and labels (`voxssl classify`'s input). */
+  csv: z.string().min(1).optional(),
   /**
    * A split file (nnU-Net's splits_final.json, fold 0, or {"train": [...], "test": [...]} of case ids);
-   * default: a seeded 50/50 split (OpenMind's protocol).
+   * default: a seeded 50/50 split (OpenMind's protocol; stratified by class for classification).
    */
   splitFile: z.string().min(1).optional(),
   /** At most this many test cases are evaluated (a short budget); default: all. */
   maxTestCases: z.number().int().positive().optional(),
-}).strict();
+}).strict().superRefine((d, context) => {
+  const issue = (path: string, message: string) =>
+    context.addIssue({ code: "custom", path: [path], message });
+  if (d.task === "classification") {
+    if (d.path !== undefined) {
+      issue(
+        "path",
+        'a classification dataset reads its cases from "csv"; "path" (an nnU-Net raw dataset) is for ' +
+          "segmentation datasets",
+      );
+    }
+    if (d.csv === undefined) {
+      issue(
+        "csv",
+        "a classification dataset needs a CSV of image paths and labels (voxssl classify's input)",
+      );
+    }
+  } else {
+    if (d.csv !== undefined) {
+      issue(
+        "csv",
+        '"csv" is for classification datasets (add "task": "classification"); a segmentation dataset ' +
+          'reads the nnU-Net raw dataset at "path"',
+      );
+    }
+    if (d.path === undefined) {
+      issue("path", 'expected an nnU-Net raw dataset folder (or "task": "classification" with a "csv")');
+    }
+  }
+}).transform((d) => d as SegmentationDatasetSpec | ClassificationDatasetSpec);
 
 const benchmarkSpecSchema = z.object({
   /** The benchmark's name (titles of the leaderboard and the plots). */
@@ -101,10 +170,12 @@ const benchmarkSpecSchema = z.object({
   splitSeed: z.number().int().min(0).default(0),
   /** Seed of the pretraining runs (one per method and architecture). */
   pretrainSeed: z.number().int().min(0).default(0),
-  /** `voxssl finetune` options for every cell (epochs, stepsPerEpoch, patch, batch, schedule…). */
+  /** `voxssl finetune` options for every segmentation cell (epochs, stepsPerEpoch, patch, batch, schedule…). */
   finetune: stageOptions.default({}),
-  /** `voxssl predict` options for every cell (mirroring, step…). */
+  /** `voxssl predict` options for every segmentation cell (mirroring, step…). */
   predict: stageOptions.default({}),
+  /** `voxssl classify` options for every classification cell (epochs, stepsPerEpoch, labelSmoothing…). */
+  classify: stageOptions.optional(),
   /** The leaderboard's confidence intervals. */
   statistics: z.object({
     /** Confidence level of the intervals. */
@@ -127,6 +198,30 @@ const benchmarkSpecSchema = z.object({
   duplicates(spec.datasets.map((d) => d.name), "datasets");
   duplicates(spec.labelFractions, "labelFractions");
   duplicates(spec.seeds, "seeds");
+  // stage options no cell would use are mistakes (a classification spec given predict, say)
+  const segmentation = spec.datasets.some((d) => !isClassification(d));
+  const classification = spec.datasets.some(isClassification);
+  if (!segmentation) {
+    for (const key of ["finetune", "predict"] as const) {
+      if (Object.keys(spec[key]).length > 0) {
+        context.addIssue({
+          code: "custom",
+          path: [key],
+          message: `options of voxssl ${key} (segmentation), but no dataset is a segmentation task; ` +
+            `classification cells take theirs from "classify"`,
+        });
+      }
+    }
+  }
+  if (!classification && spec.classify !== undefined) {
+    context.addIssue({
+      code: "custom",
+      path: ["classify"],
+      message:
+        'options of voxssl classify, but no dataset has "task": "classification"; segmentation cells ' +
+        'take theirs from "finetune" and "predict"',
+    });
+  }
   spec.methods.forEach((m, i) => {
     if (m.arch !== undefined && !spec.architectures.includes(m.arch)) {
       context.addIssue({
@@ -145,7 +240,7 @@ export type BenchmarkSpec = ZodOutput<typeof benchmarkSpecSchema>;
 /** One method entry of a parsed spec. */
 export type MethodSpec = BenchmarkSpec["methods"][number];
 /** One dataset entry of a parsed spec. */
-export type DatasetSpec = BenchmarkSpec["datasets"][number];
+export type DatasetSpec = SegmentationDatasetSpec | ClassificationDatasetSpec;
 
 /** The zod schema of a benchmark spec (unknown keys are errors). */
 export const BenchmarkSpecSchema: ZodSchema<BenchmarkSpec, BenchmarkSpecInput> = benchmarkSpecSchema;
@@ -184,11 +279,12 @@ export function parseBenchmarkSpec(value: unknown, where: string, baseDir: strin
         plugin: m.pretrain.plugin === undefined ? undefined : resolvePath(m.pretrain.plugin, baseDir),
       },
     })),
-    datasets: spec.datasets.map((d) => ({
-      ...d,
-      path: resolvePath(d.path, baseDir),
-      splitFile: d.splitFile === undefined ? undefined : resolvePath(d.splitFile, baseDir),
-    })),
+    datasets: spec.datasets.map((d) => {
+      const splitFile = d.splitFile === undefined ? undefined : resolvePath(d.splitFile, baseDir);
+      return isClassification(d)
+        ? { ...d, csv: resolvePath(d.csv, baseDir), splitFile }
+        : { ...d, path: resolvePath(d.path, baseDir), splitFile };
+    }),
   };
 }
 
