@@ -425,7 +425,12 @@ async function classificationCell(
   const spacing = ClassifyOptionsSchema.parse(cell.finetune).spacing ?? "median";
   // one preprocessed copy of each dataset (per spacing) for every cell
   const cache = join(work, "..", "..", "data", `${dataset.name}-classification-${String(spacing)}`);
-  if (!(await exists(final))) {
+  const scoresFile = join(run, "test_scores.json");
+  const predictionsFile = join(run, "test_predictions.csv");
+  // a run stopped after its final checkpoint but before its scores resumes too: resuming a finished run
+  // scores its test cases again from the final weights
+  const done = async () => await exists(final) && await exists(scoresFile) && await exists(predictionsFile);
+  if (!(await done())) {
     const resume = await exists(join(run, "checkpoints", "latest.safetensors"));
     context.log(`  voxssl classify → ${run} (log: ${log})`);
     await runStage(
@@ -433,10 +438,8 @@ async function classificationCell(
       log,
       context.signal,
     );
-    if (!(await exists(final))) throw new StageStopped(`classification stopped before its end (${run})`);
+    if (!(await done())) throw new StageStopped(`classification stopped before its end (${run})`);
   }
-  const scoresFile = join(run, "test_scores.json");
-  const predictionsFile = join(run, "test_predictions.csv");
   const { classes } = JSON.parse(await Deno.readTextFile(scoresFile)) as { classes: string[] };
   const cases = classifiedCases(
     await Deno.readTextFile(predictionsFile),

@@ -96,6 +96,22 @@ gpuTest(
       // a second run finds the cell finished
       const again = await voxssl("benchmark", spec, "--dry-run");
       assert(again.stdout.includes("1 cells, 1 finished"), again.stdout);
+
+      // stopped after the final checkpoint, before the scores and the cell's record: the rerun resumes the
+      // finished run, which scores the test cases again from the final weights
+      const cellRun = join(out, "work", work[0], "classify");
+      await Deno.remove(join(cellRun, "test_scores.json"));
+      await Deno.remove(join(cellRun, "test_predictions.csv"));
+      for await (const e of Deno.readDir(join(out, "cells"))) await Deno.remove(join(out, "cells", e.name));
+      const resumed = await voxssl("benchmark", spec);
+      assertEquals(resumed.code, 0, resumed.stderr + resumed.stdout);
+      assert(resumed.stdout.includes("1 cells computed, 0 reused, 0 failed"), resumed.stdout);
+      const rescored = parseCsvRecords(await Deno.readTextFile(join(cellRun, "test_predictions.csv")));
+      assertEquals(
+        rescored.map((r) => [r.case, r.predicted]).sort(),
+        own.map((r) => [r.case, r.predicted]).sort(),
+        "the same predictions from the same final weights",
+      );
     } finally {
       await cleanup();
     }
