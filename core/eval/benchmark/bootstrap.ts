@@ -124,6 +124,46 @@ export function crossedBootstrapStatistic(
   return out;
 }
 
+/**
+ * The crossed bootstrap with the cases stratified: each replicate draws `seeds` row indices with
+ * replacement, as {@link crossedBootstrapStatistic} does, and then, stratum by stratum (in order of
+ * first appearance in `strata`), as many cases of that stratum as it has, with replacement, from that
+ * stratum only; so every stratum keeps its count in every resample. For a statistic that needs every
+ * class present (AUROC: a resample without a class's positives has none) this is the bootstrap that
+ * keeps it defined. `columns` lists the drawn cases stratum after stratum. With a single stratum the
+ * draws are exactly {@link crossedBootstrapStatistic}'s (same stream, same order).
+ */
+export function stratifiedCrossedBootstrapStatistic(
+  seeds: number,
+  strata: ArrayLike<number>,
+  statistic: (rows: Int32Array, columns: Int32Array) => number,
+  options: BootstrapOptions,
+): Float64Array {
+  if (seeds === 0 || strata.length === 0) throw new Error("bootstrap of an empty design");
+  const members = new Map<number, number[]>();
+  for (let j = 0; j < strata.length; j++) {
+    const list = members.get(strata[j]);
+    if (list) list.push(j);
+    else members.set(strata[j], [j]);
+  }
+  const groups = [...members.values()];
+  const rng = createRng(options.seed, "crossed-bootstrap");
+  const out = new Float64Array(options.replicates);
+  const rows = new Int32Array(seeds);
+  const columns = new Int32Array(strata.length);
+  for (let b = 0; b < options.replicates; b++) {
+    for (let i = 0; i < seeds; i++) rows[i] = rng.int(seeds);
+    let j = 0;
+    for (const group of groups) {
+      for (let n = 0; n < group.length; n++) columns[j++] = group[rng.int(group.length)];
+    }
+    const v = statistic(rows, columns);
+    if (!Number.isFinite(v)) throw new Error(`bootstrap: statistic ${v} is not finite`);
+    out[b] = v;
+  }
+  return out;
+}
+
 /** The percentile interval of `replicates` around `estimate` (the statistic on the full design). */
 export function percentileInterval(
   estimate: number,

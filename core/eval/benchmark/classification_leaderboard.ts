@@ -12,12 +12,13 @@
  * seeds of each seed's balanced accuracy. Δ to scratch recomputes both entries' balanced accuracy on each
  * resample of the seeds and cases they share and takes the difference (paired). Accuracy is a per-case
  * mean (1 right, 0 wrong) and gets {@link crossedBootstrap} itself. AUROC (one-vs-rest macro, classify's
- * definition) is the mean over seeds of each seed's AUROC, without an interval: a resample can lack a
- * class's positives or negatives, where AUROC is undefined.
+ * definition) is the mean over seeds of each seed's AUROC; its interval and Δ come from the bootstrap with
+ * the cases stratified by class (classification_auroc.ts), since a plain resample can lack a class.
  *
  * @module
  */
 import { auroc as aurocOf } from "../classification/metrics.ts";
+import { aurocInterval, pairedAurocDelta } from "./classification_auroc.ts";
 import {
   type BootstrapOptions,
   crossedBootstrap,
@@ -45,12 +46,28 @@ export interface ClassificationEntryScore {
   balancedAccuracy: Interval;
   /** Accuracy with its interval. */
   accuracy: Interval;
-  /** Mean over seeds of the AUROC (binary, or one-vs-rest macro); no interval. Null where undefined. */
-  auroc: number | null;
+  /**
+   * Mean over seeds of the AUROC (binary, or one-vs-rest macro) with its stratified-bootstrap interval;
+   * null where undefined (fewer than two classes among the test cases).
+   */
+  auroc: Interval | null;
+  /** Each seed's scores on the entry's cases (the points of the per-seed plot). */
+  perSeed: SeedScore[];
   /** 1 = best balanced accuracy on this dataset and fraction (ties share the better rank). */
   rank: number;
   /** Balanced accuracy minus scratch's on the seeds and cases both have; absent for scratch. */
   deltaToScratch?: Interval;
+  /** AUROC minus scratch's, paired on the seeds and cases both have; absent for scratch or where undefined. */
+  aurocDeltaToScratch?: Interval;
+}
+
+/** One seed's scores of an entry. */
+export interface SeedScore {
+  seed: number;
+  balancedAccuracy: number;
+  accuracy: number;
+  /** Null where undefined. */
+  auroc: number | null;
 }
 
 /** The seeds × cases design of one entry: correctness, labels and probabilities on shared cases. */
@@ -149,10 +166,41 @@ function balancedAccuracyInterval(d: ClassificationDesign, statistics: Bootstrap
   return percentileInterval(estimate, replicates, statistics.confidence);
 }
 
-function meanAuroc(d: ClassificationDesign): number | null {
-  const values = d.probabilities.map((seed) => aurocOf(seed.flat(), d.labels, d.classes.length).auroc)
-    .filter(Number.isFinite);
-  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
+function perSeedScores(d: ClassificationDesign): SeedScore[] {
+  const k = d.classes.length;
+  const columns = all(d.cases.length);
+  return d.seeds.map((seed, i) => {
+    const auroc = aurocOf(d.probabilities[i].flat(), d.labels, k).auroc;
+    return {
+      seed,
+      balancedAccuracy: pooledBalancedAccuracy(d.correct, d.labels, k, [i], columns),
+      accuracy: d.correct[i].reduce((a, b) => a + b, 0) / d.cases.length,
+      auroc: Number.isFinite(auroc) ? auroc : null,
+    };
+  });
+}
+
+/** Both designs restricted to the seeds and cases they share (rows and columns aligned). */
+function sharedDesigns(
+  own: ClassificationDesign,
+  base: ClassificationDesign,
+): { own: ClassificationDesign; base: ClassificationDesign } | undefined {
+  const seeds = own.seeds.filter((s) => base.seeds.includes(s));
+  const cases = own.cases.filter((c) => base.cases.includes(c));
+  if (seeds.length === 0 || cases.length === 0) return undefined;
+  const restrict = (d: ClassificationDesign): ClassificationDesign => {
+    const rows = seeds.map((s) => d.seeds.indexOf(s));
+    const columns = cases.map((c) => d.cases.indexOf(c));
+    return {
+      seeds,
+      cases,
+      classes: d.classes,
+      labels: columns.map((j) => d.labels[j]),
+      correct: rows.map((i) => columns.map((j) => d.correct[i][j])),
+      probabilities: rows.map((i) => columns.map((j) => d.probabilities[i][j])),
+    };
+  };
+  return { own: restrict(own), base: restrict(base) };
 }
 
 /** The paired Δ of balanced accuracy (own − base) over the seeds and cases both entries have. */
@@ -161,22 +209,38 @@ export function pairedBalancedAccuracyDelta(
   base: ClassificationDesign,
   statistics: BootstrapOptions,
 ): Interval | undefined {
-  const seeds = own.seeds.filter((s) => base.seeds.includes(s));
-  const cases = own.cases.filter((c) => base.cases.includes(c));
-  if (seeds.length === 0 || cases.length === 0) return undefined;
-  const restrict = (d: ClassificationDesign) =>
-    seeds.map((s) => {
-      const row = d.correct[d.seeds.indexOf(s)];
-      return cases.map((c) => row[d.cases.indexOf(c)]);
-    });
-  const a = restrict(own);
-  const b = restrict(base);
-  const labels = cases.map((c) => own.labels[own.cases.indexOf(c)]);
+  const shared = sharedDesigns(own, base);
+  if (!shared) return undefined;
+  const { seeds, cases, labels } = shared.own;
+  const a = shared.own.correct;
+  const b = shared.base.correct;
   const k = own.classes.length;
   const delta = (rows: ArrayLike<number>, columns: ArrayLike<number>) =>
     pooledBalancedAccuracy(a, labels, k, rows, columns) - pooledBalancedAccuracy(b, labels, k, rows, columns);
   const replicates = crossedBootstrapStatistic(seeds.length, cases.length, delta, statistics);
   return percentileInterval(delta(all(seeds.length), all(cases.length)), replicates, statistics.confidence);
+}
+
+/**
+ * The paired Δ of AUROC (own − base) over the seeds and cases both entries have, from the stratified
+ * bootstrap (classification_auroc.ts); undefined where they share nothing or AUROC is undefined.
+ */
+export function pairedAurocDeltaOf(
+  own: ClassificationDesign,
+  base: ClassificationDesign,
+  statistics: BootstrapOptions,
+): Interval | undefined {
+  const shared = sharedDesigns(own, base);
+  if (!shared) return undefined;
+  const { labels, classes } = shared.own;
+  return pairedAurocDelta(
+    shared.own.probabilities,
+    shared.base.probabilities,
+    labels,
+    classes.length,
+    statistics,
+  ) ??
+    undefined;
 }
 
 /**
@@ -213,7 +277,8 @@ export function buildClassificationEntries(
       classes: design.classes,
       balancedAccuracy: balancedAccuracyInterval(design, statistics),
       accuracy: crossedBootstrap(design.correct, statistics),
-      auroc: meanAuroc(design),
+      auroc: aurocInterval(design.probabilities, design.labels, design.classes.length, statistics),
+      perSeed: perSeedScores(design),
       rank: 0,
     });
   }
@@ -222,11 +287,10 @@ export function buildClassificationEntries(
     if (entry.method !== SCRATCH) {
       const base = designs.get(`${SCRATCH}\n${at}`);
       if (base) {
-        entry.deltaToScratch = pairedBalancedAccuracyDelta(
-          designs.get(`${entry.method}\n${at}`)!,
-          base,
-          statistics,
-        );
+        const own = designs.get(`${entry.method}\n${at}`)!;
+        entry.deltaToScratch = pairedBalancedAccuracyDelta(own, base, statistics);
+        const aurocDelta = pairedAurocDeltaOf(own, base, statistics);
+        if (aurocDelta) entry.aurocDeltaToScratch = aurocDelta;
       }
     }
     const rivals = entries.filter((e) =>
@@ -253,7 +317,9 @@ export function classificationLeaderboardIntro(statistics: BootstrapOptions): st
     `a majority-class guess scores 1/classes), with ${level} confidence intervals from the same crossed ` +
     `bootstrap over seeds and test cases (${statistics.replicates} replicates, seed ${statistics.seed}), ` +
     `balanced accuracy recomputed on each resample; Δ is paired to scratch the same way. Accuracy has the ` +
-    `same bootstrap; AUROC (one-vs-rest macro) is the mean over seeds, without an interval.`,
+    `same bootstrap. AUROC (one-vs-rest macro) is the mean over seeds; its interval and paired Δ come from ` +
+    `the same bootstrap with the test cases resampled within each true class (stratified: every class ` +
+    `keeps its count, so AUROC exists on every resample), AUROC recomputed on each resample.`,
     "",
   ];
 }
@@ -273,19 +339,23 @@ export function classificationLeaderboardTables(
         `## ${cell(dataset)} (classification), ${percent(fraction)} of the training labels`,
         "",
         `| rank | method | architecture | balanced accuracy | ${level} CI | Δ to scratch | Δ ${level} CI | ` +
-          `accuracy | ${level} CI | AUROC | seeds | cases |`,
-        "| ---: | --- | --- | ---: | --- | ---: | --- | ---: | --- | ---: | --- | ---: |",
+          `accuracy | ${level} CI | AUROC | ${level} CI | Δ AUROC | Δ ${level} CI | seeds | cases |`,
+        "| ---: | --- | --- | ---: | --- | ---: | --- | ---: | --- | ---: | --- | ---: | --- | --- | ---: |",
       );
       for (const e of atFraction.filter((e) => e.dataset === dataset)) {
         const d = e.deltaToScratch;
         const b = e.balancedAccuracy;
+        const a = e.auroc;
+        const ad = e.aurocDeltaToScratch;
         lines.push(
           `| ${e.rank} | ${cell(e.method)} | ${cell(e.arch)} | ${f3(b.mean)} | [${f3(b.lower)}, ${
             f3(b.upper)
           }] | ` +
             `${d ? signed(d.mean) : "—"} | ${d ? `[${signed(d.lower)}, ${signed(d.upper)}]` : "—"} | ` +
             `${f3(e.accuracy.mean)} | [${f3(e.accuracy.lower)}, ${f3(e.accuracy.upper)}] | ` +
-            `${e.auroc === null ? "—" : f3(e.auroc)} | ${e.seeds.join(", ")} | ${e.cases} |`,
+            `${a ? f3(a.mean) : "—"} | ${a ? `[${f3(a.lower)}, ${f3(a.upper)}]` : "—"} | ` +
+            `${ad ? signed(ad.mean) : "—"} | ${ad ? `[${signed(ad.lower)}, ${signed(ad.upper)}]` : "—"} | ` +
+            `${e.seeds.join(", ")} | ${e.cases} |`,
         );
       }
       lines.push("");

@@ -5,6 +5,7 @@
  * @module
  */
 export * from "./bootstrap.ts";
+export * from "./classification_auroc.ts";
 export * from "./classification_leaderboard.ts";
 export * from "./grid.ts";
 export * from "./leaderboard.ts";

@@ -158,13 +158,16 @@ function balancedAccuracyRef(pred: number[], ref: number[]): number {
   return recalls.reduce((a, b) => a + b, 0) / recalls.length;
 }
 
-/** AUROC of one seed: one-vs-rest over every (positive, negative) pair, ties ½, macro over classes. */
-function aurocRef(method: string, seed: number): number {
+/**
+ * AUROC of one seed on a list of cases (repeats count as separate cases): one-vs-rest over every
+ * (positive, negative) pair of list positions, ties ½, macro over classes.
+ */
+function aurocRef(method: string, seed: number, cases = [0, 1, 2, 3, 4]): number {
   const per = classes.map((_, k) => {
     let wins = 0;
     let pairs = 0;
-    for (let i = 0; i < 5; i++) {
-      for (let j = 0; j < 5; j++) {
+    for (const i of cases) {
+      for (const j of cases) {
         if (labels[i] !== k || labels[j] === k) continue;
         const a = probabilities(method, seed, i)[k];
         const b = probabilities(method, seed, j)[k];
@@ -192,6 +195,22 @@ function exactDistribution(stat: (rows: number[], cols: number[]) => number): nu
   const out: number[] = [];
   for (const rows of tuples(2)) for (const cols of tuples(5)) out.push(stat(rows, cols));
   return out.sort((a, b) => a - b);
+}
+
+/**
+ * The exact stratified crossed-bootstrap distribution (sorted) of `stat(seeds drawn, cases drawn)`: 2
+ * seeds drawn with replacement; class a's cases 0, 1, 2 drawn three times with replacement from
+ * themselves, classes b and c (one case each) keep theirs.
+ */
+function exactStratified(stat: (rows: number[], cols: number[]) => number): number[] {
+  const out: number[] = [];
+  for (const rows of tuples(2)) for (const a of tuples(3)) out.push(stat(rows, [...a, 3, 4]));
+  return out.sort((x, y) => x - y);
+}
+
+/** Mean over the drawn seeds of each one's AUROC on the drawn cases, by pair counting. */
+function resampledAurocRef(method: string, rows: number[], cols: number[]): number {
+  return rows.reduce((sum, s) => sum + aurocRef(method, s, cols), 0) / rows.length;
 }
 
 /** Pooled balanced accuracy by listing every (drawn seed, drawn case) prediction and counting. */
@@ -241,7 +260,20 @@ Deno.test("classification leaderboard: balanced accuracy, accuracy, AUROC, Δ an
     const right = predicted[m].flat().filter((p, j) => p === labels[j % 5]).length;
     assert(Math.abs(e.accuracy.mean - right / 10) < 1e-15);
     const roc = (aurocRef(m, 0) + aurocRef(m, 1)) / 2;
-    assert(Math.abs(e.auroc! - roc) < 1e-12, `${m}: AUROC ${e.auroc} vs ${roc}`);
+    assert(Math.abs(e.auroc!.mean - roc) < 1e-12, `${m}: AUROC ${e.auroc!.mean} vs ${roc}`);
+    checkAgainstExact(
+      e.auroc!,
+      exactStratified((rows, cols) => resampledAurocRef(m, rows, cols)),
+      0.9,
+      20000,
+    );
+    assertEquals(e.perSeed.map((p) => p.seed), [0, 1]);
+    for (const p of e.perSeed) {
+      const pred = predicted[m][p.seed];
+      assert(Math.abs(p.balancedAccuracy - balancedAccuracyRef(pred, labels)) < 1e-15);
+      assert(Math.abs(p.accuracy - pred.filter((c, i) => c === labels[i]).length / 5) < 1e-15);
+      assert(Math.abs(p.auroc! - aurocRef(m, p.seed)) < 1e-12, `${m} seed ${p.seed}: ${p.auroc}`);
+    }
     checkAgainstExact(
       e.balancedAccuracy,
       exactDistribution((rows, cols) => pooledRef(m, rows, cols)),
@@ -257,6 +289,12 @@ Deno.test("classification leaderboard: balanced accuracy, accuracy, AUROC, Δ an
   assert(Math.abs(delta.mean - deltaRef([0, 1], [0, 1, 2, 3, 4])) < 1e-15);
   checkAgainstExact(delta, exactDistribution(deltaRef), 0.9, 20000);
   assertEquals(entries[1].deltaToScratch, undefined);
+  const aurocDelta = entries[0].aurocDeltaToScratch!;
+  const aurocDeltaRef = (rows: number[], cols: number[]) =>
+    resampledAurocRef("m1", rows, cols) - resampledAurocRef("scratch", rows, cols);
+  assert(Math.abs(aurocDelta.mean - aurocDeltaRef([0, 1], [0, 1, 2, 3, 4])) < 1e-12);
+  checkAgainstExact(aurocDelta, exactStratified(aurocDeltaRef), 0.9, 20000);
+  assertEquals(entries[1].aurocDeltaToScratch, undefined);
 
   const md = leaderboardMarkdown(board, "cls", grid.cells.length);
   assert(!md.includes("Mean Dice"), "no segmentation datasets: no Dice explanation");
