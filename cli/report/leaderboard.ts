@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { readNifti } from "../../core/data/mod.ts";
 import { writeFileAtomic } from "../../core/nn/mod.ts";
 import { lineChart } from "./charts.ts";
+import { type ClassificationEntryJson, classificationSectionHtml } from "./classification_leaderboard.ts";
 import { escapeHtml, type PageSection, renderPage, SORTABLE_SCRIPT } from "./page.ts";
 import { percentileWindow, toViewerVolume, VIEWER_SCRIPT, type ViewerCase, viewerHtml } from "./viewer.ts";
 
@@ -78,8 +79,8 @@ export interface LeaderboardResults {
   cells: LeaderboardCellJson[];
   /** Keys of unfinished cells. */
   missing?: string[];
-  /** Classification entries (shown in leaderboard.md only; the page counts them). */
-  classificationLeaderboard?: unknown[];
+  /** Classification entries (their own section: classification_leaderboard.ts). */
+  classificationLeaderboard?: ClassificationEntryJson[];
   /** Bootstrap settings (shown as given). */
   statistics?: Record<string, unknown>;
 }
@@ -263,6 +264,8 @@ export async function overlayViewerCases(cases: OverlayCase[], maxEdge = 128): P
 export function renderLeaderboard(results: LeaderboardResults, viewerCases: ViewerCase[] = []): string {
   const cells = results.cells.filter((c) => c.result.task !== "classification");
   const classification = results.classificationLeaderboard?.length ?? 0;
+  // a page of classification datasets only has no Dice plots or per-case Dice to show
+  const segmentation = classification === 0 || results.leaderboard.length > 0 || cells.length > 0;
   const sections: PageSection[] = [
     {
       id: "leaderboard",
@@ -270,28 +273,38 @@ export function renderLeaderboard(results: LeaderboardResults, viewerCases: View
       html:
         (results.leaderboard.length
           ? entriesTable(results.leaderboard)
+          : classification
+          ? ""
           : `<p class="muted">No finished cells yet.</p>`) +
         (results.missing?.length
           ? `<p class="muted">${results.missing.length} cells not finished yet: the leaderboard is partial.</p>`
           : "") +
         (classification
-          ? `<p class="muted">${classification} classification entries: see leaderboard.md.</p>`
+          ? `<p class="muted">${classification} classification entries: see <a href="#classification">Classification</a>.</p>`
           : "") +
         `<p class="muted">Click a column header to sort.</p>`,
     },
-    {
+  ];
+  if (classification) {
+    sections.push({
+      id: "classification",
+      title: "Classification",
+      html: classificationSectionHtml(results.classificationLeaderboard!),
+    });
+  }
+  if (segmentation) {
+    sections.push({
       id: "plots",
       title: "Plots",
       html: `<div class="grid">${diceBars(results.leaderboard)}\n${
         diceVsFraction(results.leaderboard)
       }</div>`,
-    },
-    {
+    }, {
       id: "per-case",
       title: "Per-case Dice",
       html: perCaseTables(cells) || `<p class="muted">No cases.</p>`,
-    },
-  ];
+    });
+  }
   if (viewerCases.length) {
     sections.push({
       id: "viewer",

@@ -88,9 +88,14 @@ gpuTest(
       assert(board.includes("## cubes (classification), 100% of the training labels"), board);
       assert(board.includes(`| 1 | scratch | resenc-tiny | ${expected.toFixed(3)} | [`), board);
 
-      // the HTML page counts the entry and keeps the cell out of its Dice tables
+      // the HTML page has the entry in its classification table and keeps the cell out of its Dice tables
       const page = await Deno.readTextFile(join(out, "leaderboard.html"));
-      assert(page.includes("1 classification entries: see leaderboard.md"), "page names the entry");
+      assert(page.includes('data-section="classification"'), "page has a classification section");
+      assert(
+        page.includes(`<td class="num" data-value="${entry.balancedAccuracy.mean}">${expected.toFixed(3)} [`),
+        "the entry's balanced accuracy in the page's table",
+      );
+      assert(entry.auroc === null || typeof entry.auroc.lower === "number", "AUROC with its interval");
       assert(!page.includes("NaN"), "no Dice computed from a classification cell");
 
       // a second run finds the cell finished
