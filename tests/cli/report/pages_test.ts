@@ -387,6 +387,44 @@ Deno.test({
           await Deno.remove(dir, { recursive: true });
         },
       );
+
+      await t.step("leaderboard: a classification section lays out and sorts", async () => {
+        const dir = await Deno.makeTempDir();
+        const interval = (mean: number) => ({ mean, lower: mean - 0.05, upper: mean + 0.04 });
+        const classificationLeaderboard = ["mae", "scratch", "simclr"].map((method, i) => ({
+          method,
+          arch: "resenc-tiny",
+          dataset: "grade",
+          labelFraction: 1,
+          seeds: [0, 1],
+          cases: 12,
+          rank: i + 1,
+          balancedAccuracy: interval(0.8 - 0.1 * i),
+          accuracy: interval(0.85 - 0.1 * i),
+          auroc: interval(0.9 - 0.05 * i),
+          ...(method === "scratch" ? {} : { deltaToScratch: interval(0.1 - 0.1 * i) }),
+          perSeed: [0, 1].map((seed) => ({ seed, balancedAccuracy: 0.78 - 0.1 * i + 0.04 * seed })),
+        }));
+        await Deno.writeTextFile(
+          `${dir}/results.json`,
+          JSON.stringify({ name: "cls", leaderboard: [], cells: [], classificationLeaderboard }),
+        );
+        const page = await browser.open(`file://${await writeLeaderboardPage(dir)}`);
+        assertEquals(page.errors, []);
+        await checkLayout(page, ["leaderboard", "classification", "cells", "about"]);
+        const column = `[...document.querySelectorAll("table.classification tbody tr")]
+          .map((r) => Number(r.cells[3].dataset.value))`;
+        await page.evaluate(`document.querySelectorAll("table.classification th")[3].click()`);
+        const up = await page.evaluate<number[]>(column);
+        // by rank the rows are in descending balanced accuracy; one click sorts them ascending
+        assertEquals(up.length, 3);
+        assertEquals(up, [...up].sort((a, b) => a - b));
+        assertEquals(
+          await page.evaluate<number>(`document.querySelectorAll("#classification circle.seed").length`),
+          6,
+        );
+        await Deno.remove(dir, { recursive: true });
+      });
     } finally {
       await browser.close();
     }
