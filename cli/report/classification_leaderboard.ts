@@ -148,8 +148,9 @@ export function classificationSectionHtml(entries: ClassificationEntryJson[]): s
   return [...groups.values()].map((group) => {
     const { dataset, labelFraction } = group[0];
     const heading = `${dataset}, ${pct(labelFraction)} labels`;
+    const plot = perSeedPlot(group, `${dataset}: balanced accuracy per seed, ${pct(labelFraction)} labels`);
     return `<h3>${escapeHtml(heading)}</h3>` + entriesTable(group, dataset, labelFraction) +
-      perSeedPlot(group, `${dataset}: balanced accuracy per seed, ${pct(labelFraction)} labels`);
+      (plot ? `<div class="grid" style="margin-top:12px">${plot}</div>` : "");
   }).join("\n") +
     `\n<p class="muted">Ranked by balanced accuracy. Intervals: crossed bootstrap over seeds and test cases ` +
     `(AUROC's stratified by class); Δ paired to scratch on the same architecture. Dots: one per seed; ` +

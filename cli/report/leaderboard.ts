@@ -339,7 +339,9 @@ export function renderLeaderboard(results: LeaderboardResults, viewerCases: View
   );
   return renderPage({
     title: `voxssl benchmark: ${results.name}`,
-    subtitle: `${results.leaderboard.length} entries, ${results.cells.length} finished cells`,
+    subtitle: `${results.leaderboard.length} entries, ${
+      classification ? `${classification} classification entries, ` : ""
+    }${results.cells.length} finished cells`,
     sections,
     scripts: [SORTABLE_SCRIPT, ...(viewerCases.length ? [VIEWER_SCRIPT] : [])],
   });

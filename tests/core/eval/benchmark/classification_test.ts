@@ -3,7 +3,8 @@
  * keys (segmentation's unchanged), and the classification leaderboard on hand-made per-case results
  * against references computed here: balanced accuracy, accuracy and AUROC by direct counting, the
  * crossed bootstrap of balanced accuracy and of its paired Δ against their exact distributions
- * enumerated over every resample of a 2 seeds × 5 cases design.
+ * enumerated over every resample of a 2 seeds × 5 cases design, and the stratified bootstrap of AUROC and
+ * of its paired Δ against theirs (every seed draw × every within-class draw of the cases).
  */
 import { assert, assertEquals, assertThrows } from "../../../assert.ts";
 import {
