@@ -87,7 +87,7 @@
 import { align4, type BufferRange, type Gpu, Params } from "../core/gpu/mod.ts";
 import { autotunerOf, bucket, type TuneProbe } from "./autotune.ts";
 import { headChunks } from "./head_chunks.ts";
-import { windowOf } from "./launch_plan.ts";
+import { spanLimitBytes, windowOf } from "./launch_plan.ts";
 import { LINEAR_INDEX, specialize } from "./wgsl.ts";
 
 /** Storage type of attention operands. */
@@ -1165,7 +1165,9 @@ export function attentionBackwardPlan(
     Math.ceil(s.lk / keyRows),
     Math.floor(options.dqSlabs ?? Math.ceil(ATTENTION_TUNING.targetWorkgroups / s.heads)),
     Math.floor((options.dqScratchBytes ?? ATTENTION_TUNING.dqScratchBytes) / (s.heads * slabBytes)),
-    Math.floor(gpu.limits.maxStorageBufferBindingSize / align4(slabBytes)),
+    // one head's slabs are one item of the head chunks: within the planner's span limit, not the bare
+    // binding limit (a head exactly a binding large has no room for the window's alignment slack)
+    Math.floor(spanLimitBytes(gpu.limits, 4) / slabBytes),
   );
   if (maxSlabs < 1) return unfused;
   const plan = (slabs: number) => ({

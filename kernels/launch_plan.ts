@@ -19,10 +19,10 @@
  *   elements); every operand lays item i out at element `i · itemStride` of its range and spans `itemExtent`
  *   elements from there (stride 0: every item reads the same elements, e.g. a broadcast bias). Windows of
  *   equally many items, each operand's sub-range given by the window rule with an element `base` (the
- *   window's first item inside the binding). When every whole range already fits, one window over the
- *   unchanged ranges (bases 0), the common case. `maxItems` caps a window's items (e.g. a workgroup-count
- *   limit); `granule` makes every window but the last a multiple of that many items (e.g. whole u32 words
- *   of packed u8 output).
+ *   window's first item inside the binding). When every whole range already fits and starts aligned, one
+ *   window over the unchanged ranges (bases 0), the common case. `maxItems` caps a window's items (e.g. a
+ *   workgroup-count limit); `granule` makes every window but the last a multiple of that many items (e.g.
+ *   whole u32 words of packed u8 output).
  * - {@link planRuns}, the longest fitting run: cuts units into consecutive runs, each the longest for which
  *   a predicate (usually "every operand's window fits") holds, by bisection; for layouts the linear model
  *   cannot state (index maps, reductions split into pieces).
@@ -198,7 +198,13 @@ export function planWindows<R extends PlanRange>(
       throw new RangeError(`${label}: negative item stride or extent`);
     }
   }
-  if (items <= maxItems && operands.every((o) => align4(o.range.size) <= limit)) {
+  // the unchanged ranges only where each can be bound as it is: within the limit and at an aligned offset
+  // (a caller's sub-range, e.g. one run of a split elementwise op, may start anywhere)
+  const align = limits.minStorageBufferOffsetAlignment;
+  if (
+    items <= maxItems &&
+    operands.every((o) => (o.range.offset ?? 0) % align === 0 && align4(o.range.size) <= limit)
+  ) {
     return [{
       item0: 0,
       items,

@@ -46,12 +46,14 @@ function checkPlan(
     operands.forEach((o, j) => {
       const r = w.ranges[j];
       const eb = o.elementBytes;
+      // every binding starts aligned, the unchanged ranges of the one-window plan included
+      assertEquals(r.offset % limits.minStorageBufferOffsetAlignment, 0, "unaligned binding offset");
       const whole = operands.every((p) =>
+        (p.range.offset ?? 0) % limits.minStorageBufferOffsetAlignment === 0 &&
         Math.ceil(p.range.size / 4) * 4 <= limits.maxStorageBufferBindingSize
       );
       if (!whole || windows.length > 1) {
         assert(r.size <= limits.maxStorageBufferBindingSize, `binding of ${r.size} bytes over the limit`);
-        assertEquals(r.offset % limits.minStorageBufferOffsetAlignment, 0, "unaligned binding offset");
         assertEquals(r.size % 4, 0);
         assert(r.size >= 16 || r.offset + r.size === o.range.buffer.size, "binding under 16 bytes");
       }
@@ -96,6 +98,15 @@ Deno.test("planWindows returns one window over the whole ranges when they fit", 
   assertEquals(w.length, 1);
   assertEquals(w[0].ranges[0].offset, 512);
   assertEquals(w[0].bases, [0, 0]);
+});
+
+Deno.test("planWindows binds a range that fits but starts off the alignment through an aligned window", () => {
+  // one run of a split elementwise op: 510 f32 from byte 2,040 of its buffer, under a 2,048-byte limit
+  const limits = { maxStorageBufferBindingSize: 2048, minStorageBufferOffsetAlignment: 32 };
+  const w = checkPlan(limits, [operand(2040, 4, 1, 1, 510)], 510);
+  assert(w.every((x) => x.ranges[0].offset % 32 === 0));
+  assertEquals(w[0].ranges[0].offset, 2016);
+  assertEquals(w[0].bases[0], 6); // element 0 of the range is element 6 of the binding
 });
 
 Deno.test("planWindows covers every item once within small limits, on random layouts", () => {

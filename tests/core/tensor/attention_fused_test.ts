@@ -21,6 +21,8 @@ import {
 } from "../../../kernels/mod.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { assertClose, gpuTest, randomArray } from "../../helpers.ts";
+import { withSmallBindings } from "../../chunked_harness.ts";
+import { spanLimitBytes } from "../../../kernels/launch_plan.ts";
 
 const FUSED = {};
 
@@ -208,7 +210,7 @@ gpuTest("fused attention backward: the dQ slabs are bounded whatever Lk, by para
   const at = (lk: number, options = {}) => attentionBackwardPlan(gpu, { ...shape, lk }, options);
   // Primus-M at 160³, batch 2: 63 key blocks; ⌈512/24⌉ = 22 slabs for the target workgroups, but 1 GiB
   // of scratch holds 19 (24 heads · 2.3 MB per slab), if one head's slabs fit a binding
-  const byBinding = Math.floor(gpu.limits.maxStorageBufferBindingSize / (slab * 4));
+  const byBinding = Math.floor(spanLimitBytes(gpu.limits, 4) / (slab * 4));
   const want = Math.min(19, byBinding);
   assertEquals(at(8000).slabs, want);
   assertEquals(at(8000).dqPartials, shape.heads * want * slab);
@@ -262,3 +264,30 @@ gpuTest(
     }
   },
 );
+
+Deno.test({
+  name: "fused attention backward: one head's dQ slabs a whole binding large still split over heads",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    // 8,192-byte bindings; slabs of 128 queries × Dh 8 f32 are 4,096 bytes and 200 keys make 2 key
+    // blocks: a cap of maxStorageBufferBindingSize / slab would plan 2 slabs, one head's 8,192 bytes,
+    // which the head chunks cannot bind with their window's alignment slack
+    withSmallBindings(8192, async (gpu) => {
+      const c: Case = { shape: [1, 3, 128, 200, 8] };
+      const { xs } = setup(c, 77);
+      const [q, k, v, g] = xs;
+      const s = { heads: 3, lq: 128, lk: 200, headDim: 8, scale: 1 / Math.sqrt(8), causal: false };
+      const plan = attentionBackwardPlan(gpu, s);
+      assert(plan.fused, "expected the fused backward");
+      assert(
+        plan.dqPartials * 4 > gpu.limits.maxStorageBufferBindingSize,
+        "expected dQ partials split over heads",
+      );
+      const want = attentionBackwardRef(q, k, v, g, {});
+      const got = await grads(gpu, c, xs, {});
+      for (const [j, key] of (["dq", "dk", "dv"] as const).entries()) {
+        assertClose(got[j], want[key].data, { rtol: 1e-5, atol: 1e-5, label: key });
+      }
+    }),
+});

@@ -47,6 +47,15 @@ Deno.test({
         { name: "mul outer", a: [3, 1, 50], b: [20, 1], op: ops.mul, f: (x: number, y: number) => x * y },
         // a big operand broadcast against a per-channel scale in the middle: [3, 7, 1] vs [3, 7, 45]
         { name: "sub channel", a: [3, 7, 1], b: [3, 7, 45], op: ops.sub, f: (x: number, y: number) => x - y },
+        // rows of 2,040 bytes: each row's run fits a binding whole but the second starts off the offset
+        // alignment, so it must still be bound through an aligned window
+        {
+          name: "add bias, rows at the limit",
+          a: [2, 510],
+          b: [510],
+          op: ops.add,
+          f: (x: number, y: number) => x + y,
+        },
       ];
       let seed = 100;
       for (const c of cases) {
