@@ -403,6 +403,21 @@ export function caseScores(summary: {
   return out;
 }
 
+/** The class names of a classify run's `test_scores.json`; a file that is not what it should be is named. */
+async function readClassScores(file: string): Promise<{ classes: string[] }> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await Deno.readTextFile(file));
+  } catch (error) {
+    throw new Error(`${file}: not readable as JSON (${(error as Error).message})`);
+  }
+  const classes = (parsed as { classes?: unknown })?.classes;
+  if (!Array.isArray(classes) || !classes.every((c) => typeof c === "string")) {
+    throw new Error(`${file}: expected "classes", a list of class names`);
+  }
+  return { classes };
+}
+
 /**
  * A classification cell: `voxssl classify` (pretrained encoder or scratch, the cell's seed and label
  * fraction) in the cell's work folder; it trains and scores the test cases itself, and its per-case CSV
@@ -440,7 +455,7 @@ async function classificationCell(
     );
     if (!(await done())) throw new StageStopped(`classification stopped before its end (${run})`);
   }
-  const { classes } = JSON.parse(await Deno.readTextFile(scoresFile)) as { classes: string[] };
+  const { classes } = await readClassScores(scoresFile);
   const cases = classifiedCases(
     await Deno.readTextFile(predictionsFile),
     classes,

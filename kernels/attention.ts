@@ -1177,14 +1177,16 @@ export function attentionBackwardPlan(
   });
   const tuner = autotunerOf(gpu);
   if (!tuner || options.dqSlabs !== undefined) return plan(maxSlabs);
-  // measured: the default slab count, fewer slabs (less scratch, fewer workgroups) or the 7-pass backward
-  const candidates = [...new Set([maxSlabs, Math.max(1, Math.floor(maxSlabs / 4)), 0])];
-  const slabs = tuner.choose({
+  // measured: the default slab count, a quarter of it (less scratch, fewer workgroups) or the 7-pass
+  // backward; keyed by role, not count, so that a choice holds for every shape of its (bucketed) class
+  const quarter = Math.max(1, Math.floor(maxSlabs / 4));
+  const candidates: [string, number][] = [["slabs", maxSlabs], ["quarter-slabs", quarter], ["7-pass", 0]];
+  const [, slabs] = tuner.choose({
     op: "attention_bwd",
     shapeClass: `${type}:dh${s.headDim}:h${bucket(s.heads)}:q${bucket(s.lq)}:k${bucket(s.lk)}:c${+s.causal}` +
       `:b${masks.bias ? (masks.bias.shared ? "s" : "h") : 0}:m${+!!masks.keyMask}:g${+dbias}`,
-    candidates,
-    keyOf: (n) => (n === 0 ? "7-pass" : `slabs${n}`),
+    candidates: quarter === maxSlabs ? [candidates[0], candidates[2]] : candidates,
+    keyOf: ([key]) => key,
     probe: () => backwardProbe(gpu, type, s, options, masks, dbias, maxSlabs),
   });
   return plan(slabs);

@@ -12,6 +12,7 @@ import {
   attentionStatsSize,
   runAttentionBackward,
   runAttentionForward,
+  spanLimitBytes,
 } from "../../../kernels/mod.ts";
 import { noGrad, record } from "../autograd.ts";
 import { keep } from "../scope.ts";
@@ -167,7 +168,7 @@ function kernelMasks(q: Tensor, s: Checked, options: AttentionOptions): Attentio
   if (bias) {
     const shared = biasLayout(s.lead, bias.shape.slice(0, -2));
     // a shared bias (and its f32 gradient) is bound whole
-    const limit = q.gpu.limits.maxStorageBufferBindingSize - q.gpu.limits.minStorageBufferOffsetAlignment;
+    const limit = spanLimitBytes(q.gpu.limits, 4);
     if (shared && bias.size * 4 > limit) {
       throw new RangeError(
         `scaledDotProductAttention(): options.bias [${bias.shape}] is shared by several heads and must fit ` +

@@ -251,9 +251,9 @@ gpuTest(
       assert(attentionBackwardPlan(gpu, s).fused, "before tuning: the reasoned default, fused");
       await grads(gpu, c, xs, extras); // meets the class
       assertEquals(tuner.pending.length, 1);
-      assertEquals(tuner.pending[0].candidates, ["slabs3", "slabs1", "7-pass"]);
+      assertEquals(tuner.pending[0].candidates, ["slabs", "quarter-slabs", "7-pass"]);
       await tuner.tunePending();
-      assertEquals(timed, ["slabs3", "slabs1", "7-pass"]);
+      assertEquals(timed, ["slabs", "quarter-slabs", "7-pass"]);
       assertEquals(attentionBackwardPlan(gpu, s), { fused: false, slabs: 0, dqPartials: 0 });
       const got = await grads(gpu, c, xs, extras);
       for (const [j, key] of (["dq", "dk", "dv"] as const).entries()) {
@@ -291,3 +291,29 @@ Deno.test({
       }
     }),
 });
+
+gpuTest(
+  "attention backward: a measured choice holds for every shape of its class (keyed by role, not count)",
+  async (gpu) => {
+    // the fake timer prefers a quarter of the slabs
+    const timer: TuneTimer = async (record, candidate) => {
+      record();
+      await gpu.sync();
+      return { ms: candidate === "quarter-slabs" ? 1 : 2, source: "fake" };
+    };
+    const tuner = new Autotuner(gpu, { cachePath: null, timer, warn: (m) => console.warn(m) });
+    attachAutotuner(gpu, tuner);
+    try {
+      const at = (lk: number) =>
+        attentionBackwardPlan(gpu, { heads: 2, lq: 37, lk, headDim: 16, scale: 0.25, causal: false });
+      assertEquals(at(1000).slabs, 8, "before tuning: one slab per key block");
+      await tuner.tunePending();
+      assertEquals(at(1000).slabs, 2, "8 key blocks: a quarter");
+      // 600 keys are in the same class (Lk bucketed to 1024) with 5 key blocks: a quarter is 1 slab
+      assertEquals(tuner.pending.length, 0);
+      assertEquals(at(600).slabs, 1);
+    } finally {
+      detachAutotuner(gpu);
+    }
+  },
+);
