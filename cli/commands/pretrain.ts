@@ -140,8 +140,6 @@ async function describeRun(flags: PretrainFlags, cwd: string): Promise<RunReques
     const extra = (flags.plugin ?? []).map((p) => pluginPath(p, cwd));
     resolved.plugins = [...new Set([...resolved.plugins, ...extra])];
     const notes = applyResumeFlags(resolved, { ...flags }, ckpt.meta.epoch);
-    if (flags.workers !== undefined) resolved.workers = parseNumber(flags.workers, "--workers", true);
-    if (flags.sampleTimeout !== undefined) resolved.sampleTimeoutSeconds = sampleTimeout(flags.sampleTimeout);
     return { kind: "resume", resolved, notes };
   }
   // Without model, data or config flags: the embedded quick-start run (small ResEnc, MAE, synthetic

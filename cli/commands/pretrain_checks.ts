@@ -8,6 +8,7 @@
 import type { ArchitecturePlugin } from "../../core/plugin/mod.ts";
 import type { ResolvedRunConfig } from "../../core/train/mod.ts";
 import { ConfigError } from "../errors.ts";
+import { number } from "../flag_values.ts";
 
 /** Flags that change what a run computes; with `--resume` they are refused (the checkpoint decides). */
 const FIXED_ON_RESUME: Record<string, string> = {
@@ -27,8 +28,8 @@ const FIXED_ON_RESUME: Record<string, string> = {
 
 /**
  * Applies the flags given with `--resume` to the checkpoint's config: `--epochs` (at least the epochs
- * already done; the schedule follows the new length) and `--workers`; any flag that would change what the
- * run computes is refused, naming it. Returns notes to print.
+ * already done; the schedule follows the new length), `--workers` and `--sample-timeout`; any flag that
+ * would change what the run computes is refused, naming it. Returns notes to print.
  */
 export function applyResumeFlags(
   resolved: ResolvedRunConfig,
@@ -47,6 +48,15 @@ export function applyResumeFlags(
     );
   }
   const notes: string[] = [];
+  const workers = number(flags.workers as string | undefined, "--workers", Number.isInteger, "an integer");
+  if (workers !== undefined) resolved.workers = workers;
+  const timeout = number(
+    flags.sampleTimeout as string | undefined,
+    "--sample-timeout",
+    (x) => x > 0,
+    "seconds > 0",
+  );
+  if (timeout !== undefined) resolved.sampleTimeoutSeconds = timeout;
   if (flags.epochs !== undefined) {
     const epochs = Number(flags.epochs);
     if (!Number.isInteger(epochs) || epochs <= 0) {

@@ -30,6 +30,16 @@ Deno.test("--resume: more epochs are applied (with a note), fewer than done are 
   assertEquals(applyResumeFlags(resolved(), { workers: "3", plugin: ["p.ts"] }, 0), []);
 });
 
+Deno.test("--resume: --workers and --sample-timeout apply to the resumed run; bad values are refused by flag", () => {
+  const config = resolved({ sampleTimeoutSeconds: 120 });
+  assertEquals(applyResumeFlags(config, { workers: "3", sampleTimeout: "600" }, 1), []);
+  assertEquals([config.workers, config.sampleTimeoutSeconds], [3, 600]);
+  const zero = assertThrows(() => applyResumeFlags(resolved(), { sampleTimeout: "0" }, 0), ConfigError);
+  assert(zero.message.includes('--sample-timeout: expected seconds > 0, got "0"'), zero.message);
+  const half = assertThrows(() => applyResumeFlags(resolved(), { workers: "1.5" }, 0), ConfigError);
+  assert(half.message.includes("--workers: expected an integer"), half.message);
+});
+
 Deno.test("--patch: a side that is not a multiple of the architecture's stride or patch embedding is refused with a fitting patch", () => {
   const registry = builtinRegistry();
   const resenc = registry.architecture("resenc-l");
