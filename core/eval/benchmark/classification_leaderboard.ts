@@ -185,6 +185,8 @@ function sharedDesigns(
   own: ClassificationDesign,
   base: ClassificationDesign,
 ): { own: ClassificationDesign; base: ClassificationDesign } | undefined {
+  // labels are indices into the class list: entries whose lists differ (a changed CSV) are not paired
+  if (own.classes.join("\u0000") !== base.classes.join("\u0000")) return undefined;
   const seeds = own.seeds.filter((s) => base.seeds.includes(s));
   const cases = own.cases.filter((c) => base.cases.includes(c));
   if (seeds.length === 0 || cases.length === 0) return undefined;

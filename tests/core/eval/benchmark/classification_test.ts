@@ -11,10 +11,12 @@ import {
   bootstrapReplicates,
   buildLeaderboard,
   type CellRecord,
+  type ClassificationDesign,
   classificationResultsCsv,
   crossedBootstrapStatistic,
   expandGrid,
   leaderboardMarkdown,
+  pairedBalancedAccuracyDelta,
   parseBenchmarkSpec,
   resultsCsv,
 } from "../../../../core/eval/benchmark/mod.ts";
@@ -369,4 +371,18 @@ Deno.test("a mixed spec: segmentation entries as without the classification data
   const md = leaderboardMarkdown(both.board, "mix", both.grid.cells.length);
   assert(md.includes("Mean Dice (foreground classes") && md.includes("ranked by balanced accuracy"), md);
   assert(md.indexOf("## hippo, 100%") < md.indexOf("## tumour (classification)"), md);
+});
+
+Deno.test("classification Δ: entries whose class lists differ (labels index other classes) are not paired", () => {
+  const design = (classes: string[]): ClassificationDesign => ({
+    seeds: [0, 1],
+    cases: ["a", "b", "c", "d"],
+    classes,
+    labels: [0, 1, 0, 1],
+    correct: [[1, 0, 1, 1], [0, 1, 1, 0]],
+    probabilities: [0, 1].map(() => [0, 1, 2, 3].map(() => [0.5, 0.5])),
+  });
+  const statistics = { replicates: 50, confidence: 0.95, seed: 1 };
+  assert(pairedBalancedAccuracyDelta(design(["x", "y"]), design(["x", "y"]), statistics) !== undefined);
+  assertEquals(pairedBalancedAccuracyDelta(design(["x", "y"]), design(["y", "x"]), statistics), undefined);
 });
