@@ -33,8 +33,8 @@
  * {@link BindingTooLargeError} naming the kernel.
  *
  * Pure: no GPU, so tests force any limit. Users: head_chunks.ts (attention, RoPE; attention.ts binds
- * its shared operands whole through windowOf), elementwise.ts, copy.ts (`runFill`), the optimizer's arena
- * windows, gather.ts, softmax.ts, philox.ts, matmul.ts (planWindows);
+ * its shared operands whole through windowOf), elementwise.ts, copy.ts (`runFill`; the strided gather and
+ * scatter: windowOf, planRuns, spanLimitBytes), the optimizer's arena windows, gather.ts, softmax.ts, philox.ts, matmul.ts (planWindows);
  * chunked.ts (norms, activations, pooling, resampling, losses: windowOf, planRuns); reduce.ts (planWindows,
  * windowOf); the conv launchers (conv3d_forward/backward_data/backward_weight/bias_grad.ts: windowOf,
  * planShrink, planRuns, spanLimitBytes); the GPU augmentation's per-sample bindings (core/train/gpu_augment.ts).

@@ -57,6 +57,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
     outShape: shape,
     inShape: shape,
     inStrides: p.map((d) => strides[d]),
+    label: "permute",
   });
   const inverse = new Array<number>(p.length);
   p.forEach((d, i) => (inverse[d] = i));
@@ -90,6 +91,7 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
     inShape: shape,
     inStrides: strides,
     offset: begin.reduce((o, b, d) => o + b * strides[d], 0),
+    label: "slice",
   });
   return record("slice", [x], out, [], (g) => [pad(g, begin.map((b, d) => [b, x.shape[d] - b - shape[d]]))]);
 }
@@ -120,6 +122,7 @@ export function pad(x: Tensor, padding: readonly (readonly [number, number])[], 
     inStrides: contiguousStrides(x.shape),
     padBefore: before,
     value,
+    label: "pad",
   });
   return record("pad", [x], out, [], (g) => [slice(g, before, before.map((b, d) => b + x.shape[d]))]);
 }
@@ -137,6 +140,7 @@ export function expand(x: Tensor, shape: Shape): Tensor {
     outShape: target,
     inShape: target,
     inStrides: broadcastStrides(x.shape, target),
+    label: "expand",
   });
   return record("expand", [x], out, [], (g) => [sumTo(g, x.shape)]);
 }
@@ -168,7 +172,7 @@ export function concat(inputs: readonly Tensor[], axis: number): Tensor {
   let start = 0;
   for (const x of xs) {
     starts.push(start);
-    runScatter(x.gpu, dtype, x.binding, out.binding, x.shape, strides, start * strides[a]);
+    runScatter(x.gpu, dtype, x.binding, out.binding, x.shape, strides, start * strides[a], "concat");
     start += x.shape[a];
   }
   return record("concat", xs, out, [], (g) =>
