@@ -10,7 +10,7 @@ import * as R from "../../../../core/tensor/reference/ops.ts";
 import { stridedSpan } from "../../../../kernels/mod.ts";
 import { assert, assertEquals, assertThrows } from "../../../assert.ts";
 import { checkOpDirect, withSmallBindings } from "../../../chunked_harness.ts";
-import { seededRandom } from "../../../helpers.ts";
+import { assertClose, halfValues, lacksGpuFeatures, randomArray, seededRandom } from "../../../helpers.ts";
 import type { OpCase } from "../../../op_harness.ts";
 
 Deno.test("stridedSpan matches the brute-force least and greatest element of every range", () => {
@@ -119,5 +119,31 @@ Deno.test({
       const err = assertThrows(() => ops.permute(wide, [1, 0]), BindingTooLargeError, "permute");
       assert(err.message.includes("maxStorageBufferBindingSize"), err.message);
       for (const t of [x, y, z, wide]) t.dispose();
+    }),
+});
+
+const f16Name =
+  "f16 slice and concat split above the binding limit (2-byte elements) and match the reference";
+Deno.test({
+  name: f16Name,
+  ignore: lacksGpuFeatures(f16Name, ["shader-f16"]),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withSmallBindings(2048, async () => {
+      // exact in f16: the copies move values, so the reference is the f16-rounded input moved in float64
+      const a = { shape: [3, 700], data: halfValues(randomArray(2100, 77)) };
+      const b = { shape: [3, 301], data: halfValues(randomArray(903, 78)) };
+      const ta = ops.cast(ops.tensor(Float32Array.from(a.data), a.shape), "f16");
+      const tb = ops.cast(ops.tensor(Float32Array.from(b.data), b.shape), "f16");
+      const s = ops.slice(ta, [1, 5], [3, 699]);
+      assertClose(await s.toFloat64(), R.sliceRef(a, [1, 5], [3, 699]).data, {
+        rtol: 0,
+        atol: 0,
+        label: "slice",
+      });
+      const c = ops.concat([ta, tb], 1);
+      assertClose(await c.toFloat64(), R.concatRef([a, b], 1).data, { rtol: 0, atol: 0, label: "concat" });
+      for (const t of [ta, tb, s, c]) t.dispose();
     }),
 });
