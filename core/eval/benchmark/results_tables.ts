@@ -48,6 +48,24 @@ function pluginsOf(p: CellRecord["result"]["provenance"]): string {
   return Object.entries(p.plugins).map(([n, v]) => `${n}@${v}`).sort().join(" ");
 }
 
+/** The leading columns of a result row: what the cell is (dataset … split_seed). */
+function cellColumns(cell: Cell): (string | number)[] {
+  return [
+    cell.dataset.name,
+    cell.method,
+    cell.arch,
+    encoderOf(cell),
+    cell.labelFraction,
+    cell.seed,
+    cell.splitSeed,
+  ];
+}
+
+/** The trailing columns of a result row: who computed it (core_version … cell_key). */
+function provenanceColumns(p: CellRecord["result"]["provenance"], cell: Cell): (string | undefined)[] {
+  return [p.core, pluginsOf(p), p.commit, p.adapter, cell.key];
+}
+
 /** `results.csv`: one row per test case of every finished segmentation cell (grid order). */
 export function resultsCsv(cells: Cell[], records: Map<string, CellRecord>): string {
   const lines = [RESULTS_CSV_COLUMNS.join(",")];
@@ -55,24 +73,13 @@ export function resultsCsv(cells: Cell[], records: Map<string, CellRecord>): str
     const record = records.get(cell.key);
     if (!record || record.result.task === "classification") continue;
     const p = record.result.provenance;
-    const plugins = pluginsOf(p);
     for (const c of record.result.cases) {
       lines.push(
         [
-          cell.dataset.name,
-          cell.method,
-          cell.arch,
-          encoderOf(cell),
-          cell.labelFraction,
-          cell.seed,
-          cell.splitSeed,
+          ...cellColumns(cell),
           c.case,
           c.dice,
-          p.core,
-          plugins,
-          p.commit,
-          p.adapter,
-          cell.key,
+          ...provenanceColumns(p, cell),
         ].map(csvField).join(","),
       );
     }
@@ -114,23 +121,13 @@ export function classificationResultsCsv(cells: Cell[], records: Map<string, Cel
     for (const c of record.result.cases) {
       lines.push(
         [
-          cell.dataset.name,
-          cell.method,
-          cell.arch,
-          encoderOf(cell),
-          cell.labelFraction,
-          cell.seed,
-          cell.splitSeed,
+          ...cellColumns(cell),
           c.case,
           classes[c.label],
           classes[c.predicted],
           c.predicted === c.label ? 1 : 0,
           c.probabilities.map((v, k) => `${classes[k]}=${v}`).join(" "),
-          p.core,
-          pluginsOf(p),
-          p.commit,
-          p.adapter,
-          cell.key,
+          ...provenanceColumns(p, cell),
         ].map(csvField).join(","),
       );
     }

@@ -13,18 +13,7 @@ import {
   weightedAuroc,
 } from "../../../../core/eval/benchmark/mod.ts";
 import { auroc } from "../../../../core/eval/classification/metrics.ts";
-
-/** mulberry32: test data only. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../../../helpers.ts";
 
 /** AUROC of scores [case][class] over a list of case indices by counting every (positive, negative) pair. */
 function pairCountAuroc(scores: number[][], labels: number[], classes: number, list: number[]): number {
@@ -46,7 +35,7 @@ function pairCountAuroc(scores: number[][], labels: number[], classes: number, l
 }
 
 Deno.test("weighted AUROC of a resample equals pair counting over the drawn cases (ties, repeats, 2 and 4 classes)", () => {
-  const rand = mulberry32(11);
+  const rand = seededRandom(11);
   for (const classes of [2, 4]) {
     const n = 13;
     // scores on a coarse grid so ties happen; class 3 absent when 4 classes (left out of the macro mean)
@@ -97,7 +86,7 @@ Deno.test("AUROC interval: null with one class among the test cases; brackets th
   const options = { confidence: 0.9, replicates: 500, seed: 1 };
   const probabilities = [[[0.8, 0.2], [0.6, 0.4], [0.7, 0.3]]];
   assertEquals(aurocInterval(probabilities, [0, 0, 0], 2, options), null);
-  const rand = mulberry32(4);
+  const rand = seededRandom(4);
   const labels = [0, 1, 0, 1, 1, 0, 0, 1];
   const scores = [0, 1].map(() => labels.map((l) => [0.5 + 0.3 * rand() - 0.2 * l]).map(([p]) => [p, 1 - p]));
   const interval = aurocInterval(scores, labels, 2, options)!;
