@@ -34,6 +34,12 @@ export const SEGMENTATION_ONLY_OPTIONS: readonly string[] = [
   "deepSupervision",
 ];
 
+/** `--spacing` of a cell's `classify` options (none when unset). */
+function spacingFlag(o: z.output<typeof ClassifyOptionsSchema>): string[] {
+  if (o.spacing === undefined) return [];
+  return ["--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing];
+}
+
 /** The `voxssl classify` flags of a cell's `classify` options. */
 export function classifyFlags(o: z.output<typeof ClassifyOptionsSchema>): string[] {
   const flags: string[] = [];
@@ -44,7 +50,7 @@ export function classifyFlags(o: z.output<typeof ClassifyOptionsSchema>): string
   if (o.lr) flags.push("--lr", String(o.lr));
   if (o.schedule) flags.push("--schedule", o.schedule);
   if (o.labelSmoothing !== undefined) flags.push("--label-smoothing", String(o.labelSmoothing));
-  if (o.spacing) flags.push("--spacing", Array.isArray(o.spacing) ? o.spacing.join(",") : o.spacing);
+  flags.push(...spacingFlag(o));
   if (o.augmentation === false) flags.push("--no-augmentation");
   return flags;
 }
@@ -62,10 +68,8 @@ export function classifyStageArgs(o: {
   resume: boolean;
 }): string[] {
   const options = ClassifyOptionsSchema.parse(o.cell.finetune);
-  const spacing = options.spacing === undefined
-    ? []
-    : ["--spacing", Array.isArray(options.spacing) ? options.spacing.join(",") : options.spacing];
-  if (o.resume) return ["classify", o.csv, "--resume", o.out, "--cache", o.cache, ...spacing];
+  // a resumed run is given its spacing again (how its data is read from the cache)
+  if (o.resume) return ["classify", o.csv, "--resume", o.out, "--cache", o.cache, ...spacingFlag(options)];
   return [
     "classify",
     o.csv,
